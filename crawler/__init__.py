@@ -1,0 +1,1 @@
+"""The web crawler: URL lists and whole sites into WARC, resumable."""

@@ -1,0 +1,41 @@
+"""The crawler's settings section (``[crawler]`` in the TOML file). Frozen and validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from modes.frozen import FrozenModel
+
+__all__ = ["CrawlerSettings"]
+
+Mode = Literal["asyncio", "threads", "gevent", "processes", "sequential"]
+
+
+class CrawlerSettings(FrozenModel):
+    out: Path = Path("crawl-out")
+    mode: Mode = "asyncio"
+    loop: Literal["uvloop", "asyncio"] = "uvloop"
+    follow: bool = False
+    scope: Literal["host", "domain", "prefix"] = "host"
+    max_depth: int | None = Field(default=None, ge=0)
+    max_pages: int | None = Field(default=None, ge=1)
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    sitemaps: bool = False
+    concurrency: int = Field(default=256, ge=1, le=100_000)
+    per_host: int = Field(default=8, ge=1, le=10_000)
+    delay: float = Field(default=0.0, ge=0, le=3600)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    retries: int = Field(default=3, ge=0, le=100)
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_decoded_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    user_agent: str = "fetchlab-crawler/0.1 (+https://example.invalid/fetchlab)"
+    robots: bool = True
+    frontier: Literal["sqlite", "memory"] = "sqlite"
+    warc_max_bytes: int = Field(default=1_000_000_000, ge=1_000_000)
+    parse_workers: int = Field(default=2, ge=0, le=256)
+    parse_batch: int = Field(default=16, ge=1, le=1024)
+    max_pending_parse: int = Field(default=256, ge=1)

@@ -1,0 +1,1 @@
+"""The IMAP archiver: whole accounts into Maildir, incremental, byte-exact."""

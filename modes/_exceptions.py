@@ -1,0 +1,202 @@
+"""The one error tree of the project.
+
+Third-party errors (aiohttp, imaplib, sqlite3, pydantic, OSError from sockets) are translated at the
+boundary into these; callers catch these and nothing else. Each error also inherits the builtin a
+caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handlers keep working.
+
+    FetchlabError
+    ├── UsageError (ValueError)                    bad CLI arguments            -> exit 2
+    ├── SettingsError (ValueError)                 bad settings file / env      -> exit 2
+    ├── ModeError (RuntimeError)                   a mode cannot run (extra missing, limit)
+    ├── TestbedError (RuntimeError)                a test-bed server cannot start / misbehaves
+    ├── StorageError (OSError)                     archive / state cannot be written or read
+    │   └── CorruptArchiveError                    a damaged file that repair could not fix
+    ├── CrawlError                                 crawler failures
+    │   ├── InvalidURLError (ValueError)           a URL line that cannot be crawled
+    │   │   └── UnsupportedSchemeError             anything but http/https
+    │   ├── RobotsDisallowed                       robots.txt forbids the URL
+    │   ├── OutOfScope                             follow mode: the link leaves the scope
+    │   └── FetchError (OSError)                   one URL failed to fetch
+    │       ├── FetchTimeout (TimeoutError)
+    │       ├── ConnectError (ConnectionError)     refused / DNS / unreachable
+    │       ├── ConnectionLost (ConnectionError)   reset or closed mid-response
+    │       ├── HTTPStatusError                    a final 4xx / 5xx after retries
+    │       ├── TooManyRedirects                   more hops than allowed, or a loop
+    │       ├── BodyTooLarge                       over --max-bytes (body kept, truncated)
+    │       ├── DecodeError (ValueError)           content-encoding / decompression bomb
+    │       └── HeadersTooLarge
+    └── MailError                                  mailsync failures
+        ├── ImapProtocolError (ValueError)         bytes the parser cannot read
+        ├── ImapConnectError (ConnectionError)     refused / DNS / closed mid-command
+        ├── ImapTLSError (ConnectionError)         certificate not trusted, handshake failed
+        ├── ImapAuthError (PermissionError)        wrong user / password, no password source
+        ├── ImapCommandError                       NO / BAD answer to a command
+        │   └── FolderGone                         folder deleted between LIST and EXAMINE
+        └── UIDValidityChanged                     folder re-created on the server
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BodyTooLarge",
+    "ConnectError",
+    "ConnectionLost",
+    "CorruptArchiveError",
+    "CrawlError",
+    "DecodeError",
+    "FetchError",
+    "FetchTimeout",
+    "FetchlabError",
+    "FolderGone",
+    "HTTPStatusError",
+    "HeadersTooLarge",
+    "ImapAuthError",
+    "ImapCommandError",
+    "ImapConnectError",
+    "ImapProtocolError",
+    "ImapTLSError",
+    "InvalidURLError",
+    "MailError",
+    "ModeError",
+    "OutOfScope",
+    "RobotsDisallowed",
+    "SettingsError",
+    "StorageError",
+    "TestbedError",
+    "TooManyRedirects",
+    "UIDValidityChanged",
+    "UnsupportedSchemeError",
+    "UsageError",
+]
+
+
+class FetchlabError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class UsageError(FetchlabError, ValueError):
+    """Bad command-line arguments (exit code 2)."""
+
+
+class SettingsError(FetchlabError, ValueError):
+    """Invalid settings: one message per problem, each naming the key and the file (exit 2)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ModeError(FetchlabError, RuntimeError):
+    """A concurrency mode cannot run as asked (missing extra, refused limit)."""
+
+
+class TestbedError(FetchlabError, RuntimeError):
+    """A test-bed server could not start or stopped working; the message says how to fix it."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+
+class StorageError(FetchlabError, OSError):
+    """The archive or its state cannot be written or read."""
+
+
+class CorruptArchiveError(StorageError):
+    """A damaged archive file that automatic repair could not fix."""
+
+
+class CrawlError(FetchlabError):
+    """Base of the crawler's errors."""
+
+
+class InvalidURLError(CrawlError, ValueError):
+    """A URL (line) that cannot be crawled."""
+
+
+class UnsupportedSchemeError(InvalidURLError):
+    """Only http and https URLs are crawled."""
+
+
+class RobotsDisallowed(CrawlError):
+    """robots.txt forbids this URL for our user agent."""
+
+
+class OutOfScope(CrawlError):
+    """A followed link that leaves the crawl's scope."""
+
+
+class FetchError(CrawlError, OSError):
+    """One URL failed to fetch."""
+
+
+class FetchTimeout(FetchError, TimeoutError):
+    """Connect, read or total timeout."""
+
+
+class ConnectError(FetchError, ConnectionError):
+    """Connection refused, DNS failure, host unreachable."""
+
+
+class ConnectionLost(FetchError, ConnectionError):
+    """The server reset or closed the connection mid-response."""
+
+
+class HTTPStatusError(FetchError):
+    """A final error status (4xx/5xx) after retries."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        self.status = status
+        super().__init__(message or f"HTTP {status}")
+
+
+class TooManyRedirects(FetchError):
+    """More redirect hops than allowed, or a redirect loop."""
+
+
+class BodyTooLarge(FetchError):
+    """The body went over the byte cap; what was read is kept, marked truncated."""
+
+
+class DecodeError(FetchError, ValueError):
+    """The content-encoding could not be decoded, or decoding exceeded its cap (a bomb)."""
+
+
+class HeadersTooLarge(FetchError):
+    """The response head was larger than the client accepts."""
+
+
+class MailError(FetchlabError):
+    """Base of mailsync's errors."""
+
+
+class ImapProtocolError(MailError, ValueError):
+    """Server bytes that the IMAP parser cannot read."""
+
+
+class ImapConnectError(MailError, ConnectionError):
+    """Refused, unknown host, or connection closed mid-command."""
+
+
+class ImapTLSError(ImapConnectError):
+    """TLS handshake failed or the certificate is not trusted."""
+
+
+class ImapAuthError(MailError, PermissionError):
+    """Login failed, or no password source is configured."""
+
+
+class ImapCommandError(MailError):
+    """The server answered NO or BAD."""
+
+    def __init__(self, command: str, status: str, text: str) -> None:
+        self.command = command
+        self.status = status
+        self.text = text
+        super().__init__(f"{command}: {status} {text}".strip())
+
+
+class FolderGone(ImapCommandError):
+    """The folder was deleted between LIST and EXAMINE."""
+
+
+class UIDValidityChanged(MailError):
+    """The folder's UIDVALIDITY changed: a new generation is synced, old copies are kept."""

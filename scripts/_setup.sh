@@ -1,0 +1,54 @@
+# Sourced by scripts/test, scripts/demo, scripts/bench: installs what the project needs on a bare
+# machine (Debian packages when root, a venv with the project and its extras) and is a no-op when
+# everything is already there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# binary -> Debian package
+DEB_NEEDS=(
+  "nginx:nginx-light"
+  "dovecot:dovecot-imapd"
+  "redis-server:redis-server"
+)
+
+_missing_debs() {
+  local pkgs=() entry bin pkg
+  for entry in "${DEB_NEEDS[@]}"; do
+    bin="${entry%%:*}"; pkg="${entry#*:}"
+    if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1; then pkgs+=("$pkg"); fi
+  done
+  # nginx's echo module (echo_sleep gives the latency port)
+  if [ ! -e /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then pkgs+=("libnginx-mod-http-echo"); fi
+  echo "${pkgs[@]:-}"
+}
+
+ensure_debs() {
+  local missing
+  missing="$(_missing_debs)"
+  [ -z "${missing// /}" ] && return 0
+  if [ "$(id -u)" != "0" ]; then
+    echo "scripts: missing Debian packages: $missing (run as root, or: sudo apt-get install $missing)" >&2
+    return 0
+  fi
+  echo "scripts: installing Debian packages: $missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $missing >/dev/null
+}
+
+ensure_venv() {
+  local py="${PYTHON:-python3}" stamp=".venv/.fetchlab-installed" want
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ ! -x .venv/bin/python ]; then
+    echo "scripts: creating .venv" >&2
+    "$py" -m venv .venv
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "scripts: installing the project and its extras into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e ".[dev,gevent,redis,bench,aioimaplib]"
+    echo "$want" > "$stamp"
+  fi
+}

@@ -1,0 +1,23 @@
+"""Shared test configuration. Server fixtures live in tests/fixtures/<server>.py, one per server."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.web",
+    "tests.fixtures.faults",
+    "tests.fixtures.imap",
+    "tests.fixtures.proxy",
+    "tests.fixtures.redis",
+]
+
+SLOW = os.environ.get("FETCHLAB_SLOW") == "1"
+
+
+@pytest.fixture(scope="session")
+def slow_size() -> bool:
+    """True when the full (benchmark-like) sizes should run; CI runs the quick sizes."""
+    return SLOW

@@ -1,0 +1,77 @@
+"""The public names stay exported, and the pure cores import nothing that does I/O."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import modes
+from modes import _exceptions
+
+ROOT = Path(__file__).resolve().parents[2]
+BANNED = {
+    "asyncio",
+    "threading",
+    "concurrent",
+    "gevent",
+    "aiohttp",
+    "requests",
+    "socket",
+    "ssl",
+    "imaplib",
+    "imapclient",
+    "aioimaplib",
+    "sqlite3",
+    "subprocess",
+    "uvloop",
+    "aiofiles",
+}
+
+
+def test_error_tree_exported() -> None:
+    for name in _exceptions.__all__:
+        assert getattr(modes, name) is getattr(_exceptions, name)
+        assert issubclass(getattr(_exceptions, name), _exceptions.FetchlabError)
+
+
+def test_errors_inherit_expected_builtins() -> None:
+    assert issubclass(_exceptions.FetchTimeout, TimeoutError)
+    assert issubclass(_exceptions.ConnectError, ConnectionError)
+    assert issubclass(_exceptions.SettingsError, ValueError)
+    assert issubclass(_exceptions.ImapAuthError, PermissionError)
+
+
+@pytest.mark.parametrize("core", ["crawler/core", "mailsync/core"])
+def test_core_is_pure(core: str) -> None:
+    offenders = []
+    for path in sorted((ROOT / core).rglob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in BANNED
+            ]
+    assert not offenders
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "crawler",
+        "mailsync",
+        "modes",
+        "testbed",
+        "modes.settings",
+        "modes.offload",
+        "modes.progress",
+    ],
+)
+def test_modules_import(module: str) -> None:
+    importlib.import_module(module)
