@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modes.frozen import FrozenModel
 
-__all__ = ["AccountSettings", "MailSettings"]
+__all__ = ["AccountSettings", "MailSettings", "is_loopback"]
 
 Mode = Literal["asyncio", "threads", "gevent", "processes", "sequential"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that never leave the machine."""
+    if host.lower() in {"localhost", "localhost.localdomain", "ip6-localhost"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class AccountSettings(FrozenModel):
@@ -23,6 +34,10 @@ class AccountSettings(FrozenModel):
     username: str = Field(min_length=1)
     password_env: str | None = None
     password_command: str | None = None
+    # login = LOGIN; plain = AUTHENTICATE PLAIN; xoauth2 = AUTHENTICATE XOAUTH2 with the token
+    # printed by oauth_token_command (or taken from password_env / password_command).
+    auth: Literal["login", "plain", "xoauth2"] = "login"
+    oauth_token_command: str | None = None
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     connections: int = Field(default=4, ge=1, le=64)
@@ -31,6 +46,16 @@ class AccountSettings(FrozenModel):
     ca_file: Path | None = None
     verify_tls: bool = True
 
+    @model_validator(mode="after")
+    def _plain_only_to_loopback(self) -> AccountSettings:
+        # a password in clear text over a real network is refused unless explicitly forced
+        if self.security == "plain" and not self.allow_plain and not is_loopback(self.host):
+            raise ValueError(
+                f"security = 'plain' sends the password unencrypted to {self.host}: "
+                "use tls or starttls, or set allow_plain = true"
+            )
+        return self
+
 
 class MailSettings(FrozenModel):
     out: Path = Path("mail-archive")
@@ -38,4 +63,20 @@ class MailSettings(FrozenModel):
     loop: Literal["uvloop", "asyncio"] = "uvloop"
     imap_client: Literal["native", "aioimaplib"] = "native"
     max_connections: int = Field(default=64, ge=1, le=10_000)
+    # COMPRESS=DEFLATE: auto = only when the host is not loopback (on loopback zlib costs more
+    # CPU than it saves), always = whenever the server offers it, never.
+    compress: Literal["auto", "always", "never"] = "auto"
+    # Literals (message bodies) larger than this stream to a file instead of memory.
+    spill_threshold: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # UID FETCH body commands in flight per connection (pipelining depth).
+    pipeline_depth: int = Field(default=2, ge=1, le=64)
+    # Seconds to connect + greet + log in, and the longest wait for one response.
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    # Reconnects (with exponential backoff) of one connection before its folders fail.
+    retries: int = Field(default=4, ge=0, le=100)
+    # Header parser processes (0 = parse on the event loop) and messages per IPC batch.
+    header_workers: int = Field(default=1, ge=0, le=64)
+    header_batch: int = Field(default=64, ge=1, le=10_000)
+    # fsync every message file and folder before the state records it (crash safety).
+    fsync: bool = True
     accounts: tuple[AccountSettings, ...] = ()

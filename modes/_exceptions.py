@@ -9,6 +9,7 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
     ├── SettingsError (ValueError)                 bad settings file / env      -> exit 2
     ├── ModeError (RuntimeError)                   a mode cannot run (extra missing, limit)
     ├── TestbedError (RuntimeError)                a test-bed server cannot start / misbehaves
+    │   └── PortInUseError                         the port it must listen on is taken
     ├── StorageError (OSError)                     archive / state cannot be written or read
     │   └── CorruptArchiveError                    a damaged file that repair could not fix
     ├── CrawlError                                 crawler failures
@@ -59,6 +60,7 @@ __all__ = [
     "MailError",
     "ModeError",
     "OutOfScope",
+    "PortInUseError",
     "RobotsDisallowed",
     "SettingsError",
     "StorageError",
@@ -94,6 +96,10 @@ class TestbedError(FetchlabError, RuntimeError):
     """A test-bed server could not start or stopped working; the message says how to fix it."""
 
     __test__ = False  # not a pytest test class despite the name
+
+
+class PortInUseError(TestbedError):
+    """Something already listens on the port a test-bed server must use."""
 
 
 class StorageError(FetchlabError, OSError):

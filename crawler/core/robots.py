@@ -1,0 +1,133 @@
+"""robots.txt rules with RFC 9309 status semantics, parsed once per host by protego.
+
+Status handling (RFC 9309 section 2.3.1): a 2xx body is parsed (only its first 500 KiB); 4xx means
+"unavailable": everything is allowed; 5xx or no answer at all means "unreachable": everything is
+disallowed for now and the file is fetched again later (``temporary``). Two choices beyond the
+RFC, both Google's: 429 counts as unreachable (the server asks us to slow down, so we do not
+treat it as permission), and a redirect chain still unresolved after the engine's five hops counts
+as unavailable (allow all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+from urllib.parse import urlsplit
+
+from modes._exceptions import InvalidURLError
+from protego import Protego
+
+__all__ = [
+    "MAX_ROBOTS_BYTES",
+    "ROBOTS_TTL",
+    "TEMPORARY_TTL",
+    "RobotsRules",
+    "robots_url",
+    "rules_from_response",
+]
+
+MAX_ROBOTS_BYTES = 500 * 1024
+# RFC 9309 2.4: a cached robots.txt should not be used for more than 24 hours.
+ROBOTS_TTL = 24 * 3600.0
+# How soon an unreachable robots.txt is asked for again.
+TEMPORARY_TTL = 60.0
+
+
+def robots_url(url: str) -> str:
+    """``scheme://host[:port]/robots.txt`` for the site of ``url`` (credentials dropped)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURLError(f"invalid URL {url[:80]!r}: {exc}") from None
+    if not host or parts.scheme.lower() not in ("http", "https"):
+        raise InvalidURLError(f"no http(s) host in {url[:80]!r}")
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = parts.scheme.lower()
+    default = 80 if scheme == "http" else 443
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    return f"{scheme}://{netloc}/robots.txt"
+
+
+@dataclass(frozen=True)
+class RobotsRules:
+    """One host's robots.txt verdict; the protego parse is cached on first use."""
+
+    kind: Literal["parsed", "allow_all", "disallow_all"]
+    body: bytes = b""
+    fetched_at: float = 0.0
+    temporary: bool = False
+
+    @cached_property
+    def _parser(self) -> Protego:
+        # cached_property writes the instance __dict__ directly, which a frozen dataclass allows.
+        body = self.body
+        # Skip a UTF-8 BOM, even a truncated one, as Google's parser does.
+        for bom in (b"\xef\xbb\xbf", b"\xef\xbb", b"\xef"):
+            if body.startswith(bom):
+                body = body[len(bom) :]
+                break
+        return Protego.parse(body.decode("utf-8", "replace"))
+
+    def allowed(self, url: str, user_agent: str) -> bool:
+        """May ``user_agent`` fetch ``url``? ``/robots.txt`` itself is always allowed."""
+        if self.kind == "allow_all":
+            return True
+        if self.kind == "disallow_all":
+            return _is_robots_path(url)
+        if _is_robots_path(url):
+            return True
+        return bool(self._parser.can_fetch(url, user_agent))
+
+    def crawl_delay(self, user_agent: str) -> float | None:
+        """The Crawl-delay that applies to ``user_agent``, in seconds, if any."""
+        if self.kind != "parsed":
+            return None
+        delay = self._parser.crawl_delay(user_agent)
+        return None if delay is None else float(delay)
+
+    def sitemaps(self) -> tuple[str, ...]:
+        """``Sitemap:`` URLs listed in the file (any user-agent group)."""
+        if self.kind != "parsed":
+            return ()
+        return tuple(self._parser.sitemaps)
+
+    def is_stale(self, now: float, ttl: float = ROBOTS_TTL, retry: float = TEMPORARY_TTL) -> bool:
+        """True when the cached verdict should be fetched again."""
+        return now - self.fetched_at >= (retry if self.temporary else ttl)
+
+    def __getstate__(self) -> dict[str, object]:
+        # Ship the fields only; the receiver re-parses on first use.
+        state = dict(self.__dict__)
+        state.pop("_parser", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
+
+def _is_robots_path(url: str) -> bool:
+    try:
+        return urlsplit(url).path == "/robots.txt"
+    except ValueError:
+        return False
+
+
+def rules_from_response(status: int | None, body: bytes, now: float) -> RobotsRules:
+    """Turn the final answer to a robots.txt request into rules (RFC 9309 semantics).
+
+    ``status`` is None when the server could not be reached (connect error, timeout, reset).
+    """
+    if status is None or status >= 500 or status == 429 or status < 200:
+        return RobotsRules("disallow_all", fetched_at=now, temporary=True)
+    if status >= 300:
+        # 3xx here: the engine gave up following redirects; RFC 9309 2.3.1.2 allows
+        # treating that as "unavailable"; 4xx is "unavailable" by definition.
+        return RobotsRules("allow_all", fetched_at=now)
+    if len(body) > MAX_ROBOTS_BYTES:
+        cut = body.rfind(b"\n", 0, MAX_ROBOTS_BYTES)
+        body = body[: cut + 1 if cut >= 0 else MAX_ROBOTS_BYTES]
+    return RobotsRules("parsed", body=body, fetched_at=now)

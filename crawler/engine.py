@@ -1,0 +1,552 @@
+"""The asyncio driver: leases URLs, keeps politeness, drives each URL's flow, parses, archives.
+
+One dispatcher coroutine leases URLs from the frontier into per-host queues and starts a task for
+a host only while that host has a free politeness slot, so one slow host holds at most
+``per_host`` of the ``concurrency`` tasks and never starves the others. Each task drives
+:func:`crawler.core.flow.url_flow`; parsing goes to a bounded, batched process pool
+(:class:`modes.offload.BatchOffload`) and writing to the WARC writer thread. A task keeps its
+global slot until its page is committed, so when parsing or writing lag, fetching slows down:
+memory stays flat however fast the network is.
+
+Commit order per URL (what makes SIGKILL safe, see :mod:`crawler.warc`): new links are added to
+the frontier and committed, the WARC records and the pages.jsonl line are written, and only then
+the URL is marked done. The frontier's ``pages_checkpoint`` meta says up to where pages.jsonl is
+known to be marked done; lines after it are re-applied at start-up instead of fetched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crawler.core.flow import (
+    FetchEffect,
+    FetchResult,
+    FlowConfig,
+    Outcome,
+    RobotsEffect,
+    SleepEffect,
+    parse_any,
+    robots_flow,
+    url_flow,
+)
+from crawler.core.frontier import Frontier, FrontierItem, NewURL
+from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
+from crawler.core.politeness import SlotTable
+from crawler.core.retry import RetryPolicy
+from crawler.core.robots import RobotsRules
+from crawler.core.urls import Scope, canonicalize, fingerprint, host_key
+from crawler.pages import iter_pages
+from crawler.settings import CrawlerSettings
+from crawler.stats import CrawlStats
+from crawler.transports.aiohttp_fetch import AiohttpFetcher
+from crawler.warc import ArchiveJob, ArchiveThread, ArchiveWriter, WrittenPage
+from modes._exceptions import FetchError, InvalidURLError, StorageError
+from modes.offload import BatchOffload
+from modes.runtime import raise_nofile_limit
+
+__all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult"]
+
+CHECKPOINT_KEY = "pages_checkpoint"
+ROBOTS_CACHE = 10_000  # hosts whose robots.txt verdict stays in memory
+CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints in the frontier
+STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
+
+
+@dataclass
+class EngineResult:
+    stats: CrawlStats
+    interrupted: bool = False
+    repaired: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Token:
+    item: FrontierItem
+    ok: bool
+    future: asyncio.Future[WrittenPage]
+
+
+class Engine:
+    """One crawl run over ``frontier`` into ``out``. Create and run inside an event loop."""
+
+    def __init__(
+        self,
+        settings: CrawlerSettings,
+        frontier: Frontier,
+        *,
+        scope: Scope | None = None,
+        stats: CrawlStats | None = None,
+        parse_fn: Callable[[ParseInput], ParsedPage] = parse_any,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.s = settings
+        self.frontier = frontier
+        self.scope = scope
+        self.stats = stats or CrawlStats()
+        self._parse_fn = parse_fn
+        self._rand = rand
+        self._flow = FlowConfig(
+            user_agent=settings.user_agent,
+            policy=RetryPolicy(retries=settings.retries),
+            obey_robots=settings.robots,
+            max_bytes=settings.max_bytes,
+            timeout=settings.timeout,
+            redirect_scope=scope.allows if scope is not None and settings.follow else None,
+        )
+        self.slots = SlotTable(settings.per_host, settings.delay)
+        self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
+        self._robots_pending: dict[str, asyncio.Future[RobotsRules]] = {}
+        self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._ready: dict[str, deque[FrontierItem]] = {}
+        self._buffered = 0
+        self._host_tasks: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._hard_stop = False
+        self._pending = asyncio.Semaphore(settings.max_pending_parse)
+        self._checkpoint = 0
+        self._checkpoint_saved = 0
+        self._already: dict[bytes, bool] = {}  # committed after the checkpoint: fp -> ok
+        self._sitemap_hosts: set[str] = set()
+        self._dispatched = 0
+        self._archive: ArchiveThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fatal: BaseException | None = None
+        self._ckpt_at = 0.0
+        self._fetcher: AiohttpFetcher | None = None
+        self._offload: BatchOffload[ParseInput, ParsedPage] | None = None
+
+    # --------------------------------------------------------------------------------- control
+    def stop(self) -> None:
+        """Graceful stop (first Ctrl-C): no new URLs; in-flight ones finish. Second: hard stop."""
+        if self._stopping:
+            self._hard_stop = True
+            for task in self._tasks:
+                task.cancel()
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> EngineResult:
+        self._loop = asyncio.get_running_loop()
+        raise_nofile_limit(self.s.concurrency + 512)
+        writer = ArchiveWriter(self.s.out, max_file_bytes=self.s.warc_max_bytes)
+        self._archive = ArchiveThread(writer, self._on_written_threadsafe)
+        report = await asyncio.wrap_future(self._archive.start())
+        repaired = {
+            "pages_truncated": report.pages_truncated,
+            "warc_truncated": report.warc_truncated,
+            "files_removed": list(report.files_removed),
+        }
+        self._load_checkpoint()
+        self.frontier.release_leases()
+        counts = self.frontier.counts()
+        self.stats.previous = counts.done + counts.failed
+        fetcher = AiohttpFetcher(
+            concurrency=self.s.concurrency, per_host=self.s.per_host, timeout=self.s.timeout
+        )
+        offload: BatchOffload[ParseInput, ParsedPage] = BatchOffload(
+            self._parse_fn,
+            workers=self.s.parse_workers,
+            batch_size=self.s.parse_batch,
+            max_pending=self.s.max_pending_parse,
+        )
+        self._fetcher = fetcher
+        self._offload = offload
+        try:
+            await self._dispatch()
+        finally:
+            await self._shutdown()
+        if self._fatal is not None:
+            raise self._fatal
+        return EngineResult(self.stats, interrupted=self._stopping, repaired=repaired)
+
+    def _load_checkpoint(self) -> None:
+        get_meta = getattr(self.frontier, "get_meta", None)
+        if get_meta is None:
+            return
+        raw = get_meta(CHECKPOINT_KEY)
+        start = int(raw) if raw else 0
+        path = self.s.out / "pages.jsonl"
+        self._checkpoint = self._checkpoint_saved = start
+        if not path.exists() or path.stat().st_size <= start:
+            return
+        # lines committed after the last checkpoint: their URL may still be queued in the frontier
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            tail = fh.read()
+        tmp = self.s.out / ".pages-tail.jsonl"
+        tmp.write_bytes(tail)
+        try:
+            for row in iter_pages(tmp):
+                self._already[fingerprint(str(row["url"]))] = not row.get("error_class")
+        finally:
+            tmp.unlink()
+
+    async def _shutdown(self) -> None:
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._offload is not None:
+            await self._offload.aclose()
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+        assert self._archive is not None
+        await asyncio.to_thread(self._archive.close)
+        # every job is written and acknowledged now; the callbacks ran on this loop
+        await asyncio.sleep(0)
+        self.frontier.release_leases()
+        self._save_checkpoint(force=True)
+
+    # ------------------------------------------------------------------------------ dispatching
+    def _buffer_cap(self) -> int:
+        return max(2 * self.s.concurrency, 64)
+
+    def _limit_left(self) -> int | None:
+        if self.s.max_pages is None:
+            return None
+        return self.s.max_pages - self.stats.previous - self._dispatched
+
+    async def _dispatch(self) -> None:
+        last_counts = 0.0
+        while True:
+            now = time.time()
+            if self._stopping:
+                break
+            left = self._limit_left()
+            want = self._buffer_cap() - self._buffered
+            if left is not None:
+                want = min(want, left - self._buffered)
+            # lease in batches: each lease is one SQL transaction
+            if want > 0 and (want >= min(64, self._buffer_cap() // 4) or not self._buffered):
+                self._fill(want, now)
+            self._start_ready()
+            if time.monotonic() - last_counts > 0.25:
+                self._refresh_counts()
+                last_counts = time.monotonic()
+            self._save_checkpoint()
+            if not self._tasks and not self._buffered:
+                nra = self.frontier.next_ready_at()
+                if nra is None or (left is not None and left <= 0):
+                    break
+                timeout = min(max(nra - time.time(), 0.0), 1.0)
+            else:
+                timeout = self._next_wake()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _fill(self, want: int, now: float) -> None:
+        for item in self.frontier.lease(want, now):
+            fp = fingerprint(item.url)
+            if fp in self._already:
+                # committed to pages.jsonl before a crash: apply, do not fetch twice
+                ok = self._already.pop(fp)
+                (self.frontier.complete if ok else self.frontier.fail)(item.url)
+                self.stats.skipped += 1
+                continue
+            self._ready.setdefault(item.host, deque()).append(item)
+            self._buffered += 1
+
+    def _start_ready(self) -> None:
+        now = time.monotonic()
+        per_host = self.s.per_host
+        for host in list(self._ready):
+            queue = self._ready[host]
+            while (
+                queue
+                and len(self._tasks) < self.s.concurrency
+                and self._host_tasks.get(host, 0) < per_host
+                and self.slots.wait_time(host, now) <= 0
+            ):
+                item = queue.popleft()
+                self._buffered -= 1
+                self._dispatched += 1
+                self._host_tasks[host] = self._host_tasks.get(host, 0) + 1
+                task = asyncio.create_task(self._crawl(item))
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+            if not queue:
+                del self._ready[host]
+            if len(self._tasks) >= self.s.concurrency:
+                break
+
+    def _next_wake(self) -> float:
+        now = time.monotonic()
+        waits = [self.slots.wait_time(h, now) for h in list(self._ready)[:1000]]
+        finite = [w for w in waits if w != float("inf")]
+        return min([0.5, *[max(w, 0.001) for w in finite]])
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # a bug, not a page fault: stop the crawl and let run() re-raise it
+            self._fatal = exc
+            self.stop()
+
+    def _refresh_counts(self) -> None:
+        c = self.frontier.counts()
+        self.stats.queued = c.queued + self._buffered
+
+    def _save_checkpoint(self, force: bool = False) -> None:
+        set_meta = getattr(self.frontier, "set_meta", None)
+        if set_meta is None or self._checkpoint == self._checkpoint_saved:
+            return
+        now = time.monotonic()
+        if force or now - self._ckpt_at >= CHECKPOINT_EVERY:
+            set_meta(CHECKPOINT_KEY, str(self._checkpoint))
+            self._checkpoint_saved = self._checkpoint
+            self._ckpt_at = now
+
+    # ---------------------------------------------------------------------------- one URL
+    async def _crawl(self, item: FrontierItem) -> None:
+        host = item.host
+        self.stats.in_flight += 1
+        try:
+            outcome = await self._drive(url_flow(item.url, self._flow, self._rand))
+            self.stats.retries += outcome.retries
+            if outcome.retry_later is not None and (
+                self._stopping or item.attempts < self.s.retries
+            ):
+                if not self._stopping:  # when stopping, the lease is simply released
+                    self.frontier.retry(item.url, time.time() + outcome.retry_later)
+                self.stats.skipped += 1
+                return
+            async with self._pending:
+                self.stats.pending += 1
+                self.stats.max_pending = max(self.stats.max_pending, self.stats.pending)
+                try:
+                    await self._finish(item, outcome)
+                finally:
+                    self.stats.pending -= 1
+        finally:
+            self.stats.in_flight -= 1
+            n = self._host_tasks.get(host, 1) - 1
+            if n:
+                self._host_tasks[host] = n
+            else:
+                self._host_tasks.pop(host, None)
+
+    async def _finish(self, item: FrontierItem, outcome: Outcome) -> None:
+        final = outcome.final
+        parsed: ParsedPage | None = None
+        error_class, error = outcome.error_class, outcome.error
+        content_type = final.header("Content-Type") if final else None
+        if final is not None and 200 <= final.status < 300 and self._wants_parse(final):
+            assert self._offload is not None
+            parsed = await self._offload.submit(
+                ParseInput(
+                    url=final.url,
+                    status=final.status,
+                    content_type=content_type,
+                    content_encoding=final.header("Content-Encoding"),
+                    body=final.body,
+                    max_decoded=self.s.max_decoded_bytes,
+                )
+            )
+            if parsed.error and error_class is None:
+                error_class, _, error = parsed.error.partition(": ")
+            elif self.s.follow and not outcome.hops[-1].truncated:
+                self._add_links(item, parsed)
+        row: dict[str, Any] = {
+            "url": item.url,
+            "final_url": outcome.final_url,
+            "status": outcome.status,
+            "content_type": content_type,
+            "bytes": len(final.body) if final else 0,
+            "sha1": None,
+            "fetched_at": _iso(final.started_at) if final else _iso(time.time()),
+            "elapsed_ms": round(sum(h.elapsed for h in outcome.hops) * 1000, 1),
+            "depth": item.depth,
+            "n_links": parsed.n_links if parsed else None,
+            "title": parsed.title if parsed else None,
+            "error_class": error_class,
+            "error": error,
+            "truncated": bool(final and final.truncated),
+            "retries": outcome.retries,
+            "hops": len(outcome.hops),
+        }
+        written = await self._write(item, error_class is None, outcome.hops, row)
+        self.stats.bytes += sum(len(h.body) for h in outcome.hops)
+        self.stats.responses += len(outcome.hops)
+        self.stats.revisits += bool(written.row.get("revisit"))
+        if error_class is None:
+            self.stats.done += 1
+        else:
+            self.stats.failed += 1
+            self.stats.errors[error_class] += 1
+            if len(self.stats.failed_urls) < 1000:
+                self.stats.failed_urls.append((item.url, f"{error_class}: {error}"))
+
+    def _wants_parse(self, final: FetchResult) -> bool:
+        ctype = final.header("Content-Type")
+        if self.s.sitemaps and is_sitemap(final.url, ctype):
+            return True
+        return is_html(ctype)
+
+    def _add_links(self, item: FrontierItem, parsed: ParsedPage) -> None:
+        depth = item.depth + 1
+        if self.s.max_depth is not None and depth > self.s.max_depth:
+            return
+        scope = self.scope
+        new = [
+            NewURL(link, depth, item.url)
+            for link in parsed.links
+            if scope is None or scope.allows(link)
+        ]
+        if new:
+            self.frontier.add(new)
+            self.stats.queued += len(new)
+
+    async def _write(
+        self, item: FrontierItem, ok: bool, hops: tuple[FetchResult, ...], row: dict[str, Any]
+    ) -> WrittenPage:
+        # links added above must be durable before the line that says this page is archived
+        flush = getattr(self.frontier, "flush", None)
+        if flush is not None:
+            flush()
+        assert self._loop is not None and self._archive is not None
+        fut: asyncio.Future[WrittenPage] = self._loop.create_future()
+        self._archive.submit(_Token(item, ok, fut), ArchiveJob(hops, row))
+        # shielded: on Ctrl-C the write still completes and is acknowledged in order
+        return await asyncio.shield(fut)
+
+    def _on_written_threadsafe(self, token: object, result: WrittenPage | BaseException) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_written, token, result)
+
+    def _on_written(self, token: object, result: WrittenPage | BaseException) -> None:
+        # runs on the loop, in write order: the checkpoint only ever covers marked URLs
+        assert isinstance(token, _Token)
+        if isinstance(result, BaseException):
+            if not token.future.done():
+                token.future.set_exception(result)
+            self.stop()
+            return
+        (self.frontier.complete if token.ok else self.frontier.fail)(token.item.url)
+        self._checkpoint = result.pages_offset
+        if not token.future.done():
+            token.future.set_result(result)
+
+    # ----------------------------------------------------------------------------- effects
+    async def _drive(self, gen: Any) -> Any:
+        value: object = None
+        while True:
+            try:
+                effect = gen.send(value)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(effect, FetchEffect):
+                value = await self._fetch(effect)
+            elif isinstance(effect, RobotsEffect):
+                value = await self._robots_for(effect.url)
+            elif isinstance(effect, SleepEffect):
+                if effect.host is not None:
+                    self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
+                await asyncio.sleep(effect.seconds)
+                value = None
+            else:  # pragma: no cover - the flow yields only the effects above
+                raise TypeError(f"unknown effect {effect!r}")
+
+    async def _fetch(self, effect: FetchEffect) -> FetchResult | FetchError:
+        host = effect.host
+        await self._acquire(host)
+        assert self._fetcher is not None
+        try:
+            return await self._fetcher.fetch(effect.request)
+        except FetchError as exc:
+            return exc
+        finally:
+            self.slots.finish(host, time.monotonic())
+            for waiter in self._slot_waiters.pop(host, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._wake.set()
+
+    async def _acquire(self, host: str) -> None:
+        assert self._loop is not None
+        while True:
+            now = time.monotonic()
+            if self.slots.can_start(host, now):
+                self.slots.start(host, now)
+                return
+            wait = self.slots.wait_time(host, now)
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._slot_waiters.setdefault(host, []).append(waiter)
+            timeout = 1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0)
+            await asyncio.wait([waiter], timeout=timeout)
+
+    async def _robots_for(self, url: str) -> RobotsRules:
+        host = host_key(url)
+        rules = self._robots.get(host)
+        if rules is not None and not rules.is_stale(time.time()):
+            self._robots.move_to_end(host)
+            return rules
+        pending = self._robots_pending.get(host)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        assert self._loop is not None
+        fut: asyncio.Future[RobotsRules] = self._loop.create_future()
+        self._robots_pending[host] = fut
+        try:
+            rules = await self._drive(robots_flow(url, self._flow, time.time()))
+        except BaseException:
+            fut.cancel()
+            raise
+        finally:
+            del self._robots_pending[host]
+        assert isinstance(rules, RobotsRules)
+        self._robots[host] = rules
+        if len(self._robots) > ROBOTS_CACHE:
+            self._robots.popitem(last=False)
+        delay = rules.crawl_delay(self.s.user_agent)
+        if delay:
+            self.slots.set_delay(host, delay)
+        if self.s.sitemaps and self.s.follow and host not in self._sitemap_hosts:
+            self._sitemap_hosts.add(host)
+            self._add_sitemaps(url, rules)
+        fut.set_result(rules)
+        return rules
+
+    def _add_sitemaps(self, url: str, rules: RobotsRules) -> None:
+        found: list[NewURL] = []
+        for raw in (*rules.sitemaps(), "/sitemap.xml"):
+            try:
+                sm = canonicalize(raw, base=url)
+            except InvalidURLError:
+                continue
+            if self.scope is None or self.scope.allows(sm):
+                found.append(NewURL(sm, 0, None))
+        if found:
+            self.frontier.add(found)
+
+
+def seed_frontier(frontier: Frontier, urls: Sequence[str]) -> int:
+    """Add the seed URLs at depth 0 (already canonical); returns how many were new."""
+    return frontier.add(NewURL(u, 0, None) for u in urls)
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def storage_check(out: Path) -> None:
+    """Fail early (exit 2) when the output folder cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(f"output folder {out} is not writable: {exc.strerror or exc}") from exc

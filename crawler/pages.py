@@ -1,0 +1,128 @@
+"""``pages.jsonl``: one JSON object per crawled URL, appended after its WARC records are written.
+
+The file doubles as the archive's commit log: a line exists only once every record of that URL is
+in the WARC file, and it names the WARC file and the offset where those records end. Resume reads
+the last complete line to know where the archive is whole (see :mod:`crawler.warc`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from modes._exceptions import StorageError
+
+__all__ = ["PAGE_FIELDS", "PagesLog", "iter_pages", "last_complete_line"]
+
+# Every line has these keys (null when unknown), in this order.
+PAGE_FIELDS = (
+    "url",
+    "final_url",
+    "status",
+    "content_type",
+    "bytes",
+    "sha1",
+    "fetched_at",
+    "elapsed_ms",
+    "depth",
+    "n_links",
+    "title",
+    "error_class",
+    "error",
+    "truncated",
+    "retries",
+    "hops",
+    "revisit",
+    "warc",
+    "warc_offset",
+    "warc_end",
+)
+
+
+class PagesLog:
+    """Append-only writer (one thread at a time)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fh: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
+        self.offset = self._fh.tell()
+
+    def append(self, row: Mapping[str, Any]) -> int:
+        """Write one line and flush it to the OS; returns the file offset after it."""
+        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = line.encode("utf-8", "surrogatepass")
+        # one write() call per line: a SIGKILL cannot leave half of it behind in our buffer
+        self._fh.write(data)
+        self._fh.flush()
+        self.offset += len(data)
+        return self.offset
+
+    def fsync(self) -> None:
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()
+
+
+def iter_pages(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete line of ``path`` (a torn last line is ignored)."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                return
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                return
+            if isinstance(row, dict):
+                yield row
+
+
+@dataclass(frozen=True)
+class _Tail:
+    offset: int  # end of the last complete line (truncate here)
+    row: dict[str, Any] | None
+
+
+def last_complete_line(path: Path, block: int = 1 << 16) -> _Tail:
+    """The last complete, valid line of ``path`` and the offset just after it.
+
+    Reads backwards block by block, so the cost does not grow with the file.
+    """
+    if not path.exists():
+        return _Tail(0, None)
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos = end
+        buf = b""
+        while True:
+            start = max(0, pos - block)
+            fh.seek(start)
+            buf = fh.read(pos - start) + buf
+            pos = start
+            # candidate line ends, newest first
+            cut = buf.rfind(b"\n")
+            while cut >= 0:
+                line_start = buf.rfind(b"\n", 0, cut) + 1
+                if line_start == 0 and pos > 0:
+                    break  # the line may begin before this block: read more
+                try:
+                    row = json.loads(buf[line_start:cut])
+                except ValueError:
+                    row = None
+                if isinstance(row, dict):
+                    return _Tail(pos + cut + 1, row)
+                cut = line_start - 1
+            if pos == 0:
+                return _Tail(0, None)

@@ -1,0 +1,148 @@
+"""Crawl counters, the live snapshot shown by the progress display, and the summary table.
+
+The engine (event-loop thread) writes the counters; the progress thread only reads plain ints and
+floats, so no lock is needed (a snapshot may be a few microseconds inconsistent, never wrong
+enough to matter on screen).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from crawler.pages import iter_pages
+from modes.progress import human_bytes, summary_table
+
+__all__ = ["ArchiveSummary", "CrawlStats", "summarize_archive"]
+
+
+@dataclass
+class CrawlStats:
+    """Live counters of one run (this process only; the archive summary covers all runs)."""
+
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    failed: int = 0
+    bytes: int = 0
+    responses: int = 0
+    retries: int = 0
+    revisits: int = 0
+    skipped: int = 0  # robots-retry-later, already archived before a crash
+    in_flight: int = 0
+    queued: int = 0
+    pending: int = 0  # fetched pages waiting for parse/write
+    max_pending: int = 0
+    total_hint: int | None = None  # list mode: number of URLs, for the ETA
+    previous: int = 0  # pages archived by earlier runs of this output folder
+    errors: Counter[str] = field(default_factory=Counter)
+    failed_urls: list[tuple[str, str]] = field(default_factory=list)
+    cpu_start: float = field(default_factory=time.process_time)
+
+    @property
+    def elapsed(self) -> float:
+        return max(1e-9, time.monotonic() - self.started)
+
+    def snapshot(self) -> Mapping[str, object]:
+        el = self.elapsed
+        pages = self.done + self.failed
+        snap: dict[str, object] = {
+            "pages/s": f"{pages / el:.0f}",
+            "MB/s": f"{self.bytes / el / 1e6:.1f}",
+            "in flight": self.in_flight,
+            "queued": self.queued,
+            "done": self.done,
+            "failed": self.failed,
+        }
+        if self.errors:
+            snap["errors"] = ", ".join(f"{k} {v}" for k, v in self.errors.most_common(4))
+        if self.total_hint and pages:
+            left = max(0, self.total_hint - pages - self.previous)
+            snap["ETA"] = f"{left / (pages / el):.0f} s"
+        return snap
+
+    def summary(self) -> Table:
+        el = self.elapsed
+        pages = self.done + self.failed
+        cpu = time.process_time() - self.cpu_start
+        rows: list[tuple[str, object]] = [
+            ("URLs done", self.done),
+            ("URLs failed", self.failed),
+            ("responses archived", self.responses),
+            ("revisit records", self.revisits),
+            ("retries", self.retries),
+            ("bytes received", human_bytes(self.bytes)),
+            ("elapsed", f"{el:.2f} s"),
+            ("pages/s", f"{pages / el:.1f}"),
+            ("CPU ms/page (main process)", f"{cpu * 1000 / pages:.2f}" if pages else "-"),
+        ]
+        if self.previous:
+            rows.insert(0, ("archived by earlier runs", self.previous))
+        rows += [(f"error: {k}", v) for k, v in self.errors.most_common()]
+        return summary_table("crawl summary", ["", "value"], rows)
+
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    pages: int
+    ok: int
+    failed: int
+    bytes: int
+    revisits: int
+    statuses: dict[str, int]
+    errors: dict[str, int]
+    warc_files: int
+    warc_bytes: int
+    failed_urls: tuple[tuple[str, str], ...]
+
+    def table(self, title: str) -> Table:
+        rows: list[tuple[str, object]] = [
+            ("pages", self.pages),
+            ("ok", self.ok),
+            ("failed", self.failed),
+            ("bytes (as received)", human_bytes(self.bytes)),
+            ("revisit records", self.revisits),
+            ("WARC files", self.warc_files),
+            ("WARC bytes", human_bytes(self.warc_bytes)),
+        ]
+        rows += [(f"status {k}", v) for k, v in sorted(self.statuses.items())]
+        rows += [(f"error: {k}", v) for k, v in sorted(self.errors.items())]
+        return summary_table(title, ["", "value"], rows)
+
+
+def summarize_archive(out: Path, warcs: Iterable[Path]) -> ArchiveSummary:
+    """Read ``pages.jsonl`` of an output folder into totals (``crawler stats DIR``)."""
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    pages = ok = failed = size = revisits = 0
+    failed_urls: list[tuple[str, str]] = []
+    for row in iter_pages(out / "pages.jsonl"):
+        pages += 1
+        statuses[str(row.get("status"))] += 1
+        size += int(row.get("bytes") or 0)
+        revisits += bool(row.get("revisit"))
+        err: Any = row.get("error_class")
+        if err:
+            failed += 1
+            errors[str(err)] += 1
+            failed_urls.append((str(row.get("url")), f"{err}: {row.get('error')}"))
+        else:
+            ok += 1
+    files = list(warcs)
+    return ArchiveSummary(
+        pages,
+        ok,
+        failed,
+        size,
+        revisits,
+        dict(statuses),
+        dict(errors),
+        len(files),
+        sum(p.stat().st_size for p in files),
+        tuple(failed_urls),
+    )

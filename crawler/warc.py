@@ -1,0 +1,448 @@
+"""WARC 1.1 archive writer: gzip per record, request/response pairs, revisits, rotation, repair.
+
+Records are built with warcio (ids, dates, digests, revisit profile) and compressed here, one gzip
+member per record, at a configurable level: warcio always uses level 9, which costs about 2 ms
+per 26 KB page (FACTS.md: wget's WARC mode is CPU-bound on exactly that).
+
+The response head is rebuilt from aiohttp's ``raw_headers`` bytes, kept byte for byte (warcio would
+re-encode non-ASCII header bytes as UTF-8). Limits of that rebuild are in docs/formats.md.
+
+Commit protocol (why a SIGKILL at any instant cannot corrupt or duplicate): for each URL the writer
+appends its records to the WARC file, then one line to ``pages.jsonl`` naming the WARC file and the
+offset where those records end. On open, :meth:`ArchiveWriter.open` truncates pages.jsonl to its
+last complete line, truncates that WARC file to the recorded end and deletes any later file, so
+records without a committed line vanish and the URL is fetched again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import queue
+import re
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from crawler.core.flow import FetchResult
+from crawler.pages import PagesLog, last_complete_line
+from modes._exceptions import StorageError
+
+__all__ = [
+    "ArchiveJob",
+    "ArchiveThread",
+    "ArchiveWriter",
+    "RepairReport",
+    "WrittenPage",
+    "payload_digest",
+    "warc_files",
+]
+
+WARC_DIR = "warc"
+PREFIX = "fetchlab"
+_NAME = re.compile(rf"^{PREFIX}-(\d{{5,}})\.warc\.gz$")
+# Hop-by-hop framing aiohttp already removed from the body (it always de-chunks), so the stored
+# head must not claim it any more.
+_DROP_HEADERS = frozenset({b"transfer-encoding"})
+
+
+def payload_digest(body: bytes) -> str:
+    """``sha1:BASE32`` as in WARC-Payload-Digest."""
+    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
+
+
+def warc_files(out: Path) -> list[Path]:
+    """The archive's WARC files in write order."""
+    folder = out / WARC_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _seq(path: Path) -> int:
+    m = _NAME.match(path.name)
+    assert m is not None
+    return int(m.group(1))
+
+
+class _RawHead(StatusAndHeaders):  # type: ignore[misc]
+    """A head whose bytes are given, not re-serialised by warcio."""
+
+    def __init__(self, statusline: str, protocol: str, raw: bytes, is_request: bool) -> None:
+        super().__init__(statusline, [], protocol=protocol, is_http_request=is_request)
+        self.headers_buff = raw
+
+    def compute_headers_buffer(self, header_filter: object = None) -> None:
+        return None
+
+
+def response_head(hop: FetchResult) -> bytes:
+    lines = [f"HTTP/{hop.http_version} {hop.status} {hop.reason}".rstrip().encode("latin-1")]
+    for key, value in hop.headers:
+        if key.lower() in _DROP_HEADERS:
+            continue
+        lines.append(key + b": " + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class ArchiveJob:
+    """Everything to write for one URL: its hops' records, then its pages.jsonl row."""
+
+    hops: tuple[FetchResult, ...]
+    row: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WrittenPage:
+    row: dict[str, Any]
+    pages_offset: int  # pages.jsonl size after this row: the commit point
+    warc_bytes: int
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    pages_truncated: int = 0  # bytes of torn pages.jsonl tail removed
+    warc_truncated: int = 0  # bytes of uncommitted WARC tail removed
+    files_removed: tuple[str, ...] = ()
+    last_row: dict[str, Any] | None = None
+
+
+@dataclass
+class _Stats:
+    records: int = 0
+    revisits: int = 0
+    bytes_written: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+class ArchiveWriter:
+    """Synchronous writer; the engine runs it in one dedicated thread (:class:`ArchiveThread`)."""
+
+    def __init__(
+        self,
+        out: Path,
+        *,
+        max_file_bytes: int = 1_000_000_000,
+        gzip_level: int = 6,
+        software: str = "fetchlab-crawler/0.1",
+        fsync_interval: float = 5.0,
+    ) -> None:
+        self.out = out
+        self.max_file_bytes = max_file_bytes
+        self.gzip_level = gzip_level
+        self.software = software
+        self.fsync_interval = fsync_interval
+        self.stats = _Stats()
+        self._builder = WARCWriter(None, gzip=False, warc_version="1.1")
+        self._fh: io.BufferedWriter | None = None
+        self._path: Path | None = None
+        self._warcinfo_id = ""
+        self._pages: PagesLog | None = None
+        self._db: sqlite3.Connection | None = None
+        self._last_sync = time.monotonic()
+        self._pending_digests = 0
+
+    # ----------------------------------------------------------------------------- open / repair
+    def open(self) -> RepairReport:
+        """Repair what a crash left, then open for appending. Call from the writer thread."""
+        try:
+            (self.out / WARC_DIR).mkdir(parents=True, exist_ok=True)
+            report = self._repair()
+            self._pages = PagesLog(self.out / "pages.jsonl")
+            self._db = sqlite3.connect(self.out / "digests.sqlite", isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS digests (digest TEXT PRIMARY KEY, uri TEXT NOT NULL,"
+                " date TEXT NOT NULL, seq INTEGER NOT NULL, offset INTEGER NOT NULL)"
+            )
+            last = report.last_row
+            if last is not None and last.get("warc"):
+                seq, end = _seq(Path(str(last["warc"]))), int(last["warc_end"])
+                # digests of records that the repair cut away must not be revisited
+                self._db.execute(
+                    "DELETE FROM digests WHERE seq > ? OR (seq = ? AND offset >= ?)",
+                    (seq, seq, end),
+                )
+            elif last is None:
+                self._db.execute("DELETE FROM digests")
+            self._db.execute("BEGIN")
+            files = warc_files(self.out)
+            if files:
+                self._open_file(files[-1])
+            else:
+                self._new_file(0)
+        except sqlite3.Error as exc:
+            raise StorageError(f"digest index {self.out / 'digests.sqlite'}: {exc}") from exc
+        except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot write the archive in {self.out}: {exc}") from exc
+        return report
+
+    def _repair(self) -> RepairReport:
+        pages = self.out / "pages.jsonl"
+        size = pages.stat().st_size if pages.exists() else 0
+        tail = last_complete_line(pages)
+        if tail.offset < size:
+            os.truncate(pages, tail.offset)
+        files = warc_files(self.out)
+        removed: list[str] = []
+        cut = 0
+        if tail.row is None or not tail.row.get("warc"):
+            keep: Path | None = None
+            end = 0
+        else:
+            keep = self.out / WARC_DIR / Path(str(tail.row["warc"])).name
+            end = int(tail.row["warc_end"])
+        for path in files:
+            if keep is None or _seq(path) > _seq(keep):
+                cut += path.stat().st_size
+                path.unlink()
+                removed.append(path.name)
+            elif path == keep and path.stat().st_size > end:
+                cut += path.stat().st_size - end
+                os.truncate(path, end)
+        return RepairReport(size - tail.offset, cut, tuple(removed), tail.row)
+
+    def _new_file(self, seq: int) -> None:
+        self._close_file()
+        path = self.out / WARC_DIR / f"{PREFIX}-{seq:05d}.warc.gz"
+        self._open_file(path)
+
+    def _open_file(self, path: Path) -> None:
+        self._fh = open(path, "ab")  # noqa: SIM115 (closed in _close_file)
+        self._path = path
+        self.stats.files.append(path.name)
+        if self._fh.tell() == 0:
+            info = self._builder.create_warcinfo_record(
+                path.name,
+                {
+                    "software": self.software,
+                    "format": "WARC File Format 1.1",
+                    "conformsTo": "https://iipc.github.io/warc-specifications/"
+                    "specifications/warc-format/warc-1.1/",
+                },
+            )
+            self._warcinfo_id = info.rec_headers.get_header("WARC-Record-ID")
+            self._emit([info])
+        else:
+            self._warcinfo_id = ""
+
+    def _close_file(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+    # ------------------------------------------------------------------------------------ writing
+    def _emit(self, records: Sequence[Any]) -> int:
+        """Serialise, gzip each record as its own member, append; returns bytes written."""
+        assert self._fh is not None
+        parts = []
+        for record in records:
+            buf = io.BytesIO()
+            self._builder.out = buf
+            self._builder.write_record(record)
+            comp = zlib.compressobj(self.gzip_level, zlib.DEFLATED, 31)
+            parts.append(comp.compress(buf.getvalue()) + comp.flush())
+        data = b"".join(parts)
+        # one write per URL's records, flushed to the OS: survives SIGKILL once written
+        self._fh.write(data)
+        self._fh.flush()
+        self.stats.records += len(records)
+        self.stats.bytes_written += len(data)
+        return len(data)
+
+    def _records_for(self, hop: FetchResult, digest: str, seq: int, offset: int) -> list[Any]:
+        b = self._builder
+        date = _warc_date(hop.started_at)
+        head = response_head(hop)
+        http = _RawHead(
+            f"{hop.status} {hop.reason}".rstrip(), f"HTTP/{hop.http_version}", head, False
+        )
+        extra: dict[str, str] = {"WARC-Date": date}
+        if self._warcinfo_id:
+            extra["WARC-Warcinfo-ID"] = self._warcinfo_id
+        if hop.peer:
+            extra["WARC-IP-Address"] = hop.peer
+        refers = self._lookup(digest) if _revisitable(hop) else None
+        if refers is not None:
+            record = b.create_revisit_record(
+                hop.url, digest, refers[0], refers[1], http_headers=http, warc_headers_dict=extra
+            )
+            self.stats.revisits += 1
+        else:
+            extra["WARC-Payload-Digest"] = digest
+            if hop.truncated:
+                extra["WARC-Truncated"] = "length"
+            record = b.create_warc_record(
+                hop.url,
+                "response",
+                payload=io.BytesIO(hop.body),
+                length=len(hop.body),
+                warc_headers_dict=extra,
+                http_headers=http,
+            )
+            if _revisitable(hop):
+                self._remember(digest, hop.url, date, seq, offset)
+        req_line = hop.request_head.split(b"\r\n", 1)[0].decode("latin-1")
+        method, _, rest = req_line.partition(" ")
+        target, _, proto = rest.rpartition(" ")
+        req_http = _RawHead(f"{method} {target}", proto or "HTTP/1.1", hop.request_head, True)
+        request = b.create_warc_record(
+            hop.url, "request", warc_headers_dict={"WARC-Date": date}, http_headers=req_http
+        )
+        request.rec_headers.add_header(
+            "WARC-Concurrent-To", record.rec_headers.get_header("WARC-Record-ID")
+        )
+        return [record, request]
+
+    def write(self, job: ArchiveJob) -> WrittenPage:
+        """Append the URL's records, then its pages.jsonl line (the commit)."""
+        assert self._fh is not None and self._path is not None and self._pages is not None
+        if self._fh.tell() >= self.max_file_bytes:
+            self._new_file(_seq(self._path) + 1)
+            assert self._fh is not None and self._path is not None
+        start = self._fh.tell()
+        seq = _seq(self._path)
+        written = 0
+        revisit = False
+        row = dict(job.row)
+        for hop in job.hops:
+            digest = payload_digest(hop.body)
+            records = self._records_for(hop, digest, seq, self._fh.tell())
+            revisit = records[0].rec_type == "revisit"
+            written += self._emit(records)
+            if hop is job.hops[-1]:
+                row["sha1"] = digest
+        row["revisit"] = revisit
+        row["warc"] = f"{WARC_DIR}/{self._path.name}"
+        row["warc_offset"] = start
+        row["warc_end"] = self._fh.tell()
+        offset = self._pages.append(row)
+        self._maybe_sync()
+        return WrittenPage(row, offset, written)
+
+    # --------------------------------------------------------------------------- digest index
+    def _lookup(self, digest: str) -> tuple[str, str] | None:
+        assert self._db is not None
+        found = self._db.execute(
+            "SELECT uri, date FROM digests WHERE digest = ?", (digest,)
+        ).fetchone()
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    def _remember(self, digest: str, uri: str, date: str, seq: int, offset: int) -> None:
+        assert self._db is not None
+        self._db.execute(
+            "INSERT OR IGNORE INTO digests VALUES (?, ?, ?, ?, ?)", (digest, uri, date, seq, offset)
+        )
+        self._pending_digests += 1
+        if self._pending_digests >= 500:
+            self._commit()
+
+    def _commit(self) -> None:
+        assert self._db is not None
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+        self._pending_digests = 0
+
+    def _maybe_sync(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sync >= self.fsync_interval:
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync the WARC file and pages.jsonl, commit the digest index."""
+        if self._fh is not None:
+            os.fsync(self._fh.fileno())
+        if self._pages is not None:
+            self._pages.fsync()
+        if self._db is not None:
+            self._commit()
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._pages is not None:
+            self._pages.fsync()
+            self._pages.close()
+            self._pages = None
+        self._close_file()
+        if self._db is not None:
+            self._db.execute("COMMIT")
+            self._db.close()
+            self._db = None
+
+
+def _revisitable(hop: FetchResult) -> bool:
+    return 200 <= hop.status < 300 and bool(hop.body) and not hop.truncated
+
+
+def _warc_date(ts: float) -> str:
+    # WARC 1.1 allows sub-second precision; microseconds keep pairs ordered
+    t = time.gmtime(ts)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int((ts % 1) * 1_000_000):06d}Z"
+
+
+class ArchiveThread:
+    """Runs an :class:`ArchiveWriter` in one thread; jobs are written in submission order.
+
+    ``on_done(token, result)`` is called in the writer thread after each job (the engine uses it
+    to hop back onto the event loop with ``call_soon_threadsafe``, keeping the order).
+    """
+
+    def __init__(
+        self,
+        writer: ArchiveWriter,
+        on_done: Callable[[object, WrittenPage | BaseException], None],
+    ) -> None:
+        self.writer = writer
+        self._on_done = on_done
+        self._queue: queue.SimpleQueue[tuple[object, ArchiveJob] | None] = queue.SimpleQueue()
+        self._opened: Future[RepairReport] = Future()
+        self._thread = threading.Thread(target=self._run, name="warc-writer", daemon=True)
+
+    def start(self) -> Future[RepairReport]:
+        """Start the thread; the future holds the repair report (or the open error)."""
+        self._thread.start()
+        return self._opened
+
+    def submit(self, token: object, job: ArchiveJob) -> None:
+        self._queue.put((token, job))
+
+    def _run(self) -> None:
+        try:
+            self._opened.set_result(self.writer.open())
+        except BaseException as exc:
+            self._opened.set_exception(exc)
+            return
+        try:
+            while (item := self._queue.get()) is not None:
+                token, job = item
+                try:
+                    result: WrittenPage | BaseException = self.writer.write(job)
+                except (OSError, sqlite3.Error) as exc:
+                    result = StorageError(f"cannot write the archive: {exc}")
+                self._on_done(token, result)
+        finally:
+            self.writer.close()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is queued, then close the files (blocks: call it off the loop)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)

@@ -1,0 +1,406 @@
+"""Syncing as generators of effects: the behaviour of mailsync, with no I/O in it.
+
+:func:`discover` (one per account) and :func:`sync_folder` (one per folder) are generators. They
+yield effects -- :class:`Send` (IMAP commands, pipelined: one round trip), :class:`LoadFolder`,
+:class:`StoreBatch`, :class:`UpdateFlags`, :class:`MarkGone`, :class:`NewGeneration`,
+:class:`SaveFolder` -- and receive each effect's result. A driver (asyncio today; threads, gevent
+and processes later) performs the effects; the order of decisions lives here, once.
+
+Crash safety comes from the order: message files and their state rows are written before
+:class:`SaveFolder` records the folder's STATUS, so an interrupted sync is resumed (and never
+mistaken for "unchanged") on the next run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from modes._exceptions import FolderGone, ImapCommandError
+
+from mailsync.core import commands
+from mailsync.core.names import safe_relpath
+from mailsync.core.parser import (
+    FetchResp,
+    ListResp,
+    Response,
+    StatusResp,
+    Tagged,
+    Untagged,
+)
+from mailsync.core.plan import FolderState, LocalMsg, ServerMsg, needs_sync, plan_folder
+
+__all__ = [
+    "Command",
+    "CommandResult",
+    "Effect",
+    "FolderJob",
+    "FolderResult",
+    "LoadFolder",
+    "LocalFolder",
+    "MarkGone",
+    "NewGeneration",
+    "SaveFolder",
+    "Send",
+    "StoreBatch",
+    "SyncOptions",
+    "UpdateFlags",
+    "code_int",
+    "discover",
+    "is_unchanged",
+    "match_folder",
+    "sync_folder",
+]
+
+Command = bytes | tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A command's completion and the untagged responses sent while it ran."""
+
+    tagged: Tagged
+    untagged: tuple[Response, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.tagged.status == "OK"
+
+
+# effects ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send these commands pipelined; result: ``tuple[CommandResult, ...]`` in the same order."""
+
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True)
+class LocalFolder:
+    """What the archive holds for a folder (after crash leftovers were reconciled)."""
+
+    uidvalidity: int | None
+    generation: int
+    messages: Mapping[int, LocalMsg]
+
+
+@dataclass(frozen=True)
+class LoadFolder:
+    """Result: :class:`LocalFolder` for ``uidvalidity`` (the server's current one)."""
+
+    name: str
+    relpath: str
+    uidvalidity: int
+
+
+@dataclass(frozen=True)
+class StoreBatch:
+    """Write these messages (files, then state rows). Result: None (may complete later)."""
+
+    name: str
+    relpath: str
+    uidvalidity: int
+    generation: int
+    messages: tuple[FetchResp, ...]
+
+
+@dataclass(frozen=True)
+class UpdateFlags:
+    name: str
+    relpath: str
+    uidvalidity: int
+    changes: tuple[tuple[int, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class MarkGone:
+    name: str
+    uidvalidity: int
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NewGeneration:
+    """UIDVALIDITY changed: keep the old copies (marked in state), start a new generation."""
+
+    name: str
+    old_uidvalidity: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class SaveFolder:
+    """Record the folder as completely synced at this STATUS (after all stores are durable)."""
+
+    name: str
+    relpath: str
+    state: FolderState
+    generation: int
+
+
+Effect = Send | LoadFolder | StoreBatch | UpdateFlags | MarkGone | NewGeneration | SaveFolder
+
+
+# plain data ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    batch_messages: int = 200
+    batch_bytes: int = 16 * 1024 * 1024
+    pipeline_depth: int = 2
+    condstore: bool = False
+    literal_plus: bool = False
+    # aioimaplib cannot take `UID FETCH 1:*` over large folders: list in UID ranges of this size
+    listing_chunk: int | None = None
+
+
+@dataclass(frozen=True)
+class FolderJob:
+    name: str
+    raw_name: bytes
+    relpath: str
+    status: FolderState | None  # from STATUS; None when STATUS failed (EXAMINE will tell)
+
+
+@dataclass(frozen=True)
+class FolderResult:
+    name: str
+    new_messages: int = 0
+    new_bytes: int = 0
+    flag_updates: int = 0
+    gone: int = 0
+    new_generation: bool = False
+    skipped: bool = False
+    missing: tuple[int, ...] = field(default=())  # planned but not returned (expunged meanwhile)
+
+
+# helpers ------------------------------------------------------------------------------------
+
+
+def _pattern_re(pattern: str, delimiter: str | None) -> re.Pattern[str]:
+    # IMAP LIST wildcards: * matches anything, % anything but the hierarchy delimiter
+    pct = f"[^{re.escape(delimiter)}]*" if delimiter else ".*"
+    body = "".join(".*" if ch == "*" else pct if ch == "%" else re.escape(ch) for ch in pattern)
+    return re.compile(body + r"\Z", re.DOTALL)
+
+
+def match_folder(
+    name: str, delimiter: str | None, include: Sequence[str], exclude: Sequence[str]
+) -> bool:
+    def hit(patterns: Sequence[str]) -> bool:
+        return any(_pattern_re(p, delimiter).match(name) for p in patterns)
+
+    return hit(include) and not hit(exclude)
+
+
+def code_int(resp: Response, code: str) -> int | None:
+    """The number in a response code such as ``[UIDVALIDITY 123]``, else None."""
+    if isinstance(resp, Untagged | Tagged) and resp.code is not None:
+        parts = resp.code.split()
+        if parts and parts[0].upper() == code:
+            if resp.code_args:
+                return int(str(resp.code_args[0]))
+            if len(parts) > 1 and parts[1].isdigit():
+                return int(parts[1])
+    return None
+
+
+def _check(result: CommandResult, what: str, folder: str | None = None) -> None:
+    if result.ok:
+        return
+    where = f"{folder}: " if folder else ""
+    raise ImapCommandError(f"{where}{what}", result.tagged.status, result.tagged.text)
+
+
+# account-level flow -------------------------------------------------------------------------
+
+
+def discover(
+    capabilities: frozenset[str],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    before: Mapping[str, FolderState],
+) -> Generator[Effect, object, tuple[list[FolderJob], list[str]]]:
+    """LIST, then one pipelined STATUS for every folder. Returns (jobs, folders gone from server).
+
+    Jobs whose STATUS is unchanged since the last complete sync are returned with their status so
+    the driver can count them as skipped without EXAMINE.
+    """
+    (listing,) = yield from _send(commands.list_all())
+    _check(listing, "LIST")
+    folders: list[ListResp] = []
+    for resp in listing.untagged:
+        if not isinstance(resp, ListResp):
+            continue
+        if any(f.lower() in ("\\noselect", "\\nonexistent") for f in resp.flags):
+            continue
+        if match_folder(resp.name, resp.delimiter, include, exclude):
+            folders.append(resp)
+    condstore = "CONDSTORE" in capabilities
+    literal_plus = "LITERAL+" in capabilities
+    results = yield from _send(
+        *(
+            commands.status(f.raw_name, condstore=condstore, literal_plus=literal_plus)
+            for f in folders
+        )
+    )
+    statuses: dict[bytes, StatusResp] = {}
+    for res in results:
+        for resp in res.untagged:
+            if isinstance(resp, StatusResp):
+                statuses[resp.raw_name] = resp
+    jobs = []
+    for f in folders:
+        st = statuses.get(f.raw_name)
+        status = None
+        if st is not None:
+            status = FolderState(
+                name=f.name,
+                uidvalidity=st.items.get("UIDVALIDITY"),
+                uidnext=st.items.get("UIDNEXT"),
+                highestmodseq=st.items.get("HIGHESTMODSEQ"),
+                messages=st.items.get("MESSAGES"),
+            )
+        rel = str(safe_relpath(f.name, f.delimiter))
+        jobs.append(FolderJob(f.name, f.raw_name, rel, status))
+    seen = {f.name for f in folders}
+    gone = [name for name in before if name not in seen]
+    return jobs, gone
+
+
+def is_unchanged(job: FolderJob, before: Mapping[str, FolderState]) -> bool:
+    return job.status is not None and not needs_sync(job.status, before.get(job.name))
+
+
+def _send(*commands: Command) -> Generator[Effect, object, tuple[CommandResult, ...]]:
+    results = yield Send(tuple(commands))
+    assert isinstance(results, tuple)
+    return results
+
+
+# folder-level flow --------------------------------------------------------------------------
+
+
+def _listing_commands(uidnext: int | None, opts: SyncOptions) -> list[Command]:
+    if opts.listing_chunk is None or uidnext is None:
+        return [commands.uid_fetch_meta("1:*", modseq=opts.condstore)]
+    step = opts.listing_chunk
+    cmds: list[Command] = [
+        commands.uid_fetch_meta(f"{lo}:{min(lo + step - 1, uidnext - 1)}", modseq=opts.condstore)
+        for lo in range(1, uidnext, step)
+    ]
+    # plus anything that arrived after STATUS/EXAMINE told us UIDNEXT
+    cmds.append(commands.uid_fetch_meta(f"{max(uidnext, 1)}:*", modseq=opts.condstore))
+    return cmds
+
+
+def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, FolderResult]:
+    """EXAMINE, list, plan, fetch in pipelined batches, store, record. Read-only on the server."""
+    name = job.name
+    (res,) = yield from _send(
+        commands.examine(job.raw_name, condstore=opts.condstore, literal_plus=opts.literal_plus)
+    )
+    if not res.ok:
+        raise FolderGone(f"{name}: EXAMINE", res.tagged.status, res.tagged.text)
+    uidvalidity = uidnext = modseq = exists = None
+    for resp in (*res.untagged, res.tagged):
+        uidvalidity = code_int(resp, "UIDVALIDITY") or uidvalidity
+        uidnext = code_int(resp, "UIDNEXT") or uidnext
+        modseq = code_int(resp, "HIGHESTMODSEQ") or modseq
+        if isinstance(resp, Untagged) and resp.kind == "EXISTS":
+            exists = resp.number
+    if uidvalidity is None:
+        raise ImapCommandError(f"{name}: EXAMINE", "OK", "no UIDVALIDITY in the answer")
+    local = yield LoadFolder(name, job.relpath, uidvalidity)
+    assert isinstance(local, LocalFolder)
+    generation = local.generation
+    new_generation = local.uidvalidity is not None and local.uidvalidity != uidvalidity
+    local_msgs: Mapping[int, LocalMsg] = local.messages
+    if new_generation:
+        assert local.uidvalidity is not None
+        generation += 1
+        # rows already stored under the new UIDVALIDITY (a run interrupted after the change)
+        # stay valid: LoadFolder returned only those
+        yield NewGeneration(name, local.uidvalidity, generation)
+    server: list[ServerMsg] = []
+    if exists != 0:
+        listing = yield from _send(*_listing_commands(uidnext, opts))
+        seen: set[int] = set()
+        for lres in listing:
+            _check(lres, "UID FETCH (listing)", name)
+            for resp in lres.untagged:
+                if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
+                    if resp.size is None:
+                        continue  # an unsolicited FLAGS update, not a listing line
+                    seen.add(resp.uid)
+                    server.append(
+                        ServerMsg(
+                            uid=resp.uid,
+                            size=resp.size,
+                            flags=tuple(resp.flags or ()),
+                            internaldate=resp.internaldate or "",
+                            modseq=resp.modseq,
+                        )
+                    )
+    plan = plan_folder(
+        server,
+        local_msgs,
+        uidvalidity_now=uidvalidity,
+        uidvalidity_before=uidvalidity,  # generations are handled above
+        batch_messages=opts.batch_messages,
+        batch_bytes=opts.batch_bytes,
+    )
+    if plan.flag_updates:
+        yield UpdateFlags(name, job.relpath, uidvalidity, plan.flag_updates)
+    if plan.gone:
+        yield MarkGone(name, uidvalidity, plan.gone)
+    new_messages = new_bytes = 0
+    missing: list[int] = []
+    batches = list(plan.fetch)
+    depth = max(1, opts.pipeline_depth)
+    for start in range(0, len(batches), depth):
+        group = batches[start : start + depth]
+        results = yield from _send(*(commands.uid_fetch_bodies(batch) for batch in group))
+        for batch, fres in zip(group, results, strict=True):
+            _check(fres, "UID FETCH (bodies)", name)
+            wanted = set(batch)
+            got: dict[int, FetchResp] = {}
+            for resp in fres.untagged:
+                if isinstance(resp, FetchResp) and resp.uid in wanted and resp.body is not None:
+                    got[resp.uid] = resp
+            missing.extend(sorted(wanted - got.keys()))
+            if got:
+                msgs = tuple(got[uid] for uid in sorted(got))
+                new_messages += len(msgs)
+                new_bytes += sum(_body_size(m.body) for m in msgs)
+                yield StoreBatch(name, job.relpath, uidvalidity, generation, msgs)
+    state = FolderState(
+        name=name,
+        uidvalidity=uidvalidity,
+        uidnext=uidnext if job.status is None else job.status.uidnext or uidnext,
+        highestmodseq=modseq if job.status is None else job.status.highestmodseq or modseq,
+        messages=exists if job.status is None else job.status.messages,
+    )
+    if not missing:
+        # only a complete sync may make the next run skip this folder
+        yield SaveFolder(name, job.relpath, state, generation)
+    return FolderResult(
+        name=name,
+        new_messages=new_messages,
+        new_bytes=new_bytes,
+        flag_updates=len(plan.flag_updates),
+        gone=len(plan.gone),
+        new_generation=new_generation,
+        missing=tuple(missing),
+    )
+
+
+def _body_size(body: object) -> int:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return len(body)
+    size = getattr(body, "size", 0)
+    return size if isinstance(size, int) else 0

@@ -1,0 +1,470 @@
+"""The asyncio driver: accounts in parallel, folders spread over K connections per account.
+
+One global semaphore bounds every IMAP connection of the run (``max_connections``); each account
+opens one connection for LIST + a pipelined STATUS of all folders, then up to ``connections``
+workers take folders (largest first) from a queue and run :func:`mailsync.core.flow.sync_folder`
+on their connection. A dropped connection is reopened with exponential backoff and the folder
+restarts from the state, which already holds every batch written so far: nothing is fetched
+twice, nothing is lost. Headers are parsed off the loop in a bounded process pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from mailsync.auth import Secret, get_oauth_token, get_password
+from mailsync.core import flow
+from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.parser import FetchResp, parse_internaldate
+from mailsync.core.plan import FolderState, LocalMsg, normalize_flags
+from mailsync.settings import AccountSettings, MailSettings
+from mailsync.state import FolderRecord
+from mailsync.store import AccountArchive, SpilledLiteral
+from mailsync.transports.base import ImapSession
+from modes._exceptions import (
+    FolderGone,
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    MailError,
+    StorageError,
+)
+from modes.offload import BatchOffload
+
+__all__ = ["AccountReport", "SessionFactory", "backup_accounts", "open_account_session"]
+
+SessionFactory = Callable[[AccountSettings, Secret, MailSettings, Path], Awaitable[ImapSession]]
+_R = TypeVar("_R")
+_HEADER_CAP = 256 * 1024
+_STORE_BACKLOG = 2  # batches a folder may have waiting for the writer before fetching pauses
+
+
+@dataclass
+class AccountReport:
+    """One account's outcome; the CLI prints it as a row of the summary table."""
+
+    account: str
+    folders: int = 0
+    synced: int = 0
+    skipped: int = 0
+    new_messages: int = 0
+    new_bytes: int = 0
+    flag_updates: int = 0
+    gone: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    commands: int = 0
+    round_trips: int = 0
+    wire_bytes: int = 0
+    expected: int = 0  # messages the planned folders hold (for progress / ETA)
+    folders_done: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+async def open_account_session(
+    account: AccountSettings, secret: Secret, settings: MailSettings, spill_dir: Path
+) -> ImapSession:
+    """The default session factory: our own pipelining transport, or aioimaplib when asked."""
+    if settings.imap_client == "aioimaplib":
+        from mailsync.transports import aioimaplib_client
+
+        session: ImapSession = await aioimaplib_client.open_session(
+            account, secret, settings, spill_dir
+        )
+        return session
+    from mailsync.transports.connection import open_session, spill_factory
+
+    return await open_session(
+        account,
+        secret,
+        op_timeout=settings.timeout,
+        compress=settings.compress,
+        literal_factory=spill_factory(spill_dir),
+        spill_threshold=settings.spill_threshold,
+    )
+
+
+def _header_block(body: bytes) -> bytes:
+    end = body.find(b"\r\n\r\n", 0, _HEADER_CAP)
+    if end < 0:
+        end = body.find(b"\n\n", 0, _HEADER_CAP)
+    return body[: end + 4] if end >= 0 else body[:_HEADER_CAP]
+
+
+def _mtime(internaldate: str | None) -> float | None:
+    if not internaldate:
+        return None
+    try:
+        return parse_internaldate(internaldate).timestamp()
+    except (MailError, ValueError, OverflowError):
+        return None
+
+
+class _AccountRun:
+    def __init__(
+        self,
+        account: AccountSettings,
+        settings: MailSettings,
+        out: Path,
+        semaphore: asyncio.Semaphore,
+        offload: BatchOffload[bytes, HeaderInfo],
+        factory: SessionFactory,
+    ) -> None:
+        self.account = account
+        self.settings = settings
+        self.archive = AccountArchive(out / account.name, fsync=settings.fsync)
+        self.sem = semaphore
+        self.offload = offload
+        self.factory = factory
+        self.report = AccountReport(account.name)
+        self.secret: Secret | None = None
+        self.sessions: list[ImapSession] = []
+        self.opts = flow.SyncOptions()
+
+    # connections ------------------------------------------------------------------------------
+
+    async def _connect(self) -> ImapSession:
+        assert self.secret is not None
+        session = await self.factory(
+            self.account, self.secret, self.settings, self.archive.root / ".spill"
+        )
+        self.sessions.append(session)
+        return session
+
+    def _tally(self) -> None:
+        for s in self.sessions:
+            self.report.commands += s.stats.commands
+            self.report.round_trips += s.stats.round_trips
+            self.report.wire_bytes += s.stats.wire_in
+        self.sessions.clear()
+
+    async def _close(self, session: ImapSession | None) -> None:
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.aclose()
+
+    # the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> AccountReport:
+        start = time.monotonic()
+        acct = self.account
+        try:
+            self.secret = await asyncio.to_thread(
+                get_oauth_token if acct.auth == "xoauth2" else get_password, acct
+            )
+            await self.archive.open()
+            try:
+                await self._run()
+            finally:
+                await self.archive.aclose()
+        except MailError as exc:
+            self.report.errors.append(str(exc) if acct.name in str(exc) else f"{acct.name}: {exc}")
+        except StorageError as exc:
+            self.report.errors.append(f"{acct.name}: archive: {exc}")
+        finally:
+            self._tally()
+            self.report.seconds = time.monotonic() - start
+        return self.report
+
+    async def _run(self) -> None:
+        records = await self.archive.run(self.archive.folder_records)
+        before = {
+            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
+            for name, r in records.items()
+        }
+        await self.sem.acquire()
+        try:
+            session = await self._connect()
+        except BaseException:
+            self.sem.release()
+            raise
+        caps = session.capabilities
+        self.opts = flow.SyncOptions(
+            batch_messages=self.account.batch_messages,
+            batch_bytes=self.account.batch_bytes,
+            pipeline_depth=self.settings.pipeline_depth,
+            condstore="CONDSTORE" in caps,
+            literal_plus="LITERAL+" in caps,
+            listing_chunk=500 if self.settings.imap_client == "aioimaplib" else None,
+        )
+        try:
+            jobs, gone = await self._drive(
+                flow.discover(caps, self.account.include, self.account.exclude, before),
+                session,
+                [],
+            )
+        except BaseException:
+            await self._close(session)
+            self.sem.release()
+            raise
+        if gone:
+            await self.archive.run(self._mark_folders_gone, gone)
+        todo = [j for j in jobs if not flow.is_unchanged(j, before)]
+        self.report.folders = len(jobs)
+        self.report.skipped = len(jobs) - len(todo)
+        self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
+        todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
+        queue = deque(todo)
+        if not queue:
+            await self._close(session)
+            self.sem.release()
+            return
+        workers = [asyncio.create_task(self._worker(session, queue, held=True))]
+        for _ in range(min(self.account.connections, len(todo)) - 1):
+            workers.append(asyncio.create_task(self._worker(None, queue, held=False)))
+        await asyncio.gather(*workers)
+
+    def _mark_folders_gone(self, names: list[str]) -> None:
+        self.archive.state.mark_folders_gone(names)
+        for name in names:
+            self.archive.state.mark_deleted(name, None, ())
+
+    async def _worker(
+        self, session: ImapSession | None, queue: deque[flow.FolderJob], *, held: bool
+    ) -> None:
+        if not held:
+            await self.sem.acquire()
+        try:
+            while queue:
+                job = queue.popleft()
+                session = await self._sync_with_retries(session, job)
+                self.report.folders_done += 1
+        finally:
+            await self._close(session)
+            self.sem.release()
+
+    async def _sync_with_retries(
+        self, session: ImapSession | None, job: flow.FolderJob
+    ) -> ImapSession | None:
+        where = f"{self.account.name}/{job.name}"
+        attempt = 0
+        while True:
+            pending: list[asyncio.Task[None]] = []
+            try:
+                if session is None:
+                    session = await self._connect()
+                result = await self._drive(flow.sync_folder(job, self.opts), session, pending)
+            except ImapTLSError as exc:  # retrying cannot make a certificate trusted
+                self.report.errors.append(f"{where}: {exc}")
+                return None
+            except FolderGone as exc:
+                self.report.warnings.append(f"{where}: folder gone from the server ({exc.text})")
+                return session
+            except (ImapConnectError, ImapProtocolError) as exc:
+                await self._settle(pending)
+                await self._close(session)
+                session = None
+                attempt += 1
+                if attempt > self.settings.retries:
+                    self.report.errors.append(f"{where}: {exc} (gave up after {attempt} tries)")
+                    return None
+                delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                await asyncio.sleep(delay)
+                continue
+            except ImapAuthError as exc:
+                self.report.errors.append(f"{where}: {exc}")
+                await self._settle(pending)
+                return session
+            except (ImapCommandError, StorageError) as exc:
+                await self._settle(pending)
+                self.report.errors.append(f"{where}: {exc}")
+                return session
+            self.report.synced += 1
+            self.report.flag_updates += result.flag_updates
+            self.report.gone += result.gone
+            if result.missing:
+                self.report.warnings.append(
+                    f"{where}: {len(result.missing)} messages vanished while fetching"
+                )
+            return session
+
+    async def _settle(self, pending: list[asyncio.Task[None]]) -> None:
+        # let writes already started finish, so the state reflects every stored batch
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            pending.clear()
+
+    # effects ---------------------------------------------------------------------------------
+
+    async def _drive(
+        self,
+        gen: Generator[flow.Effect, object, _R],
+        session: ImapSession,
+        pending: list[asyncio.Task[None]],
+    ) -> _R:
+        value: object = None
+        try:
+            while True:
+                try:
+                    effect = gen.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                value = await self._perform(effect, session, pending)
+        finally:
+            gen.close()
+
+    async def _perform(
+        self, effect: flow.Effect, session: ImapSession, pending: list[asyncio.Task[None]]
+    ) -> object:
+        arch = self.archive
+        if isinstance(effect, flow.Send):
+            return tuple(await session.pipeline(effect.commands))
+        if isinstance(effect, flow.StoreBatch):
+            task = asyncio.create_task(self._store(effect))
+            pending.append(task)
+            live = [t for t in pending if not t.done()]
+            if len(live) > _STORE_BACKLOG:
+                await asyncio.wait(live[: len(live) - _STORE_BACKLOG])
+            for t in [t for t in pending if t.done()]:
+                pending.remove(t)
+                t.result()  # a failed write stops the folder here
+            return None
+        if isinstance(effect, flow.LoadFolder):
+            record, rows = await arch.run(
+                arch.load_folder, effect.name, effect.relpath, effect.uidvalidity
+            )
+            return flow.LocalFolder(
+                uidvalidity=record.uidvalidity if record else None,
+                generation=record.generation if record else 0,
+                messages={
+                    uid: LocalMsg(uid, r.size, r.flags, r.sha256, r.path, r.deleted_on_server)
+                    for uid, r in rows.items()
+                },
+            )
+        if isinstance(effect, flow.UpdateFlags):
+            await arch.run(
+                arch.update_flags, effect.name, effect.relpath, effect.uidvalidity, effect.changes
+            )
+            return None
+        if isinstance(effect, flow.MarkGone):
+            await arch.run(arch.state.mark_deleted, effect.name, effect.uidvalidity, effect.uids)
+            return None
+        if isinstance(effect, flow.NewGeneration):
+            await arch.run(arch.state.mark_generation_gone, effect.name, effect.old_uidvalidity)
+            return None
+        if isinstance(effect, flow.SaveFolder):
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            pending.clear()
+            for res in results:
+                if isinstance(res, BaseException):
+                    raise res
+            st = effect.state
+            rec = FolderRecord(
+                st.name,
+                effect.relpath,
+                st.uidvalidity,
+                effect.generation,
+                st.uidnext,
+                st.highestmodseq,
+                st.messages,
+            )
+            await arch.run(arch.state.save_folder, rec, time.time())
+            return None
+        raise AssertionError(f"unknown effect {effect!r}")
+
+    async def _store(self, effect: flow.StoreBatch) -> None:
+        items: list[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]]
+        items = []
+        heads: dict[int, bytes] = {}
+        for msg in effect.messages:
+            body = _body(msg)
+            assert msg.uid is not None
+            if isinstance(body, bytes):
+                heads[msg.uid] = _header_block(body)
+            items.append(
+                (
+                    msg.uid,
+                    normalize_flags(msg.flags or ()),
+                    _mtime(msg.internaldate),
+                    body,
+                    msg.internaldate,
+                )
+            )
+        arch = self.archive
+        stored = await arch.run(
+            arch.store_batch,
+            effect.name,
+            effect.relpath,
+            effect.uidvalidity,
+            effect.generation,
+            items,
+        )
+        self.report.new_messages += len(stored)
+        self.report.new_bytes += sum(s.size for s in stored)
+        for s in stored:
+            if s.uid not in heads:  # spilled: read the head back from the stored file
+                heads[s.uid] = _header_block(await arch.run(_read_head, arch.root / s.path))
+        infos = [
+            h if isinstance(h, HeaderInfo) else HeaderInfo(None, None, None, None, None, repr(h))
+            for h in await asyncio.gather(
+                *(self.offload.submit(heads[s.uid]) for s in stored), return_exceptions=True
+            )
+        ]
+        rows = [
+            (
+                effect.name,
+                effect.uidvalidity,
+                s.uid,
+                h.message_id,
+                h.from_,
+                h.to,
+                h.subject,
+                h.date,
+                h.error,
+            )
+            for s, h in zip(stored, infos, strict=True)
+        ]
+        await arch.run(arch.state.set_headers, rows)
+
+
+def _read_head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(_HEADER_CAP)
+
+
+def _body(msg: FetchResp) -> bytes | SpilledLiteral:
+    body = msg.body
+    if isinstance(body, SpilledLiteral | bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    raise ImapProtocolError(f"UID {msg.uid}: unexpected body type {type(body).__name__}")
+
+
+async def backup_accounts(
+    settings: MailSettings,
+    accounts: Sequence[AccountSettings],
+    out: Path,
+    *,
+    factory: SessionFactory = open_account_session,
+    on_start: Callable[[list[AccountReport]], None] | None = None,
+) -> list[AccountReport]:
+    """Back up ``accounts`` concurrently; one report per account, in the given order."""
+    semaphore = asyncio.Semaphore(settings.max_connections)
+    offload: BatchOffload[bytes, HeaderInfo] = BatchOffload(
+        parse_headers,
+        workers=settings.header_workers,
+        batch_size=settings.header_batch,
+        max_pending=settings.header_batch * 8,
+    )
+    runs = [_AccountRun(a, settings, out, semaphore, offload, factory) for a in accounts]
+    if on_start is not None:
+        on_start([r.report for r in runs])
+    try:
+        return list(await asyncio.gather(*(r.run() for r in runs)))
+    finally:
+        await offload.aclose()

@@ -1,0 +1,270 @@
+"""The per-account state DB (SQLite, WAL) kept in the archive: what was archived, where, and how.
+
+One row per message keyed by (folder, uidvalidity, uid) with size, SHA-256, flags, INTERNALDATE,
+header fields and the Maildir path; one row per folder with the last STATUS seen after a complete
+sync (so an interrupted sync is never mistaken for "unchanged"). Writes are batched in one
+transaction per fetched batch, and only after the message files are durable on disk.
+
+Blocking API: it is used from the account's writer thread (sqlite3 objects stay in the thread that
+made them), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modes._exceptions import StorageError
+
+__all__ = ["FolderRecord", "MessageRow", "StateDB"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS folders (
+    name TEXT PRIMARY KEY,
+    relpath TEXT NOT NULL,
+    uidvalidity INTEGER,
+    generation INTEGER NOT NULL DEFAULT 0,
+    uidnext INTEGER,
+    highestmodseq INTEGER,
+    messages INTEGER,
+    gone_on_server INTEGER NOT NULL DEFAULT 0,
+    synced_at REAL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    internaldate TEXT,
+    message_id TEXT,
+    from_addr TEXT,
+    to_addr TEXT,
+    subject TEXT,
+    date TEXT,
+    path TEXT NOT NULL,
+    deleted_on_server INTEGER NOT NULL DEFAULT 0,
+    header_error TEXT,
+    PRIMARY KEY (folder, uidvalidity, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_msgid ON messages(message_id);
+"""
+
+
+@dataclass(frozen=True)
+class FolderRecord:
+    """A folder's state after its last complete sync."""
+
+    name: str
+    relpath: str
+    uidvalidity: int | None
+    generation: int
+    uidnext: int | None
+    highestmodseq: int | None
+    messages: int | None
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One archived message."""
+
+    folder: str
+    uidvalidity: int
+    generation: int
+    uid: int
+    size: int
+    sha256: str
+    flags: tuple[str, ...]
+    internaldate: str | None
+    path: str
+    deleted_on_server: bool = False
+    message_id: str | None = None
+
+
+def _flags(text: str) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+class StateDB:
+    """One account's state database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode is durable across application crashes (only a power loss can
+            # drop the last commits, and the files behind them are then refetched: no loss)
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open state DB: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(sql, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: state write failed: {exc}") from exc
+
+    # folders ---------------------------------------------------------------------------------
+
+    def folders(self) -> dict[str, FolderRecord]:
+        cur = self._db.execute(
+            "SELECT name, relpath, uidvalidity, generation, uidnext, highestmodseq, messages "
+            "FROM folders"
+        )
+        return {row[0]: FolderRecord(*row) for row in cur}
+
+    def save_folder(self, rec: FolderRecord, synced_at: float | None) -> None:
+        self._write(
+            "INSERT INTO folders (name, relpath, uidvalidity, generation, uidnext, highestmodseq,"
+            " messages, gone_on_server, synced_at) VALUES (?,?,?,?,?,?,?,0,?)"
+            " ON CONFLICT(name) DO UPDATE SET relpath=excluded.relpath,"
+            " uidvalidity=excluded.uidvalidity, generation=excluded.generation,"
+            " uidnext=excluded.uidnext, highestmodseq=excluded.highestmodseq,"
+            " messages=excluded.messages, gone_on_server=0, synced_at=excluded.synced_at",
+            [
+                (
+                    rec.name,
+                    rec.relpath,
+                    rec.uidvalidity,
+                    rec.generation,
+                    rec.uidnext,
+                    rec.highestmodseq,
+                    rec.messages,
+                    synced_at,
+                )
+            ],
+        )
+
+    def mark_folders_gone(self, names: Iterable[str]) -> None:
+        self._write("UPDATE folders SET gone_on_server=1 WHERE name=?", [(n,) for n in names])
+
+    # messages --------------------------------------------------------------------------------
+
+    def messages(self, folder: str, uidvalidity: int | None = None) -> dict[int, MessageRow]:
+        """The folder's rows for one UIDVALIDITY (all generations when ``None``, newest wins)."""
+        sql = (
+            "SELECT folder, uidvalidity, generation, uid, size, sha256, flags, internaldate, path,"
+            " deleted_on_server, message_id FROM messages WHERE folder=?"
+        )
+        args: tuple[object, ...] = (folder,)
+        if uidvalidity is not None:
+            sql += " AND uidvalidity=?"
+            args += (uidvalidity,)
+        sql += " ORDER BY generation, uid"
+        out: dict[int, MessageRow] = {}
+        for r in self._db.execute(sql, args):
+            out[r[3]] = MessageRow(
+                r[0], r[1], r[2], r[3], r[4], r[5], _flags(r[6]), r[7], r[8], bool(r[9]), r[10]
+            )
+        return out
+
+    def all_messages(self) -> list[MessageRow]:
+        cur = self._db.execute(
+            "SELECT folder, uidvalidity, generation, uid, size, sha256, flags, internaldate, path,"
+            " deleted_on_server, message_id FROM messages ORDER BY folder, generation, uid"
+        )
+        return [
+            MessageRow(r[0], r[1], r[2], r[3], r[4], r[5], _flags(r[6]), r[7], r[8], bool(r[9]))
+            for r in cur
+        ]
+
+    def insert_messages(self, rows: Sequence[MessageRow]) -> None:
+        self._write(
+            "INSERT INTO messages (folder, uidvalidity, generation, uid, size, sha256, flags,"
+            " internaldate, path, deleted_on_server) VALUES (?,?,?,?,?,?,?,?,?,0)"
+            " ON CONFLICT(folder, uidvalidity, uid) DO UPDATE SET size=excluded.size,"
+            " sha256=excluded.sha256, flags=excluded.flags, internaldate=excluded.internaldate,"
+            " path=excluded.path, deleted_on_server=0",
+            [
+                (
+                    r.folder,
+                    r.uidvalidity,
+                    r.generation,
+                    r.uid,
+                    r.size,
+                    r.sha256,
+                    " ".join(r.flags),
+                    r.internaldate,
+                    r.path,
+                )
+                for r in rows
+            ],
+        )
+
+    def update_flags(
+        self, folder: str, uidvalidity: int, changes: Sequence[tuple[int, tuple[str, ...], str]]
+    ) -> None:
+        """``changes``: (uid, new flags, new path) after the file was renamed."""
+        self._write(
+            "UPDATE messages SET flags=?, path=? WHERE folder=? AND uidvalidity=? AND uid=?",
+            [(" ".join(f), p, folder, uidvalidity, uid) for uid, f, p in changes],
+        )
+
+    def update_path(self, folder: str, uidvalidity: int, uid: int, path: str) -> None:
+        self._write(
+            "UPDATE messages SET path=? WHERE folder=? AND uidvalidity=? AND uid=?",
+            [(path, folder, uidvalidity, uid)],
+        )
+
+    def mark_deleted(self, folder: str, uidvalidity: int | None, uids: Iterable[int]) -> None:
+        """Messages gone from the server: kept in the archive, flagged here."""
+        if uidvalidity is None:
+            self._write("UPDATE messages SET deleted_on_server=1 WHERE folder=?", [(folder,)])
+            return
+        self._write(
+            "UPDATE messages SET deleted_on_server=1 WHERE folder=? AND uidvalidity=? AND uid=?",
+            [(folder, uidvalidity, uid) for uid in uids],
+        )
+
+    def mark_generation_gone(self, folder: str, uidvalidity: int) -> None:
+        """An old UIDVALIDITY generation: its copies stay, no longer on the server as such."""
+        self._write(
+            "UPDATE messages SET deleted_on_server=1 WHERE folder=? AND uidvalidity=?",
+            [(folder, uidvalidity)],
+        )
+
+    def set_headers(
+        self,
+        rows: Sequence[
+            tuple[
+                str,
+                int,
+                int,
+                str | None,
+                str | None,
+                str | None,
+                str | None,
+                str | None,
+                str | None,
+            ]
+        ],
+    ) -> None:
+        """``rows``: (folder, uidvalidity, uid, message_id, from, to, subject, date, error)."""
+        self._write(
+            "UPDATE messages SET message_id=?, from_addr=?, to_addr=?, subject=?, date=?,"
+            " header_error=? WHERE folder=? AND uidvalidity=? AND uid=?",
+            [(m, f, t, s, d, e, fo, uv, uid) for fo, uv, uid, m, f, t, s, d, e in rows],
+        )
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """folder -> (messages on server as last seen, messages deleted on server)."""
+        cur = self._db.execute(
+            "SELECT folder, SUM(deleted_on_server = 0), SUM(deleted_on_server) FROM messages"
+            " GROUP BY folder"
+        )
+        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in cur}

@@ -1,0 +1,366 @@
+"""Maildir writing: one Maildir per folder, each message exactly as the server sent BODY[].
+
+A message goes to ``tmp/`` first, is fsynced, gets INTERNALDATE as mtime, then is renamed into
+``new/`` or ``cur/`` (atomic on POSIX), and the directories are fsynced once per batch before the
+state DB records the batch. File names come from :func:`mailsync.core.maildir.message_filename`:
+``<uidvalidity>.<uid>.mailsync,S=<size>:2,<flags>`` -- not time based, so a rerun after a crash maps
+the same message to the same name and :meth:`MaildirStore.reconcile` can tell leftovers apart.
+
+Bodies above the spill threshold never sit in memory: the transport streams them into a
+:class:`SpillSink` file under ``<account>/.spill/``, which is then renamed into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from mailsync.core.maildir import message_filename, subdir_for
+from mailsync.state import FolderRecord, MessageRow, StateDB
+from modes._exceptions import StorageError
+
+__all__ = [
+    "AccountArchive",
+    "MaildirStore",
+    "SpillSink",
+    "SpilledLiteral",
+    "StoredMessage",
+    "fsync_dir",
+]
+
+_R = TypeVar("_R")
+_NAME_RE = re.compile(r"^(\d+)\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class SpilledLiteral:
+    """A literal the transport streamed to a file (too large for memory)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def head(self, limit: int) -> bytes:
+        with open(self.path, "rb") as fh:
+            return fh.read(limit)
+
+
+class SpillSink:
+    """LiteralSink that streams a large literal to a temp file, hashing as it goes."""
+
+    def __init__(self, directory: Path, size: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix="spill-", suffix=f".{size}")
+        self._fh = os.fdopen(fd, "wb")
+        self._path = Path(name)
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    def finish(self) -> SpilledLiteral:
+        self._fh.close()
+        return SpilledLiteral(self._path, self._size, self._hash.hexdigest())
+
+    def discard(self) -> None:
+        self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    uid: int
+    size: int
+    sha256: str
+    path: str  # relative to the account root, POSIX style
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MaildirStore:
+    """Blocking Maildir writer for one account (run it in the account's writer thread)."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.fsync = fsync
+        self._ready: set[str] = set()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{root}: cannot create archive folder: {exc.strerror}") from exc
+
+    @property
+    def spill_dir(self) -> Path:
+        return self.root / ".spill"
+
+    def folder_dir(self, relpath: str) -> Path:
+        base = self.root / relpath
+        if relpath not in self._ready:
+            for sub in ("tmp", "new", "cur"):
+                (base / sub).mkdir(parents=True, exist_ok=True)
+            self._ready.add(relpath)
+        return base
+
+    def write_batch(
+        self,
+        relpath: str,
+        uidvalidity: int,
+        messages: Iterable[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral]],
+    ) -> list[StoredMessage]:
+        """Write (uid, flags, mtime, body) items durably; returns where each one went."""
+        base = self.folder_dir(relpath)
+        out: list[StoredMessage] = []
+        touched: set[str] = set()
+        try:
+            for uid, flags, mtime, body in messages:
+                out.append(self._write_one(base, relpath, uidvalidity, uid, flags, mtime, body))
+                touched.add(out[-1].path.rsplit("/", 2)[-2])
+            if self.fsync:
+                for sub in touched:
+                    fsync_dir(base / sub)
+        except OSError as exc:
+            raise StorageError(f"{base}: cannot write message: {exc}") from exc
+        return out
+
+    def _write_one(
+        self,
+        base: Path,
+        relpath: str,
+        uidvalidity: int,
+        uid: int,
+        flags: tuple[str, ...],
+        mtime: float | None,
+        body: bytes | SpilledLiteral,
+    ) -> StoredMessage:
+        size = body.size if isinstance(body, SpilledLiteral) else len(body)
+        name = message_filename(uidvalidity, uid, size, flags)
+        sub = subdir_for(flags)
+        tmp = base / "tmp" / name
+        if isinstance(body, SpilledLiteral):
+            digest = body.sha256
+            os.replace(body.path, tmp)
+            if self.fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        else:
+            digest = hashlib.sha256(body).hexdigest()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.fsync:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, base / sub / name)
+        return StoredMessage(uid, size, digest, f"{relpath}/{sub}/{name}")
+
+    def rename_flags(
+        self,
+        relpath: str,
+        old_path: str,
+        uidvalidity: int,
+        uid: int,
+        size: int,
+        flags: tuple[str, ...],
+    ) -> str:
+        """Move a message to the name/subdir of its new flags; returns the new relative path."""
+        name = message_filename(uidvalidity, uid, size, flags)
+        new_path = f"{relpath}/{subdir_for(flags)}/{name}"
+        if new_path != old_path:
+            try:
+                os.replace(self.root / old_path, self.root / new_path)
+            except FileNotFoundError:
+                return old_path  # reconcile() repairs a path the state got wrong
+            except OSError as exc:
+                raise StorageError(f"{self.root / old_path}: cannot rename: {exc}") from exc
+        return new_path
+
+    def reconcile(
+        self, relpath: str, uidvalidity: int, known: Mapping[int, str]
+    ) -> tuple[dict[int, str], int]:
+        """Repair what a crash may have left in a folder, for the current UIDVALIDITY.
+
+        ``known`` maps archived UIDs to their paths in the state. Files in new/ or cur/ the state
+        does not know (renamed in, but the crash came before the commit) are removed, so they are
+        fetched again and end up exactly once; a known message found under another name (a flag
+        rename whose commit was lost) yields a path fix. Empties tmp/. Returns (fixes, removed).
+        """
+        base = self.root / relpath
+        if not base.exists():
+            return {}, 0
+        fixes: dict[int, str] = {}
+        removed = 0
+        for sub in ("new", "cur"):
+            d = base / sub
+            if not d.is_dir():
+                continue
+            for entry in os.scandir(d):
+                m = _NAME_RE.match(entry.name)
+                if m is None or int(m.group(1)) != uidvalidity:
+                    continue
+                uid = int(m.group(2))
+                rel = f"{relpath}/{sub}/{entry.name}"
+                want = known.get(uid)
+                if want is None:
+                    os.unlink(entry.path)
+                    removed += 1
+                elif want != rel:
+                    if (self.root / want).exists():
+                        os.unlink(entry.path)
+                        removed += 1
+                    else:
+                        fixes[uid] = rel
+        tmp = base / "tmp"
+        if tmp.is_dir():
+            for entry in os.scandir(tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        return fixes, removed
+
+    def clear_spill(self) -> None:
+        d = self.spill_dir
+        if d.is_dir():
+            for entry in os.scandir(d):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
+class AccountArchive:
+    """One account's archive (Maildirs + state DB) behind a single writer thread.
+
+    All file and SQLite work runs in that thread, in submission order, so the event loop never
+    blocks on a disk and "files durable, then rows committed" holds for every batch.
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{root.name}")
+        self._state: StateDB | None = None
+        self._store: MaildirStore | None = None
+        self._fsync = fsync
+
+    async def _call(self, fn: Callable[..., _R], *args: object) -> _R:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _open(self) -> None:
+        self._store = MaildirStore(self.root, fsync=self._fsync)
+        self._store.clear_spill()
+        self._state = StateDB(self.root / "state.sqlite")
+
+    @property
+    def state(self) -> StateDB:
+        assert self._state is not None, "archive not opened"
+        return self._state
+
+    @property
+    def store(self) -> MaildirStore:
+        assert self._store is not None, "archive not opened"
+        return self._store
+
+    async def open(self) -> None:
+        await self._call(self._open)
+
+    async def aclose(self) -> None:
+        if self._state is not None:
+            await self._call(self._state.close)
+            self._state = None
+        self._pool.shutdown(wait=True)
+
+    async def run(self, fn: Callable[..., _R], *args: object) -> _R:
+        """Run any blocking archive operation in the writer thread."""
+        return await self._call(fn, *args)
+
+    # operations (each runs in the writer thread) ----------------------------------------------
+
+    def folder_records(self) -> dict[str, FolderRecord]:
+        return self.state.folders()
+
+    def load_folder(
+        self, name: str, relpath: str, uidvalidity: int
+    ) -> tuple[FolderRecord | None, dict[int, MessageRow]]:
+        """Reconcile crash leftovers, then return the folder record and its rows."""
+        record = self.state.folders().get(name)
+        rows = self.state.messages(name, uidvalidity)
+        fixes, _ = self.store.reconcile(relpath, uidvalidity, {u: r.path for u, r in rows.items()})
+        for uid, path in fixes.items():
+            self.state.update_path(name, uidvalidity, uid, path)
+        if fixes:
+            rows = self.state.messages(name, uidvalidity)
+        return record, rows
+
+    def store_batch(
+        self,
+        name: str,
+        relpath: str,
+        uidvalidity: int,
+        generation: int,
+        items: list[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]],
+    ) -> list[StoredMessage]:
+        stored = self.store.write_batch(
+            relpath, uidvalidity, [(u, f, m, b) for u, f, m, b, _ in items]
+        )
+        dates = {u: d for u, _, _, _, d in items}
+        flags = {u: f for u, f, _, _, _ in items}
+        self.state.insert_messages(
+            [
+                MessageRow(
+                    name,
+                    uidvalidity,
+                    generation,
+                    s.uid,
+                    s.size,
+                    s.sha256,
+                    flags[s.uid],
+                    dates[s.uid],
+                    s.path,
+                )
+                for s in stored
+            ]
+        )
+        return stored
+
+    def update_flags(
+        self,
+        name: str,
+        relpath: str,
+        uidvalidity: int,
+        changes: Iterable[tuple[int, tuple[str, ...]]],
+    ) -> None:
+        rows = self.state.messages(name, uidvalidity)
+        done = []
+        for uid, flags in changes:
+            row = rows.get(uid)
+            if row is None:
+                continue
+            path = self.store.rename_flags(relpath, row.path, uidvalidity, uid, row.size, flags)
+            done.append((uid, flags, path))
+        if self._fsync and done:
+            for sub in ("new", "cur"):
+                fsync_dir(self.store.folder_dir(relpath) / sub)
+        self.state.update_flags(name, uidvalidity, done)

@@ -1,0 +1,118 @@
+"""Helpers shared by the crawler integration tests: run the CLI, read the archive back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from warcio.archiveiterator import ArchiveIterator
+
+from crawler.cdxj import lookup
+from crawler.cli import run_crawl
+from crawler.pages import iter_pages
+from crawler.warc import warc_files
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def crawl(
+    out: Path, *urls: str, inputs: tuple[str, ...] = (), settings: Path | None = None, **flags: Any
+) -> int:
+    """``crawler crawl`` in this process (faster than a subprocess); returns the exit code."""
+    base: dict[str, Any] = {
+        "follow": None,
+        "scope": None,
+        "max_depth": None,
+        "max_pages": None,
+        "allow": (),
+        "deny": (),
+        "sitemaps": None,
+        "concurrency": None,
+        "per_host": None,
+        "delay": None,
+        "timeout": None,
+        "retries": None,
+        "max_bytes": None,
+        "user_agent": None,
+        "no_robots": False,
+        "frontier": None,
+        "parse_workers": 1,
+        "loop": None,
+    }
+    base.update(flags)
+    return run_crawl(urls, inputs, out, None, settings, base, progress=False)
+
+
+def crawler_cmd(
+    *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real command line in a child process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FETCHLAB_SETTINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "crawler.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def pages(out: Path) -> list[dict[str, Any]]:
+    return list(iter_pages(out / "pages.jsonl"))
+
+
+@dataclass
+class ArchiveCheck:
+    responses: Counter[str]  # target URI -> response + revisit records
+    pairs: int
+
+
+def check_archive(out: Path) -> ArchiveCheck:
+    """Read every WARC record back: digests verified, each response paired with its request.
+
+    Also checks pages.jsonl against the WARC and that the CDXJ index finds every record.
+    """
+    responses: Counter[str] = Counter()
+    ids: dict[str, str] = {}
+    concurrent: list[str] = []
+    digests: dict[str, str] = {}
+    for path in warc_files(out):
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh, check_digests="raise"):
+                # check_digests="raise": reading the record to its end verifies both digests
+                rec.raw_stream.read()
+                uri = rec.rec_headers.get_header("WARC-Target-URI")
+                if rec.rec_type in ("response", "revisit"):
+                    responses[uri] += 1
+                    ids[rec.rec_headers.get_header("WARC-Record-ID")] = uri
+                    digests[uri] = rec.rec_headers.get_header("WARC-Payload-Digest")
+                elif rec.rec_type == "request":
+                    concurrent.append(rec.rec_headers.get_header("WARC-Concurrent-To"))
+    assert sorted(concurrent) == sorted(ids), "every response has exactly one request"
+    index = out / "index.cdxj"
+    for uri in responses:
+        assert lookup(index, uri), f"{uri} missing from index.cdxj"
+    for row in pages(out):
+        if row["status"] is not None:
+            assert row["final_url"] in responses
+            if row["sha1"]:
+                assert digests[row["final_url"]] == row["sha1"]
+    return ArchiveCheck(responses, len(concurrent))
+
+
+def archived_urls(out: Path) -> set[str]:
+    """Frontier URLs with a response in the archive (pages with a status)."""
+    return {r["url"] for r in pages(out) if r["status"] is not None}
+
+
+def dump(out: Path) -> str:
+    return "\n".join(json.dumps(r) for r in pages(out))

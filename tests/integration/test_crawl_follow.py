@@ -1,0 +1,79 @@
+"""Follow mode against the generated test-bed site: ground truth, scope, depth, allow/deny."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.web import WebSite, reference_links
+from tests.integration.crawl_support import archived_urls, check_archive, crawl, pages
+from testbed.faults import FaultServer
+
+
+@pytest.mark.parametrize("obey", [True, False], ids=["obey-robots", "ignore-robots"])
+def test_site_ground_truth(web_site: WebSite, tmp_path: Path, obey: bool) -> None:
+    out = tmp_path / "out"
+    code = crawl(out, web_site.start_url, follow=True, no_robots=not obey, concurrency=32)
+    truth = web_site.info.truth_obey_robots if obey else web_site.info.truth_ignore_robots
+    got = archived_urls(out)
+    assert got == truth, (sorted(got - truth)[:10], sorted(truth - got)[:10])
+    # broken links are archived with their 404, so the run reports failed URLs
+    assert code == (1 if web_site.info.broken_paths else 0)
+    check = check_archive(out)
+    assert max(check.responses.values()) == 1, "no URL archived twice"
+    rows = pages(out)
+    assert len({r["url"] for r in rows}) == len(rows), "one pages.jsonl line per URL"
+    if obey:
+        blocked = [r for r in rows if r["error_class"] == "RobotsDisallowed"]
+        assert blocked and all("/private/" in r["url"] for r in blocked)
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        data: bytes = resp.read()
+    return data
+
+
+def test_max_depth_one(web_site: WebSite, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    crawl(out, web_site.start_url, follow=True, max_depth=1, no_robots=True)
+    expected = {web_site.start_url} | reference_links(
+        web_site.start_url, _fetch(web_site.start_url)
+    )
+    assert archived_urls(out) == expected
+    assert {r["depth"] for r in pages(out)} <= {0, 1}
+
+
+def test_max_pages(web_site: WebSite, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    crawl(out, web_site.start_url, follow=True, max_pages=7)
+    assert len(pages(out)) == 7
+    # a rerun with a higher limit continues where the first stopped
+    crawl(out, web_site.start_url, follow=True, max_pages=12)
+    rows = pages(out)
+    assert len(rows) == 12 and len({r["url"] for r in rows}) == 12
+
+
+def test_allow_and_deny(web_site: WebSite, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    crawl(out, web_site.start_url, follow=True, deny=(r"\.(pdf|png|txt)$",), no_robots=True)
+    got = archived_urls(out)
+    truth = web_site.info.truth_ignore_robots
+    assert got == {u for u in truth if not re.search(r"\.(pdf|png|txt)$", u)}
+    out2 = tmp_path / "out2"
+    # allow: only the seed (always crawled) and URLs matching the pattern
+    crawl(out2, web_site.start_url, follow=True, allow=(r"/private/",), no_robots=True)
+    got2 = archived_urls(out2) - {web_site.start_url}
+    assert got2 and all("/private/" in u for u in got2)
+
+
+def test_scope_host_excludes_other_hosts(fault_server: FaultServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = crawl(out, fault_server.url("/page/0"), follow=True, scope="prefix")
+    urls = archived_urls(out)
+    assert urls and all(u.startswith(fault_server.url("/page/")) for u in urls)
+    assert {fault_server.url(f"/page/{i}") for i in range(10)} <= urls
+    assert code == 0

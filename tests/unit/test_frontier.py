@@ -1,0 +1,353 @@
+"""One contract suite for every frontier backend, plus SQLite's durability and memory bounds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from crawler.core.frontier import Frontier, FrontierCounts, FrontierItem, MemoryFrontier, NewURL
+from crawler.frontier_sqlite import SqliteFrontier
+from modes._exceptions import CorruptArchiveError, StorageError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Factory = Callable[[], Frontier]
+
+
+class Backend:
+    """Opens a backend; ``reopen`` simulates a crash and restart (SQLite: close, open again)."""
+
+    def __init__(self, kind: str, tmp: Path) -> None:
+        self.kind = kind
+        self.path = tmp / "frontier.db"
+        self.current: Frontier | None = None
+
+    def open(self) -> Frontier:
+        self.current = MemoryFrontier() if self.kind == "memory" else SqliteFrontier(self.path)
+        return self.current
+
+    def reopen(self, f: Frontier) -> Frontier:
+        if self.kind == "memory":
+            return f  # nothing survives a real crash; the same object stands in
+        f.close()
+        return self.open()
+
+    def close(self) -> None:
+        if self.current is not None:
+            with contextlib.suppress(ValueError, StorageError, sqlite3.ProgrammingError):
+                self.current.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    b = Backend(request.param, tmp_path)
+    yield b
+    b.close()
+
+
+def urls(*paths: str, depth: int = 0, parent: str | None = None) -> list[NewURL]:
+    return [NewURL(f"http://example.com/{p}", depth, parent) for p in paths]
+
+
+def leased_urls(items: list[FrontierItem]) -> list[str]:
+    return [i.url for i in items]
+
+
+def test_is_a_frontier(backend: Backend) -> None:
+    assert isinstance(backend.open(), Frontier)
+
+
+def test_add_dedups_against_everything_ever_added(backend: Backend) -> None:
+    f = backend.open()
+    assert f.add(urls("a", "b", "a")) == 2
+    assert f.add(urls("b", "c")) == 1
+    assert f.counts() == FrontierCounts(3, 0, 0, 0)
+    [item] = f.lease(1, 0.0)
+    f.complete(item.url)
+    assert f.add(urls("a", depth=5)) == 0  # done URLs stay known
+    assert f.add([]) == 0
+    assert f.add(iter(urls("d"))) == 1
+    assert f.counts() == FrontierCounts(3, 0, 1, 0)
+
+
+def test_lease_is_breadth_first_then_fifo(backend: Backend) -> None:
+    f = backend.open()
+    f.add(urls("d2a", "d2b", depth=2))
+    f.add(urls("d0a", depth=0))
+    f.add(urls("d1a", "d1b", depth=1))
+    f.add(urls("d0b", depth=0))
+    got = leased_urls(f.lease(4, 0.0)) + leased_urls(f.lease(10, 0.0))
+    assert [u.rsplit("/", 1)[1] for u in got] == ["d0a", "d0b", "d1a", "d1b", "d2a", "d2b"]
+    assert f.lease(10, 0.0) == []
+
+
+def test_priority_before_depth(backend: Backend) -> None:
+    f = backend.open()
+    f.add([NewURL("http://example.com/low", 0), NewURL("http://example.com/high", 3, None, 5)])
+    assert leased_urls(f.lease(2, 0.0)) == ["http://example.com/high", "http://example.com/low"]
+
+
+def test_lease_item_fields(backend: Backend) -> None:
+    f = backend.open()
+    f.add([NewURL("https://example.com:8443/x", 2, "https://example.com:8443/")])
+    [item] = f.lease(5, 0.0)
+    assert item == FrontierItem(
+        "https://example.com:8443/x", 2, "example.com:8443", 0, "https://example.com:8443/"
+    )
+    assert f.lease(0, 0.0) == []
+
+
+def test_complete_fail_and_counts(backend: Backend) -> None:
+    f = backend.open()
+    f.add(urls("a", "b", "c"))
+    a, b, c = f.lease(3, 0.0)
+    assert f.counts() == FrontierCounts(0, 3, 0, 0)
+    f.complete(a.url)
+    f.fail(b.url)
+    assert f.counts() == FrontierCounts(0, 1, 1, 1)
+    assert f.counts().total == 3
+    with pytest.raises(KeyError):
+        f.complete(a.url)  # already done
+    with pytest.raises(KeyError):
+        f.fail("http://example.com/never-added")
+    with pytest.raises(KeyError):
+        f.retry(b.url, 0.0)  # failed is final
+    f.complete(c.url)
+    assert f.counts() == FrontierCounts(0, 0, 2, 1)
+
+
+def test_retry_with_not_before(backend: Backend) -> None:
+    f = backend.open()
+    f.add(urls("a", "b"))
+    a, b = f.lease(2, 100.0)
+    f.retry(a.url, 150.0)
+    assert f.counts() == FrontierCounts(1, 1, 0, 0)
+    assert f.next_ready_at() == 150.0
+    assert f.lease(5, 149.9) == []
+    [again] = f.lease(5, 150.0)
+    assert again.url == a.url
+    assert again.attempts == 1
+    f.retry(again.url, 0.0)  # ready at once
+    assert f.next_ready_at() == 0.0
+    [third] = f.lease(5, 151.0)
+    assert third.attempts == 2
+    f.complete(third.url)
+    f.complete(b.url)
+    assert f.counts() == FrontierCounts(0, 0, 2, 0)
+    assert f.next_ready_at() is None
+
+
+def test_waiting_retry_does_not_block_ready_urls(backend: Backend) -> None:
+    f = backend.open()
+    f.add(urls("first"))
+    [first] = f.lease(1, 0.0)
+    f.retry(first.url, 1000.0)
+    f.add(urls("second", "third", depth=3))
+    assert leased_urls(f.lease(5, 10.0)) == [
+        "http://example.com/second",
+        "http://example.com/third",
+    ]
+    assert f.next_ready_at() == 1000.0
+    assert leased_urls(f.lease(5, 2000.0)) == ["http://example.com/first"]
+
+
+def test_next_ready_at(backend: Backend) -> None:
+    f = backend.open()
+    assert f.next_ready_at() is None
+    f.add(urls("a", "b"))
+    assert f.next_ready_at() == 0.0
+    a, b = f.lease(2, 0.0)
+    assert f.next_ready_at() is None
+    f.retry(a.url, 30.0)
+    f.retry(b.url, 20.0)
+    assert f.next_ready_at() == 20.0
+
+
+def test_release_leases_after_crash(backend: Backend) -> None:
+    f = backend.open()
+    f.add(urls("a", "b", "c", "d"))
+    a, b, _c = f.lease(3, 0.0)
+    f.complete(a.url)
+    f.retry(b.url, 5.0)
+    f = backend.reopen(f)  # "crash": c was leased, never finished
+    assert f.counts() == FrontierCounts(2, 1, 1, 0)
+    assert f.release_leases() == 1
+    assert f.release_leases() == 0
+    assert f.counts() == FrontierCounts(3, 0, 1, 0)
+    got = f.lease(10, 10.0)
+    assert sorted(leased_urls(got)) == [f"http://example.com/{p}" for p in ("b", "c", "d")]
+    assert {i.url: i.attempts for i in got}["http://example.com/b"] == 1
+    assert f.add(urls("a", "b", "c", "d")) == 0
+
+
+def test_closed_frontier_refuses_work(backend: Backend) -> None:
+    f = backend.open()
+    f.add(urls("a"))
+    f.close()
+    with pytest.raises((ValueError, StorageError, sqlite3.ProgrammingError)):
+        f.add(urls("b"))
+
+
+# -- SQLite only ---------------------------------------------------------------------------------
+
+
+def test_sqlite_persists_state_and_meta(tmp_path: Path) -> None:
+    path = tmp_path / "f.db"
+    with SqliteFrontier(path) as f:
+        f.add(urls("a", "b", "c"))
+        a, _b = f.lease(2, 0.0)
+        f.complete(a.url)
+        assert f.get_meta("args") is None
+        f.set_meta("args", '{"follow": true}')
+        f.set_meta("args", '{"follow": false}')
+    with SqliteFrontier(path) as f:
+        assert f.counts() == FrontierCounts(1, 1, 1, 0)
+        assert f.get_meta("args") == '{"follow": false}'
+        f.release_leases()
+        assert leased_urls(f.lease(5, 0.0)) == ["http://example.com/b", "http://example.com/c"]
+    assert not (tmp_path / "f.db-wal").exists() or (tmp_path / "f.db-wal").stat().st_size == 0
+
+
+def test_sqlite_complete_many_and_wal(tmp_path: Path) -> None:
+    with SqliteFrontier(tmp_path / "f.db") as f:
+        f.add(urls(*map(str, range(50))))
+        items = f.lease(50, 0.0)
+        f.complete_many(i.url for i in items)
+        assert f.counts() == FrontierCounts(0, 0, 50, 0)
+        journal = f._db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert journal == "wal"
+
+
+def test_sqlite_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "f.db"
+    path.write_bytes(b"this is not a database file at all" * 200)
+    with pytest.raises(CorruptArchiveError):
+        SqliteFrontier(path)
+
+
+def test_sqlite_unwritable_place(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        SqliteFrontier(tmp_path / "missing-dir" / "f.db")
+
+
+def _rss() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+@pytest.mark.slow
+def test_sqlite_memory_stays_flat(tmp_path: Path, slow_size: bool) -> None:
+    total = 1_000_000 if slow_size else 100_000
+    batch = 10_000
+    with SqliteFrontier(tmp_path / "f.db") as f:
+        # Warm up: caches, statements, the page cache (16 MiB) fill with the first batches.
+        f.add(NewURL(f"http://h{i % 1000}.example/w/{i}", 0) for i in range(2 * batch))
+        base = _rss()
+        t0 = time.perf_counter()
+        for start in range(2 * batch, total, batch):
+            assert (
+                f.add(
+                    NewURL(f"http://h{i % 1000}.example/p/{i}", 1, "http://seed.example/")
+                    for i in range(start, start + batch)
+                )
+                == batch
+            )
+        add_s = time.perf_counter() - t0
+        assert f.counts().queued == total
+        growth_added = _rss() - base
+        t0 = time.perf_counter()
+        leased = 0
+        while items := f.lease(1000, 0.0):
+            leased += len(items)
+            f.complete_many(i.url for i in items)
+        lease_s = time.perf_counter() - t0
+        assert leased == total
+        assert f.counts() == FrontierCounts(0, 0, total, 0)
+        growth = _rss() - base
+    print(
+        f"\nsqlite frontier {total:,} URLs: add {total / add_s:,.0f} URLs/s, "
+        f"lease+complete {total / lease_s:,.0f} URLs/s, RSS growth after add "
+        f"{growth_added / 2**20:.1f} MiB, after lease {growth / 2**20:.1f} MiB"
+    )
+    # Nothing per URL is kept in Python: growth stays within SQLite's page cache and slack.
+    assert growth < 48 * 2**20, growth
+
+
+CRASH_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from crawler.core.frontier import NewURL
+    from crawler.frontier_sqlite import SqliteFrontier
+
+    f = SqliteFrontier(sys.argv[1])
+    n = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and n < 100_000:
+        f.add(NewURL(f"http://c{j % 7}.example/{n}/{j}", n) for j in range(300))
+        items = f.lease(200, 0.0)
+        for k, item in enumerate(items):
+            if k % 8 == 0:
+                f.retry(item.url, 0.0)
+            elif k % 8 == 1:
+                f.fail(item.url)
+            elif k % 8 != 2:  # k % 8 == 2 stays leased, as if in flight
+                f.complete(item.url)
+        n += 1
+        print(n, flush=True)
+    """
+)
+
+
+def test_sqlite_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASH_CHILD, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        for _ in range(12):  # let it commit a few rounds, then kill it mid-batch
+            assert child.stdout.readline(), child.stderr.read() if child.stderr else ""
+        time.sleep(0.013)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+    assert child.returncode == -signal.SIGKILL
+
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = raw.execute("SELECT COUNT(*) FROM urls").fetchone()[0]
+    raw.close()
+    assert rows >= 12 * 300
+    with SqliteFrontier(path) as f:
+        before = f.counts()
+        assert before.total == rows
+        assert before.leased > 0
+        released = f.release_leases()
+        assert released == before.leased
+        after = f.counts()
+        assert after == FrontierCounts(before.queued + released, 0, before.done, before.failed)
+        # Work continues: everything queued can be leased and finished.
+        while items := f.lease(5000, 0.0):
+            f.complete_many(i.url for i in items)
+        final = f.counts()
+        assert final == FrontierCounts(0, 0, after.queued + after.done, after.failed)

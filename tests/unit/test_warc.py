@@ -1,0 +1,193 @@
+"""The WARC writer: records read back with warcio, digests, pairs, revisits, rotation, repair."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+
+from crawler.cdxj import build_index, lookup
+from crawler.core.flow import FetchResult
+from crawler.pages import iter_pages, last_complete_line
+from crawler.warc import ArchiveJob, ArchiveWriter, payload_digest, response_head, warc_files
+
+
+def hop(url: str, body: bytes, status: int = 200, truncated: bool = False) -> FetchResult:
+    return FetchResult(
+        url=url,
+        status=status,
+        reason="OK",
+        http_version="1.1",
+        headers=(
+            (b"Content-Type", b"text/html"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"X-Latin", "caf\u00e9".encode("latin-1")),
+        ),
+        body=body,
+        truncated=truncated,
+        request_head=f"GET {url.split('/', 3)[-1] or '/'} HTTP/1.1\r\nHost: a\r\n\r\n".encode(),
+        started_at=1_700_000_000.25,
+        received_at=1_700_000_000.5,
+        peer="127.0.0.1",
+    )
+
+
+def job(url: str, body: bytes, **kw: object) -> ArchiveJob:
+    return ArchiveJob((hop(url, body, **kw),), {"url": url, "error_class": None})  # type: ignore[arg-type]
+
+
+def records(out: Path) -> list[tuple[str, str | None, object]]:
+    found = []
+    for path in warc_files(out):
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh, check_digests="raise"):
+                rec.raw_stream.read()
+                found.append((rec.rec_type, rec.rec_headers.get_header("WARC-Target-URI"), rec))
+    return found
+
+
+def test_pairs_digests_and_raw_head(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/1", b"<p>one</p>"))
+    w.write(job("http://a.test/2", b"<p>two</p>"))
+    w.close()
+    recs = records(tmp_path)
+    assert [r[0] for r in recs] == ["warcinfo", "response", "request", "response", "request"]
+    resp, req = recs[1][2], recs[2][2]
+    assert req.rec_headers.get_header("WARC-Concurrent-To") == resp.rec_headers.get_header(  # type: ignore[attr-defined]
+        "WARC-Record-ID"
+    )
+    assert resp.rec_headers.get_header("WARC-Payload-Digest") == payload_digest(b"<p>one</p>")  # type: ignore[attr-defined]
+    assert resp.rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"  # type: ignore[attr-defined]
+    assert resp.rec_headers.protocol == "WARC/1.1"  # type: ignore[attr-defined]
+    # de-chunked body: the stored head no longer claims chunked framing; non-ASCII bytes kept
+    head = response_head(hop("http://a.test/1", b""))
+    assert b"Transfer-Encoding" not in head and b"caf\xe9" in head
+    rows = list(iter_pages(tmp_path / "pages.jsonl"))
+    assert [r["url"] for r in rows] == ["http://a.test/1", "http://a.test/2"]
+    assert rows[0]["sha1"] == payload_digest(b"<p>one</p>")
+    assert rows[1]["warc_end"] == os.path.getsize(tmp_path / rows[1]["warc"])
+
+
+def test_identical_payload_becomes_revisit(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/1", b"same body"))
+    w.write(job("http://a.test/2", b"same body"))
+    w.close()
+    recs = records(tmp_path)
+    revisit = [r for r in recs if r[0] == "revisit"]
+    assert len(revisit) == 1 and revisit[0][1] == "http://a.test/2"
+    rh = revisit[0][2].rec_headers  # type: ignore[attr-defined]
+    assert rh.get_header("WARC-Refers-To-Target-URI") == "http://a.test/1"
+    assert rh.get_header("WARC-Profile").endswith("/revisit/identical-payload-digest")
+    assert [r["revisit"] for r in iter_pages(tmp_path / "pages.jsonl")] == [False, True]
+    # the digest index survives a reopen
+    w2 = ArchiveWriter(tmp_path)
+    w2.open()
+    w2.write(job("http://a.test/3", b"same body"))
+    w2.close()
+    assert sum(r[0] == "revisit" for r in records(tmp_path)) == 2
+
+
+def test_truncated_marked(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/big", b"x" * 100, truncated=True))
+    w.close()
+    resp = records(tmp_path)[1][2]
+    assert resp.rec_headers.get_header("WARC-Truncated") == "length"  # type: ignore[attr-defined]
+
+
+def test_rotation(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path, max_file_bytes=1500)
+    w.open()
+    for i in range(6):
+        w.write(job(f"http://a.test/{i}", os.urandom(400)))
+    w.close()
+    files = warc_files(tmp_path)
+    assert len(files) >= 3
+    assert sum(r[0] == "response" for r in records(tmp_path)) == 6
+    assert all(r[0] == "warcinfo" for r in records(tmp_path) if r[1] is None)
+
+
+def test_repair_after_torn_writes(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/1", b"one"))
+    w.write(job("http://a.test/2", b"two"))
+    w.close()
+    pages = tmp_path / "pages.jsonl"
+    warc = warc_files(tmp_path)[0]
+    good_end = os.path.getsize(warc)
+    # a crash: records of a third URL written, its pages line torn half-way, a partial member
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/3", b"three"))
+    w.close()
+    data = pages.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    pages.write_bytes(data[: last + 10])
+    with open(warc, "ab") as fh:
+        fh.write(b"\x1f\x8b\x08\x00garbage")
+    report = ArchiveWriter(tmp_path)
+    rep = report.open()
+    report.close()
+    assert rep.pages_truncated == 10
+    assert rep.warc_truncated > 0
+    assert os.path.getsize(warc) == good_end
+    assert [r["url"] for r in iter_pages(pages)] == ["http://a.test/1", "http://a.test/2"]
+    assert [r[1] for r in records(tmp_path) if r[0] == "response"] == [
+        "http://a.test/1",
+        "http://a.test/2",
+    ]
+
+
+def test_repair_removes_later_files_and_stale_digests(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path, max_file_bytes=1000)
+    w.open()
+    w.write(job("http://a.test/1", b"body one " * 50))
+    w.write(job("http://a.test/2", b"body two " * 50))
+    w.close()
+    assert len(warc_files(tmp_path)) == 2
+    pages = tmp_path / "pages.jsonl"
+    first = pages.read_bytes().split(b"\n")[0] + b"\n"
+    pages.write_bytes(first)  # the second line never made it
+    w = ArchiveWriter(tmp_path, max_file_bytes=1000)
+    rep = w.open()
+    assert rep.files_removed == ("fetchlab-00001.warc.gz",)
+    # the second body's digest pointed into the removed file: it must be written in full again
+    w.write(job("http://a.test/2", b"body two " * 50))
+    w.close()
+    types = [(r[0], r[1]) for r in records(tmp_path)]
+    assert ("response", "http://a.test/2") in types and not any(t == "revisit" for t, _ in types)
+
+
+def test_last_complete_line_reads_backwards(tmp_path: Path) -> None:
+    p = tmp_path / "p.jsonl"
+    rows = [{"url": f"u{i}", "pad": "x" * 300} for i in range(500)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    p.write_text(text + '{"url": "torn')
+    tail = last_complete_line(p, block=1024)
+    assert tail.row == rows[-1] and tail.offset == len(text.encode())
+    p.write_text("")
+    assert last_complete_line(p).row is None
+
+
+def test_cdxj_index_finds_every_url(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    urls = [f"http://a.test/p{i}?b=2&a=1" for i in range(5)]
+    for i, u in enumerate(urls):
+        w.write(job(u, f"body {i}".encode()))
+    w.close()
+    index = build_index(tmp_path, warc_files(tmp_path))
+    lines = index.read_text().splitlines()
+    assert lines == sorted(lines)
+    for u in urls:
+        (entry,) = lookup(index, u)
+        assert entry["url"] == u and entry["status"] == "200"
+        assert entry["filename"] == "warc/fetchlab-00000.warc.gz"
