@@ -345,16 +345,18 @@ class Engine:
         content_type = final.header("Content-Type") if final else None
         if final is not None and 200 <= final.status < 300 and self._wants_parse(final):
             assert self._offload is not None
-            parsed = await self._offload.submit(
-                ParseInput(
-                    url=final.url,
-                    status=final.status,
-                    content_type=content_type,
-                    content_encoding=final.header("Content-Encoding"),
-                    body=final.body,
-                    max_decoded=self.s.max_decoded_bytes,
-                )
+            inp = ParseInput(
+                url=final.url,
+                status=final.status,
+                content_type=content_type,
+                content_encoding=final.header("Content-Encoding"),
+                body=final.body,
+                max_decoded=self.s.max_decoded_bytes,
             )
+            try:
+                parsed = await self._offload.submit(inp)
+            except Exception as exc:  # a parser process crashed (the pool is replaced)
+                parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
             if parsed.error and error_class is None:
                 error_class, _, error = parsed.error.partition(": ")
             elif self.s.follow and not outcome.hops[-1].truncated:

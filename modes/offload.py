@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Generic, Literal, TypeVar
 
-__all__ = ["BatchOffload", "apply_batch"]
+__all__ = ["BatchOffload", "apply_batch", "ignore_sigint"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -27,6 +28,12 @@ Out = TypeVar("Out")
 def apply_batch(fn: Callable[[In], Out], items: Sequence[In]) -> list[Out]:
     """Run ``fn`` over a batch in the worker (top level, so it pickles)."""
     return [fn(item) for item in items]
+
+
+def ignore_sigint() -> None:
+    """Pool worker initializer: Ctrl-C reaches the whole process group, but only the parent
+    decides how to stop; a worker dying of KeyboardInterrupt would break the pool mid-shutdown."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class BatchOffload(Generic[In, Out]):
@@ -49,19 +56,22 @@ class BatchOffload(Generic[In, Out]):
         self._slots = asyncio.Semaphore(max(max_pending, self._batch_size))
         # at most two batches per worker in flight: enough to keep workers busy, no more
         self._inflight = asyncio.Semaphore(max(1, workers) * 2)
-        self._executor: Executor | None = None
-        if workers > 0:
-            if kind == "process":
-                # forkserver: forking a process that runs an event loop and threads is unsafe
-                ctx = multiprocessing.get_context("forkserver")
-                self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-            else:
-                self._executor = ThreadPoolExecutor(max_workers=workers)
+        self._kind = kind
+        self._executor: Executor | None = self._new_executor() if workers > 0 else None
         self._batch: list[tuple[In, asyncio.Future[Out]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
+
+    def _new_executor(self) -> Executor:
+        if self._kind == "process":
+            # forkserver: forking a process that runs an event loop and threads is unsafe
+            ctx = multiprocessing.get_context("forkserver")
+            return ProcessPoolExecutor(
+                max_workers=self._workers, mp_context=ctx, initializer=ignore_sigint
+            )
+        return ThreadPoolExecutor(max_workers=self._workers)
 
     async def submit(self, item: In) -> Out:
         """Queue ``item`` (waiting while the pending limit is reached) and return its result."""
@@ -100,6 +110,10 @@ class BatchOffload(Generic[In, Out]):
             try:
                 results = await loop.run_in_executor(self._executor, apply_batch, self._fn, items)
             except BaseException as exc:  # a worker crash fails every item of the batch
+                if isinstance(exc, BrokenExecutor) and self._executor is not None:
+                    # a crashed worker breaks the whole pool: replace it so later work goes on
+                    broken, self._executor = self._executor, self._new_executor()
+                    broken.shutdown(wait=False, cancel_futures=True)
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)

@@ -215,6 +215,46 @@ def test_namespace_with_nil_values() -> None:
     assert resp.values == ((("", "/"),), None, (("Public Folders/", "/"),))
 
 
+def test_esearch_and_vanished() -> None:
+    esearch, vanished = parse(
+        b'* ESEARCH (TAG "a567") UID MIN 7 MAX 3800 ALL 7:3800\r\n'
+        b"* VANISHED (EARLIER) 41,43:116\r\n"
+    )
+    assert isinstance(esearch, Untagged) and esearch.kind == "ESEARCH"
+    assert esearch.values == (("TAG", "a567"), "UID", "MIN", 7, "MAX", 3800, "ALL", "7:3800")
+    assert isinstance(vanished, Untagged)
+    assert vanished.values == (("EARLIER",), "41,43:116")
+
+
+# -- Gmail (examples from Google's IMAP extensions documentation) -------------------------------
+
+
+def test_gmail_session_bytes() -> None:
+    out = parse(
+        b"* OK Gimap ready for requests from 127.0.0.1 h4mb12345678abc\r\n"
+        b"* CAPABILITY IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID XLIST CHILDREN X-GM-EXT-1 "
+        b"XYZZY SASL-IR AUTH=XOAUTH2 AUTH=PLAIN AUTH=PLAIN-CLIENTTOKEN AUTH=OAUTHBEARER\r\n"
+        b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+        b'* LIST (\\HasChildren \\Noselect) "/" "[Gmail]"\r\n'
+        b'* LIST (\\All \\HasNoChildren) "/" "[Gmail]/All Mail"\r\n'
+        b'* LIST (\\HasNoChildren \\Important) "/" [Gmail]/Important\r\n'
+        b"* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334865 "
+        b'X-GM-LABELS (\\Inbox \\Sent Important "Muy Importante") UID 1 RFC822.SIZE 2000 '
+        b'INTERNALDATE "01-Jan-2020 10:00:00 +0000" FLAGS (\\Seen))\r\n'
+        b"a3 OK Success\r\n"
+    )
+    assert isinstance(out[0], Untagged) and out[0].text.startswith("Gimap ready")
+    assert isinstance(out[1], Capability) and "X-GM-EXT-1" in out[1].names
+    names = [r.name for r in out if isinstance(r, ListResp)]
+    assert names == ["INBOX", "[Gmail]", "[Gmail]/All Mail", "[Gmail]/Important"]
+    assert isinstance(out[4], ListResp) and out[4].flags == {"\\All", "\\HasNoChildren"}
+    fetch = out[6]
+    assert isinstance(fetch, FetchResp)
+    assert (fetch.uid, fetch.size, fetch.flags) == (1, 2000, ("\\Seen",))
+    assert fetch.other["X-GM-LABELS"] == ("\\Inbox", "\\Sent", "Important", "Muy Importante")
+    assert fetch.other["X-GM-THRID"] == 1278455344230334865
+
+
 # -- LIST / STATUS --------------------------------------------------------------------------------
 
 
