@@ -277,6 +277,7 @@ def _report(settings: CrawlerSettings, result: EngineResult, bad: int, console: 
         console.print(
             f"interrupted: state saved. Resume with: crawler crawl --resume {settings.out}",
             highlight=False,
+            soft_wrap=True,
         )
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.failed else EXIT_OK

@@ -162,6 +162,7 @@ class Engine:
         self._fetcher = fetcher
         self._offload = offload
         try:
+            await offload.start()
             await self._dispatch()
         finally:
             await self._shutdown()

@@ -102,29 +102,55 @@ class BatchOffload(Generic[In, Out]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def start(self) -> None:
+        """Start every worker now (not on first use), each with Ctrl-C ignored.
+
+        Until its initializer ran, a fresh worker still dies of a Ctrl-C sent to the process
+        group; warming up at start-up keeps that window out of the crawl.
+        """
+        if self._executor is None or self._kind != "process":
+            return
+        loop = asyncio.get_running_loop()
+        executor = self._executor
+        await asyncio.gather(
+            *(loop.run_in_executor(executor, ignore_sigint) for _ in range(self._workers))
+        )
+
     async def _run(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
-        assert self._executor is not None
         async with self._inflight:
             loop = asyncio.get_running_loop()
             items = [item for item, _ in batch]
-            try:
-                results = await loop.run_in_executor(self._executor, apply_batch, self._fn, items)
-            except BaseException as exc:  # a worker crash fails every item of the batch
-                if isinstance(exc, BrokenExecutor) and self._executor is not None:
-                    # a crashed worker breaks the whole pool: replace it so later work goes on
-                    broken, self._executor = self._executor, self._new_executor()
-                    broken.shutdown(wait=False, cancel_futures=True)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
+            for attempt in (1, 2):
+                executor = self._executor
+                assert executor is not None
+                try:
+                    results = await loop.run_in_executor(executor, apply_batch, self._fn, items)
+                except BrokenExecutor as exc:
+                    # a dead worker breaks the whole pool: replace it, try the batch once more
+                    if self._executor is executor:
+                        self._executor = self._new_executor()
+                        executor.shutdown(wait=False, cancel_futures=True)
+                    if attempt == 1:
+                        continue
+                    self._fail(batch, exc)
+                    return
+                except BaseException as exc:
+                    self._fail(batch, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+                break
             self.batches += 1
             self.items += len(items)
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[tuple[In, asyncio.Future[Out]]], exc: BaseException) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def aclose(self) -> None:
         """Finish queued work and shut the pool down."""

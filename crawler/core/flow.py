@@ -244,7 +244,11 @@ def url_flow(url: str, cfg: FlowConfig, rand: Callable[[], float]) -> FlowGen:
                 )
             if cfg.redirect_scope is not None and not cfg.redirect_scope(target):
                 return Outcome(
-                    url, tuple(hops), "OutOfScope", f"redirect to {target} leaves the scope", retries
+                    url,
+                    tuple(hops),
+                    "OutOfScope",
+                    f"redirect to {target} leaves the scope",
+                    retries,
                 )
             seen.add(target)
             current = target

@@ -40,35 +40,88 @@ MAX_URL_LENGTH = 8000
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-# Already canonical: lower-case http(s) scheme and ASCII host, no userinfo, path of unreserved and
-# sub-delim characters without '%' or dot segments, and no query or one plain ``k=v`` argument.
-# Anything else takes the w3lib path.
+# Already canonical but for the default port and query order: lower-case http(s) scheme and ASCII
+# host, no userinfo, a path of unreserved and sub-delim characters without '%', ';' or dot
+# segments, and a query of plain ``k=v`` arguments. Anything else takes the w3lib path.
+_ARG = r"[A-Za-z0-9_~.-]+=[A-Za-z0-9_~.-]*"
 _FAST = re.compile(
     r"https?://(?P<host>[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::(?P<port>[0-9]{1,5}))?"
     r"(?P<path>/(?:[A-Za-z0-9_~!$&'()*+,=:@-]|\.(?![./?]|$)|/(?!\.))*)?"
-    r"(?:\?[A-Za-z0-9_~.-]+=[A-Za-z0-9_~.-]*)?"
+    rf"(?:\?(?P<query>{_ARG}(?:&{_ARG})*))?"
 )
 _ALPHA_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# A relative reference made only of path characters (no scheme, query, fragment or escapes).
+_REL_PATH = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@./-]*")
 
 
 def _fast(url: str) -> str | None:
-    """Return the canonical form of an already-canonical-looking URL, or None to go slow."""
+    """The canonical form of a URL in the common shape, or None to take the w3lib path."""
     m = _FAST.fullmatch(url)
     if m is None or ".." in m.group("host"):
         return None
+    host_end = m.end("host")
+    rest = host_end
+    netloc_end = host_end
     port = m.group("port")
-    scheme_end = 4 if url[4] == ":" else 5
     if port is not None:
         num = int(port)
-        if num == _DEFAULT_PORTS[url[:scheme_end]]:
-            # Drop the default port but keep the rest byte-for-byte.
-            return url[: m.end("host")] + (url[m.end("port") :] or "/")
         if num > 65535 or port[0] == "0":
             return None
+        rest = m.end("port")
+        if num != _DEFAULT_PORTS[url[: url.index(":")]]:
+            netloc_end = rest
+    query = m.group("query")
+    if query is not None and "&" in query:
+        # w3lib sorts (key, value) pairs, which is not the order of the "k=v" strings.
+        args = sorted(tuple(a.split("=", 1)) for a in query.split("&"))
+        ordered = "&".join(f"{k}={v}" for k, v in args)
+        if ordered != query:
+            url = url[: m.start("query")] + ordered
     if m.group("path") is None:
-        end = m.end("port") if port is not None else m.end("host")
-        return url[:end] + "/" + url[end:]
+        return url[:netloc_end] + "/" + url[rest:]
+    if netloc_end != rest:
+        return url[:netloc_end] + url[rest:]
     return url
+
+
+def _join(ref: str, base: str) -> str | None:
+    """``urljoin(base, ref)`` for a canonical ``base`` and a plain relative ``ref``, else None.
+
+    Covers the relative links that pages are full of (``p2.html``, ``../a/``, ``/x?b=1``) without
+    urljoin's general parsing; ``#fragment`` is dropped first, as canonicalize drops it anyway.
+    """
+    hash_at = ref.find("#")
+    if hash_at >= 0:
+        ref = ref[:hash_at]
+    q = ref.find("?")
+    path, query = (ref[:q], ref[q:]) if q >= 0 else (ref, "")
+    if not ref or path.startswith("//") or _REL_PATH.fullmatch(path) is None:
+        return None
+    if _fast(base) != base:
+        return None  # only a base already in canonical form is safe to splice
+    slash = base.find("/", base.index("//") + 2)
+    origin, base_path = base[:slash], base[slash:].split("?", 1)[0]
+    if path.startswith("/"):
+        merged = path
+    elif not path:
+        merged = base_path
+    else:
+        merged = base_path[: base_path.rfind("/") + 1] + path
+    if "//" in merged:
+        return None  # urljoin squeezes empty segments of relative paths; let it
+    if "/." in merged:
+        segments = merged.split("/")
+        out: list[str] = []
+        for seg in segments[1:]:
+            if seg == "..":
+                if out:
+                    out.pop()
+            elif seg != ".":
+                out.append(seg)
+        if segments[-1] in (".", ".."):
+            out.append("")
+        merged = "/" + "/".join(out)
+    return origin + merged + query
 
 
 def canonicalize(url: str, base: str | None = None) -> str:
@@ -78,13 +131,8 @@ def canonicalize(url: str, base: str | None = None) -> str:
     scheme but http/https).
     """
     url = url.strip()
-    if base is not None:
-        if url.startswith(("http://", "https://")):
-            pass
-        elif not url:
-            raise InvalidURLError("empty URL")
-        else:
-            url = urljoin(base, url)
+    if base is not None and url and not url.startswith(("http://", "https://")):
+        url = _join(url, base) or urljoin(base, url)
     if not url:
         raise InvalidURLError("empty URL")
     if len(url) > MAX_URL_LENGTH:

@@ -3,8 +3,10 @@
 The :class:`Framer` cuts an unbounded byte stream into whole server responses. A response is a
 line, or a line that ends in a literal marker ``{n}`` / ``~{n}`` (literal8) followed by exactly
 ``n`` bytes and more line. Only line bytes are ever searched (``bytes.find``); literal bytes are
-sliced out of the chunk they arrive in, or streamed to a :class:`LiteralSink` above the spill
-threshold, so a 1 GB message is never scanned and never held twice.
+sliced out of the chunk they arrive in (pieces joined once when a literal spans chunks), or
+streamed to a :class:`LiteralSink` above the spill threshold, so a 1 GB message is never scanned
+and never held in memory. A status response, tagged response or continuation ends in free text,
+where a trailing ``{5}`` is just characters, so those lines never announce a literal.
 
 :func:`tokenize` turns a framed response into Python values with one C-level regex pass per line:
 ``(`` ``)`` nest tuples, numbers (no leading zero, <= 20 digits) become ``int``, ``NIL`` becomes

@@ -56,6 +56,7 @@ __all__ = [
 
 _STATUS_KINDS = frozenset({"OK", "NO", "BAD", "BYE", "PREAUTH"})
 _TAGGED_STATUS: dict[str, Literal["OK", "NO", "BAD"]] = {"OK": "OK", "NO": "NO", "BAD": "BAD"}
+_KIND = re.compile(rb"[A-Za-z][A-Za-z0-9._-]*")
 _TAG = re.compile(rb"[^\x00-\x20(){%*\"\\\]\x7f+]+")
 _LIST_FLAGS = {
     f.upper(): f
@@ -219,6 +220,8 @@ def _untagged(parts: RawResponse) -> Response:
     if word.isdigit():
         number = int(word)
         word, at = _word(line, at)
+    if not _KIND.fullmatch(word):
+        raise protocol_error("bad untagged response", line)
     kind = word.decode("ascii").upper()
     if kind in _STATUS_KINDS and number is None:
         code, args, text = _resp_text(parts, at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import string
+from urllib.parse import urljoin
 
 import pytest
 from hypothesis import given, settings
@@ -47,6 +48,9 @@ CANONICAL = [
     ("http://[::1]:80/x", None, "http://[::1]/x"),
     ("http://127.0.0.1:8080/p?q=1", None, "http://127.0.0.1:8080/p?q=1"),
     ("http://example.com:/a", None, "http://example.com/a"),
+    ("http://example.com:80?x=1", None, "http://example.com/?x=1"),
+    ("http://example.com?b=1&a=2", None, "http://example.com/?a=2&b=1"),
+    ("http://example.com/?b=1&a=2&a=1", None, "http://example.com/?a=1&a=2&b=1"),
     # relative resolution (RFC 3986 section 5.4 examples, base http://a/b/c/d;p?q)
     ("g", "http://a/b/c/d;p?q", "http://a/b/c/g"),
     ("./g", "http://a/b/c/d;p?q", "http://a/b/c/g"),
@@ -153,13 +157,46 @@ def test_fast_path_matches_w3lib_path(
         assert fast == slow
 
 
+BASES = [
+    "http://e.com/",
+    "http://e.com/a/b/c",
+    "http://e.com/a/b/",
+    "https://e.com:8443/x/y.html?q=1",
+    "http://e.com/a/b?x=1&y=2",
+    "http://e.com",
+    "http://e.com/a//b/c",
+    "http://E.com/%41/b",
+]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(ref=st.text(alphabet="ab./?=&#:%;-~_", max_size=16), base=st.sampled_from(BASES))
+def test_fast_join_matches_urljoin(ref: str, base: str) -> None:
+    joined = urls._join(ref, base)
+    if joined is None:
+        return
+    expected = urljoin(base, ref)
+    try:
+        want = canonicalize(expected)
+    except InvalidURLError:
+        with pytest.raises(InvalidURLError):
+            canonicalize(joined)
+        return
+    assert canonicalize(joined) == want
+
+
 def test_fast_path_taken_for_common_links() -> None:
     assert urls._fast("http://127.0.0.1:8080/page/1.html") == "http://127.0.0.1:8080/page/1.html"
     assert urls._fast("http://example.com:80/x") == "http://example.com/x"
     assert urls._fast("https://example.com") == "https://example.com/"
     assert urls._fast("http://example.com/a?x=1") == "http://example.com/a?x=1"
     assert urls._fast("http://example.com/a/../b") is None
-    assert urls._fast("http://example.com/?b=1&a=2") is None
+    assert urls._fast("http://example.com/?b=1&a=2") == "http://example.com/?a=2&b=1"
+    assert urls._fast("http://example.com/?a") is None
+    assert (
+        urls._join("../c/./d.html#x", "http://example.com/a/b/") == "http://example.com/a/c/d.html"
+    )
+    assert urls._join("g:h", "http://example.com/") is None
     assert urls._fast("http://Example.com/") is None
 
 
