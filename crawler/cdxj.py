@@ -1,24 +1,40 @@
 """``index.cdxj``: the sorted CDXJ index pywb and ReplayWeb.page use to replay the archive.
 
-Built with cdxj-indexer (the Webrecorder tool, so the format is exactly what the replay tools
-expect) over every WARC file, written to a temporary file and renamed, so a crash never leaves a
-half index. Lookups for tests and ``crawler stats`` go through :func:`lookup`.
+The WARC writer appends one line per response/revisit record to a per-file part
+(``.index/<warc name>.cdxj``) as it writes, in cdxj-indexer's exact format (a test compares the
+two); :func:`build_index` merges the sorted parts into ``index.cdxj`` at the end of a run, so the
+archive is not read back again (reading it back cost a third of the crawl's CPU). A WARC file
+without a part (written by another tool) is indexed by cdxj-indexer. The index is written to a
+temporary file and renamed, so a crash never leaves half an index.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import surt  # type: ignore[import-untyped]
-from cdxj_indexer.main import write_cdx_index
 
 from modes._exceptions import StorageError
 
-__all__ = ["build_index", "iter_index", "lookup", "url_key"]
+__all__ = [
+    "build_index",
+    "cdxj_line",
+    "index_part",
+    "iter_index",
+    "lookup",
+    "trim_part",
+    "url_key",
+]
+
+PART_DIR = ".index"
+_MIME_END = re.compile(r"[;\s]")
 
 
 def url_key(url: str) -> str:
@@ -26,20 +42,98 @@ def url_key(url: str) -> str:
     return str(surt.surt(url))
 
 
+def index_part(out: Path, warc: Path) -> Path:
+    """Where the writer keeps the index lines of ``warc``."""
+    return out / PART_DIR / (warc.name.removesuffix(".warc.gz") + ".cdxj")
+
+
+def cdxj_line(
+    url: str,
+    warc_date: str,
+    mime: str | None,
+    status: int,
+    digest: str,
+    length: int,
+    offset: int,
+    filename: str,
+) -> str:
+    """One line as cdxj-indexer writes it for a response or revisit record."""
+    fields: dict[str, str] = {"url": url}
+    if mime:
+        mime = _MIME_END.split(mime, 1)[0].strip()
+        if mime:
+            fields["mime"] = mime
+    fields.update(
+        status=str(status),
+        digest=digest,
+        length=str(length),
+        offset=str(offset),
+        filename=filename,
+    )
+    # WARC-Date 2026-11-21T05:11:29.838000Z -> 20261121051129
+    stamp = warc_date[:19].replace("-", "").replace(":", "").replace("T", "")
+    return f"{url_key(url)} {stamp} {json.dumps(fields)}\n"
+
+
+def trim_part(part: Path, end: int) -> None:
+    """Drop the lines of records at or after ``end`` (cut away by crash repair)."""
+    if not part.exists():
+        return
+    keep = []
+    with open(part, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                offset = int(json.loads(line.split(" ", 2)[2])["offset"])
+            except (ValueError, KeyError, IndexError):
+                break
+            if offset >= end:
+                break
+            keep.append(line)
+    tmp = part.with_suffix(".tmp")
+    tmp.write_text("".join(keep), encoding="utf-8")
+    os.replace(tmp, part)
+
+
+def _sorted_run(out: Path, warc: Path, tmpdir: Path) -> Path:
+    """One WARC file's index lines, sorted, in a file of their own (one file in memory)."""
+    part = index_part(out, warc)
+    if part.exists():
+        lines = part.read_text("utf-8").splitlines(keepends=True)
+    else:  # a WARC file this writer did not write: let cdxj-indexer read it
+        from cdxj_indexer.main import write_cdx_index  # rare: keep it off the start-up path
+
+        raw = tmpdir / (warc.name + ".raw")
+        write_cdx_index(str(raw), [str(warc)], {"sort": False, "dir_root": str(out)})
+        lines = raw.read_text("utf-8").splitlines(keepends=True)
+        raw.unlink()
+    lines.sort()
+    run = tmpdir / (warc.name + ".sorted")
+    run.write_text("".join(lines), "utf-8")
+    return run
+
+
 def build_index(out: Path, warcs: Sequence[Path]) -> Path:
-    """(Re)write ``out/index.cdxj`` over ``warcs``; returns its path."""
+    """(Re)write ``out/index.cdxj`` over ``warcs``; returns its path.
+
+    Each file's lines are sorted on their own, then merged streaming: memory holds one WARC
+    file's lines (a 1 GB file: some 40,000), not the whole archive's.
+    """
     target = out / "index.cdxj"
     tmp = out / "index.cdxj.tmp"
+    tmpdir = out / PART_DIR / "merge"
     try:
-        if not warcs:
-            tmp.write_text("")
-        else:
-            write_cdx_index(
-                str(tmp),
-                [str(p) for p in warcs],
-                {"sort": True, "post_append": False, "dir_root": str(out)},
-            )
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        runs = [_sorted_run(out, w, tmpdir) for w in warcs]
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(open(r, encoding="utf-8")) for r in runs]
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.writelines(heapq.merge(*files))
         os.replace(tmp, target)
+        for r in runs:
+            r.unlink()
+        tmpdir.rmdir()
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc}") from exc
     return target

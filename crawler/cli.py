@@ -141,7 +141,7 @@ def run_crawl(
     progress: bool = True,
 ) -> int:
     """The whole ``crawler crawl`` command; returns the exit code."""
-    console = Console(file=sys.stderr)
+    console = Console(file=sys.stderr, soft_wrap=True)
     frontier: Frontier | None = None
     try:
         overrides = _overrides(out if resume is None else resume, flags)

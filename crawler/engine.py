@@ -58,6 +58,7 @@ CHECKPOINT_KEY = "pages_checkpoint"
 ROBOTS_CACHE = 10_000  # hosts whose robots.txt verdict stays in memory
 CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints in the frontier
 STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
+SEEN_CACHE = 100_000  # link fingerprints per generation of the duplicate-link cache
 
 
 @dataclass
@@ -117,6 +118,11 @@ class Engine:
         self._checkpoint_saved = 0
         self._already: dict[bytes, bool] = {}  # committed after the checkpoint: fp -> ok
         self._sitemap_hosts: set[str] = set()
+        self._seen_new: set[bytes] = set()
+        self._seen_old: set[bytes] = set()
+        self._links_dirty = False
+        self._to_submit: list[tuple[_Token, ArchiveJob]] = []
+        self._acks: list[tuple[_Token, WrittenPage]] = []
         self._dispatched = 0
         self._archive: ArchiveThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,7 +144,11 @@ class Engine:
     async def run(self) -> EngineResult:
         self._loop = asyncio.get_running_loop()
         raise_nofile_limit(self.s.concurrency + 512)
-        writer = ArchiveWriter(self.s.out, max_file_bytes=self.s.warc_max_bytes)
+        writer = ArchiveWriter(
+            self.s.out,
+            max_file_bytes=self.s.warc_max_bytes,
+            gzip_level=self.s.warc_gzip_level,
+        )
         self._archive = ArchiveThread(writer, self._on_written_threadsafe)
         report = await asyncio.wrap_future(self._archive.start())
         repaired = {
@@ -161,10 +171,13 @@ class Engine:
         )
         self._fetcher = fetcher
         self._offload = offload
+        # workers start while the first fetches run (a page's parse waits for them anyway)
+        warmup = asyncio.create_task(offload.start())
         try:
-            await offload.start()
             await self._dispatch()
         finally:
+            with contextlib.suppress(Exception):
+                await warmup
             await self._shutdown()
         if self._fatal is not None:
             raise self._fatal
@@ -314,9 +327,13 @@ class Engine:
     async def _crawl(self, item: FrontierItem) -> None:
         host = item.host
         self.stats.in_flight += 1
+        held = False
         try:
             outcome = await self._drive(url_flow(item.url, self._flow, self._rand))
             self.stats.retries += outcome.retries
+            held = True
+            self.stats.held += 1
+            self.stats.max_held = max(self.stats.max_held, self.stats.held)
             if outcome.retry_later is not None and (
                 self._stopping or item.attempts < self.s.retries
             ):
@@ -333,6 +350,7 @@ class Engine:
                     self.stats.pending -= 1
         finally:
             self.stats.in_flight -= 1
+            self.stats.held -= held
             n = self._host_tasks.get(host, 1) - 1
             if n:
                 self._host_tasks[host] = n
@@ -403,27 +421,45 @@ class Engine:
         if self.s.max_depth is not None and depth > self.s.max_depth:
             return
         scope = self.scope
-        new = [
-            NewURL(link, depth, item.url)
-            for link in parsed.links
-            if scope is None or scope.allows(link)
-        ]
+        new: list[NewURL] = []
+        seen_new, seen_old = self._seen_new, self._seen_old
+        for link in parsed.links:
+            # most links of a site were met before: skip the scope check and the SQL for them
+            fp = fingerprint(link)
+            if fp in seen_new or fp in seen_old:
+                continue
+            seen_new.add(fp)
+            if scope is None or scope.allows(link):
+                new.append(NewURL(link, depth, item.url))
+        if len(seen_new) > SEEN_CACHE:
+            # two generations: memory stays bounded, recent links stay known
+            self._seen_old, self._seen_new = seen_new, set()
         if new:
             self.frontier.add(new)
-            self.stats.queued += len(new)
+            self._links_dirty = True
 
     async def _write(
         self, item: FrontierItem, ok: bool, hops: tuple[FetchResult, ...], row: dict[str, Any]
     ) -> WrittenPage:
-        # links added above must be durable before the line that says this page is archived
-        flush = getattr(self.frontier, "flush", None)
-        if flush is not None:
-            flush()
-        assert self._loop is not None and self._archive is not None
+        assert self._loop is not None
         fut: asyncio.Future[WrittenPage] = self._loop.create_future()
-        self._archive.submit(_Token(item, ok, fut), ArchiveJob(hops, row))
+        if not self._to_submit:
+            self._loop.call_soon(self._submit_jobs)
+        self._to_submit.append((_Token(item, ok, fut), ArchiveJob(hops, row)))
         # shielded: on Ctrl-C the write still completes and is acknowledged in order
         return await asyncio.shield(fut)
+
+    def _submit_jobs(self) -> None:
+        """Group commit: one frontier commit covers every page that finished in this tick."""
+        jobs, self._to_submit = self._to_submit, []
+        flush = getattr(self.frontier, "flush", None)
+        if flush is not None and self._links_dirty:
+            # links added above must be durable before the lines that say their pages are done
+            flush()
+            self._links_dirty = False
+        assert self._archive is not None
+        for token, job in jobs:
+            self._archive.submit(token, job)
 
     def _on_written_threadsafe(self, token: object, result: WrittenPage | BaseException) -> None:
         assert self._loop is not None
@@ -437,10 +473,28 @@ class Engine:
                 token.future.set_exception(result)
             self.stop()
             return
-        (self.frontier.complete if token.ok else self.frontier.fail)(token.item.url)
-        self._checkpoint = result.pages_offset
-        if not token.future.done():
-            token.future.set_result(result)
+        if not self._acks:
+            assert self._loop is not None
+            self._loop.call_soon(self._apply_acks)
+        self._acks.append((token, result))
+
+    def _apply_acks(self) -> None:
+        """Mark written pages done in the frontier, many per statement, then wake their tasks."""
+        acks, self._acks = self._acks, []
+        done = [t.item.url for t, _ in acks if t.ok]
+        complete_many = getattr(self.frontier, "complete_many", None)
+        if complete_many is not None:
+            complete_many(done)
+        else:
+            for url in done:
+                self.frontier.complete(url)
+        for token, _ in acks:
+            if not token.ok:
+                self.frontier.fail(token.item.url)
+        self._checkpoint = acks[-1][1].pages_offset
+        for token, result in acks:
+            if not token.future.done():
+                token.future.set_result(result)
 
     # ----------------------------------------------------------------------------- effects
     async def _drive(self, gen: Any) -> Any:

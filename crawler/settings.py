@@ -36,6 +36,7 @@ class CrawlerSettings(FrozenModel):
     robots: bool = True
     frontier: Literal["sqlite", "memory"] = "sqlite"
     warc_max_bytes: int = Field(default=1_000_000_000, ge=1_000_000)
+    warc_gzip_level: int = Field(default=3, ge=1, le=9)
     parse_workers: int = Field(default=2, ge=0, le=256)
     parse_batch: int = Field(default=16, ge=1, le=1024)
     max_pending_parse: int = Field(default=256, ge=1)

@@ -36,8 +36,10 @@ class CrawlStats:
     skipped: int = 0  # robots-retry-later, already archived before a crash
     in_flight: int = 0
     queued: int = 0
-    pending: int = 0  # fetched pages waiting for parse/write
+    pending: int = 0  # fetched pages in parse/write (bounded by max_pending_parse)
     max_pending: int = 0
+    held: int = 0  # fetched pages not yet committed (bodies in memory)
+    max_held: int = 0
     total_hint: int | None = None  # list mode: number of URLs, for the ETA
     previous: int = 0  # pages archived by earlier runs of this output folder
     errors: Counter[str] = field(default_factory=Counter)

@@ -30,11 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from crawler.cdxj import cdxj_line, index_part, trim_part
 from crawler.core.flow import FetchResult
 from crawler.pages import PagesLog, last_complete_line
 from modes._exceptions import StorageError
@@ -136,7 +137,7 @@ class ArchiveWriter:
         out: Path,
         *,
         max_file_bytes: int = 1_000_000_000,
-        gzip_level: int = 6,
+        gzip_level: int = 3,
         software: str = "fetchlab-crawler/0.1",
         fsync_interval: float = 5.0,
     ) -> None:
@@ -148,6 +149,7 @@ class ArchiveWriter:
         self.stats = _Stats()
         self._builder = WARCWriter(None, gzip=False, warc_version="1.1")
         self._fh: io.BufferedWriter | None = None
+        self._index: TextIO | None = None
         self._path: Path | None = None
         self._warcinfo_id = ""
         self._pages: PagesLog | None = None
@@ -212,10 +214,13 @@ class ArchiveWriter:
             if keep is None or _seq(path) > _seq(keep):
                 cut += path.stat().st_size
                 path.unlink()
+                index_part(self.out, path).unlink(missing_ok=True)
                 removed.append(path.name)
-            elif path == keep and path.stat().st_size > end:
-                cut += path.stat().st_size - end
-                os.truncate(path, end)
+            elif path == keep:
+                if path.stat().st_size > end:
+                    cut += path.stat().st_size - end
+                    os.truncate(path, end)
+                trim_part(index_part(self.out, path), end)
         return RepairReport(size - tail.offset, cut, tuple(removed), tail.row)
 
     def _new_file(self, seq: int) -> None:
@@ -226,6 +231,9 @@ class ArchiveWriter:
     def _open_file(self, path: Path) -> None:
         self._fh = open(path, "ab")  # noqa: SIM115 (closed in _close_file)
         self._path = path
+        part = index_part(self.out, path)
+        part.parent.mkdir(exist_ok=True)
+        self._index = open(part, "a", encoding="utf-8")  # noqa: SIM115 (closed in _close_file)
         self.stats.files.append(path.name)
         if self._fh.tell() == 0:
             info = self._builder.create_warcinfo_record(
@@ -243,6 +251,9 @@ class ArchiveWriter:
             self._warcinfo_id = ""
 
     def _close_file(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -250,10 +261,10 @@ class ArchiveWriter:
             self._fh = None
 
     # ------------------------------------------------------------------------------------ writing
-    def _emit(self, records: Sequence[Any]) -> int:
-        """Serialise, gzip each record as its own member, append; returns bytes written."""
+    def _emit(self, records: Sequence[Any]) -> list[int]:
+        """Serialise, gzip each record as its own member, append; returns the members' sizes."""
         assert self._fh is not None
-        parts = []
+        parts: list[bytes] = []
         for record in records:
             buf = io.BytesIO()
             self._builder.out = buf
@@ -266,7 +277,7 @@ class ArchiveWriter:
         self._fh.flush()
         self.stats.records += len(records)
         self.stats.bytes_written += len(data)
-        return len(data)
+        return [len(p) for p in parts]
 
     def _records_for(self, hop: FetchResult, digest: str, seq: int, offset: int) -> list[Any]:
         b = self._builder
@@ -320,18 +331,40 @@ class ArchiveWriter:
             assert self._fh is not None and self._path is not None
         start = self._fh.tell()
         seq = _seq(self._path)
+        name = f"{WARC_DIR}/{self._path.name}"
         written = 0
         revisit = False
         row = dict(job.row)
+        lines: list[str] = []
         for hop in job.hops:
             digest = payload_digest(hop.body)
-            records = self._records_for(hop, digest, seq, self._fh.tell())
+            offset = self._fh.tell()
+            records = self._records_for(hop, digest, seq, offset)
             revisit = records[0].rec_type == "revisit"
-            written += self._emit(records)
+            sizes = self._emit(records)
+            written += sum(sizes)
+            ctype = None if revisit else hop.header("Content-Type")
+            lines.append(
+                cdxj_line(
+                    hop.url,
+                    records[0].rec_headers.get_header("WARC-Date"),
+                    "warc/revisit" if revisit else ctype,
+                    hop.status,
+                    digest,
+                    sizes[0],
+                    offset,
+                    name,
+                )
+            )
             if hop is job.hops[-1]:
                 row["sha1"] = digest
+        if lines:
+            assert self._index is not None
+            # before the commit line: a committed record always has its index entry
+            self._index.write("".join(lines))
+            self._index.flush()
         row["revisit"] = revisit
-        row["warc"] = f"{WARC_DIR}/{self._path.name}"
+        row["warc"] = name
         row["warc_offset"] = start
         row["warc_end"] = self._fh.tell()
         offset = self._pages.append(row)

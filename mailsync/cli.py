@@ -92,11 +92,16 @@ def backup(
     start = time.monotonic()
     live: list[AccountReport] = []
     reporter = ProgressReporter("mailsync backup", lambda: _snapshot(live, start), enabled=progress)
-    with reporter:
-        reports = run(
-            backup_accounts(settings, chosen, settings.out, on_start=live.extend),
-            settings.loop,
-        )
+    try:
+        with reporter:
+            reports = run(
+                backup_accounts(settings, chosen, settings.out, on_start=live.extend),
+                settings.loop,
+            )
+    except KeyboardInterrupt:
+        # every batch already committed stays; the next run resumes from the state
+        click.echo("mailsync: interrupted; run it again to resume", err=True)
+        sys.exit(130)
     console = Console()
     rows = [
         (
@@ -183,3 +188,7 @@ def folders(settings_file: Path | None, account: str, out: Path | None) -> None:
             ],
         )
     )
+
+
+if __name__ == "__main__":
+    main()

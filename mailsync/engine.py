@@ -80,12 +80,9 @@ async def open_account_session(
 ) -> ImapSession:
     """The default session factory: our own pipelining transport, or aioimaplib when asked."""
     if settings.imap_client == "aioimaplib":
-        from mailsync.transports import aioimaplib_client
+        from mailsync.transports.aioimaplib_client import open_session as open_aioimaplib
 
-        session: ImapSession = await aioimaplib_client.open_session(
-            account, secret, settings, spill_dir
-        )
-        return session
+        return await open_aioimaplib(account, secret, settings, spill_dir)
     from mailsync.transports.connection import open_session, spill_factory
 
     return await open_session(
@@ -172,9 +169,11 @@ class _AccountRun:
             finally:
                 await self.archive.aclose()
         except MailError as exc:
-            self.report.errors.append(str(exc) if acct.name in str(exc) else f"{acct.name}: {exc}")
+            msg = str(exc)
+            prefix = f"account {acct.name}: "
+            self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
         except StorageError as exc:
-            self.report.errors.append(f"{acct.name}: archive: {exc}")
+            self.report.errors.append(f"account {acct.name}: archive: {exc}")
         finally:
             self._tally()
             self.report.seconds = time.monotonic() - start

@@ -13,10 +13,19 @@ The function must be a picklable top-level function taking one item and returnin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
-from collections.abc import Callable, Sequence
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import (
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from typing import Generic, Literal, TypeVar
 
 __all__ = ["BatchOffload", "apply_batch", "ignore_sigint"]
@@ -28,6 +37,21 @@ Out = TypeVar("Out")
 def apply_batch(fn: Callable[[In], Out], items: Sequence[In]) -> list[Out]:
     """Run ``fn`` over a batch in the worker (top level, so it pickles)."""
     return [fn(item) for item in items]
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """While spawning workers, show multiprocessing a ``__main__`` with no file and no spec.
+
+    That is what ``python -c`` looks like, so the spawned worker does not import the parent's
+    main module. Only process start-up reads ``sys.modules["__main__"]``; the swap is brief.
+    """
+    real = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = real
 
 
 def ignore_sigint() -> None:
@@ -57,6 +81,7 @@ class BatchOffload(Generic[In, Out]):
         # at most two batches per worker in flight: enough to keep workers busy, no more
         self._inflight = asyncio.Semaphore(max(1, workers) * 2)
         self._kind = kind
+        self._warmup: list[Future[None]] = []
         self._executor: Executor | None = self._new_executor() if workers > 0 else None
         self._batch: list[tuple[In, asyncio.Future[Out]]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -65,13 +90,19 @@ class BatchOffload(Generic[In, Out]):
         self.items = 0
 
     def _new_executor(self) -> Executor:
-        if self._kind == "process":
-            # forkserver: forking a process that runs an event loop and threads is unsafe
-            ctx = multiprocessing.get_context("forkserver")
-            return ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=ctx, initializer=ignore_sigint
-            )
-        return ThreadPoolExecutor(max_workers=self._workers)
+        if self._kind != "process":
+            return ThreadPoolExecutor(max_workers=self._workers)
+        # forkserver: forking a process that runs an event loop and threads is unsafe
+        ctx = multiprocessing.get_context("forkserver")
+        pool = ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=ctx, initializer=ignore_sigint
+        )
+        # Start every worker now, while the main module is hidden: a worker would otherwise
+        # re-import the program's __main__ (a CLI pulls in its HTTP client, WARC writer, UI...)
+        # and cost ~40 MB more each. The function itself is imported by its own module name.
+        with _main_module_hidden():
+            self._warmup = [pool.submit(ignore_sigint) for _ in range(self._workers)]
+        return pool
 
     async def submit(self, item: In) -> Out:
         """Queue ``item`` (waiting while the pending limit is reached) and return its result."""
@@ -110,11 +141,7 @@ class BatchOffload(Generic[In, Out]):
         """
         if self._executor is None or self._kind != "process":
             return
-        loop = asyncio.get_running_loop()
-        executor = self._executor
-        await asyncio.gather(
-            *(loop.run_in_executor(executor, ignore_sigint) for _ in range(self._workers))
-        )
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in self._warmup))
 
     async def _run(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         async with self._inflight:

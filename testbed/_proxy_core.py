@@ -95,6 +95,8 @@ class _Pipe:
         self.timer: asyncio.TimerHandle | None = None
         self.eof_in = False
         self.rst_in = False
+        # items due before the destination exists (client bytes while upstream connects)
+        self.held: list[Item] | None = [] if name == "client" else None
         self.eof_out = False
         self.dst_blocked = False
         self.src_paused = False
@@ -128,7 +130,16 @@ class _Pipe:
             self.timer = self.loop.call_at(self.queue[0][0], self._flush)
         self.update_flow()
 
+    def release(self) -> None:
+        """Destination connected: pass on what was held back, in order."""
+        held, self.held = self.held, None
+        for data in held or ():
+            self._send(data)
+
     def _send(self, data: Item) -> None:
+        if self.held is not None:
+            self.held.append(data)
+            return
         if data == "eof":
             self.eof_out = True
             self.conn.deliver_eof(self)
@@ -221,12 +232,12 @@ class _Conn:
         transport = cast(asyncio.Transport, transport)
         if role == "client":
             self.client = transport
-            transport.pause_reading()  # nothing to forward to until upstream is connected
+            # uvloop starts reading right after connection_made, whatever we ask here, so what
+            # the client sends before upstream is connected is held by the up pipe instead
             self.proxy.spawn(self._connect_upstream())
         else:
             self.server = transport
-            if self.client is not None and not self.client.is_closing():
-                self.client.resume_reading()
+            self.up.release()
 
     async def _connect_upstream(self) -> None:
         cfg = self.proxy.config

@@ -83,7 +83,10 @@ def _gzip(data: bytes, cap: int) -> bytes:
 def _deflate(data: bytes, cap: int) -> bytes:
     # "deflate" should be zlib-wrapped (RFC 9110), but many servers send raw deflate.
     if len(data) >= 2 and (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0:
-        return _zlib(data, cap, zlib.MAX_WBITS)
+        try:
+            return _zlib(data, cap, zlib.MAX_WBITS)
+        except zlib.error:
+            pass  # raw deflate whose first bytes happen to look like a zlib header
     return _zlib(data, cap, -zlib.MAX_WBITS)
 
 

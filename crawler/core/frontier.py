@@ -119,9 +119,14 @@ class _Entry:
 
 
 class MemoryFrontier:
-    """Frontier in a dict and two heaps: fast, lost on exit. For tests and small list crawls."""
+    """Frontier in a dict and two heaps: fast, lost on exit. For tests and small list crawls.
+
+    Not thread-safe: a threaded driver calls it from one thread or under its own lock. Has the
+    SQLite backend's extras too (``complete_many``, ``flush``, ``get_meta``/``set_meta``).
+    """
 
     def __init__(self) -> None:
+        self._meta: dict[str, str] = {}
         self._entries: dict[bytes, _Entry] = {}
         # Ready heap ordered like the SQLite index: (-priority, depth, seq, fingerprint).
         self._ready: list[tuple[int, int, int, bytes]] = []
@@ -188,6 +193,10 @@ class MemoryFrontier:
     def complete(self, url: str) -> None:
         self._finish(url, DONE)
 
+    def complete_many(self, urls: Iterable[str]) -> None:
+        for url in urls:
+            self._finish(url, DONE)
+
     def fail(self, url: str) -> None:
         self._finish(url, FAILED)
 
@@ -233,6 +242,15 @@ class MemoryFrontier:
 
     def counts(self) -> FrontierCounts:
         return FrontierCounts(*self._counts)
+
+    def flush(self) -> None:
+        self._check_open()
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._meta[key] = value
 
     def close(self) -> None:
         self._closed = True

@@ -151,9 +151,6 @@ def _rel_tokens(value: str | None) -> frozenset[str]:
 
 
 def _extract(url: str, text: str, charset: str) -> ParsedPage:
-    if "\x00" in text:
-        # lexbor stops at NUL in some builds; the HTML spec drops it anyway.
-        text = text.replace("\x00", "\ufffd")
     tree = LexborHTMLParser(text)
     nodes = tree.css(_SELECTOR)
     base = url
@@ -243,22 +240,27 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
 
 
 class _Resolver:
-    """Canonical absolute URL of an href, or None; cheap for root-relative and absolute ones."""
+    """Canonical absolute URL of an href, or None (a link to the page itself, or invalid)."""
 
     __slots__ = ("base", "origin")
+    origin: str | None
 
     def __init__(self, base: str) -> None:
-        self.base = base
-        # base is canonical, so scheme://host[:port] ends at the first '/' after '//'.
-        cut = base.find("/", base.find("//") + 2)
-        self.origin = base if cut < 0 else base[:cut]
+        # A canonical base lets canonicalize() splice relative links without urljoin.
+        try:
+            self.base = canonicalize(base)
+        except InvalidURLError:
+            self.base = base
+        # scheme://host[:port] of a canonical base, for root-relative links (the most common).
+        cut = self.base.find("/", self.base.find("//") + 2)
+        self.origin = self.base[:cut] if self.base.startswith("http") and cut > 0 else None
 
     def __call__(self, href: str) -> str | None:
         href = href.strip()
         if not href or href[0] == "#":
-            return None  # the page itself
+            return None
         try:
-            if href[0] == "/" and href[1:2] != "/":
+            if self.origin is not None and href[0] == "/" and href[1:2] != "/":
                 return canonicalize(self.origin + href)
             return canonicalize(href, self.base)
         except InvalidURLError:

@@ -17,6 +17,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -84,6 +85,15 @@ def _fast(url: str) -> str | None:
     return url
 
 
+@lru_cache(maxsize=256)
+def _split_base(base: str) -> tuple[str, str] | None:
+    """``(origin, path)`` of a base already in canonical form (safe to splice), else None."""
+    if _fast(base) != base:
+        return None
+    slash = base.find("/", base.index("//") + 2)
+    return base[:slash], base[slash:].split("?", 1)[0]
+
+
 def _join(ref: str, base: str) -> str | None:
     """``urljoin(base, ref)`` for a canonical ``base`` and a plain relative ``ref``, else None.
 
@@ -95,12 +105,14 @@ def _join(ref: str, base: str) -> str | None:
         ref = ref[:hash_at]
     q = ref.find("?")
     path, query = (ref[:q], ref[q:]) if q >= 0 else (ref, "")
-    if not ref or path.startswith("//") or _REL_PATH.fullmatch(path) is None:
+    if len(query) <= 1 and not path:
+        return None  # "", "?", "#x": urljoin keeps the base's query
+    if path.startswith("//") or _REL_PATH.fullmatch(path) is None:
         return None
-    if _fast(base) != base:
-        return None  # only a base already in canonical form is safe to splice
-    slash = base.find("/", base.index("//") + 2)
-    origin, base_path = base[:slash], base[slash:].split("?", 1)[0]
+    split = _split_base(base)
+    if split is None:
+        return None
+    origin, base_path = split
     if path.startswith("/"):
         merged = path
     elif not path:
@@ -131,6 +143,21 @@ def canonicalize(url: str, base: str | None = None) -> str:
     scheme but http/https).
     """
     url = url.strip()
+    hash_at = url.find("#")
+    if hash_at >= 0:
+        url = url[:hash_at]
+        if not url and base is not None:
+            url = base  # "#section": the base document itself
+    colon = -1 if url.startswith(("http://", "https://")) else url.find(":")
+    if colon > 0 and url[:colon].lower() not in _DEFAULT_PORTS:
+        # mailto:, javascript:, tel: ... are common in pages: refuse them before any parsing.
+        scheme = url[:colon]
+        if ("." in scheme or scheme == "localhost") and url[colon + 1 : colon + 2].isdigit():
+            raise InvalidURLError(f"no scheme in {url[:80]!r} (did you mean http://{url[:60]}?)")
+        if _ALPHA_SCHEME.fullmatch(scheme + ":") and "/" not in scheme:
+            raise UnsupportedSchemeError(
+                f"unsupported scheme {scheme.lower()!r}: only http and https"
+            )
     if base is not None and url and not url.startswith(("http://", "https://")):
         url = _join(url, base) or urljoin(base, url)
     if not url:
@@ -221,13 +248,21 @@ class BadLine:
 
 
 def read_url_lines(lines: Iterable[str], source: str) -> Iterator[UrlLine | BadLine]:
-    """Canonicalize each line of a URL list; blank lines and ``#`` comments are skipped."""
+    """Canonicalize each line of a URL list.
+
+    Blank lines and ``#`` comment lines are skipped, and so is a `` # comment`` after the URL.
+    """
     for lineno, raw in enumerate(lines, start=1):
         text = raw.strip().lstrip("\ufeff").strip()
         if not text or text.startswith("#"):
             continue
+        first, _, rest = text.partition(" ") if " " in text else text.partition("\t")
+        rest = rest.strip()
+        if rest and not rest.startswith("#"):
+            yield BadLine(source, lineno, text, "whitespace inside the URL (write it as %20)")
+            continue
         try:
-            yield UrlLine(source, lineno, canonicalize(text))
+            yield UrlLine(source, lineno, canonicalize(first))
         except InvalidURLError as exc:
             yield BadLine(source, lineno, text, str(exc))
 

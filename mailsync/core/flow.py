@@ -365,14 +365,17 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
     for start in range(0, len(batches), depth):
         group = batches[start : start + depth]
         results = yield from _send(*(commands.uid_fetch_bodies(batch) for batch in group))
-        for batch, fres in zip(group, results, strict=True):
+        # servers may run pipelined FETCHes concurrently and interleave their answers
+        # (Dovecot does): route bodies by UID, not by the command they arrived under
+        pool: dict[int, FetchResp] = {}
+        for fres in results:
             _check(fres, "UID FETCH (bodies)", name)
-            wanted = set(batch)
-            got: dict[int, FetchResp] = {}
             for resp in fres.untagged:
-                if isinstance(resp, FetchResp) and resp.uid in wanted and resp.body is not None:
-                    got[resp.uid] = resp
-            missing.extend(sorted(wanted - got.keys()))
+                if isinstance(resp, FetchResp) and resp.uid is not None and resp.body is not None:
+                    pool[resp.uid] = resp
+        for batch in group:
+            got = {uid: pool.pop(uid) for uid in batch if uid in pool}
+            missing.extend(uid for uid in batch if uid not in got)
             if got:
                 msgs = tuple(got[uid] for uid in sorted(got))
                 new_messages += len(msgs)

@@ -20,7 +20,7 @@ import ssl
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from mailsync.core.parser import (
     Continuation,
@@ -33,7 +33,7 @@ from mailsync.core.parser import (
 from mailsync.transports.base import Command, CommandResult, TransportStats
 from modes._exceptions import ImapConnectError, ImapProtocolError, ImapTLSError, MailError
 
-__all__ = ["NativeConnection", "connect"]
+__all__ = ["NativeConnection", "connect", "translate_connect_error"]
 
 _tag_prefixes = itertools.count(1)
 _T = TypeVar("_T")
@@ -64,8 +64,8 @@ class _ImapProtocol(asyncio.Protocol):
     # asyncio callbacks -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.stats.wire_in += len(data)
@@ -123,14 +123,18 @@ class _ImapProtocol(asyncio.Protocol):
     def _fail(self, exc: BaseException) -> None:
         if self.error is None or isinstance(exc, ImapProtocolError):
             self.error = exc
+        futures: list[asyncio.Future[Any]] = [self.greeting]
         for pending in self.pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(exc)
-            if pending.continuation is not None and not pending.continuation.done():
-                pending.continuation.set_exception(exc)
+            futures.append(pending.future)
+            if pending.continuation is not None:
+                futures.append(pending.continuation)
         self.pending.clear()
-        if not self.greeting.done():
-            self.greeting.set_exception(exc)
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(exc)
+                # a pipelined command behind the one that failed may never be awaited: this
+                # marks the error as seen so asyncio does not log it at garbage collection
+                fut.exception()
 
     def write(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -141,7 +145,7 @@ class _ImapProtocol(asyncio.Protocol):
         self.transport.write(data)
 
 
-def _translate_connect_error(exc: BaseException, host: str, port: int) -> BaseException:
+def translate_connect_error(exc: BaseException, host: str, port: int) -> BaseException:
     where = f"{host}:{port}"
     if isinstance(exc, MailError):
         return exc
@@ -257,9 +261,8 @@ class NativeConnection:
                 )
         except (OSError, TimeoutError) as exc:
             self.abort()
-            raise _translate_connect_error(exc, self.host, self.port) from None
-        assert isinstance(new, asyncio.Transport)
-        proto.transport = new
+            raise translate_connect_error(exc, self.host, self.port) from None
+        proto.transport = cast(asyncio.Transport, new)
 
     def start_compression(self) -> None:
         """Switch both directions to raw DEFLATE (after ``COMPRESS DEFLATE`` said OK)."""
@@ -317,7 +320,7 @@ async def connect(
                 conn.abort()
                 raise
     except (OSError, TimeoutError) as exc:
-        raise _translate_connect_error(exc, host, port) from None
+        raise translate_connect_error(exc, host, port) from None
     if isinstance(greeting, Untagged) and greeting.kind == "BYE":
         conn.abort()
         raise ImapConnectError(f"{host}:{port}: server refused the session: {greeting.text}")

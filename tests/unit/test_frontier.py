@@ -199,6 +199,19 @@ def test_closed_frontier_refuses_work(backend: Backend) -> None:
         f.add(urls("b"))
 
 
+def test_backend_extras(backend: Backend) -> None:
+    # Not in the Frontier protocol, but both backends have them.
+    f = backend.open()
+    assert isinstance(f, MemoryFrontier | SqliteFrontier)
+    f.add(urls("a", "b"))
+    f.complete_many(i.url for i in f.lease(2, 0.0))
+    f.flush()
+    assert f.counts() == FrontierCounts(0, 0, 2, 0)
+    assert f.get_meta("k") is None
+    f.set_meta("k", "v")
+    assert f.get_meta("k") == "v"
+
+
 # -- SQLite only ---------------------------------------------------------------------------------
 
 

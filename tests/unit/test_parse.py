@@ -82,6 +82,11 @@ def test_base_href_applies_to_all_links_and_first_base_wins() -> None:
     )
 
 
+def test_non_canonical_page_url() -> None:
+    p = page('<a href="x">x</a><a href="/y">y</a>', url="HTTP://Example.COM:80/dir/p.html#f")
+    assert p.links == ("http://example.com/dir/x", "http://example.com/y")
+
+
 def test_relative_base_href_and_bad_base() -> None:
     assert page('<base href="../other/"><a href="x">x</a>').links == ("http://example.com/other/x",)
     assert page('<base href="javascript:void(0)"><a href="x">x</a>').links == (

@@ -239,6 +239,9 @@ def test_read_url_lines_reports_bad_lines_with_numbers() -> None:
         "mailto:x@example.com\n",
         "http://example.com:99999/\n",
         "http://example.com/a#again\n",
+        "http://example.com/c   # inline comment\n",
+        "http://example.com/d\tsomething else\n",
+        "http://example.com/e f\n",
     ]
     out = list(read_url_lines(lines, "urls.txt"))
     assert out[0] == UrlLine("urls.txt", 1, "http://example.com/a")
@@ -248,10 +251,18 @@ def test_read_url_lines_reports_bad_lines_with_numbers() -> None:
         (5, "not a url"),
         (6, "mailto:x@example.com"),
         (7, "http://example.com:99999/"),
+        (10, "http://example.com/d\tsomething else"),
+        (11, "http://example.com/e f"),
     ]
     assert all(b.source == "urls.txt" and b.reason for b in bad)
     assert "scheme" in bad[1].reason
-    assert out[-1] == UrlLine("urls.txt", 8, "http://example.com/a")
+    with pytest.raises(InvalidURLError, match=r"did you mean http://example\.com:8080/x"):
+        canonicalize("example.com:8080/x")
+    with pytest.raises(InvalidURLError, match="did you mean"):
+        canonicalize("localhost:8080")
+    assert UrlLine("urls.txt", 8, "http://example.com/a") in out
+    assert UrlLine("urls.txt", 9, "http://example.com/c") in out
+    assert "whitespace" in bad[-1].reason
 
 
 @pytest.mark.parametrize(

@@ -191,3 +191,37 @@ def test_cdxj_index_finds_every_url(tmp_path: Path) -> None:
         (entry,) = lookup(index, u)
         assert entry["url"] == u and entry["status"] == "200"
         assert entry["filename"] == "warc/fetchlab-00000.warc.gz"
+
+
+def test_incremental_index_equals_cdxj_indexer(tmp_path: Path) -> None:
+    from cdxj_indexer.main import write_cdx_index
+
+    w = ArchiveWriter(tmp_path, max_file_bytes=2000)
+    w.open()
+    for i in range(8):
+        w.write(job(f"http://a.test/p{i}?z=1&a=2", f"body {i % 3}".encode()))  # revisits too
+    plain = hop("http://a.test/no-type", b"x")
+    w.write(ArchiveJob((FetchResult(**{**plain.__dict__, "headers": ()}),), {"url": "u"}))
+    w.close()
+    ours = build_index(tmp_path, warc_files(tmp_path)).read_text()
+    ref = tmp_path / "ref.cdxj"
+    write_cdx_index(
+        str(ref), [str(p) for p in warc_files(tmp_path)], {"sort": True, "dir_root": str(tmp_path)}
+    )
+    assert ours == ref.read_text()
+    assert "warc/revisit" in ours
+
+
+def test_repair_trims_index_parts(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/1", b"one"))
+    w.write(job("http://a.test/2", b"two"))
+    w.close()
+    pages = tmp_path / "pages.jsonl"
+    pages.write_bytes(pages.read_bytes().split(b"\n")[0] + b"\n")
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.close()
+    index = build_index(tmp_path, warc_files(tmp_path))
+    assert lookup(index, "http://a.test/1") and not lookup(index, "http://a.test/2")

@@ -1,0 +1,216 @@
+"""The bench grid: cells (section x mode x concurrency x latency), each run in a child process.
+
+Every run of every cell is a fresh Python process (``modes.bench.child``; gevent cells through
+``modes.gevent_entry`` so patching happens first), which makes peak RSS a per-run figure and keeps
+one mode's leftovers (threads, patched sockets, pools) out of the next. Repeats are interleaved
+(all cells once, then all again, each round starting one cell later) so a burst of load from
+elsewhere on the machine hits different cells rather than all repeats of one. Each run is bounded
+in time: past ``cell_timeout`` its whole process group is killed and the run is recorded as
+failed. The summary of a cell is the median of its successful runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Cell", "CellSummary", "RunResult", "child_argv", "run_cell", "run_grid", "summarize"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid. ``spec`` is what the child's workload receives (JSON-able)."""
+
+    section: str
+    mode: str
+    concurrency: int
+    latency_ms: int = 0
+    variant: str = ""
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        base = f"{self.section}/{self.mode}/c{self.concurrency}/l{self.latency_ms}"
+        return f"{base}/{self.variant}" if self.variant else base
+
+    def child_spec(self) -> dict[str, Any]:
+        return {"mode": self.mode, "concurrency": self.concurrency, **self.spec}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    cell: Cell
+    repeat: int
+    ok: bool
+    wall_s: float = 0.0
+    items: int = 0
+    errors: int = 0
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_tree_rss_mb: float = 0.0
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cell"] = {k: v for k, v in data["cell"].items() if k != "spec"}
+        data["cell"]["key"] = self.cell.key
+        return data
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """Medians over a cell's successful runs."""
+
+    cell: Cell
+    runs: int
+    ok_runs: int
+    wall_s: float | None
+    items: int
+    items_per_s: float | None
+    cpu_ms_per_item: float | None
+    peak_rss_mb: float | None  # the highest of the runs (this process)
+    peak_tree_rss_mb: float | None  # the highest of the runs (with pool workers)
+    errors: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cell"] = {k: v for k, v in data["cell"].items() if k != "spec"}
+        data["cell"]["key"] = self.cell.key
+        return data
+
+
+def child_argv(cell: Cell, spec_path: Path, result_path: Path) -> list[str]:
+    """The command running ``cell`` once; gevent cells go through the patch-first entry."""
+    if cell.mode == "gevent":
+        return [
+            sys.executable, "-m", "modes.gevent_entry", "modes.bench.child:main",
+            str(spec_path), str(result_path),
+        ]  # fmt: skip
+    return [sys.executable, "-m", "modes.bench.child", str(spec_path), str(result_path)]
+
+
+def run_cell(cell: Cell, repeat: int, workdir: Path, timeout: float) -> RunResult:
+    """Run ``cell`` once in a child process; never raises for a failed or hung run."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stem = f"{cell.key.replace('/', '_')}-r{repeat}"
+    spec_path, result_path = workdir / f"{stem}.spec.json", workdir / f"{stem}.result.json"
+    log_path = workdir / f"{stem}.log"
+    spec_path.write_text(json.dumps(cell.child_spec()), "utf-8")
+    result_path.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), _pythonpath()])))
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            child_argv(cell, spec_path, result_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,  # its own group: a timeout kills pool workers too
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return RunResult(cell, repeat, ok=False, error=f"timeout after {timeout:.0f} s")
+        finally:
+            _kill_group(proc)  # leftovers of a finished run (none, normally)
+    if not result_path.exists():
+        tail = log_path.read_text("utf-8", "replace").strip().splitlines()[-3:]
+        return RunResult(
+            cell, repeat, ok=False, error=f"exit {proc.returncode}: {' | '.join(tail)}"[:500]
+        )
+    data = json.loads(result_path.read_text("utf-8"))
+    if not data.get("ok"):
+        return RunResult(cell, repeat, ok=False, error=str(data.get("error")))
+    known = {"ok", "wall_s", "items", "errors", "cpu_s", "peak_rss_mb", "peak_tree_rss_mb"}
+    return RunResult(
+        cell,
+        repeat,
+        ok=True,
+        wall_s=float(data["wall_s"]),
+        items=int(data["items"]),
+        errors=int(data.get("errors", 0)),
+        cpu_s=float(data["cpu_s"]),
+        peak_rss_mb=float(data["peak_rss_mb"]),
+        peak_tree_rss_mb=float(data.get("peak_tree_rss_mb", data["peak_rss_mb"])),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _pythonpath() -> str:
+    return os.environ.get("PYTHONPATH", "")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def run_grid(
+    cells: Sequence[Cell],
+    *,
+    repeats: int,
+    workdir: Path,
+    cell_timeout: float,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Run every cell ``repeats`` times, interleaved (round r starts at cell r)."""
+    results: list[RunResult] = []
+    n = len(cells)
+    for repeat in range(repeats):
+        for i in range(n):
+            cell = cells[(i + repeat) % n]
+            result = run_cell(cell, repeat, workdir, cell_timeout)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+def summarize(results: Iterable[RunResult]) -> list[CellSummary]:
+    """One summary per cell, in the order cells first appear."""
+    by_cell: dict[Cell, list[RunResult]] = {}
+    for result in results:
+        by_cell.setdefault(result.cell, []).append(result)
+    out = []
+    for cell, runs in by_cell.items():
+        # a run that lost items is not a clean measurement of the job: its time is not a median
+        good = [r for r in runs if r.ok and r.errors == 0 and r.items > 0]
+        errors = tuple(
+            sorted({r.error or f"{r.errors} failed items" for r in runs if r not in good})
+        )
+        if not good:
+            out.append(CellSummary(cell, len(runs), 0, None, 0, None, None, None, None, errors))
+            continue
+        wall = statistics.median(r.wall_s for r in good)
+        items = int(statistics.median(r.items for r in good))
+        out.append(
+            CellSummary(
+                cell=cell,
+                runs=len(runs),
+                ok_runs=len(good),
+                wall_s=wall,
+                items=items,
+                items_per_s=statistics.median(r.items / r.wall_s for r in good if r.wall_s > 0),
+                cpu_ms_per_item=statistics.median(1000 * r.cpu_s / r.items for r in good),
+                peak_rss_mb=max(r.peak_rss_mb for r in good),
+                peak_tree_rss_mb=max(r.peak_tree_rss_mb for r in good),
+                errors=errors,
+            )
+        )
+    return out

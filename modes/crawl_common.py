@@ -1,0 +1,246 @@
+"""What every non-asyncio crawl driver shares: one URL's work and the blocking effect driver.
+
+A worker (thread, greenlet, the sequential loop, or a coroutine in a worker process) turns a
+:class:`~crawler.core.frontier.FrontierItem` into a :class:`Work`: the flow's outcome (driven
+through :func:`crawler.core.flow.url_flow`, which owns robots, redirects and retries) and the
+parsed page. The coordinator (:mod:`modes.crawl_coordinator`) alone touches the frontier and the
+archive. The pages.jsonl row is built here with the same fields as the asyncio engine's, so every
+mode writes the same archive.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from crawler.core.flow import (
+    FetchEffect,
+    FetchResult,
+    FlowConfig,
+    Outcome,
+    RobotsEffect,
+    SleepEffect,
+    parse_any,
+    robots_flow,
+    url_flow,
+)
+from crawler.core.frontier import FrontierItem
+from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
+from crawler.core.politeness import SlotTable
+from crawler.core.retry import RetryPolicy
+from crawler.core.robots import RobotsRules
+from crawler.core.urls import Scope, host_key
+from crawler.settings import CrawlerSettings
+from crawler.transports.requests_fetch import RequestsFetcher
+from modes._exceptions import FetchError
+
+__all__ = [
+    "ROBOTS_CACHE",
+    "BlockingEffects",
+    "Work",
+    "flow_config",
+    "iso_time",
+    "page_row",
+    "parse_outcome",
+    "wants_parse",
+]
+
+ROBOTS_CACHE = 10_000
+
+
+@dataclass(frozen=True)
+class Work:
+    """One URL's result, from a worker to the coordinator (picklable: crosses processes)."""
+
+    item: FrontierItem
+    outcome: Outcome
+    parsed: ParsedPage | None
+    # robots.txt verdicts fetched while crawling this URL (the coordinator seeds sitemaps)
+    robots: tuple[tuple[str, RobotsRules], ...] = ()
+
+
+def flow_config(settings: CrawlerSettings, scope: Scope | None) -> FlowConfig:
+    """The same flow configuration as the asyncio engine's."""
+    return FlowConfig(
+        user_agent=settings.user_agent,
+        policy=RetryPolicy(retries=settings.retries),
+        obey_robots=settings.robots,
+        max_bytes=settings.max_bytes,
+        timeout=settings.timeout,
+        redirect_scope=scope.allows if scope is not None and settings.follow else None,
+    )
+
+
+def wants_parse(settings: CrawlerSettings, final: FetchResult) -> bool:
+    ctype = final.header("Content-Type")
+    if settings.sitemaps and is_sitemap(final.url, ctype):
+        return True
+    return is_html(ctype)
+
+
+def parse_outcome(
+    settings: CrawlerSettings,
+    outcome: Outcome,
+    parse_fn: Callable[[ParseInput], ParsedPage] = parse_any,
+) -> ParsedPage | None:
+    """Parse the final response when the engine would; None when it would not."""
+    final = outcome.final
+    if final is None or not 200 <= final.status < 300 or not wants_parse(settings, final):
+        return None
+    return parse_fn(
+        ParseInput(
+            url=final.url,
+            status=final.status,
+            content_type=final.header("Content-Type"),
+            content_encoding=final.header("Content-Encoding"),
+            body=final.body,
+            max_decoded=settings.max_decoded_bytes,
+        )
+    )
+
+
+def iso_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def page_row(
+    item: FrontierItem, outcome: Outcome, parsed: ParsedPage | None
+) -> tuple[dict[str, Any], str | None]:
+    """The pages.jsonl row (fields and meaning as in :meth:`crawler.engine.Engine._finish`) and
+    the final error class (None: the URL is done, else failed)."""
+    final = outcome.final
+    error_class, error = outcome.error_class, outcome.error
+    if parsed is not None and parsed.error and error_class is None:
+        error_class, _, error = parsed.error.partition(": ")
+    row: dict[str, Any] = {
+        "url": item.url,
+        "final_url": outcome.final_url,
+        "status": outcome.status,
+        "content_type": final.header("Content-Type") if final else None,
+        "bytes": len(final.body) if final else 0,
+        "sha1": None,
+        "fetched_at": iso_time(final.started_at) if final else iso_time(time.time()),
+        "elapsed_ms": round(sum(h.elapsed for h in outcome.hops) * 1000, 1),
+        "depth": item.depth,
+        "n_links": parsed.n_links if parsed else None,
+        "title": parsed.title if parsed else None,
+        "error_class": error_class,
+        "error": error,
+        "truncated": bool(final and final.truncated),
+        "retries": outcome.retries,
+        "hops": len(outcome.hops),
+    }
+    return row, error_class
+
+
+class BlockingEffects:
+    """Drives flows with blocking calls, shared by all workers of one process.
+
+    Politeness slots and the robots cache are shared data behind one lock; a worker waiting for a
+    host's slot waits on a condition (woken when any fetch of that host ends). Only one worker
+    fetches a host's robots.txt; the others wait for its verdict. With gevent's patching the lock
+    and condition are greenlet-aware, so the same code serves threads and greenlets.
+    """
+
+    def __init__(
+        self,
+        settings: CrawlerSettings,
+        scope: Scope | None,
+        fetcher: RequestsFetcher,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.s = settings
+        self.flow = flow_config(settings, scope)
+        self.fetcher = fetcher
+        self._rand = rand
+        self.slots = SlotTable(settings.per_host, settings.delay)
+        self._cond = threading.Condition()
+        self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
+        self._robots_busy: set[str] = set()
+        self._fresh = threading.local()  # robots verdicts this worker fetched for its item
+
+    def crawl(self, item: FrontierItem) -> Work:
+        """Fetch (with robots, redirects, retries) and parse one URL."""
+        self._fresh.robots = []
+        outcome = self.drive(url_flow(item.url, self.flow, self._rand))
+        assert isinstance(outcome, Outcome)
+        try:
+            parsed = parse_outcome(self.s, outcome)
+        except Exception as exc:  # parse_page never raises; a bug must not kill the worker
+            parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
+        return Work(item, outcome, parsed, tuple(self._fresh.robots))
+
+    def drive(self, gen: Generator[Any, object, Any]) -> Any:
+        value: object = None
+        while True:
+            try:
+                effect = gen.send(value)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(effect, FetchEffect):
+                value = self._fetch(effect)
+            elif isinstance(effect, RobotsEffect):
+                value = self._robots_for(effect.url)
+            elif isinstance(effect, SleepEffect):
+                if effect.host is not None:
+                    with self._cond:
+                        self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
+                time.sleep(effect.seconds)
+                value = None
+            else:  # pragma: no cover - the flow yields only the effects above
+                raise TypeError(f"unknown effect {effect!r}")
+
+    def _fetch(self, effect: FetchEffect) -> FetchResult | FetchError:
+        host = effect.host
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self.slots.can_start(host, now):
+                    self.slots.start(host, now)
+                    break
+                wait = self.slots.wait_time(host, now)
+                self._cond.wait(1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0))
+        try:
+            return self.fetcher.fetch(effect.request)
+        except FetchError as exc:
+            return exc
+        finally:
+            with self._cond:
+                self.slots.finish(host, time.monotonic())
+                self._cond.notify_all()
+
+    def _robots_for(self, url: str) -> RobotsRules:
+        host = host_key(url)
+        with self._cond:
+            while True:
+                rules = self._robots.get(host)
+                if rules is not None and not rules.is_stale(time.time()):
+                    self._robots.move_to_end(host)
+                    return rules
+                if host not in self._robots_busy:
+                    self._robots_busy.add(host)
+                    break
+                self._cond.wait(1.0)
+        try:
+            rules = self.drive(robots_flow(url, self.flow, time.time()))
+            assert isinstance(rules, RobotsRules)
+            with self._cond:
+                self._robots[host] = rules
+                if len(self._robots) > ROBOTS_CACHE:
+                    self._robots.popitem(last=False)
+                delay = rules.crawl_delay(self.s.user_agent)
+                if delay:
+                    self.slots.set_delay(host, delay)
+            fresh = getattr(self._fresh, "robots", None)
+            if fresh is not None:
+                fresh.append((host, rules))
+            return rules
+        finally:
+            with self._cond:
+                self._robots_busy.discard(host)
+                self._cond.notify_all()

@@ -1,0 +1,316 @@
+"""The coordinator of the threads, gevent, sequential and processes crawl modes.
+
+One coordinator (the main thread, or the main greenlet) is the only writer of the shared state:
+it leases URLs from the frontier, hands them to a :class:`Backend` (threads, greenlets, the
+sequential loop, or worker processes) while keeping ``concurrency`` and ``per_host``, and commits
+each :class:`~modes.crawl_common.Work` that comes back exactly as the asyncio engine does: new
+links added and flushed, the WARC records and pages.jsonl line written by the engine's own
+:class:`~crawler.warc.ArchiveWriter`, and only then the URL marked done. The output folder is
+therefore the same as the asyncio mode's, byte layout and all, and a run of any mode that stops
+at any point can be resumed by any other mode (the ``pages_checkpoint`` meta is kept the same
+way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from crawler.core.frontier import Frontier, FrontierItem, NewURL
+from crawler.core.parse import ParsedPage
+from crawler.core.robots import RobotsRules
+from crawler.core.urls import Scope, canonicalize, fingerprint
+from crawler.pages import iter_pages
+from crawler.settings import CrawlerSettings
+from crawler.stats import CrawlStats
+from crawler.warc import ArchiveJob, ArchiveWriter
+from modes._exceptions import InvalidURLError
+from modes.crawl_common import Work, page_row
+
+__all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Backend", "Coordinator", "RunOutcome"]
+
+# the asyncio engine's meta key (crawler.engine.CHECKPOINT_KEY; a unit test keeps them equal):
+# not imported from there, so a gevent child never imports asyncio and aiohttp
+CHECKPOINT_KEY = "pages_checkpoint"
+STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in the engine)
+CHECKPOINT_EVERY = 1.0
+
+
+class Backend(Protocol):
+    """Where URLs are fetched and parsed. ``submit`` never blocks; ``results`` waits up to
+    ``timeout`` for at least one finished :class:`Work` and returns every one that is ready."""
+
+    capacity: int
+
+    def start(self) -> None: ...
+    def submit(self, item: FrontierItem) -> None: ...
+    def results(self, timeout: float) -> list[Work]: ...
+    def close(self, abandon: bool) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    """What :class:`crawler.engine.EngineResult` holds (the dispatcher converts it)."""
+
+    stats: CrawlStats
+    interrupted: bool = False
+    repaired: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Flags:
+    stopping: bool = False
+    hard: bool = False
+
+
+class Coordinator:
+    def __init__(
+        self,
+        settings: CrawlerSettings,
+        frontier: Frontier,
+        backend: Backend,
+        *,
+        scope: Scope | None = None,
+        stats: CrawlStats | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.frontier = frontier
+        self.backend = backend
+        self.scope = scope
+        self.stats = stats or CrawlStats()
+        self._on_tick = on_tick
+        self._flags = _Flags()
+        self._ready: dict[str, deque[FrontierItem]] = {}
+        self._buffered = 0
+        self._host_inflight: dict[str, int] = {}
+        self._inflight = 0
+        self._dispatched = 0
+        self._already: dict[bytes, bool] = {}
+        self._checkpoint = self._checkpoint_saved = 0
+        self._ckpt_at = 0.0
+        self._counted_at = 0.0
+        self._sitemap_hosts: set[str] = set()
+        self._writer: ArchiveWriter | None = None
+
+    def stop(self) -> None:
+        """First call: finish in-flight URLs, lease no more. Second: abandon them."""
+        if self._flags.stopping:
+            self._flags.hard = True
+        self._flags.stopping = True
+
+    # ------------------------------------------------------------------------------------- run
+    def run(self) -> RunOutcome:
+        writer = ArchiveWriter(self.s.out, max_file_bytes=self.s.warc_max_bytes)
+        report = writer.open()
+        self._writer = writer
+        repaired = {
+            "pages_truncated": report.pages_truncated,
+            "warc_truncated": report.warc_truncated,
+            "files_removed": list(report.files_removed),
+        }
+        try:
+            self._load_checkpoint()
+            self.frontier.release_leases()
+            counts = self.frontier.counts()
+            self.stats.previous = counts.done + counts.failed
+            self.backend.start()
+            try:
+                self._loop()
+            finally:
+                self.backend.close(abandon=self._flags.hard)
+        finally:
+            writer.close()
+            self.frontier.release_leases()
+            self._save_checkpoint(force=True)
+        return RunOutcome(self.stats, interrupted=self._flags.stopping, repaired=repaired)
+
+    def _loop(self) -> None:
+        stop_at: float | None = None
+        while True:
+            try:
+                if self._flags.stopping and stop_at is None:
+                    stop_at = time.monotonic() + STOP_GRACE
+                if stop_at is not None and (self._flags.hard or time.monotonic() > stop_at):
+                    self._flags.hard = True
+                    return
+                if not self._flags.stopping:
+                    self._fill()
+                    self._start_ready()
+                if self._inflight == 0 and (self._flags.stopping or not self._buffered):
+                    nra = None if self._flags.stopping else self.frontier.next_ready_at()
+                    left = self._limit_left()
+                    if nra is None or (left is not None and left <= 0):
+                        return
+                    time.sleep(min(max(nra - time.time(), 0.0), 1.0))
+                    continue
+                for work in self.backend.results(0.25):
+                    self._commit(work)
+                if time.monotonic() - self._counted_at > 0.25:
+                    self.stats.queued = self.frontier.counts().queued + self._buffered
+                    self._counted_at = time.monotonic()
+                self._save_checkpoint()
+                if self._on_tick is not None:
+                    self._on_tick()
+            except KeyboardInterrupt:
+                self.stop()
+
+    # ---------------------------------------------------------------------------- dispatching
+    def _limit_left(self) -> int | None:
+        if self.s.max_pages is None:
+            return None
+        return self.s.max_pages - self.stats.previous - self._dispatched
+
+    def _fill(self) -> None:
+        cap = max(2 * self.backend.capacity, 64)
+        want = cap - self._buffered
+        left = self._limit_left()
+        if left is not None:
+            want = min(want, left - self._buffered)
+        if want <= 0 or (self._buffered and want < min(64, cap // 4)):
+            return
+        for item in self.frontier.lease(want, time.time()):
+            fp = fingerprint(item.url)
+            if fp in self._already:  # committed to pages.jsonl before a crash: do not refetch
+                ok = self._already.pop(fp)
+                (self.frontier.complete if ok else self.frontier.fail)(item.url)
+                self.stats.skipped += 1
+                continue
+            self._ready.setdefault(item.host, deque()).append(item)
+            self._buffered += 1
+
+    def _start_ready(self) -> None:
+        for host in list(self._ready):
+            queue = self._ready[host]
+            while (
+                queue
+                and self._inflight < self.backend.capacity
+                and self._host_inflight.get(host, 0) < self.s.per_host
+            ):
+                item = queue.popleft()
+                self._buffered -= 1
+                self._dispatched += 1
+                self._inflight += 1
+                self._host_inflight[host] = self._host_inflight.get(host, 0) + 1
+                self.stats.in_flight = self._inflight
+                self.backend.submit(item)
+            if not queue:
+                del self._ready[host]
+            if self._inflight >= self.backend.capacity:
+                return
+
+    # -------------------------------------------------------------------------------- commit
+    def _commit(self, work: Work) -> None:
+        item, outcome = work.item, work.outcome
+        self._inflight -= 1
+        self.stats.in_flight = self._inflight
+        n = self._host_inflight.get(item.host, 1) - 1
+        if n:
+            self._host_inflight[item.host] = n
+        else:
+            self._host_inflight.pop(item.host, None)
+        for host, rules in work.robots:
+            self._seed_sitemaps(host, item.url, rules)
+        self.stats.retries += outcome.retries
+        if outcome.retry_later is not None and (
+            self._flags.stopping or item.attempts < self.s.retries
+        ):
+            if not self._flags.stopping:  # when stopping, the lease is simply released
+                self.frontier.retry(item.url, time.time() + outcome.retry_later)
+            self.stats.skipped += 1
+            return
+        parsed = work.parsed
+        row, error_class = page_row(item, outcome, parsed)
+        final = outcome.final
+        if (
+            parsed is not None
+            and not parsed.error
+            and self.s.follow
+            and final is not None
+            and not final.truncated
+        ):
+            self._add_links(item, parsed)
+        # links added above must be durable before the line that says this page is archived
+        flush = getattr(self.frontier, "flush", None)
+        if flush is not None:
+            flush()
+        assert self._writer is not None
+        written = self._writer.write(ArchiveJob(outcome.hops, row))
+        ok = error_class is None
+        (self.frontier.complete if ok else self.frontier.fail)(item.url)
+        self._checkpoint = written.pages_offset
+        self.stats.bytes += sum(len(h.body) for h in outcome.hops)
+        self.stats.responses += len(outcome.hops)
+        self.stats.revisits += bool(written.row.get("revisit"))
+        if ok:
+            self.stats.done += 1
+        else:
+            assert error_class is not None
+            self.stats.failed += 1
+            self.stats.errors[error_class] += 1
+            if len(self.stats.failed_urls) < 1000:
+                self.stats.failed_urls.append((item.url, f"{error_class}: {row['error']}"))
+
+    def _add_links(self, item: FrontierItem, parsed: ParsedPage) -> None:
+        depth = item.depth + 1
+        if self.s.max_depth is not None and depth > self.s.max_depth:
+            return
+        new = [
+            NewURL(link, depth, item.url)
+            for link in parsed.links
+            if self.scope is None or self.scope.allows(link)
+        ]
+        if new:
+            self.frontier.add(new)
+
+    def _seed_sitemaps(self, host: str, url: str, rules: RobotsRules) -> None:
+        if not (self.s.sitemaps and self.s.follow) or host in self._sitemap_hosts:
+            return
+        self._sitemap_hosts.add(host)
+        found: list[NewURL] = []
+        for raw in (*rules.sitemaps(), "/sitemap.xml"):
+            try:
+                sm = canonicalize(raw, base=url)
+            except InvalidURLError:
+                continue
+            if self.scope is None or self.scope.allows(sm):
+                found.append(NewURL(sm, 0, None))
+        if found:
+            self.frontier.add(found)
+
+    # ---------------------------------------------------------------------------- checkpoint
+    def _load_checkpoint(self) -> None:
+        get_meta = getattr(self.frontier, "get_meta", None)
+        if get_meta is None:
+            return
+        raw = get_meta(CHECKPOINT_KEY)
+        start = int(raw) if raw else 0
+        self._checkpoint = self._checkpoint_saved = start
+        path = self.s.out / "pages.jsonl"
+        if not path.exists() or path.stat().st_size <= start:
+            return
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            tail = fh.read()
+        tmp = self.s.out / ".pages-tail.jsonl"
+        tmp.write_bytes(tail)
+        try:
+            for row in iter_pages(tmp):
+                self._already[fingerprint(str(row["url"]))] = not row.get("error_class")
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _save_checkpoint(self, force: bool = False) -> None:
+        set_meta: Any = getattr(self.frontier, "set_meta", None)
+        if set_meta is None or self._checkpoint == self._checkpoint_saved:
+            return
+        now = time.monotonic()
+        if force or now - self._ckpt_at >= CHECKPOINT_EVERY:
+            set_meta(CHECKPOINT_KEY, str(self._checkpoint))
+            self._checkpoint_saved = self._checkpoint
+            self._ckpt_at = now

@@ -1,0 +1,135 @@
+"""Run a crawl in the mode its settings name: the one entry point the CLI needs.
+
+    from modes.dispatch import run_crawl
+    result = run_crawl(settings, frontier, scope, stats)     # -> crawler.engine.EngineResult
+
+``settings.mode`` picks the driver: ``asyncio`` (the engine, on ``settings.loop``), ``threads``,
+``sequential``, ``gevent`` (a child process of its own) or ``processes`` (worker processes, each
+an asyncio loop, coordinated by this process, the one writer of the archive). Every mode runs the
+same flow and writes the same archive through the engine's writer, so a run stopped in one mode
+resumes in any other. Mode limits are checked first (:func:`check_crawl_mode`) and raise
+:class:`~modes._exceptions.ModeError` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from typing import Literal
+
+from crawler.core.frontier import Frontier
+from crawler.core.urls import Scope
+from crawler.engine import Engine, EngineResult
+from crawler.settings import CrawlerSettings
+from crawler.stats import CrawlStats
+from modes._exceptions import ModeError
+from modes.crawl_coordinator import Backend, Coordinator, RunOutcome
+from modes.runtime import loop_factory
+from modes.threads_util import (
+    check_gevent_installed,
+    check_greenlet_count,
+    check_process_count,
+    check_thread_count,
+)
+
+__all__ = ["MODES", "check_crawl_mode", "crawl_processes", "run_crawl"]
+
+MODES = ("asyncio", "threads", "gevent", "processes", "sequential")
+
+
+def crawl_processes(settings: CrawlerSettings) -> int:
+    """Worker processes of the processes mode: ``$FETCHLAB_PROCESSES``, else one per CPU."""
+    raw = os.environ.get("FETCHLAB_PROCESSES")
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ModeError(f"FETCHLAB_PROCESSES must be a number, not {raw!r}") from None
+    return max(1, os.cpu_count() or 1)
+
+
+def check_crawl_mode(settings: CrawlerSettings) -> None:
+    """Raise ModeError when ``settings`` ask for something the mode cannot do (before any I/O)."""
+    mode = settings.mode
+    if mode not in MODES:
+        raise ModeError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+    if mode == "threads":
+        check_thread_count(settings.concurrency)
+    elif mode == "gevent":
+        check_gevent_installed()
+        check_greenlet_count(settings.concurrency)
+        if settings.frontier != "sqlite":
+            raise ModeError(
+                "mode 'gevent' runs in a process of its own and needs frontier = 'sqlite'"
+            )
+    elif mode == "processes":
+        check_process_count(crawl_processes(settings))
+
+
+def run_crawl(
+    settings: CrawlerSettings,
+    frontier: Frontier,
+    scope: Scope | None = None,
+    stats: CrawlStats | None = None,
+    *,
+    mode: Literal["asyncio", "threads", "gevent", "processes", "sequential"] | None = None,
+) -> EngineResult:
+    """Crawl ``frontier`` into ``settings.out`` in ``mode`` (default: ``settings.mode``)."""
+    if mode is not None and mode != settings.mode:
+        settings = settings.model_copy(update={"mode": mode})
+    check_crawl_mode(settings)
+    stats = stats if stats is not None else CrawlStats()
+    if settings.mode == "asyncio":
+        return _run_asyncio(settings, frontier, scope, stats)
+    if settings.mode == "gevent":
+        from modes.crawl_gevent import run_gevent
+
+        return _result(run_gevent(settings, frontier, scope, stats))
+    backend: Backend
+    if settings.mode == "threads":
+        from modes.crawl_threads import ThreadBackend
+
+        backend = ThreadBackend(settings, scope)
+    elif settings.mode == "sequential":
+        from modes.crawl_sequential import InlineBackend
+
+        backend = InlineBackend(settings, scope)
+    else:
+        from modes.crawl_processes import ProcessBackend
+
+        backend = ProcessBackend(settings, scope, crawl_processes(settings))
+    coordinator = Coordinator(settings, frontier, backend, scope=scope, stats=stats)
+    if threading.current_thread() is not threading.main_thread():
+        return _result(coordinator.run())
+    previous = signal.getsignal(signal.SIGTERM)
+    # SIGTERM as a graceful stop, like the asyncio CLI (SIGINT arrives as KeyboardInterrupt)
+    signal.signal(signal.SIGTERM, lambda *_: coordinator.stop())
+    try:
+        return _result(coordinator.run())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _result(outcome: RunOutcome) -> EngineResult:
+    return EngineResult(outcome.stats, interrupted=outcome.interrupted, repaired=outcome.repaired)
+
+
+def _run_asyncio(
+    settings: CrawlerSettings, frontier: Frontier, scope: Scope | None, stats: CrawlStats
+) -> EngineResult:
+    async def main() -> EngineResult:
+        engine = Engine(settings, frontier, scope=scope, stats=stats)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.stop)
+        try:
+            return await engine.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    factory, _ = loop_factory(settings.loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())

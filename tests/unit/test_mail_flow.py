@@ -1,0 +1,243 @@
+"""The pure folder-sync flow, driven with canned IMAP wire bytes (no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+from mailsync.core import flow
+from mailsync.core.parser import FetchResp, ResponseParser, Tagged
+from mailsync.core.plan import FolderState, LocalMsg
+from modes._exceptions import FolderGone, ImapCommandError
+
+
+def result(wire: bytes) -> flow.CommandResult:
+    """Parse one command's server answer (untagged lines + the tagged completion)."""
+    responses = ResponseParser().feed(wire)
+    tagged = responses[-1]
+    assert isinstance(tagged, Tagged)
+    return flow.CommandResult(tagged, tuple(responses[:-1]))
+
+
+def drive(
+    gen: Generator[flow.Effect, object, Any], answer: Callable[[flow.Effect], object]
+) -> tuple[Any, list[flow.Effect]]:
+    effects: list[flow.Effect] = []
+    value: object = None
+    while True:
+        try:
+            effect = gen.send(value)
+        except StopIteration as stop:
+            return stop.value, effects
+        effects.append(effect)
+        value = answer(effect)
+
+
+def fetch_line(uid: int, body: bytes, flags: str = "\\Seen") -> bytes:
+    return (
+        b'* %d FETCH (UID %d FLAGS (%s) INTERNALDATE "01-Jan-2024 10:00:00 +0000" '
+        b"BODY[] {%d}\r\n%s)\r\n" % (uid, uid, flags.encode(), len(body), body)
+    )
+
+
+LIST_WIRE = (
+    b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
+    b'* LIST (\\Noselect \\HasChildren) "/" "&BCAEMAQxBD4EQgQw-"\r\n'
+    b'* LIST (\\HasNoChildren) "/" "&BCAEMAQxBD4EQgQw-/Reports"\r\n'
+    b'* LIST (\\HasNoChildren) "/" Spam\r\n'
+    b'* LIST (\\HasNoChildren) "/" "Sent Items"\r\n'
+    b"T1 OK done\r\n"
+)
+
+
+def test_discover_lists_then_pipelines_status_for_every_folder() -> None:
+    before = {"Old": FolderState("Old", 1, 5, None, 4)}
+    gen = flow.discover(frozenset({"CONDSTORE", "LITERAL+"}), ("*",), ("Spam",), before)
+    statuses = [
+        b"* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7 HIGHESTMODSEQ 9)\r\nT2 OK s\r\n",
+        b'* STATUS "&BCAEMAQxBD4EQgQw-/Reports" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 8 '
+        b"HIGHESTMODSEQ 3)\r\nT3 OK s\r\n",
+        b'* STATUS "Sent Items" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 9 HIGHESTMODSEQ 1)\r\n'
+        b"T4 OK s\r\n",
+    ]
+
+    def answer(effect: flow.Effect) -> object:
+        assert isinstance(effect, flow.Send)
+        if effect.commands == (b'LIST "" "*"',):
+            return (result(LIST_WIRE),)
+        assert len(effect.commands) == 3  # one round trip for all folders
+        assert all(
+            b"HIGHESTMODSEQ" in (c if isinstance(c, bytes) else b"".join(c))
+            for c in effect.commands
+        )
+        return tuple(result(w) for w in statuses)
+
+    (jobs, gone), effects = drive(gen, answer)
+    assert len(effects) == 2
+    assert [j.name for j in jobs] == ["INBOX", "Работа/Reports", "Sent Items"]
+    assert jobs[1].raw_name == b"&BCAEMAQxBD4EQgQw-/Reports"
+    assert jobs[1].relpath == "Работа/Reports"
+    assert jobs[0].status == FolderState("INBOX", 7, 4, 9, 3)
+    assert gone == ["Old"]
+    unchanged = {"INBOX": FolderState("INBOX", 7, 4, 9, 3)}
+    assert flow.is_unchanged(jobs[0], unchanged)
+    assert not flow.is_unchanged(jobs[1], unchanged)
+
+
+EXAMINE_WIRE = (
+    b"* 3 EXISTS\r\n* OK [UIDVALIDITY 77] ok\r\n* OK [UIDNEXT 6] ok\r\n"
+    b"* OK [HIGHESTMODSEQ 12] ok\r\nT1 OK [READ-ONLY] done\r\n"
+)
+LISTING_WIRE = (
+    b'* 1 FETCH (UID 1 RFC822.SIZE 5 FLAGS (\\Seen) INTERNALDATE "01-Jan-2024 10:00:00 +0000")\r\n'
+    b'* 2 FETCH (UID 4 RFC822.SIZE 3 FLAGS () INTERNALDATE "01-Jan-2024 10:00:00 +0000")\r\n'
+    b'* 3 FETCH (UID 5 RFC822.SIZE 4 FLAGS (\\Flagged) INTERNALDATE "01-Jan-2024 10:00:00 +0000")'
+    b"\r\nT2 OK done\r\n"
+)
+
+
+def _job() -> flow.FolderJob:
+    return flow.FolderJob("INBOX", b"INBOX", "INBOX", FolderState("INBOX", 77, 6, 12, 3))
+
+
+def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None:
+    local = {
+        1: LocalMsg(1, 5, (), "x", "INBOX/new/a"),  # flags changed on the server
+        2: LocalMsg(2, 9, ("\\Seen",), "y", "INBOX/cur/b"),  # gone from the server
+    }
+    opts = flow.SyncOptions(batch_messages=1, batch_bytes=1 << 20, pipeline_depth=2, condstore=True)
+
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            first = effect.commands[0]
+            first = first if isinstance(first, bytes) else first[0]
+            if first.startswith(b"EXAMINE"):
+                assert first == b"EXAMINE INBOX (CONDSTORE)"
+                return (result(EXAMINE_WIRE),)
+            if b"RFC822.SIZE" in first:
+                return (result(LISTING_WIRE),)
+            # both body batches in one round trip; the server interleaves their answers
+            assert effect.commands == (
+                b"UID FETCH 4 (UID BODY.PEEK[] FLAGS INTERNALDATE)",
+                b"UID FETCH 5 (UID BODY.PEEK[] FLAGS INTERNALDATE)",
+            )
+            return (
+                result(fetch_line(5, b"five", "\\Flagged") + b"T3 OK done\r\n"),
+                result(fetch_line(4, b"abc", "") + b"T4 OK done\r\n"),
+            )
+        if isinstance(effect, flow.LoadFolder):
+            assert effect.uidvalidity == 77
+            return flow.LocalFolder(77, 0, local)
+        return None
+
+    res, effects = drive(flow.sync_folder(_job(), opts), answer)
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds == [
+        "Send",
+        "LoadFolder",
+        "Send",
+        "UpdateFlags",
+        "MarkGone",
+        "Send",
+        "StoreBatch",
+        "StoreBatch",
+        "SaveFolder",
+    ]
+    upd = effects[3]
+    assert isinstance(upd, flow.UpdateFlags) and upd.changes == ((1, ("\\Seen",)),)
+    gone = effects[4]
+    assert isinstance(gone, flow.MarkGone) and gone.uids == (2,)
+    stores = [e for e in effects if isinstance(e, flow.StoreBatch)]
+    assert [[m.uid for m in s.messages] for s in stores] == [[4], [5]]
+    body = stores[1].messages[0]
+    assert isinstance(body, FetchResp) and body.body == b"five"
+    save = effects[-1]
+    assert isinstance(save, flow.SaveFolder)
+    assert save.state == FolderState("INBOX", 77, 6, 12, 3)
+    assert res == flow.FolderResult("INBOX", new_messages=2, new_bytes=7, flag_updates=1, gone=1)
+
+
+def test_a_message_that_vanishes_mid_sync_blocks_the_folder_save() -> None:
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            first = effect.commands[0]
+            first = first if isinstance(first, bytes) else first[0]
+            if first.startswith(b"EXAMINE"):
+                return (result(EXAMINE_WIRE),)
+            if b"RFC822.SIZE" in first:
+                return (result(LISTING_WIRE),)
+            return (result(fetch_line(1, b"hello") + b"T3 OK done\r\n"),)
+        if isinstance(effect, flow.LoadFolder):
+            return flow.LocalFolder(None, 0, {})
+        return None
+
+    res, effects = drive(flow.sync_folder(_job(), flow.SyncOptions()), answer)
+    assert res.missing == (4, 5)
+    assert not any(isinstance(e, flow.SaveFolder) for e in effects)
+
+
+def test_examine_no_means_folder_gone() -> None:
+    gen = flow.sync_folder(_job(), flow.SyncOptions())
+    assert isinstance(next(gen), flow.Send)
+    with pytest.raises(FolderGone, match="INBOX: EXAMINE: NO"):
+        gen.send((result(b"T1 NO [NONEXISTENT] Mailbox doesn't exist\r\n"),))
+
+
+def test_listing_bad_raises_command_error() -> None:
+    gen = flow.sync_folder(_job(), flow.SyncOptions())
+    next(gen)
+    assert isinstance(gen.send((result(EXAMINE_WIRE),)), flow.LoadFolder)
+    assert isinstance(gen.send(flow.LocalFolder(77, 0, {})), flow.Send)
+    with pytest.raises(ImapCommandError, match="BAD"):
+        gen.send((result(b"T2 BAD syntax\r\n"),))
+
+
+def test_uidvalidity_change_starts_a_new_generation() -> None:
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            first = effect.commands[0]
+            first = first if isinstance(first, bytes) else first[0]
+            if first.startswith(b"EXAMINE"):
+                return (result(b"* 0 EXISTS\r\n* OK [UIDVALIDITY 78] x\r\nT1 OK done\r\n"),)
+            raise AssertionError("an empty folder needs no listing")
+        if isinstance(effect, flow.LoadFolder):
+            return flow.LocalFolder(77, 2, {})
+        return None
+
+    job = flow.FolderJob("INBOX", b"INBOX", "INBOX", None)
+    res, effects = drive(flow.sync_folder(job, flow.SyncOptions()), answer)
+    assert res.new_generation
+    gen = [e for e in effects if isinstance(e, flow.NewGeneration)]
+    assert gen == [flow.NewGeneration("INBOX", 77, 3)]
+    save = effects[-1]
+    assert isinstance(save, flow.SaveFolder) and save.generation == 3
+
+
+def test_listing_in_uid_ranges_for_clients_that_need_it() -> None:
+    cmds = flow._listing_commands(1201, flow.SyncOptions(listing_chunk=500))
+    assert cmds == [
+        b"UID FETCH 1:500 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 501:1000 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 1001:1200 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 1201:* (UID RFC822.SIZE FLAGS INTERNALDATE)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "include", "exclude", "expected"),
+    [
+        ("INBOX", ("*",), (), True),
+        ("Archive/2024", ("Archive/%",), (), True),
+        ("Archive/2024/Q1", ("Archive/%",), (), False),
+        ("Archive/2024/Q1", ("Archive/*",), ("*/Q1",), False),
+        ("Spam", ("*",), ("Spam",), False),
+        ("a.b", ("a.b",), (), True),
+        ("axb", ("a.b",), (), False),
+    ],
+)
+def test_folder_patterns(
+    name: str, include: tuple[str, ...], exclude: tuple[str, ...], expected: bool
+) -> None:
+    assert flow.match_folder(name, "/", include, exclude) is expected

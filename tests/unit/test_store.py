@@ -1,0 +1,119 @@
+"""Maildir writing, crash-leftover repair and the state DB, on real files in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from mailsync.state import FolderRecord, MessageRow, StateDB
+from mailsync.store import AccountArchive, MaildirStore, SpillSink
+from modes._exceptions import StorageError
+
+BODY = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def test_write_batch_is_atomic_named_and_dated(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path)
+    stored = store.write_batch(
+        "INBOX", 9, [(3, ("\\Seen", "\\Flagged"), 1_700_000_000.0, BODY), (4, (), None, BODY)]
+    )
+    assert [s.path for s in stored] == [
+        f"INBOX/cur/9.3.mailsync,S={len(BODY)}:2,FS",
+        f"INBOX/new/9.4.mailsync,S={len(BODY)}:2,",
+    ]
+    assert stored[0].sha256 == hashlib.sha256(BODY).hexdigest()
+    first = tmp_path / stored[0].path
+    assert first.read_bytes() == BODY  # CRLF kept: byte-exact
+    assert first.stat().st_mtime == 1_700_000_000.0
+    assert os.listdir(tmp_path / "INBOX" / "tmp") == []
+
+
+def test_spilled_literal_is_moved_not_copied(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path)
+    sink = SpillSink(store.spill_dir, 2 * len(BODY))
+    sink.write(BODY)
+    sink.write(BODY)
+    spilled = sink.finish()
+    assert spilled.size == 2 * len(BODY)
+    (stored,) = store.write_batch("Big", 1, [(1, (), None, spilled)])
+    assert stored.sha256 == hashlib.sha256(BODY * 2).hexdigest()
+    assert (tmp_path / stored.path).read_bytes() == BODY * 2
+    assert not spilled.path.exists()
+    assert os.listdir(store.spill_dir) == []
+
+
+def test_rename_flags_moves_between_new_and_cur(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path)
+    (s,) = store.write_batch("F", 2, [(7, (), None, BODY)])
+    new_path = store.rename_flags("F", s.path, 2, 7, s.size, ("\\Seen",))
+    assert new_path.startswith("F/cur/") and new_path.endswith(":2,S")
+    assert (tmp_path / new_path).read_bytes() == BODY
+    assert not (tmp_path / s.path).exists()
+
+
+def test_reconcile_removes_unrecorded_files_and_fixes_renamed_paths(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path)
+    a, b, c = store.write_batch(
+        "F", 5, [(1, (), None, BODY), (2, (), None, BODY), (3, (), None, BODY)]
+    )
+    (other_gen,) = store.write_batch("F", 4, [(1, (), None, BODY)])
+    renamed = store.rename_flags("F", b.path, 5, 2, b.size, ("\\Seen",))
+    (tmp_path / "F" / "tmp" / "5.9.mailsync,S=3:2,").write_bytes(b"par")  # a killed write
+    known = {1: a.path, 2: b.path}  # 3 landed but its commit did not; 2's rename was lost
+    fixes, removed = store.reconcile("F", 5, known)
+    assert fixes == {2: renamed}
+    assert removed == 1 and not (tmp_path / c.path).exists()
+    assert (tmp_path / a.path).exists()
+    assert (tmp_path / other_gen.path).exists()  # another UIDVALIDITY is never touched
+    assert os.listdir(tmp_path / "F" / "tmp") == []
+
+
+def test_unwritable_archive_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError):
+        MaildirStore(blocker / "sub")
+
+
+def test_state_round_trip(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "state.sqlite")
+    try:
+        db.insert_messages(
+            [
+                MessageRow("INBOX", 7, 0, 1, 10, "aa", ("\\Seen",), "d", "INBOX/cur/x"),
+                MessageRow("INBOX", 7, 0, 2, 20, "bb", (), "d", "INBOX/new/y"),
+            ]
+        )
+        db.update_flags("INBOX", 7, [(2, ("\\Flagged",), "INBOX/cur/y2")])
+        db.mark_deleted("INBOX", 7, [1])
+        db.set_headers([("INBOX", 7, 2, "<m@x>", "a@x", "b@x", "S", "2024-01-01", None)])
+        db.save_folder(FolderRecord("INBOX", "INBOX", 7, 0, 3, None, 2), 1.0)
+        rows = db.messages("INBOX", 7)
+        assert rows[1].deleted_on_server and not rows[2].deleted_on_server
+        assert rows[2].flags == ("\\Flagged",) and rows[2].path == "INBOX/cur/y2"
+        assert rows[2].message_id == "<m@x>"
+        assert db.folders()["INBOX"].uidnext == 3
+        assert db.counts() == {"INBOX": (1, 1)}
+        db.mark_generation_gone("INBOX", 7)
+        assert all(r.deleted_on_server for r in db.messages("INBOX").values())
+    finally:
+        db.close()
+
+
+async def test_account_archive_runs_in_its_writer_thread(tmp_path: Path) -> None:
+    archive = AccountArchive(tmp_path / "acct", fsync=False)
+    await archive.open()
+    try:
+        stored = await archive.run(
+            archive.store_batch, "INBOX", "INBOX", 3, 0, [(1, ("\\Seen",), None, BODY, "x")]
+        )
+        record, rows = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
+        assert record is None and rows[1].path == stored[0].path
+        await archive.run(archive.update_flags, "INBOX", "INBOX", 3, [(1, ())])
+        _, rows = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
+        assert rows[1].path.startswith("INBOX/new/") and rows[1].flags == ()
+    finally:
+        await archive.aclose()
