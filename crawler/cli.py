@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 from rich.console import Console
@@ -97,37 +98,43 @@ def _overrides(out: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
     return {"crawler": crawler}
 
 
-def _read_inputs(
-    urls: Iterable[str], inputs: Iterable[str], console: Console
-) -> tuple[list[str], int]:
-    good: list[str] = []
-    bad = 0
-    sources: list[tuple[str, Iterable[str]]] = [("argument", urls)]
-    opened: list[TextIO] = []
-    try:
-        for name in inputs:
+class _Inputs:
+    """The URLs of the arguments, files and stdin, streamed (a list of millions stays on disk).
+
+    Bad lines are reported as they are met and counted in ``bad``.
+    """
+
+    def __init__(self, urls: Iterable[str], inputs: Iterable[str], console: Console) -> None:
+        self._urls = list(urls)
+        self._inputs = list(inputs)
+        self._console = console
+        self.bad = 0
+        for name in self._inputs:
+            if name != "-" and not os.access(name, os.R_OK):
+                raise UsageError(f"cannot read URL file {name}")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._lines("argument", self._urls)
+        for name in self._inputs:
             if name == "-":
-                sources.append(("<stdin>", sys.stdin))
+                yield from self._lines("<stdin>", sys.stdin)
+                continue
+            try:
+                fh = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+            except OSError as exc:
+                raise UsageError(f"cannot read URL file {name}: {exc.strerror}") from exc
+            with fh:
+                yield from self._lines(name, fh)
+
+    def _lines(self, source: str, lines: Iterable[str]) -> Iterator[str]:
+        for entry in read_url_lines(lines, source):
+            if isinstance(entry, UrlLine):
+                yield entry.url
             else:
-                try:
-                    fh: TextIO = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
-                except OSError as exc:
-                    raise UsageError(f"cannot read URL file {name}: {exc.strerror}") from exc
-                opened.append(fh)
-                sources.append((name, fh))
-        for source, lines in sources:
-            for entry in read_url_lines(lines, source):
-                if isinstance(entry, UrlLine):
-                    good.append(entry.url)
-                else:
-                    assert isinstance(entry, BadLine)
-                    bad += 1
-                    where = f"{entry.source}:{entry.lineno}"
-                    console.print(f"skipped {where}: {entry.reason}", highlight=False)
-    finally:
-        for fh in opened:
-            fh.close()
-    return good, bad
+                assert isinstance(entry, BadLine)
+                self.bad += 1
+                where = f"{entry.source}:{entry.lineno}"
+                self._console.print(f"skipped {where}: {entry.reason}", highlight=False)
 
 
 def run_crawl(
@@ -158,20 +165,25 @@ def run_crawl(
         settings = load_settings(settings_path, overrides).crawler
         if settings.mode != "asyncio":
             raise ModeError(f"mode {settings.mode!r} is not available yet; use mode = 'asyncio'")
-        seeds, bad = _read_inputs(urls, inputs, console)
+        given = _Inputs(urls, inputs, console)
         storage_check(settings.out)
         frontier = _open_frontier(settings)
-        scope_seeds = _scope_seeds(frontier, seeds)
-        if not seeds and not scope_seeds and frontier.counts().total == 0:
-            raise UsageError("no valid URL to crawl (give URLs, -i FILE or -i -)")
         scope = None
         if settings.follow:
+            # follow mode: the seeds define the scope (and are few); kept for --resume
+            scope_seeds = _scope_seeds(frontier, list(given))
             try:
                 scope = Scope(settings.scope, tuple(scope_seeds), settings.allow, settings.deny)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
-        _save_args(frontier, settings_path, overrides, scope_seeds)
-        seed_frontier(frontier, seeds)
+            _save_args(frontier, settings_path, overrides, scope_seeds)
+            seed_frontier(frontier, scope_seeds)
+        else:
+            _save_args(frontier, settings_path, overrides, [])
+            seed_frontier(frontier, given)  # streamed in chunks into the frontier
+        bad = given.bad
+        if frontier.counts().total == 0:
+            raise UsageError("no valid URL to crawl (give URLs, -i FILE or -i -)")
         stats = CrawlStats()
         stats.total_hint = None if settings.follow else frontier.counts().total
         result = _run_engine(settings, frontier, scope, stats, progress, console)

@@ -21,7 +21,7 @@ import contextlib
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,8 +217,10 @@ class Engine:
             await self._fetcher.aclose()
         assert self._archive is not None
         await asyncio.to_thread(self._archive.close)
-        # every job is written and acknowledged now; the callbacks ran on this loop
+        # every job is written now; apply acknowledgements still queued on this loop
         await asyncio.sleep(0)
+        if self._acks:
+            self._apply_acks()
         self.frontier.release_leases()
         self._save_checkpoint(force=True)
 
@@ -338,7 +340,9 @@ class Engine:
                 self._stopping or item.attempts < self.s.retries
             ):
                 if not self._stopping:  # when stopping, the lease is simply released
-                    self.frontier.retry(item.url, time.time() + outcome.retry_later)
+                    # not before the host's robots.txt may be asked for again
+                    wait = max(outcome.retry_later, self.s.robots_retry)
+                    self.frontier.retry(item.url, time.time() + wait)
                 self.stats.skipped += 1
                 return
             async with self._pending:
@@ -379,7 +383,9 @@ class Engine:
             if parsed.error and error_class is None:
                 error_class, _, error = parsed.error.partition(": ")
             elif self.s.follow and not outcome.hops[-1].truncated:
-                self._add_links(item, parsed)
+                # a sitemap's URLs count as seeds (its depth), a page's links one level deeper
+                sitemap = self.s.sitemaps and is_sitemap(final.url, content_type)
+                self._add_links(item, parsed, item.depth if sitemap else item.depth + 1)
         row: dict[str, Any] = {
             "url": item.url,
             "final_url": outcome.final_url,
@@ -416,8 +422,7 @@ class Engine:
             return True
         return is_html(ctype)
 
-    def _add_links(self, item: FrontierItem, parsed: ParsedPage) -> None:
-        depth = item.depth + 1
+    def _add_links(self, item: FrontierItem, parsed: ParsedPage, depth: int) -> None:
         if self.s.max_depth is not None and depth > self.s.max_depth:
             return
         scope = self.scope
@@ -547,7 +552,7 @@ class Engine:
     async def _robots_for(self, url: str) -> RobotsRules:
         host = host_key(url)
         rules = self._robots.get(host)
-        if rules is not None and not rules.is_stale(time.time()):
+        if rules is not None and not rules.is_stale(time.time(), retry=self.s.robots_retry):
             self._robots.move_to_end(host)
             return rules
         pending = self._robots_pending.get(host)
@@ -589,7 +594,7 @@ class Engine:
             self.frontier.add(found)
 
 
-def seed_frontier(frontier: Frontier, urls: Sequence[str]) -> int:
+def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:
     """Add the seed URLs at depth 0 (already canonical); returns how many were new."""
     return frontier.add(NewURL(u, 0, None) for u in urls)
 

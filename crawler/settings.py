@@ -34,6 +34,7 @@ class CrawlerSettings(FrozenModel):
     max_decoded_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     user_agent: str = "fetchlab-crawler/0.1 (+https://example.invalid/fetchlab)"
     robots: bool = True
+    robots_retry: float = Field(default=60.0, ge=0, le=86400)
     frontier: Literal["sqlite", "memory"] = "sqlite"
     warc_max_bytes: int = Field(default=1_000_000_000, ge=1_000_000)
     warc_gzip_level: int = Field(default=3, ge=1, le=9)

@@ -185,12 +185,26 @@ class _AccountRun:
             name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
             for name, r in records.items()
         }
-        await self.sem.acquire()
+        session = await self._preopen()
+        # a first backup will want every connection: open them while LIST/STATUS run (saves
+        # the login round trips on slow links); later runs open them only for changed folders
+        spares = (
+            [asyncio.create_task(self._preopen()) for _ in range(self.account.connections - 1)]
+            if not records
+            else []
+        )
         try:
-            session = await self._connect()
-        except BaseException:
-            self.sem.release()
-            raise
+            await self._discover_and_sync(session, before, spares)
+        finally:
+            for task in spares:
+                await self._drop_spare(task)
+
+    async def _discover_and_sync(
+        self,
+        session: ImapSession,
+        before: dict[str, FolderState],
+        spares: list[asyncio.Task[ImapSession]],
+    ) -> None:
         caps = session.capabilities
         self.opts = flow.SyncOptions(
             batch_messages=self.account.batch_messages,
@@ -222,10 +236,31 @@ class _AccountRun:
             await self._close(session)
             self.sem.release()
             return
-        workers = [asyncio.create_task(self._worker(session, queue, held=True))]
+        workers = [asyncio.create_task(self._worker(session, queue))]
         for _ in range(min(self.account.connections, len(todo)) - 1):
-            workers.append(asyncio.create_task(self._worker(None, queue, held=False)))
+            workers.append(
+                asyncio.create_task(self._worker(spares.pop() if spares else None, queue))
+            )
         await asyncio.gather(*workers)
+
+    async def _preopen(self) -> ImapSession:
+        """A connection holding one permit of the global semaphore."""
+        await self.sem.acquire()
+        try:
+            return await self._connect()
+        except BaseException:
+            self.sem.release()
+            raise
+
+    async def _drop_spare(self, task: asyncio.Task[ImapSession]) -> None:
+        if not task.done():
+            task.cancel()
+        try:
+            session = await task
+        except (asyncio.CancelledError, Exception):
+            return  # its permit was released by _preopen
+        await self._close(session)
+        self.sem.release()
 
     def _mark_folders_gone(self, names: list[str]) -> None:
         self.archive.state.mark_folders_gone(names)
@@ -233,10 +268,23 @@ class _AccountRun:
             self.archive.state.mark_deleted(name, None, ())
 
     async def _worker(
-        self, session: ImapSession | None, queue: deque[flow.FolderJob], *, held: bool
+        self,
+        initial: ImapSession | asyncio.Task[ImapSession] | None,
+        queue: deque[flow.FolderJob],
     ) -> None:
-        if not held:
+        """Take folders from the queue until it is empty, on one connection (one permit)."""
+        session: ImapSession | None = None
+        if isinstance(initial, asyncio.Task):
+            try:
+                session = await initial
+            except MailError:
+                session = None  # _preopen gave its permit back: take one below
+            if session is None:
+                await self.sem.acquire()
+        elif initial is None:
             await self.sem.acquire()
+        else:
+            session = initial
         try:
             while queue:
                 job = queue.popleft()

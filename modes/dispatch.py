@@ -1,14 +1,16 @@
-"""Run a crawl in the mode its settings name: the one entry point the CLI needs.
+"""Run a crawl or a mail backup in the mode its settings name: the entry points the CLIs need.
 
-    from modes.dispatch import run_crawl
+    from modes.dispatch import run_crawl, run_backup
     result = run_crawl(settings, frontier, scope, stats)     # -> crawler.engine.EngineResult
+    reports = run_backup(mail_settings, accounts, out)       # -> list[mailsync AccountReport]
 
 ``settings.mode`` picks the driver: ``asyncio`` (the engine, on ``settings.loop``), ``threads``,
 ``sequential``, ``gevent`` (a child process of its own) or ``processes`` (worker processes, each
 an asyncio loop, coordinated by this process, the one writer of the archive). Every mode runs the
 same flow and writes the same archive through the engine's writer, so a run stopped in one mode
-resumes in any other. Mode limits are checked first (:func:`check_crawl_mode`) and raise
-:class:`~modes._exceptions.ModeError` with the reason.
+resumes in any other. Mode limits are checked first (:func:`check_crawl_mode`,
+:func:`check_mail_mode`) and raise :class:`~modes._exceptions.ModeError` with the reason. mailsync
+has asyncio, threads, gevent and sequential (no processes mode yet).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import asyncio
 import os
 import signal
 import threading
-from typing import Literal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from crawler.core.frontier import Frontier
 from crawler.core.urls import Scope
@@ -34,7 +38,18 @@ from modes.threads_util import (
     check_thread_count,
 )
 
-__all__ = ["MODES", "check_crawl_mode", "crawl_processes", "run_crawl"]
+if TYPE_CHECKING:  # mailsync is imported only when a backup runs
+    from mailsync.engine import AccountReport
+    from mailsync.settings import AccountSettings, MailSettings
+
+__all__ = [
+    "MODES",
+    "check_crawl_mode",
+    "check_mail_mode",
+    "crawl_processes",
+    "run_backup",
+    "run_crawl",
+]
 
 MODES = ("asyncio", "threads", "gevent", "processes", "sequential")
 
@@ -133,3 +148,61 @@ def _run_asyncio(
     factory, _ = loop_factory(settings.loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main())
+
+
+# -- mailsync -----------
+Mode = Literal["asyncio", "threads", "gevent", "processes", "sequential"]
+
+
+def check_mail_mode(settings: MailSettings) -> None:
+    """Raise ModeError when the backup cannot run in ``settings.mode`` (before any I/O)."""
+    mode = settings.mode
+    if mode not in MODES:
+        raise ModeError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+    if mode == "processes":
+        raise ModeError(
+            "mailsync has no 'processes' mode yet (folders spread over worker processes with "
+            "one archive writer is planned); use asyncio (the fastest), threads or gevent"
+        )
+    if mode != "asyncio" and settings.imap_client != "native":
+        raise ModeError(
+            f"imap_client = {settings.imap_client!r} is an asyncio transport: mode {mode!r} "
+            "uses the blocking imaplib transport (set imap_client = 'native')"
+        )
+    if mode == "threads":
+        total = sum(a.connections for a in settings.accounts) or 1
+        check_thread_count(min(total, settings.max_connections))
+    elif mode == "gevent":
+        check_gevent_installed()
+
+
+def run_backup(
+    settings: MailSettings,
+    accounts: Sequence[AccountSettings],
+    out: Path,
+    *,
+    mode: Mode | None = None,
+    on_start: Callable[[list[AccountReport]], None] | None = None,
+) -> list[AccountReport]:
+    """Back up ``accounts`` into ``out`` in ``mode`` (default: ``settings.mode``)."""
+    if mode is not None and mode != settings.mode:
+        settings = settings.model_copy(update={"mode": mode})
+    check_mail_mode(settings)
+    if settings.mode == "asyncio":
+        from mailsync.engine import backup_accounts
+        from modes.runtime import run
+
+        return run(backup_accounts(settings, list(accounts), out, on_start=on_start), settings.loop)
+    if settings.mode == "gevent":
+        from modes.mail_gevent import run_gevent_backup
+
+        reports = run_gevent_backup(settings, list(accounts), out)
+        if on_start is not None:
+            on_start(reports)
+        return reports
+    from modes.mail_blocking import backup_blocking
+
+    kind: Literal["threads", "sequential"] = (
+        "threads" if settings.mode == "threads" else "sequential"
+    )
+    return backup_blocking(settings, accounts, out, kind=kind, on_start=on_start)

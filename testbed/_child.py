@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 from modes._exceptions import TestbedError
 from testbed._proc import LOOPBACK, ManagedProcess
 
-__all__ = ["ROOT", "child_env", "wait_child_port"]
+__all__ = ["ROOT", "child_env", "stop_with_parent", "wait_child_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +42,14 @@ def wait_child_port(proc: ManagedProcess, port: int, timeout: float = 20.0) -> N
     raise TestbedError(
         f"{proc.name} did not listen on {port} in {timeout:.0f} s:\n{proc.log_tail()}"
     )
+
+
+async def stop_with_parent(parent_pid: int, stop: asyncio.Event, every: float = 0.5) -> None:
+    """Set ``stop`` once ``parent_pid`` is no longer our parent (it died: we were re-parented),
+    so a test run killed before its teardown does not leave servers behind."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)

@@ -26,9 +26,11 @@ Role = Literal["client", "server"]
 # what travels through a pipe: bytes, or an end marker kept in order with them
 Item = bytes | Literal["eof", "rst"]
 
-# back-pressure: stop reading a side while its direction holds more than this (queue + buffer)
-HIGH_WATER = 4 * 1024 * 1024
-LOW_WATER = 1024 * 1024
+# back-pressure: stop reading a side while its direction holds more than this (queue + held
+# bytes, or the destination's buffer is full). Like a TCP window it caps one connection's rate
+# at about HIGH_WATER / delay: 80 MB/s at 100 ms.
+HIGH_WATER = 8 * 1024 * 1024
+LOW_WATER = 2 * 1024 * 1024
 # a cut waits at most this long for the client to take the last bytes before the RST
 CUT_DRAIN_S = 2.0
 
@@ -122,11 +124,11 @@ class _Pipe:
     def _flush(self) -> None:
         self.timer = None
         now = self.loop.time() + 0.0005  # call_at may fire a hair early on a ms clock
-        while self.queue and self.queue[0][0] <= now and not self.conn.closed:
+        while self.queue and self.queue[0][0] <= now and not self.conn.stopped:
             _, data = self.queue.popleft()
             self.queued -= len(data) if isinstance(data, bytes) else 0
             self._send(data)
-        if self.queue and not self.conn.closed:
+        if self.queue and not self.conn.stopped:
             self.timer = self.loop.call_at(self.queue[0][0], self._flush)
         self.update_flow()
 
@@ -134,11 +136,15 @@ class _Pipe:
         """Destination connected: pass on what was held back, in order."""
         held, self.held = self.held, None
         for data in held or ():
+            self.queued -= len(data) if isinstance(data, bytes) else 0
             self._send(data)
+        self.update_flow()
 
     def _send(self, data: Item) -> None:
         if self.held is not None:
             self.held.append(data)
+            self.queued += len(data) if isinstance(data, bytes) else 0
+            self.update_flow()
             return
         if data == "eof":
             self.eof_out = True
@@ -218,6 +224,10 @@ class _Conn:
         self.closed = False
         self.cutting = False
 
+    @property
+    def stopped(self) -> bool:
+        return self.closed or self.cutting
+
     def pipe_from(self, role: Role) -> _Pipe:
         return self.up if role == "client" else self.down
 
@@ -251,7 +261,7 @@ class _Conn:
 
     def deliver(self, pipe: _Pipe, data: bytes) -> None:
         dst = self.server if pipe is self.up else self.client
-        if dst is None or dst.is_closing() or self.closed:
+        if dst is None or dst.is_closing() or self.closed or self.cutting:
             return
         counters = self.proxy.counters
         if pipe is self.up:
@@ -264,7 +274,7 @@ class _Conn:
             counters.bytes_down += len(data)
             if data:
                 dst.write(data)
-            self.proxy.spawn(self._cut())
+            self._cut()
             return
         self.sent_down += len(data)
         counters.bytes_down += len(data)
@@ -275,22 +285,24 @@ class _Conn:
         self.proxy.spawn(self._drain_then_abort(self.server if pipe is self.up else self.client))
 
     def deliver_eof(self, pipe: _Pipe) -> None:
+        if self.cutting:
+            return
         dst = self.server if pipe is self.up else self.client
         if dst is not None and not dst.is_closing() and dst.can_write_eof():
             dst.write_eof()
         if self.up.eof_out and self.down.eof_out:
             self.close()
 
-    async def _cut(self) -> None:
+    def _cut(self) -> None:
         """Server-to-client byte limit reached: RST upstream now, RST the client once drained."""
         if self.cutting:
             return
-        self.cutting = True
+        self.cutting = True  # from here on nothing else is forwarded, not even a queued EOF
         self.proxy.counters.cuts += 1
         self.up.cancel()
         self.down.cancel()
         _rst(self.server)
-        await self._drain_then_abort(self.client)
+        self.proxy.spawn(self._drain_then_abort(self.client))
 
     async def _drain_then_abort(self, dst: asyncio.Transport | None) -> None:
         """RST both sides once ``dst`` has taken what was written to it (bounded wait): an RST

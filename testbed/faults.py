@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import sys
@@ -53,8 +54,8 @@ from typing import Any, get_args
 
 import click
 
-from modes._exceptions import TestbedError
-from testbed._child import ROOT, child_env, wait_child_port
+from modes._exceptions import TestbedError, UsageError
+from testbed._child import ROOT, child_env, stop_with_parent, wait_child_port
 from testbed._fault_app import ENDPOINTS, RobotsMode
 from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
 
@@ -89,6 +90,17 @@ class FaultServer:
         data = self._call("GET", "/stats")
         return {str(k): int(v) for k, v in data["paths"].items()}
 
+    async def astats(self) -> dict[str, int]:
+        """Requests per path so far, without blocking the event loop."""
+        from aiohttp import ClientSession, ClientTimeout
+
+        async with (
+            ClientSession(timeout=ClientTimeout(total=10)) as session,
+            session.get(self.url("/stats")) as resp,
+        ):
+            data = await resp.json()
+        return {str(k): int(v) for k, v in data["paths"].items()}
+
     def reset_stats(self) -> None:
         """Forget the request counts and the per-key counters (flaky, reset-once, ratelimit)."""
         self._call("POST", "/stats/reset")
@@ -121,7 +133,7 @@ def start_fault_server(*, robots: RobotsMode = "ok", workdir: Path | None = None
     Its log goes to ``workdir`` (or a temporary folder removed by ``stop()``).
     """
     if robots not in get_args(RobotsMode):
-        raise TestbedError(f"unknown robots mode {robots!r}")
+        raise UsageError(f"robots must be one of {get_args(RobotsMode)}, not {robots!r}")
     tmpdir = None
     if workdir is None:
         tmpdir = Path(tempfile.mkdtemp(prefix="fetchlab-faults-"))
@@ -131,9 +143,11 @@ def start_fault_server(*, robots: RobotsMode = "ok", workdir: Path | None = None
     # free_port() can race with another process; a child that dies on bind is retried
     for _ in range(3):
         port = free_port()
+        argv = [sys.executable, "-m", "testbed.faults", "--port", str(port), "--robots", robots]
+        argv += ["--parent-pid", str(os.getpid())]
         proc = start_process(
             f"fault server (robots={robots})",
-            [sys.executable, "-m", "testbed.faults", "--port", str(port), "--robots", robots],
+            argv,
             log_path=workdir / f"faults-{robots}-{port}.log",
             cwd=ROOT,
             env=child_env(),
@@ -150,7 +164,9 @@ def start_fault_server(*, robots: RobotsMode = "ok", workdir: Path | None = None
     raise TestbedError(f"the fault server did not start: {last}")
 
 
-async def _serve(port: int, robots: RobotsMode, duration: float | None) -> None:
+async def _serve(
+    port: int, robots: RobotsMode, duration: float | None, parent_pid: int | None
+) -> None:
     from aiohttp import web
 
     from testbed._fault_app import make_app
@@ -169,11 +185,17 @@ async def _serve(port: int, robots: RobotsMode, duration: float | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = None
+    if parent_pid is not None:
+        watchdog = asyncio.create_task(stop_with_parent(parent_pid, stop))
     try:
         await asyncio.wait_for(stop.wait(), timeout=duration)
     except TimeoutError:
         pass
     finally:
+        stop.set()
+        if watchdog is not None:
+            await watchdog
         await runner.cleanup()
 
 
@@ -187,12 +209,13 @@ async def _serve(port: int, robots: RobotsMode, duration: float | None) -> None:
     help="What /robots.txt does on this instance.",
 )
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-def cli(port: int, robots: str, duration: float | None) -> None:
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Exit when it exits.")
+def cli(port: int, robots: str, duration: float | None, parent_pid: int | None) -> None:
     """Run the fault server on 127.0.0.1 until Ctrl-C (or --duration)."""
     from modes.runtime import run
 
     mode: RobotsMode = robots  # type: ignore[assignment]  # click.Choice checked it
-    run(_serve(port, mode, duration), "uvloop")
+    run(_serve(port, mode, duration, parent_pid), "uvloop")
 
 
 if __name__ == "__main__":

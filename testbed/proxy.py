@@ -15,7 +15,8 @@ process (its CPU is not the test's; uvloop when installed) and stops it by PID.
   client therefore sees exactly N bytes, then ECONNRESET.
 - ``--cut-connections K``: only the first K connections are cut; later ones pass through whole,
   so a client that reconnects can finish.
-- Back-pressure: a side stops being read while its direction holds more than 4 MB.
+- Back-pressure: a side stops being read while its direction holds more than 8 MB (so one
+  connection tops out near 8 MB / delay, e.g. 80 MB/s at 100 ms, like a TCP window).
 - ``--stats-port S``: each connection to S gets the totals as JSON and is closed:
   ``connections``, ``active``, ``bytes_up``, ``bytes_down``, ``cuts``, ``upstream_failures``.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import shutil
 import signal
 import socket
@@ -39,7 +41,7 @@ from typing import get_args
 import click
 
 from modes._exceptions import TestbedError, UsageError
-from testbed._child import ROOT, child_env, wait_child_port
+from testbed._child import ROOT, child_env, stop_with_parent, wait_child_port
 from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
 from testbed._proxy_core import Direction, ProxyConfig, serve_proxy
 
@@ -146,7 +148,7 @@ def start_proxy(
             sys.executable, "-m", "testbed.proxy",
             "--listen-port", str(port), "--stats-port", str(stats_port),
             "--target", f"{host}:{target_port}", "--delay-ms", str(delay_ms),
-            "--direction", direction,
+            "--direction", direction, "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         if cut_after_bytes is not None:
             argv += ["--cut-after", str(cut_after_bytes)]
@@ -176,7 +178,11 @@ def start_proxy(
 
 
 async def _run(
-    config: ProxyConfig, port: int, stats_port: int | None, duration: float | None
+    config: ProxyConfig,
+    port: int,
+    stats_port: int | None,
+    duration: float | None,
+    parent_pid: int | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,6 +190,9 @@ async def _run(
         loop.add_signal_handler(sig, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
+    watchdog = None
+    if parent_pid is not None:
+        watchdog = asyncio.create_task(stop_with_parent(parent_pid, stop))
 
     def ready(server: asyncio.Server) -> None:
         for sock in server.sockets:
@@ -196,6 +205,8 @@ async def _run(
         sys.stdout.flush()
 
     totals = await serve_proxy(config, LOOPBACK, port, stats_port, stop, ready)
+    if watchdog is not None:
+        await watchdog
     click.echo(f"delay proxy stopped: {json.dumps(totals.as_dict())}")
 
 
@@ -222,6 +233,7 @@ def _parse_target(value: str) -> tuple[str, int]:
 @click.option("--cut-connections", type=click.IntRange(min=0), default=None, help="Cut first K.")
 @click.option("--stats-port", type=click.IntRange(1, 65535), default=None, help="JSON totals.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Exit when it exits.")
 def cli(
     target: str,
     listen_port: int,
@@ -231,6 +243,7 @@ def cli(
     cut_connections: int | None,
     stats_port: int | None,
     duration: float | None,
+    parent_pid: int | None,
 ) -> None:
     """Run the delay / cut TCP proxy on 127.0.0.1 until Ctrl-C (or --duration)."""
     from modes.runtime import run
@@ -244,7 +257,7 @@ def cli(
         cut_after=cut_after,
         cut_connections=cut_connections,
     )
-    run(_run(config, listen_port, stats_port, duration), "uvloop")
+    run(_run(config, listen_port, stats_port, duration, parent_pid), "uvloop")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,12 @@ def start_redis(workdir: Path) -> RedisServer:
 def cli(workdir: Path | None, duration: float | None) -> None:
     """Run a test-bed redis-server on 127.0.0.1 until Ctrl-C (or --duration)."""
     tmp = Path(tempfile.mkdtemp(prefix="fetchlab-redis-")) if workdir is None else None
-    server = start_redis(workdir or tmp or Path("."))
+    try:
+        server = start_redis(workdir if workdir is not None else Path(str(tmp)))
+    except TestbedError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"redis: {server.url} (pid {server.process.pid}, workdir {server.workdir})")
     stopping = False
 

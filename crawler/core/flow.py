@@ -18,12 +18,11 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from modes._exceptions import FetchError, InvalidURLError
-
 from crawler.core.parse import ParsedPage, ParseInput, is_sitemap, parse_page, parse_sitemap
 from crawler.core.retry import RetryPolicy, parse_retry_after
 from crawler.core.robots import RobotsRules, robots_url, rules_from_response
 from crawler.core.urls import canonicalize, host_key
+from modes._exceptions import FetchError, InvalidURLError
 
 __all__ = [
     "REDIRECT_STATUSES",

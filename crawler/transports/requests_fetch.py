@@ -127,7 +127,9 @@ class RequestsFetcher:
             chunks: list[bytes] = []
             size = 0
             truncated = False
-            for chunk in raw.stream(CHUNK, decode_content=False):
+            # read1, not stream(): stream(n) blocks until n bytes came, so a slow drip would
+            # outlive the total timeout; read1 returns what one socket read brought
+            while chunk := raw.read1(CHUNK, decode_content=False):
                 if time.time() > deadline:
                     raise FetchTimeout(f"timed out after {time.time() - started:.1f} s")
                 if size + len(chunk) > request.max_bytes:

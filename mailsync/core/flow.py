@@ -301,8 +301,12 @@ def _listing_commands(uidnext: int | None, opts: SyncOptions) -> list[Command]:
 def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, FolderResult]:
     """EXAMINE, list, plan, fetch in pipelined batches, store, record. Read-only on the server."""
     name = job.name
-    (res,) = yield from _send(
-        commands.examine(job.raw_name, condstore=opts.condstore, literal_plus=opts.literal_plus)
+    # EXAMINE and the listing in one round trip: a failed EXAMINE leaves no mailbox selected,
+    # so the listing then fails too instead of reading another folder
+    listing_cmds = _listing_commands(job.status.uidnext if job.status else None, opts)
+    res, *listing = yield from _send(
+        commands.examine(job.raw_name, condstore=opts.condstore, literal_plus=opts.literal_plus),
+        *listing_cmds,
     )
     if not res.ok:
         raise FolderGone(f"{name}: EXAMINE", res.tagged.status, res.tagged.text)
@@ -327,25 +331,25 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
         # stay valid: LoadFolder returned only those
         yield NewGeneration(name, local.uidvalidity, generation)
     server: list[ServerMsg] = []
-    if exists != 0:
-        listing = yield from _send(*_listing_commands(uidnext, opts))
-        seen: set[int] = set()
-        for lres in listing:
-            _check(lres, "UID FETCH (listing)", name)
-            for resp in lres.untagged:
-                if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
-                    if resp.size is None:
-                        continue  # an unsolicited FLAGS update, not a listing line
-                    seen.add(resp.uid)
-                    server.append(
-                        ServerMsg(
-                            uid=resp.uid,
-                            size=resp.size,
-                            flags=tuple(resp.flags or ()),
-                            internaldate=resp.internaldate or "",
-                            modseq=resp.modseq,
-                        )
+    seen: set[int] = set()
+    for lres in listing:
+        if exists == 0 and not lres.ok:
+            continue  # some servers answer NO to UID FETCH on an empty folder
+        _check(lres, "UID FETCH (listing)", name)
+        for resp in lres.untagged:
+            if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
+                if resp.size is None:
+                    continue  # an unsolicited FLAGS update, not a listing line
+                seen.add(resp.uid)
+                server.append(
+                    ServerMsg(
+                        uid=resp.uid,
+                        size=resp.size,
+                        flags=tuple(resp.flags or ()),
+                        internaldate=resp.internaldate or "",
+                        modseq=resp.modseq,
                     )
+                )
     plan = plan_folder(
         server,
         local_msgs,

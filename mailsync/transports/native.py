@@ -275,14 +275,14 @@ class NativeConnection:
             self._protocol.transport.abort()
 
     async def aclose(self) -> None:
-        """LOGOUT politely when possible, then close the socket."""
+        """Send LOGOUT (without waiting a round trip for the answer) and close the socket."""
         proto = self._protocol
         if proto.transport is not None and not proto.transport.is_closing():
             if proto.error is None:
                 with contextlib.suppress(Exception):
-                    async with asyncio.timeout(min(self.timeout, 5.0)):
-                        await self.execute(b"LOGOUT")
-            proto.transport.close()
+                    _, parts = self._start(b"LOGOUT")
+                    proto.write(parts[0] + b"\r\n")
+            proto.transport.close()  # flushes what is buffered, then closes
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5.0):
                 await asyncio.shield(proto.closed)

@@ -25,6 +25,7 @@ EXPERIMENTS: Mapping[str, str] = {
     "parse": "modes.bench.exp_cpu:run_parse",
     "sleep": "modes.bench.exp_cpu:run_sleep",
     "imap": "modes.bench.exp_imap:run",
+    "crawl": "modes.bench.exp_crawl:run",
 }
 
 

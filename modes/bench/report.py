@@ -41,6 +41,8 @@ PUBLISHED_JOBS = {
     "parse": "a per-pixel image job: 1 thread, 2 threads, 2 processes",
     "sleep": "sleep-bound tasks of 1 s: processes, threads, coroutines",
 }
+# sections whose variants are rows of one table (not tables of their own)
+VARIANT_ROWS = frozenset({"crawl"})
 # the classic table's 300 ms figures compare with our latency-300 rows only
 PUBLISHED_LATENCY = {"http": 300}
 
@@ -95,8 +97,13 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
     ]
     groups: dict[tuple[str, int, str], list[CellSummary]] = {}
     for s in cells:
-        groups.setdefault((s.cell.section, s.cell.latency_ms, s.cell.variant), []).append(s)
-    for (section, latency, variant), rows in groups.items():
+        variant = "" if s.cell.section in VARIANT_ROWS else s.cell.variant
+        groups.setdefault((s.cell.section, s.cell.latency_ms, variant), []).append(s)
+    for (section, latency, variant), unsorted in groups.items():
+        order = {m: i for i, m in enumerate(_modes(unsorted))}
+        rows = sorted(
+            unsorted, key=lambda s: (order[s.cell.mode], s.cell.variant, s.cell.concurrency)
+        )
         title = f"## {section}"
         if latency or section in ("http", "mem"):
             title += f", latency {latency} ms"
@@ -121,8 +128,13 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
             note = "; ".join(s.errors)[:120] if s.errors else ""
             if s.ok_runs < s.runs:
                 note = f"{s.ok_runs}/{s.runs} runs ok; " + note
+            label = (
+                f"{s.cell.mode} ({s.cell.variant})"
+                if s.cell.variant and not variant
+                else s.cell.mode
+            )
             lines.append(
-                f"| {s.cell.mode} | {s.cell.concurrency} | {s.items} | {_fmt(s.wall_s)} "
+                f"| {label} | {s.cell.concurrency} | {s.items} | {_fmt(s.wall_s)} "
                 f"| {_fmt(s.items_per_s, 1)} | {_fmt(s.cpu_ms_per_item)} | {_fmt(rss, 0)} "
                 f"| {_fmt(pub)} | {speed} | {note} |"
             )
@@ -190,7 +202,13 @@ def write_charts(cells: Sequence[CellSummary], outdir: Path) -> list[Path]:
         ax.legend()
         written.append(_save(fig, outdir / "memory.png", plt))
 
-    for section, ylabel in (("parse", "pages / s"), ("sleep", "wall s"), ("imap", "wall s")):
+    per_second = ("parse", "crawl")
+    for section, ylabel in (
+        ("parse", "pages / s"),
+        ("crawl", "pages / s"),
+        ("sleep", "wall s"),
+        ("imap", "wall s"),
+    ):
         rows = [s for s in cells if s.cell.section == section and s.wall_s]
         if not rows:
             continue
@@ -200,7 +218,9 @@ def write_charts(cells: Sequence[CellSummary], outdir: Path) -> list[Path]:
             + (f"\n{s.cell.variant}" if s.cell.variant else "")
             for s in rows
         ]
-        values = [(s.items_per_s or 0.0) if section == "parse" else (s.wall_s or 0.0) for s in rows]
+        values = [
+            (s.items_per_s or 0.0) if section in per_second else (s.wall_s or 0.0) for s in rows
+        ]
         ax.bar(range(len(rows)), values)
         ax.set_xticks(range(len(rows)), labels, fontsize=7)
         ax.set_ylabel(ylabel)

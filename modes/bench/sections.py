@@ -9,6 +9,8 @@ Sections:
 - ``parse``: ``parse_page`` over the test-bed HTML, inline vs 2 threads vs 2 processes (the
   per-pixel experiment's shape).
 - ``sleep``: sleep-bound tasks: processes vs threads vs coroutines vs greenlets vs sequential.
+- ``crawl``: the real job, a follow crawl of the generated site into WARC, in every mode
+  (asyncio with its parse pool and with parsing inline, threads, gevent, processes, sequential).
 - ``imap``: mails fetched one ``FETCH n (RFC822)`` at a time, sequential vs 10 connections in
   threads (and greenlets), direct and through the delay proxy.
 
@@ -32,7 +34,7 @@ from modes.bench.grid import Cell
 
 __all__ = ["FULL", "QUICK", "SECTIONS", "BenchServers", "Size", "build_cells"]
 
-SECTIONS = ("http", "mem", "parse", "sleep", "imap")
+SECTIONS = ("http", "mem", "parse", "sleep", "imap", "crawl")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Size:
     imap_count: int
     imap_threads: int
     imap_delay_ms: int
+    crawl_pages: int
+    crawl_concurrency: tuple[int, ...]
 
 
 QUICK = Size(
@@ -68,12 +72,14 @@ QUICK = Size(
     mem_threads=(200,),
     mem_async=(200, 1000),
     parse_pages=200,
-    parse_repeat=5,
+    parse_repeat=10,
     sleep_tasks=10,
     sleep_seconds=0.2,
     imap_count=40,
     imap_threads=10,
     imap_delay_ms=25,
+    crawl_pages=1000,
+    crawl_concurrency=(16,),
 )
 
 FULL = Size(
@@ -88,12 +94,14 @@ FULL = Size(
     mem_threads=(100, 1000),
     mem_async=(100, 1000, 5000),
     parse_pages=200,
-    parse_repeat=10,
+    parse_repeat=50,
     sleep_tasks=10,
     sleep_seconds=1.0,
     imap_count=100,
     imap_threads=10,
     imap_delay_ms=100,
+    crawl_pages=2000,
+    crawl_concurrency=(8, 32),
 )
 
 
@@ -106,6 +114,7 @@ class BenchServers:
         self._stack = contextlib.ExitStack()
         self._site: tuple[Any, Any] | None = None
         self._imap: dict[str, Any] | None = None
+        self._crawl_sites: dict[int, tuple[Any, Any]] = {}
 
     def __enter__(self) -> BenchServers:
         return self
@@ -129,6 +138,18 @@ class BenchServers:
             self._stack.callback(server.stop)
             self._site = (info, server)
         return self._site
+
+    def crawl_site(self, pages: int) -> tuple[Any, Any]:
+        """A site of ``pages`` pages for the crawl section (the 200-page one when it matches)."""
+        if pages == 200:
+            return self.site()
+        if pages not in self._crawl_sites:
+            from testbed.site import serve_generated_site
+
+            info, server = serve_generated_site(self.workdir / "site", pages, 1, (100,), "auto")
+            self._stack.callback(server.stop)
+            self._crawl_sites[pages] = (info, server)
+        return self._crawl_sites[pages]
 
     def imap(self, count: int, delay_ms: int) -> dict[str, Any]:
         """Connection data of a Dovecot account holding ``count`` messages in INBOX, plus the
@@ -251,6 +272,27 @@ def _imap(servers: BenchServers, size: Size) -> list[Cell]:
     return cells
 
 
+def _crawl(servers: BenchServers, size: Size) -> list[Cell]:
+    _, server = servers.crawl_site(size.crawl_pages)
+    spec = {
+        "exp": "crawl",
+        "start_url": server.base_url + "/",
+        "workdir": str(servers.workdir / "crawls"),
+        "processes": 2,
+    }
+    cells = []
+    for conc in size.crawl_concurrency:
+        cells += [
+            Cell("crawl", "asyncio", conc, spec=spec),
+            Cell("crawl", "asyncio", conc, 0, "inline", spec={**spec, "variant": "inline"}),
+            Cell("crawl", "processes", conc, spec=spec),
+            Cell("crawl", "threads", conc, spec=spec),
+            Cell("crawl", "gevent", conc, spec=spec),
+        ]
+    cells.append(Cell("crawl", "sequential", 1, spec=spec))
+    return cells
+
+
 def build_cells(sections: Sequence[str], size: Size, servers: BenchServers) -> list[Cell]:
     """Every cell of ``sections`` at ``size`` (servers start on first need)."""
     builders: Mapping[str, Any] = {
@@ -259,6 +301,7 @@ def build_cells(sections: Sequence[str], size: Size, servers: BenchServers) -> l
         "parse": lambda: _parse(servers, size),
         "sleep": lambda: _sleep(size),
         "imap": lambda: _imap(servers, size),
+        "crawl": lambda: _crawl(servers, size),
     }
     cells: list[Cell] = []
     for name in sections:

@@ -214,7 +214,7 @@ def list_section(work: Path, urls: int, levels: list[int]) -> list[Run]:
                         "--no-robots",
                         "--no-progress",
                     ],
-                    lambda out=out: _lines(out / "pages.jsonl"),  # type: ignore[misc]
+                    lambda out=out: _lines(out / "pages.jsonl"),
                 )
             )
     finally:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.core.urls import canonicalize
-from tests.integration.crawl_support import check_archive, crawl, pages
 from testbed.faults import FaultServer
+from tests.integration.crawl_support import check_archive, crawl, pages
 
 
 def _settings(tmp_path: Path) -> Path:
@@ -112,15 +112,23 @@ def test_robots_404_allows_all(fault_server_robots_404: FaultServer, tmp_path: P
 
 
 def test_robots_500_disallows_host(fault_server_robots_500: FaultServer, tmp_path: Path) -> None:
+    settings = tmp_path / "s.toml"
+    settings.write_text("[crawler]\nrobots_retry = 0.3\nretries = 2\n")
+    server = fault_server_robots_500
+    server.reset_stats()
     out = tmp_path / "out"
-    urls = [fault_server_robots_500.url("/ok"), fault_server_robots_500.url("/page/1")]
-    assert crawl(out, *urls, retries=1) == 1
+    urls = [server.url("/ok"), server.url("/page/1")]
+    started = time.monotonic()
+    assert crawl(out, *urls, settings=settings) == 1
     rows = _by_url(out)
     for url in urls:
         assert rows[url]["error_class"] == "RobotsDisallowed" and rows[url]["status"] is None
         assert "unreachable" in rows[url]["error"]
-    stats = fault_server_robots_500.stats()
+    stats = server.stats()
     assert "/ok" not in stats and "/page/1" not in stats  # nothing fetched from the host
+    # asked again after each wait: the first time, then once per retry round
+    assert stats["/robots.txt"] == 3
+    assert time.monotonic() - started >= 0.6
 
 
 def test_connection_refused_recorded(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.faults import FaultServer
 from tests.fixtures.web import WebSite, reference_links
 from tests.integration.crawl_support import archived_urls, check_archive, crawl, pages
-from testbed.faults import FaultServer
 
 
 @pytest.mark.parametrize("obey", [True, False], ids=["obey-robots", "ignore-robots"])
@@ -77,3 +77,19 @@ def test_scope_host_excludes_other_hosts(fault_server: FaultServer, tmp_path: Pa
     assert urls and all(u.startswith(fault_server.url("/page/")) for u in urls)
     assert {fault_server.url(f"/page/{i}") for i in range(10)} <= urls
     assert code == 0
+
+
+def test_sitemaps_seed_the_crawl(web_site: WebSite, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # depth 0: links are not followed, so every page found comes from robots.txt's sitemap
+    crawl(out, web_site.start_url, follow=True, sitemaps=True, max_depth=0)
+    sitemap_url = web_site.base_url + "/sitemap.xml"
+    rows = {r["url"]: r for r in pages(out)}
+    assert rows[sitemap_url]["status"] == 200 and rows[sitemap_url]["n_links"] > 10
+    listed = set(rows) - {web_site.start_url, sitemap_url}
+    assert len(listed) == rows[sitemap_url]["n_links"] - 1  # the sitemap lists the home page too
+    assert listed <= web_site.info.truth_obey_robots
+    # a full crawl with sitemaps archives the ground truth plus the sitemap itself
+    out2 = tmp_path / "out2"
+    crawl(out2, web_site.start_url, follow=True, sitemaps=True)
+    assert archived_urls(out2) == web_site.info.truth_obey_robots | {sitemap_url}

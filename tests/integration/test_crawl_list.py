@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+from crawler.core.urls import canonicalize
+from testbed.faults import FaultServer
+from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import (
     archived_urls,
     check_archive,
@@ -11,7 +15,6 @@ from tests.integration.crawl_support import (
     crawler_cmd,
     pages,
 )
-from testbed.faults import FaultServer
 
 
 def test_list_from_file_with_bad_lines(fault_server: FaultServer, tmp_path: Path) -> None:
@@ -102,3 +105,25 @@ def test_memory_frontier(fault_server: FaultServer, tmp_path: Path) -> None:
     assert crawl(out, fault_server.url("/ok"), fault_server.url("/page/3"), frontier="memory") == 0
     assert archived_urls(out) == {fault_server.url("/ok"), fault_server.url("/page/3")}
     assert not (out / "state.sqlite").exists()
+
+
+def test_slow_host_does_not_starve_others(
+    fault_server: FaultServer, web_site: WebSite, tmp_path: Path
+) -> None:
+    slow = [
+        fault_server.url(f"/slow-drip?bytes=200&interval=0.1&chunk=20&n={i}") for i in range(16)
+    ]
+    fast = [web_site.base_url + p for p in web_site.info.page_paths[:40]]
+    out = tmp_path / "out"
+    # slow URLs first in the list: a FIFO crawler would fill every slot with them
+    assert crawl(out, *slow, *fast, concurrency=16, per_host=4) == 0
+    rows = {r["url"]: r for r in pages(out)}
+    start = min(_ts(r["fetched_at"]) for r in rows.values())
+    slow_end = max(_ts(rows[canonicalize(u)]["fetched_at"]) for u in slow)
+    fast_end = max(_ts(rows[canonicalize(u)]["fetched_at"]) for u in fast)
+    assert slow_end - start >= 2.5  # 16 slow URLs, 4 at a time, about 1 s each
+    assert fast_end - start < 1.5, "the fast host waited behind the slow one"
+
+
+def _ts(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -76,3 +76,6 @@ async def test_slow_parser_bounds_memory(web_site: WebSite, tmp_path: Path) -> N
     assert stats.max_pending <= 4
     assert stats.max_held <= 16
     assert peak - base < 60 * 1024 * 1024, f"RSS grew by {(peak - base) / 1e6:.0f} MB"
+    snap = stats.snapshot()
+    assert {"pages/s", "MB/s", "in flight", "queued", "done", "failed"} <= set(snap)
+    assert snap["done"] == stats.done and snap["in flight"] == 0

@@ -6,6 +6,7 @@ with it) against the generated site on nginx, slowed with ``--delay`` so kills l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -36,10 +37,8 @@ def _start(args: list[str]) -> subprocess.Popen[bytes]:
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _args(site: WebSite, out: Path) -> list[str]:
@@ -68,6 +67,7 @@ def test_sigkill_then_resume_matches_truth(web_site: WebSite, tmp_path: Path, se
         if proc.poll() is None:
             _kill_group(proc, signal.SIGKILL)
             kills += 1
+            print(f"killed with {len(pages(out))} pages committed")
         proc.wait(timeout=30)
         assert proc.stderr is not None
         proc.stderr.close()

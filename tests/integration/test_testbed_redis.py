@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,16 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     # no persistence: nothing written besides our config and log
     assert not list(tmp_path.glob("*.rdb"))
     assert not list(tmp_path.glob("appendonly*"))
+
+
+def test_cli_prints_url_and_stops_after_duration() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "testbed", "redis", "--duration", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "redis: redis://127.0.0.1:" in proc.stdout
+    assert "redis: stopped" in proc.stdout

@@ -27,8 +27,8 @@ MODES = ["threads", "gevent", "processes", "sequential"]
 
 
 def crawl_in(mode: str, site: WebSite, out: Path, **extra: Any) -> Any:
-    settings = CrawlerSettings(
-        out=out, mode=mode, follow=True, concurrency=8, parse_workers=1, **extra
+    settings = CrawlerSettings.model_validate(
+        {"out": out, "mode": mode, "follow": True, "concurrency": 8, "parse_workers": 1, **extra}
     )
     out.mkdir(parents=True)
     frontier = SqliteFrontier(out / "state.sqlite")
@@ -84,7 +84,9 @@ def test_resume_in_another_mode(
     assert first.stats.done + first.stats.failed == 40
     frontier = SqliteFrontier(out / "state.sqlite")
     try:
-        settings = CrawlerSettings(out=out, mode=second, follow=True, concurrency=8)
+        settings = CrawlerSettings.model_validate(
+            {"out": out, "mode": second, "follow": True, "concurrency": 8}
+        )
         run_crawl(settings, frontier, Scope("host", (web_site.start_url,)))
     finally:
         frontier.close()

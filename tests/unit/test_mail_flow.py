@@ -114,10 +114,12 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
             first = effect.commands[0]
             first = first if isinstance(first, bytes) else first[0]
             if first.startswith(b"EXAMINE"):
-                assert first == b"EXAMINE INBOX (CONDSTORE)"
-                return (result(EXAMINE_WIRE),)
-            if b"RFC822.SIZE" in first:
-                return (result(LISTING_WIRE),)
+                # EXAMINE and the listing travel in one round trip
+                assert effect.commands == (
+                    (b"EXAMINE INBOX (CONDSTORE)",),
+                    b"UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE MODSEQ)",
+                )
+                return (result(EXAMINE_WIRE), result(LISTING_WIRE))
             # both body batches in one round trip; the server interleaves their answers
             assert effect.commands == (
                 b"UID FETCH 4 (UID BODY.PEEK[] FLAGS INTERNALDATE)",
@@ -137,7 +139,6 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
     assert kinds == [
         "Send",
         "LoadFolder",
-        "Send",
         "UpdateFlags",
         "MarkGone",
         "Send",
@@ -145,9 +146,9 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
         "StoreBatch",
         "SaveFolder",
     ]
-    upd = effects[3]
+    upd = effects[2]
     assert isinstance(upd, flow.UpdateFlags) and upd.changes == ((1, ("\\Seen",)),)
-    gone = effects[4]
+    gone = effects[3]
     assert isinstance(gone, flow.MarkGone) and gone.uids == (2,)
     stores = [e for e in effects if isinstance(e, flow.StoreBatch)]
     assert [[m.uid for m in s.messages] for s in stores] == [[4], [5]]
@@ -165,9 +166,7 @@ def test_a_message_that_vanishes_mid_sync_blocks_the_folder_save() -> None:
             first = effect.commands[0]
             first = first if isinstance(first, bytes) else first[0]
             if first.startswith(b"EXAMINE"):
-                return (result(EXAMINE_WIRE),)
-            if b"RFC822.SIZE" in first:
-                return (result(LISTING_WIRE),)
+                return (result(EXAMINE_WIRE), result(LISTING_WIRE))
             return (result(fetch_line(1, b"hello") + b"T3 OK done\r\n"),)
         if isinstance(effect, flow.LoadFolder):
             return flow.LocalFolder(None, 0, {})
@@ -182,16 +181,21 @@ def test_examine_no_means_folder_gone() -> None:
     gen = flow.sync_folder(_job(), flow.SyncOptions())
     assert isinstance(next(gen), flow.Send)
     with pytest.raises(FolderGone, match="INBOX: EXAMINE: NO"):
-        gen.send((result(b"T1 NO [NONEXISTENT] Mailbox doesn't exist\r\n"),))
+        gen.send(
+            (
+                result(b"T1 NO [NONEXISTENT] Mailbox doesn't exist\r\n"),
+                result(b"T2 BAD No mailbox selected\r\n"),
+            )
+        )
 
 
 def test_listing_bad_raises_command_error() -> None:
     gen = flow.sync_folder(_job(), flow.SyncOptions())
     next(gen)
-    assert isinstance(gen.send((result(EXAMINE_WIRE),)), flow.LoadFolder)
-    assert isinstance(gen.send(flow.LocalFolder(77, 0, {})), flow.Send)
+    load = gen.send((result(EXAMINE_WIRE), result(b"T2 BAD syntax\r\n")))
+    assert isinstance(load, flow.LoadFolder)
     with pytest.raises(ImapCommandError, match="BAD"):
-        gen.send((result(b"T2 BAD syntax\r\n"),))
+        gen.send(flow.LocalFolder(77, 0, {}))
 
 
 def test_uidvalidity_change_starts_a_new_generation() -> None:
@@ -200,8 +204,11 @@ def test_uidvalidity_change_starts_a_new_generation() -> None:
             first = effect.commands[0]
             first = first if isinstance(first, bytes) else first[0]
             if first.startswith(b"EXAMINE"):
-                return (result(b"* 0 EXISTS\r\n* OK [UIDVALIDITY 78] x\r\nT1 OK done\r\n"),)
-            raise AssertionError("an empty folder needs no listing")
+                return (
+                    result(b"* 0 EXISTS\r\n* OK [UIDVALIDITY 78] x\r\nT1 OK done\r\n"),
+                    result(b"T2 OK nothing\r\n"),
+                )
+            raise AssertionError("an empty folder needs no body fetch")
         if isinstance(effect, flow.LoadFolder):
             return flow.LocalFolder(77, 2, {})
         return None

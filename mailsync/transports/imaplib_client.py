@@ -1,0 +1,303 @@
+"""The blocking IMAP port on the standard library's imaplib: the twin of the native asyncio
+transport (mirrored names: ``execute`` / ``pipeline`` / ``close`` for ``aclose``), used by the
+threads, gevent and sequential modes.
+
+imaplib does what it is good at: connecting, implicit TLS or STARTTLS (with the same certificate
+checks as the native transport), the greeting and LOGIN / AUTHENTICATE with its literal quoting.
+After that, commands go over imaplib's own socket and the answers are read through its buffered
+file into the project's incremental :class:`~mailsync.core.parser.ResponseParser`: imaplib's own
+reader cannot pipeline and hands literals back unparsed, and the sync flow needs the same parsed
+responses (and the same spill-to-disk of huge literals) whatever the transport. COMPRESS=DEFLATE
+is not offered here (the setting's "auto" never uses it on loopback anyway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import io
+import itertools
+import socket
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from mailsync.auth import Secret
+from mailsync.core.flow import Command, CommandResult
+from mailsync.core.parser import (
+    Continuation,
+    LiteralSink,
+    Response,
+    ResponseParser,
+    Tagged,
+    Untagged,
+)
+from mailsync.settings import AccountSettings
+from mailsync.transports.base import TransportStats
+from modes._exceptions import (
+    ImapAuthError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    MailError,
+)
+
+__all__ = ["ImaplibSession", "open_blocking_session"]
+
+_prefixes = itertools.count(1)
+READ_SIZE = 256 * 1024
+
+
+@dataclass
+class _Pending:
+    tag: str
+    untagged: list[Response] = field(default_factory=list)
+    result: CommandResult | None = None
+
+
+class ImaplibSession:
+    """An authenticated connection; not shared between threads (one per worker)."""
+
+    def __init__(
+        self,
+        conn: imaplib.IMAP4,
+        *,
+        host: str,
+        port: int,
+        capabilities: frozenset[str],
+        literal_factory: Callable[[int], LiteralSink] | None = None,
+        spill_threshold: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._conn = conn
+        self.host = host
+        self.port = port
+        self.capabilities = capabilities
+        self.stats = TransportStats()
+        self.compressed = False
+        self._parser = ResponseParser(
+            literal_factory=literal_factory, spill_threshold=spill_threshold
+        )
+        self._tags = itertools.count(1)
+        self._prefix = f"B{next(_prefixes)}_"
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._waiting: _Pending | None = None  # a command waiting for a "+" continuation
+        self._continued = False
+        self._error: MailError | None = None
+
+    # io ---------------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        try:
+            self._conn.sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            raise self._fail(ImapConnectError(f"{self._where}: send failed ({exc})")) from None
+        self.stats.bytes_out += len(data)
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _fail(self, exc: MailError) -> MailError:
+        if self._error is None:
+            self._error = exc
+        return self._error
+
+    def _read_some(self) -> None:
+        try:
+            # imaplib's buffered reader: bytes it already read past the login are not lost
+            data = cast(io.BufferedReader, self._conn.file).read1(READ_SIZE)
+        except TimeoutError:
+            raise self._fail(ImapConnectError(f"{self._where}: no answer in time")) from None
+        except (OSError, ValueError) as exc:
+            raise self._fail(ImapConnectError(f"{self._where}: connection lost ({exc})")) from None
+        if not data:
+            raise self._fail(ImapConnectError("connection closed by the server"))
+        self.stats.wire_in += len(data)
+        self.stats.bytes_in += len(data)
+        try:
+            responses = self._parser.feed(data)
+        except ImapProtocolError as exc:
+            raise self._fail(exc) from None
+        for resp in responses:
+            self._dispatch(resp)
+
+    def _dispatch(self, resp: Response) -> None:
+        if isinstance(resp, Tagged):
+            pending = self._pending.pop(resp.tag, None)
+            if pending is None:
+                raise self._fail(ImapProtocolError(f"response for unknown tag {resp.tag!r}"))
+            pending.result = CommandResult(resp, tuple(pending.untagged))
+            return
+        if isinstance(resp, Continuation):
+            if self._waiting is not None:
+                self._continued = True
+            else:  # a "+" nobody asked for (a SASL challenge): an empty line cancels it
+                self._write(b"\r\n")
+            return
+        if self._pending:
+            next(iter(self._pending.values())).untagged.append(resp)
+        if isinstance(resp, Untagged) and resp.kind == "BYE":
+            self._fail(ImapConnectError(f"server said BYE: {resp.text}"))
+
+    # the port ---------------------------------------------------------------------------------
+    def execute(self, command: Command) -> CommandResult:
+        return self.pipeline([command])[0]
+
+    def pipeline(self, commands: Sequence[Command]) -> list[CommandResult]:
+        """Send every command at once, then read until all completed: one round trip."""
+        if self._error is not None:
+            raise self._error
+        if not commands:
+            return []
+        started: list[tuple[_Pending, list[bytes]]] = []
+        for command in commands:
+            tag = f"{self._prefix}{next(self._tags)}"
+            parts = [command] if isinstance(command, bytes) else list(command)
+            pending = _Pending(tag)
+            self._pending[tag] = pending
+            started.append((pending, [tag.encode() + b" " + parts[0], *parts[1:]]))
+        self.stats.commands += len(commands)
+        self.stats.round_trips += 1
+        if all(len(parts) == 1 for _, parts in started):
+            self._write(b"".join(parts[0] + b"\r\n" for _, parts in started))
+        else:
+            for pending, parts in started:
+                for part in parts[:-1]:
+                    self._waiting, self._continued = pending, False
+                    self._write(part + b"\r\n")
+                    while not self._continued and pending.result is None:
+                        self._read_some()
+                    self._waiting = None
+                    if pending.result is not None:  # refused before the continuation
+                        break
+                else:
+                    self._write(parts[-1] + b"\r\n")
+        while any(p.result is None for p, _ in started):
+            if self._error is not None:
+                raise self._error
+            self._read_some()
+        return [p.result for p, _ in started if p.result is not None]
+
+    def close(self) -> None:
+        """LOGOUT politely when the connection is healthy, then close the socket."""
+        if self._error is None:
+            with contextlib.suppress(MailError):
+                self.execute(b"LOGOUT")
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.shutdown()
+
+
+def _ssl_context(account: AccountSettings) -> ssl.SSLContext:
+    try:
+        ctx = ssl.create_default_context(
+            cafile=str(account.ca_file) if account.ca_file is not None else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ImapTLSError(
+            f"account {account.name}: cannot load ca_file {account.ca_file}: {exc}"
+        ) from None
+    if not account.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _translate(exc: BaseException, account: AccountSettings) -> MailError:
+    where = f"account {account.name}: {account.host}:{account.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ImapTLSError(
+            f"{where}: TLS certificate not trusted ({exc.verify_message}); "
+            "set ca_file, or verify_tls = false to accept it anyway"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ImapTLSError(f"{where}: TLS handshake failed ({exc.reason or exc})")
+    if isinstance(exc, ConnectionRefusedError):
+        return ImapConnectError(f"{where}: connection refused")
+    if isinstance(exc, TimeoutError):
+        return ImapConnectError(f"{where}: timed out")
+    if isinstance(exc, socket.gaierror):
+        return ImapConnectError(f"account {account.name}: unknown host {account.host}")
+    return ImapConnectError(f"{where}: {exc}")
+
+
+def _capabilities(conn: imaplib.IMAP4) -> frozenset[str]:
+    typ, data = conn.capability()
+    words: list[str] = []
+    if typ == "OK":
+        for line in data:
+            if isinstance(line, bytes):
+                words += line.decode("ascii", "replace").upper().split()
+    return frozenset(words)
+
+
+def _login(conn: imaplib.IMAP4, account: AccountSettings, secret: Secret) -> None:
+    if account.auth == "login":
+        conn.login(account.username, secret.value)
+        return
+    mech = account.auth.upper()
+    if mech == "PLAIN":
+        blob = f"\0{account.username}\0{secret.value}".encode()
+    else:
+        blob = f"user={account.username}\1auth=Bearer {secret.value}\1\1".encode()
+    # imaplib base64-encodes what the callback returns
+    conn.authenticate(mech, lambda _challenge: blob)
+
+
+def open_blocking_session(
+    account: AccountSettings,
+    secret: Secret,
+    *,
+    timeout: float,
+    spill_dir: Path | None = None,
+    spill_threshold: int = 8 * 1024 * 1024,
+) -> ImaplibSession:
+    """Connect, secure, authenticate. Raises MailError subclasses naming the account."""
+    factory: Callable[[int], LiteralSink] | None = None
+    if spill_dir is not None:
+        from mailsync.store import SpillSink
+
+        directory = spill_dir
+        factory = lambda size: SpillSink(directory, size)  # noqa: E731
+    conn: imaplib.IMAP4 | None = None
+    try:
+        if account.security == "tls":
+            conn = imaplib.IMAP4_SSL(
+                account.host, account.port, ssl_context=_ssl_context(account), timeout=timeout
+            )
+        else:
+            conn = imaplib.IMAP4(account.host, account.port, timeout=timeout)
+            if account.security == "starttls":
+                conn.starttls(_ssl_context(account))
+        if conn.state != "AUTH":  # PREAUTH greetings skip the login
+            _login(conn, account, secret)
+        caps = _capabilities(conn)
+    except imaplib.IMAP4.abort as exc:
+        _drop(conn)
+        raise ImapConnectError(f"account {account.name}: connection lost ({exc})") from None
+    except imaplib.IMAP4.error as exc:
+        _drop(conn)
+        text = str(exc)
+        if "STARTTLS" in text or "TLS" in text:
+            raise ImapTLSError(f"account {account.name}: {text}") from None
+        raise ImapAuthError(
+            f"account {account.name}: login as {account.username} failed: {text}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        _drop(conn)
+        raise _translate(exc, account) from None
+    return ImaplibSession(
+        conn,
+        host=account.host,
+        port=account.port,
+        capabilities=caps,
+        literal_factory=factory,
+        spill_threshold=spill_threshold,
+    )
+
+
+def _drop(conn: Any) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.shutdown()

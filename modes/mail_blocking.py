@@ -1,0 +1,401 @@
+"""The blocking mailsync driver behind the threads, gevent and sequential modes.
+
+It drives the same generators as the asyncio engine (:func:`mailsync.core.flow.discover` and
+:func:`~mailsync.core.flow.sync_folder`) over the blocking imaplib transport
+(:mod:`mailsync.transports.imaplib_client`) and writes through the same
+:class:`~mailsync.store.AccountArchive` operations, so every mode leaves the same Maildirs and
+state rows and any mode resumes what another left. Accounts run side by side and each spreads its
+folders over ``connections`` workers (threads; greenlets when gevent has patched ``threading``;
+one after another in the sequential mode), every connection counted against one global
+``max_connections`` semaphore. Archive operations of an account are serialized by one lock: one
+writer at a time, "files durable, then rows committed" per batch, as in the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from mailsync.auth import Secret, get_oauth_token, get_password
+from mailsync.core import flow
+from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.parser import FetchResp, parse_internaldate
+from mailsync.core.plan import FolderState, LocalMsg, normalize_flags
+from mailsync.engine import AccountReport
+from mailsync.settings import AccountSettings, MailSettings
+from mailsync.state import FolderRecord
+from mailsync.store import AccountArchive, SpilledLiteral
+from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
+from modes._exceptions import (
+    FolderGone,
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    MailError,
+    StorageError,
+)
+
+__all__ = ["BlockingKind", "backup_blocking"]
+
+BlockingKind = Literal["threads", "gevent", "sequential"]
+_R = TypeVar("_R")
+_HEADER_CAP = 256 * 1024
+
+
+# the engine's small helpers, repeated here rather than imported as private names
+def _header_block(body: bytes) -> bytes:
+    end = body.find(b"\r\n\r\n", 0, _HEADER_CAP)
+    if end < 0:
+        end = body.find(b"\n\n", 0, _HEADER_CAP)
+    return body[: end + 4] if end >= 0 else body[:_HEADER_CAP]
+
+
+def _mtime(internaldate: str | None) -> float | None:
+    if not internaldate:
+        return None
+    try:
+        return parse_internaldate(internaldate).timestamp()
+    except (MailError, ValueError, OverflowError):
+        return None
+
+
+def _body(msg: FetchResp) -> bytes | SpilledLiteral:
+    body = msg.body
+    if isinstance(body, SpilledLiteral | bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    raise ImapProtocolError(f"UID {msg.uid}: unexpected body type {type(body).__name__}")
+
+
+class _AccountRun:
+    def __init__(
+        self,
+        account: AccountSettings,
+        settings: MailSettings,
+        out: Path,
+        semaphore: threading.BoundedSemaphore,
+        kind: BlockingKind,
+    ) -> None:
+        self.account = account
+        self.settings = settings
+        self.kind = kind
+        self.archive = AccountArchive(out / account.name, fsync=settings.fsync)
+        self.sem = semaphore
+        self.report = AccountReport(account.name)
+        self.secret: Secret | None = None
+        self.opts = flow.SyncOptions()
+        self._lock = threading.Lock()  # one archive writer at a time
+        self._report_lock = threading.Lock()
+        self._sessions: list[ImaplibSession] = []
+
+    def _archive(self, fn: Callable[..., _R], *args: object) -> _R:
+        with self._lock:
+            return fn(*args)
+
+    def _connect(self) -> ImaplibSession:
+        assert self.secret is not None
+        session = open_blocking_session(
+            self.account,
+            self.secret,
+            timeout=self.settings.timeout,
+            spill_dir=self.archive.root / ".spill",
+            spill_threshold=self.settings.spill_threshold,
+        )
+        with self._report_lock:
+            self._sessions.append(session)
+        return session
+
+    def _close(self, session: ImaplibSession | None) -> None:
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.close()
+
+    def run(self) -> AccountReport:
+        start = time.monotonic()
+        acct = self.account
+        try:
+            self.secret = (get_oauth_token if acct.auth == "xoauth2" else get_password)(acct)
+            # the archive's own writer thread is for the asyncio engine; here the lock above
+            # serializes the same operations (hook wanted: AccountArchive.open_blocking())
+            self.archive._open()
+            try:
+                self._run()
+            finally:
+                with contextlib.suppress(Exception):
+                    self.archive.state.close()
+                self.archive._pool.shutdown(wait=False)
+        except MailError as exc:
+            msg = str(exc)
+            prefix = f"account {acct.name}: "
+            self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
+        except StorageError as exc:
+            self.report.errors.append(f"account {acct.name}: archive: {exc}")
+        finally:
+            for s in self._sessions:
+                self.report.commands += s.stats.commands
+                self.report.round_trips += s.stats.round_trips
+                self.report.wire_bytes += s.stats.wire_in
+            self.report.seconds = time.monotonic() - start
+        return self.report
+
+    def _run(self) -> None:
+        records = self._archive(self.archive.folder_records)
+        before = {
+            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
+            for name, r in records.items()
+        }
+        self.sem.acquire()
+        try:
+            session = self._connect()
+        except BaseException:
+            self.sem.release()
+            raise
+        caps = session.capabilities
+        self.opts = flow.SyncOptions(
+            batch_messages=self.account.batch_messages,
+            batch_bytes=self.account.batch_bytes,
+            pipeline_depth=self.settings.pipeline_depth,
+            condstore="CONDSTORE" in caps,
+            literal_plus="LITERAL+" in caps,
+        )
+        try:
+            jobs, gone = self._drive(
+                flow.discover(caps, self.account.include, self.account.exclude, before), session
+            )
+        except BaseException:
+            self._close(session)
+            self.sem.release()
+            raise
+        if gone:
+            self._archive(self._mark_folders_gone, gone)
+        todo = [j for j in jobs if not flow.is_unchanged(j, before)]
+        self.report.folders = len(jobs)
+        self.report.skipped = len(jobs) - len(todo)
+        self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
+        todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
+        queue = deque(todo)
+        if not queue or self.kind == "sequential":
+            self._worker(session, queue, held=True)
+            return
+        extra = [
+            threading.Thread(target=self._worker, args=(None, queue), kwargs={"held": False})
+            for _ in range(min(self.account.connections, len(todo)) - 1)
+        ]
+        for thread in extra:
+            thread.start()
+        self._worker(session, queue, held=True)
+        for thread in extra:
+            thread.join()
+
+    def _mark_folders_gone(self, names: list[str]) -> None:
+        self.archive.state.mark_folders_gone(names)
+        for name in names:
+            self.archive.state.mark_deleted(name, None, ())
+
+    def _worker(
+        self, session: ImaplibSession | None, queue: deque[flow.FolderJob], *, held: bool
+    ) -> None:
+        if not held:
+            self.sem.acquire()
+        try:
+            while True:
+                try:
+                    job = queue.popleft()  # deque.popleft is atomic: no lock needed
+                except IndexError:
+                    return
+                session = self._sync_with_retries(session, job)
+                with self._report_lock:
+                    self.report.folders_done += 1
+        finally:
+            self._close(session)
+            self.sem.release()
+
+    def _sync_with_retries(
+        self, session: ImaplibSession | None, job: flow.FolderJob
+    ) -> ImaplibSession | None:
+        where = f"{self.account.name}/{job.name}"
+        attempt = 0
+        while True:
+            try:
+                if session is None:
+                    session = self._connect()
+                result = self._drive(flow.sync_folder(job, self.opts), session)
+            except ImapTLSError as exc:  # retrying cannot make a certificate trusted
+                self._note("errors", f"{where}: {exc}")
+                return None
+            except FolderGone as exc:
+                self._note("warnings", f"{where}: folder gone from the server ({exc.text})")
+                return session
+            except (ImapConnectError, ImapProtocolError) as exc:
+                self._close(session)
+                session = None
+                attempt += 1
+                if attempt > self.settings.retries:
+                    self._note("errors", f"{where}: {exc} (gave up after {attempt} tries)")
+                    return None
+                time.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                continue
+            except (ImapAuthError, ImapCommandError, StorageError) as exc:
+                self._note("errors", f"{where}: {exc}")
+                return session
+            with self._report_lock:
+                self.report.synced += 1
+                self.report.flag_updates += result.flag_updates
+                self.report.gone += result.gone
+            if result.missing:
+                self._note(
+                    "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
+                )
+            return session
+
+    def _note(self, kind: Literal["errors", "warnings"], text: str) -> None:
+        with self._report_lock:
+            getattr(self.report, kind).append(text)
+
+    # effects ---------------------------------------------------------------------------------
+    def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImaplibSession) -> _R:
+        value: object = None
+        try:
+            while True:
+                try:
+                    effect = gen.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                value = self._perform(effect, session)
+        finally:
+            gen.close()
+
+    def _perform(self, effect: flow.Effect, session: ImaplibSession) -> object:
+        arch = self.archive
+        if isinstance(effect, flow.Send):
+            return tuple(session.pipeline(effect.commands))
+        if isinstance(effect, flow.StoreBatch):
+            self._store(effect)
+            return None
+        if isinstance(effect, flow.LoadFolder):
+            record, rows = self._archive(
+                arch.load_folder, effect.name, effect.relpath, effect.uidvalidity
+            )
+            return flow.LocalFolder(
+                uidvalidity=record.uidvalidity if record else None,
+                generation=record.generation if record else 0,
+                messages={
+                    uid: LocalMsg(uid, r.size, r.flags, r.sha256, r.path, r.deleted_on_server)
+                    for uid, r in rows.items()
+                },
+            )
+        if isinstance(effect, flow.UpdateFlags):
+            self._archive(
+                arch.update_flags, effect.name, effect.relpath, effect.uidvalidity, effect.changes
+            )
+            return None
+        if isinstance(effect, flow.MarkGone):
+            self._archive(arch.state.mark_deleted, effect.name, effect.uidvalidity, effect.uids)
+            return None
+        if isinstance(effect, flow.NewGeneration):
+            self._archive(arch.state.mark_generation_gone, effect.name, effect.old_uidvalidity)
+            return None
+        if isinstance(effect, flow.SaveFolder):
+            # every batch of this folder was stored synchronously before we got here
+            st = effect.state
+            rec = FolderRecord(
+                st.name,
+                effect.relpath,
+                st.uidvalidity,
+                effect.generation,
+                st.uidnext,
+                st.highestmodseq,
+                st.messages,
+            )
+            self._archive(arch.state.save_folder, rec, time.time())
+            return None
+        raise AssertionError(f"unknown effect {effect!r}")
+
+    def _store(self, effect: flow.StoreBatch) -> None:
+        items: list[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]]
+        items = []
+        heads: dict[int, bytes] = {}
+        for msg in effect.messages:
+            body = _body(msg)
+            assert msg.uid is not None
+            if isinstance(body, bytes):
+                heads[msg.uid] = _header_block(body)
+            items.append(
+                (
+                    msg.uid,
+                    normalize_flags(msg.flags or ()),
+                    _mtime(msg.internaldate),
+                    body,
+                    msg.internaldate,
+                )
+            )
+        arch = self.archive
+        stored = self._archive(
+            arch.store_batch,
+            effect.name,
+            effect.relpath,
+            effect.uidvalidity,
+            effect.generation,
+            items,
+        )
+        with self._report_lock:
+            self.report.new_messages += len(stored)
+            self.report.new_bytes += sum(s.size for s in stored)
+        for s in stored:
+            if s.uid not in heads:  # spilled: read the head back from the stored file
+                with open(arch.root / s.path, "rb") as fh:
+                    heads[s.uid] = _header_block(fh.read(_HEADER_CAP))
+        # parsed inline: in the threads mode on the worker, under the GIL (a mode's real cost)
+        infos: list[HeaderInfo] = [parse_headers(heads[s.uid]) for s in stored]
+        rows = [
+            (
+                effect.name,
+                effect.uidvalidity,
+                s.uid,
+                h.message_id,
+                h.from_,
+                h.to,
+                h.subject,
+                h.date,
+                h.error,
+            )
+            for s, h in zip(stored, infos, strict=True)
+        ]
+        self._archive(arch.state.set_headers, rows)
+
+
+def backup_blocking(
+    settings: MailSettings,
+    accounts: Sequence[AccountSettings],
+    out: Path,
+    *,
+    kind: BlockingKind,
+    on_start: Callable[[list[AccountReport]], None] | None = None,
+) -> list[AccountReport]:
+    """Back up ``accounts`` with blocking connections; one report per account, in order."""
+    semaphore = threading.BoundedSemaphore(settings.max_connections)
+    runs = [_AccountRun(a, settings, out, semaphore, kind) for a in accounts]
+    if on_start is not None:
+        on_start([r.report for r in runs])
+    if kind == "sequential" or len(runs) == 1:
+        return [r.run() for r in runs]
+    reports: list[AccountReport | None] = [None] * len(runs)
+
+    def one(i: int) -> None:
+        reports[i] = runs[i].run()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(runs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r if r is not None else runs[i].report for i, r in enumerate(reports)]
