@@ -6,10 +6,8 @@ saved: rerun the same command, or ``crawler crawl --resume DIR``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,14 +19,15 @@ from rich.console import Console
 from crawler.cdxj import build_index
 from crawler.core.frontier import Frontier, MemoryFrontier
 from crawler.core.urls import BadLine, Scope, UrlLine, read_url_lines
-from crawler.engine import Engine, EngineResult, seed_frontier, storage_check
+from crawler.engine import EngineResult, seed_frontier, storage_check
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats, summarize_archive
 from crawler.warc import warc_files
 from modes._exceptions import FetchlabError, ModeError, SettingsError, StorageError, UsageError
+from modes.dispatch import check_crawl_mode
+from modes.dispatch import run_crawl as run_in_mode
 from modes.progress import ProgressReporter
-from modes.runtime import loop_factory
 from modes.settings import load_settings
 
 __all__ = ["cli", "main", "run_crawl"]
@@ -55,25 +54,30 @@ def cli() -> None:
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder (rerun = resume).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Resume the crawl in this folder.")
-@click.option("--settings", "settings_path", type=click.Path(path_type=Path))
+@click.option("--settings", "settings_path", type=click.Path(path_type=Path), help="TOML file.")
 @click.option("--follow/--no-follow", default=None, help="Follow links within the scope.")
-@click.option("--scope", type=click.Choice(["host", "domain", "prefix"]))
-@click.option("--max-depth", type=int)
-@click.option("--max-pages", type=int)
+@click.option("--scope", type=click.Choice(["host", "domain", "prefix"]), help="Follow scope.")
+@click.option("--max-depth", type=int, help="Link depth from the seeds.")
+@click.option("--max-pages", type=int, help="Pages in the archive, over all runs.")
 @click.option("--allow", multiple=True, help="Regex a followed URL must match (repeatable).")
 @click.option("--deny", multiple=True, help="Regex a followed URL must not match (repeatable).")
 @click.option("--sitemaps/--no-sitemaps", default=None, help="Seed from robots.txt sitemaps.")
-@click.option("--concurrency", type=int)
-@click.option("--per-host", type=int)
-@click.option("--delay", type=float)
-@click.option("--timeout", type=float)
-@click.option("--retries", type=int)
-@click.option("--max-bytes", type=int)
-@click.option("--user-agent")
+@click.option("--concurrency", type=int, help="Requests in flight (256).")
+@click.option("--per-host", type=int, help="Requests in flight per host (8).")
+@click.option("--delay", type=float, help="Seconds between requests to a host (0).")
+@click.option("--timeout", type=float, help="Seconds per request (30).")
+@click.option("--retries", type=int, help="Retries on errors, 5xx, 429 (3).")
+@click.option("--max-bytes", type=int, help="Body cap in bytes (50 MB).")
+@click.option("--user-agent", help="User-Agent, also for robots.txt.")
 @click.option("--no-robots", is_flag=True, default=False, help="Ignore robots.txt.")
-@click.option("--frontier", type=click.Choice(["sqlite", "memory"]))
-@click.option("--parse-workers", type=int)
-@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]))
+@click.option("--frontier", type=click.Choice(["sqlite", "memory"]), help="State backend.")
+@click.option("--parse-workers", type=int, help="Parser processes (2; 0 inline).")
+@click.option(
+    "--mode",
+    type=click.Choice(["asyncio", "threads", "gevent", "processes", "sequential"]),
+    help="Concurrency design (asyncio).",
+)
+@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), help="Event loop.")
 @click.option("--progress/--no-progress", default=True, help="Live display / periodic log lines.")
 def crawl_cmd(
     urls: tuple[str, ...],
@@ -163,8 +167,7 @@ def run_crawl(
         elif out is None:
             raise UsageError("--out DIR is required (or --resume DIR)")
         settings = load_settings(settings_path, overrides).crawler
-        if settings.mode != "asyncio":
-            raise ModeError(f"mode {settings.mode!r} is not available yet; use mode = 'asyncio'")
+        check_crawl_mode(settings)
         given = _Inputs(urls, inputs, console)
         storage_check(settings.out)
         frontier = _open_frontier(settings)
@@ -186,7 +189,7 @@ def run_crawl(
             raise UsageError("no valid URL to crawl (give URLs, -i FILE or -i -)")
         stats = CrawlStats()
         stats.total_hint = None if settings.follow else frontier.counts().total
-        result = _run_engine(settings, frontier, scope, stats, progress, console)
+        result = _run_engine(settings, frontier, scope, stats, progress)
     except SettingsError as exc:
         for problem in exc.problems:
             _err(console, problem)
@@ -249,28 +252,10 @@ def _run_engine(
     scope: Scope | None,
     stats: CrawlStats,
     progress: bool,
-    console: Console,
 ) -> EngineResult:
-    engine: Engine | None = None
-
-    async def main() -> EngineResult:
-        nonlocal engine
-        engine = Engine(settings, frontier, scope=scope, stats=stats)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, engine.stop)
-        try:
-            return await engine.run()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    factory, _ = loop_factory(settings.loop)
-    with (
-        ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr),
-        asyncio.Runner(loop_factory=factory) as runner,
-    ):
-        return runner.run(main())
+    # the mode driver (asyncio engine, threads, gevent, processes, sequential) from the settings
+    with ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr):
+        return run_in_mode(settings, frontier, scope, stats)
 
 
 def _report(settings: CrawlerSettings, result: EngineResult, bad: int, console: Console) -> int:

@@ -8,10 +8,8 @@ a host only while that host has a free politeness slot, so one slow host holds a
 global slot until its page is committed, so when parsing or writing lag, fetching slows down:
 memory stays flat however fast the network is.
 
-Commit order per URL (what makes SIGKILL safe, see :mod:`crawler.warc`): new links are added to
-the frontier and committed, the WARC records and the pages.jsonl line are written, and only then
-the URL is marked done. The frontier's ``pages_checkpoint`` meta says up to where pages.jsonl is
-known to be marked done; lines after it are re-applied at start-up instead of fetched again.
+Archiving goes through :class:`crawler.commit.CommitPipeline` (links committed, then records and
+the pages.jsonl line, then the URL marked done), which makes a SIGKILL at any instant safe.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawler.commit import CHECKPOINT_KEY, CommitPipeline
 from crawler.core.flow import (
     FetchEffect,
     FetchResult,
@@ -42,23 +41,20 @@ from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
 from crawler.core.politeness import SlotTable
 from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, canonicalize, fingerprint, host_key
-from crawler.pages import iter_pages
+from crawler.core.urls import Scope, canonicalize, host_key
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from crawler.warc import ArchiveJob, ArchiveThread, ArchiveWriter, WrittenPage
+from crawler.warc import ArchiveWriter
 from modes._exceptions import FetchError, InvalidURLError, StorageError
 from modes.offload import BatchOffload
 from modes.runtime import raise_nofile_limit
 
-__all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult"]
+__all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage_check"]
 
-CHECKPOINT_KEY = "pages_checkpoint"
 ROBOTS_CACHE = 10_000  # hosts whose robots.txt verdict stays in memory
-CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints in the frontier
 STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
-SEEN_CACHE = 100_000  # link fingerprints per generation of the duplicate-link cache
+SEEN_CACHE = 100_000  # links per generation of the duplicate-link cache (~10 MB)
 
 
 @dataclass
@@ -66,13 +62,6 @@ class EngineResult:
     stats: CrawlStats
     interrupted: bool = False
     repaired: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Token:
-    item: FrontierItem
-    ok: bool
-    future: asyncio.Future[WrittenPage]
 
 
 class Engine:
@@ -114,20 +103,14 @@ class Engine:
         self._stopping = False
         self._hard_stop = False
         self._pending = asyncio.Semaphore(settings.max_pending_parse)
-        self._checkpoint = 0
-        self._checkpoint_saved = 0
-        self._already: dict[bytes, bool] = {}  # committed after the checkpoint: fp -> ok
         self._sitemap_hosts: set[str] = set()
-        self._seen_new: set[bytes] = set()
-        self._seen_old: set[bytes] = set()
-        self._links_dirty = False
-        self._to_submit: list[tuple[_Token, ArchiveJob]] = []
-        self._acks: list[tuple[_Token, WrittenPage]] = []
+        self._delayed_hosts: set[str] = set()  # hosts with a robots.txt Crawl-delay
+        self._seen_new: set[str] = set()
+        self._seen_old: set[str] = set()
         self._dispatched = 0
-        self._archive: ArchiveThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
-        self._ckpt_at = 0.0
+        self._commit: CommitPipeline | None = None
         self._fetcher: AiohttpFetcher | None = None
         self._offload: BatchOffload[ParseInput, ParsedPage] | None = None
 
@@ -149,14 +132,13 @@ class Engine:
             max_file_bytes=self.s.warc_max_bytes,
             gzip_level=self.s.warc_gzip_level,
         )
-        self._archive = ArchiveThread(writer, self._on_written_threadsafe)
-        report = await asyncio.wrap_future(self._archive.start())
+        self._commit = CommitPipeline(self.frontier, writer)
+        report = await self._commit.open()
         repaired = {
             "pages_truncated": report.pages_truncated,
             "warc_truncated": report.warc_truncated,
             "files_removed": list(report.files_removed),
         }
-        self._load_checkpoint()
         self.frontier.release_leases()
         counts = self.frontier.counts()
         self.stats.previous = counts.done + counts.failed
@@ -183,28 +165,6 @@ class Engine:
             raise self._fatal
         return EngineResult(self.stats, interrupted=self._stopping, repaired=repaired)
 
-    def _load_checkpoint(self) -> None:
-        get_meta = getattr(self.frontier, "get_meta", None)
-        if get_meta is None:
-            return
-        raw = get_meta(CHECKPOINT_KEY)
-        start = int(raw) if raw else 0
-        path = self.s.out / "pages.jsonl"
-        self._checkpoint = self._checkpoint_saved = start
-        if not path.exists() or path.stat().st_size <= start:
-            return
-        # lines committed after the last checkpoint: their URL may still be queued in the frontier
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            tail = fh.read()
-        tmp = self.s.out / ".pages-tail.jsonl"
-        tmp.write_bytes(tail)
-        try:
-            for row in iter_pages(tmp):
-                self._already[fingerprint(str(row["url"]))] = not row.get("error_class")
-        finally:
-            tmp.unlink()
-
     async def _shutdown(self) -> None:
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
@@ -215,14 +175,9 @@ class Engine:
             await self._offload.aclose()
         if self._fetcher is not None:
             await self._fetcher.aclose()
-        assert self._archive is not None
-        await asyncio.to_thread(self._archive.close)
-        # every job is written now; apply acknowledgements still queued on this loop
-        await asyncio.sleep(0)
-        if self._acks:
-            self._apply_acks()
+        assert self._commit is not None
+        await self._commit.close()
         self.frontier.release_leases()
-        self._save_checkpoint(force=True)
 
     # ------------------------------------------------------------------------------ dispatching
     def _buffer_cap(self) -> int:
@@ -250,7 +205,8 @@ class Engine:
             if time.monotonic() - last_counts > 0.25:
                 self._refresh_counts()
                 last_counts = time.monotonic()
-            self._save_checkpoint()
+            assert self._commit is not None
+            self._commit.save_checkpoint()
             if not self._tasks and not self._buffered:
                 nra = self.frontier.next_ready_at()
                 if nra is None or (left is not None and left <= 0):
@@ -263,12 +219,10 @@ class Engine:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _fill(self, want: int, now: float) -> None:
+        assert self._commit is not None
         for item in self.frontier.lease(want, now):
-            fp = fingerprint(item.url)
-            if fp in self._already:
-                # committed to pages.jsonl before a crash: apply, do not fetch twice
-                ok = self._already.pop(fp)
-                (self.frontier.complete if ok else self.frontier.fail)(item.url)
+            if self._commit.take_committed(item):
+                # committed to pages.jsonl before a crash: marked now, not fetched twice
                 self.stats.skipped += 1
                 continue
             self._ready.setdefault(item.host, deque()).append(item)
@@ -292,6 +246,10 @@ class Engine:
                 task = asyncio.create_task(self._crawl(item))
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
+                if self.slots.delay > 0 or host in self._delayed_hosts:
+                    # a delayed host takes one start per wake-up: more would only queue up,
+                    # holding global slots, until the delay lets them through one by one
+                    break
             if not queue:
                 del self._ready[host]
             if len(self._tasks) >= self.s.concurrency:
@@ -314,16 +272,6 @@ class Engine:
     def _refresh_counts(self) -> None:
         c = self.frontier.counts()
         self.stats.queued = c.queued + self._buffered
-
-    def _save_checkpoint(self, force: bool = False) -> None:
-        set_meta = getattr(self.frontier, "set_meta", None)
-        if set_meta is None or self._checkpoint == self._checkpoint_saved:
-            return
-        now = time.monotonic()
-        if force or now - self._ckpt_at >= CHECKPOINT_EVERY:
-            set_meta(CHECKPOINT_KEY, str(self._checkpoint))
-            self._checkpoint_saved = self._checkpoint
-            self._ckpt_at = now
 
     # ---------------------------------------------------------------------------- one URL
     async def _crawl(self, item: FrontierItem) -> None:
@@ -404,7 +352,8 @@ class Engine:
             "retries": outcome.retries,
             "hops": len(outcome.hops),
         }
-        written = await self._write(item, error_class is None, outcome.hops, row)
+        assert self._commit is not None
+        written = await self._commit.write(item, error_class is None, outcome.hops, row)
         self.stats.bytes += sum(len(h.body) for h in outcome.hops)
         self.stats.responses += len(outcome.hops)
         self.stats.revisits += bool(written.row.get("revisit"))
@@ -430,10 +379,10 @@ class Engine:
         seen_new, seen_old = self._seen_new, self._seen_old
         for link in parsed.links:
             # most links of a site were met before: skip the scope check and the SQL for them
-            fp = fingerprint(link)
-            if fp in seen_new or fp in seen_old:
+            # (the canonical string is the key: its hash is cached, no digest to compute)
+            if link in seen_new or link in seen_old:
                 continue
-            seen_new.add(fp)
+            seen_new.add(link)
             if scope is None or scope.allows(link):
                 new.append(NewURL(link, depth, item.url))
         if len(seen_new) > SEEN_CACHE:
@@ -441,65 +390,8 @@ class Engine:
             self._seen_old, self._seen_new = seen_new, set()
         if new:
             self.frontier.add(new)
-            self._links_dirty = True
-
-    async def _write(
-        self, item: FrontierItem, ok: bool, hops: tuple[FetchResult, ...], row: dict[str, Any]
-    ) -> WrittenPage:
-        assert self._loop is not None
-        fut: asyncio.Future[WrittenPage] = self._loop.create_future()
-        if not self._to_submit:
-            self._loop.call_soon(self._submit_jobs)
-        self._to_submit.append((_Token(item, ok, fut), ArchiveJob(hops, row)))
-        # shielded: on Ctrl-C the write still completes and is acknowledged in order
-        return await asyncio.shield(fut)
-
-    def _submit_jobs(self) -> None:
-        """Group commit: one frontier commit covers every page that finished in this tick."""
-        jobs, self._to_submit = self._to_submit, []
-        flush = getattr(self.frontier, "flush", None)
-        if flush is not None and self._links_dirty:
-            # links added above must be durable before the lines that say their pages are done
-            flush()
-            self._links_dirty = False
-        assert self._archive is not None
-        for token, job in jobs:
-            self._archive.submit(token, job)
-
-    def _on_written_threadsafe(self, token: object, result: WrittenPage | BaseException) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._on_written, token, result)
-
-    def _on_written(self, token: object, result: WrittenPage | BaseException) -> None:
-        # runs on the loop, in write order: the checkpoint only ever covers marked URLs
-        assert isinstance(token, _Token)
-        if isinstance(result, BaseException):
-            if not token.future.done():
-                token.future.set_exception(result)
-            self.stop()
-            return
-        if not self._acks:
-            assert self._loop is not None
-            self._loop.call_soon(self._apply_acks)
-        self._acks.append((token, result))
-
-    def _apply_acks(self) -> None:
-        """Mark written pages done in the frontier, many per statement, then wake their tasks."""
-        acks, self._acks = self._acks, []
-        done = [t.item.url for t, _ in acks if t.ok]
-        complete_many = getattr(self.frontier, "complete_many", None)
-        if complete_many is not None:
-            complete_many(done)
-        else:
-            for url in done:
-                self.frontier.complete(url)
-        for token, _ in acks:
-            if not token.ok:
-                self.frontier.fail(token.item.url)
-        self._checkpoint = acks[-1][1].pages_offset
-        for token, result in acks:
-            if not token.future.done():
-                token.future.set_result(result)
+            assert self._commit is not None
+            self._commit.links_added()
 
     # ----------------------------------------------------------------------------- effects
     async def _drive(self, gen: Any) -> Any:
@@ -575,6 +467,7 @@ class Engine:
         delay = rules.crawl_delay(self.s.user_agent)
         if delay:
             self.slots.set_delay(host, delay)
+            self._delayed_hosts.add(host)
         if self.s.sitemaps and self.s.follow and host not in self._sitemap_hosts:
             self._sitemap_hosts.add(host)
             self._add_sitemaps(url, rules)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modes.frozen import FrozenModel
 
@@ -41,3 +42,13 @@ class CrawlerSettings(FrozenModel):
     parse_workers: int = Field(default=2, ge=0, le=256)
     parse_batch: int = Field(default=16, ge=1, le=1024)
     max_pending_parse: int = Field(default=256, ge=1)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        return value

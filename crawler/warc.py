@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -247,8 +248,8 @@ class ArchiveWriter:
             )
             self._warcinfo_id = info.rec_headers.get_header("WARC-Record-ID")
             self._emit([info])
-        else:
-            self._warcinfo_id = ""
+        else:  # appending after a restart: keep pointing at this file's warcinfo record
+            self._warcinfo_id = _first_record_id(path)
 
     def _close_file(self) -> None:
         if self._index is not None:
@@ -479,3 +480,12 @@ class ArchiveThread:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout)
+
+
+def _first_record_id(path: Path) -> str:
+    with open(path, "rb") as fh:
+        for record in ArchiveIterator(fh):
+            if record.rec_type == "warcinfo":
+                return str(record.rec_headers.get_header("WARC-Record-ID"))
+            break
+    return ""

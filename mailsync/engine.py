@@ -37,6 +37,7 @@ from modes._exceptions import (
     ImapProtocolError,
     ImapTLSError,
     MailError,
+    ModeError,
     StorageError,
 )
 from modes.offload import BatchOffload
@@ -111,6 +112,45 @@ def _mtime(internaldate: str | None) -> float | None:
         return None
 
 
+@dataclass
+class _FolderCtx:
+    """Work a folder sync has in flight: body FETCH commands and message writes."""
+
+    stores: list[asyncio.Task[None]] = field(default_factory=list)
+    fetches: deque[asyncio.Task[list[flow.CommandResult]]] = field(default_factory=deque)
+    queued: deque[flow.Command] = field(default_factory=deque)
+
+    def launch(self, session: ImapSession) -> None:
+        # a task writes its command as soon as it starts; tasks start in creation order
+        if self.queued:
+            cmd = self.queued.popleft()
+            self.fetches.append(asyncio.create_task(session.pipeline([cmd])))
+
+
+class _LazyOffload:
+    """The header-parser pool, started on first use: a no-change re-sync never pays for it."""
+
+    def __init__(self, settings: MailSettings) -> None:
+        self._settings = settings
+        self._pool: BatchOffload[bytes, HeaderInfo] | None = None
+
+    async def submit(self, head: bytes) -> HeaderInfo:
+        if self._pool is None:
+            s = self._settings
+            self._pool = BatchOffload(
+                parse_headers,
+                workers=s.header_workers,
+                batch_size=s.header_batch,
+                max_pending=s.header_batch * 8,
+            )
+        return await self._pool.submit(head)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+
 class _AccountRun:
     def __init__(
         self,
@@ -118,7 +158,7 @@ class _AccountRun:
         settings: MailSettings,
         out: Path,
         semaphore: asyncio.Semaphore,
-        offload: BatchOffload[bytes, HeaderInfo],
+        offload: _LazyOffload,
         factory: SessionFactory,
     ) -> None:
         self.account = account
@@ -168,7 +208,7 @@ class _AccountRun:
                 await self._run()
             finally:
                 await self.archive.aclose()
-        except MailError as exc:
+        except (MailError, ModeError) as exc:
             msg = str(exc)
             prefix = f"account {acct.name}: "
             self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
@@ -198,6 +238,8 @@ class _AccountRun:
         finally:
             for task in spares:
                 await self._drop_spare(task)
+            # bodies spilled for responses that were dropped (cut connection, failed folder)
+            await self.archive.run(self.archive.store.clear_spill)
 
     async def _discover_and_sync(
         self,
@@ -209,7 +251,10 @@ class _AccountRun:
         self.opts = flow.SyncOptions(
             batch_messages=self.account.batch_messages,
             batch_bytes=self.account.batch_bytes,
-            pipeline_depth=self.settings.pipeline_depth,
+            # aioimaplib serialises commands itself: one body FETCH at a time
+            pipeline_depth=1
+            if self.settings.imap_client == "aioimaplib"
+            else (self.settings.pipeline_depth),
             condstore="CONDSTORE" in caps,
             literal_plus="LITERAL+" in caps,
             listing_chunk=500 if self.settings.imap_client == "aioimaplib" else None,
@@ -218,7 +263,7 @@ class _AccountRun:
             jobs, gone = await self._drive(
                 flow.discover(caps, self.account.include, self.account.exclude, before),
                 session,
-                [],
+                _FolderCtx(),
             )
         except BaseException:
             await self._close(session)
@@ -300,7 +345,7 @@ class _AccountRun:
         where = f"{self.account.name}/{job.name}"
         attempt = 0
         while True:
-            pending: list[asyncio.Task[None]] = []
+            pending = _FolderCtx()
             try:
                 if session is None:
                     session = await self._connect()
@@ -309,6 +354,7 @@ class _AccountRun:
                 self.report.errors.append(f"{where}: {exc}")
                 return None
             except FolderGone as exc:
+                await self._settle(pending)
                 self.report.warnings.append(f"{where}: folder gone from the server ({exc.text})")
                 return session
             except (ImapConnectError, ImapProtocolError) as exc:
@@ -339,11 +385,18 @@ class _AccountRun:
                 )
             return session
 
-    async def _settle(self, pending: list[asyncio.Task[None]]) -> None:
-        # let writes already started finish, so the state reflects every stored batch
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-            pending.clear()
+    async def _settle(self, ctx: _FolderCtx) -> None:
+        # drop body FETCHes still in flight (the connection is dropped or the folder failed),
+        # and let writes already started finish, so the state reflects every stored batch
+        for task in ctx.fetches:
+            task.cancel()
+        if ctx.fetches:
+            await asyncio.gather(*ctx.fetches, return_exceptions=True)
+        ctx.fetches.clear()
+        ctx.queued.clear()
+        if ctx.stores:
+            await asyncio.gather(*ctx.stores, return_exceptions=True)
+            ctx.stores.clear()
 
     # effects ---------------------------------------------------------------------------------
 
@@ -351,7 +404,7 @@ class _AccountRun:
         self,
         gen: Generator[flow.Effect, object, _R],
         session: ImapSession,
-        pending: list[asyncio.Task[None]],
+        pending: _FolderCtx,
     ) -> _R:
         value: object = None
         try:
@@ -364,20 +417,27 @@ class _AccountRun:
         finally:
             gen.close()
 
-    async def _perform(
-        self, effect: flow.Effect, session: ImapSession, pending: list[asyncio.Task[None]]
-    ) -> object:
+    async def _perform(self, effect: flow.Effect, session: ImapSession, ctx: _FolderCtx) -> object:
         arch = self.archive
         if isinstance(effect, flow.Send):
             return tuple(await session.pipeline(effect.commands))
+        if isinstance(effect, flow.StartFetch):
+            ctx.queued.extend(effect.commands)
+            for _ in range(effect.window):
+                ctx.launch(session)
+            return None
+        if isinstance(effect, flow.NextFetch):
+            (res,) = await ctx.fetches.popleft()
+            ctx.launch(session)  # refill the window before the flow stores this batch
+            return res
         if isinstance(effect, flow.StoreBatch):
-            task = asyncio.create_task(self._store(effect))
-            pending.append(task)
-            live = [t for t in pending if not t.done()]
+            stores = ctx.stores
+            stores.append(asyncio.create_task(self._store(effect)))
+            live = [t for t in stores if not t.done()]
             if len(live) > _STORE_BACKLOG:
                 await asyncio.wait(live[: len(live) - _STORE_BACKLOG])
-            for t in [t for t in pending if t.done()]:
-                pending.remove(t)
+            for t in [t for t in stores if t.done()]:
+                stores.remove(t)
                 t.result()  # a failed write stops the folder here
             return None
         if isinstance(effect, flow.LoadFolder):
@@ -404,11 +464,11 @@ class _AccountRun:
             await arch.run(arch.state.mark_generation_gone, effect.name, effect.old_uidvalidity)
             return None
         if isinstance(effect, flow.SaveFolder):
-            results = await asyncio.gather(*pending, return_exceptions=True)
-            pending.clear()
-            for res in results:
-                if isinstance(res, BaseException):
-                    raise res
+            outcomes = await asyncio.gather(*ctx.stores, return_exceptions=True)
+            ctx.stores.clear()
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             st = effect.state
             rec = FolderRecord(
                 st.name,
@@ -502,12 +562,7 @@ async def backup_accounts(
 ) -> list[AccountReport]:
     """Back up ``accounts`` concurrently; one report per account, in the given order."""
     semaphore = asyncio.Semaphore(settings.max_connections)
-    offload: BatchOffload[bytes, HeaderInfo] = BatchOffload(
-        parse_headers,
-        workers=settings.header_workers,
-        batch_size=settings.header_batch,
-        max_pending=settings.header_batch * 8,
-    )
+    offload = _LazyOffload(settings)
     runs = [_AccountRun(a, settings, out, semaphore, offload, factory) for a in accounts]
     if on_start is not None:
         on_start([r.report for r in runs])

@@ -64,6 +64,7 @@ class SpillSink:
         self._path = Path(name)
         self._hash = hashlib.sha256()
         self._size = 0
+        self.finished = False
 
     def write(self, data: bytes) -> None:
         self._fh.write(data)
@@ -72,9 +73,14 @@ class SpillSink:
 
     def finish(self) -> SpilledLiteral:
         self._fh.close()
+        self.finished = True
         return SpilledLiteral(self._path, self._size, self._hash.hexdigest())
 
-    def discard(self) -> None:
+    def abandon(self) -> None:
+        """The connection died mid-literal: close and remove the partial file."""
+        if self.finished:
+            return  # a complete literal belongs to a response now
+        self.finished = True
         self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()

@@ -100,7 +100,9 @@ class BatchOffload(Generic[In, Out]):
         # Start every worker now, while the main module is hidden: a worker would otherwise
         # re-import the program's __main__ (a CLI pulls in its HTTP client, WARC writer, UI...)
         # and cost ~40 MB more each. The function itself is imported by its own module name.
-        with _main_module_hidden():
+        # (A function defined in __main__ itself needs the main module: then it is imported.)
+        hide = getattr(self._fn, "__module__", "__main__") != "__main__"
+        with _main_module_hidden() if hide else contextlib.nullcontext():
             self._warmup = [pool.submit(ignore_sigint) for _ in range(self._workers)]
         return pool
 
@@ -134,10 +136,11 @@ class BatchOffload(Generic[In, Out]):
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """Start every worker now (not on first use), each with Ctrl-C ignored.
+        """Wait until the workers started at construction have taken their first job.
 
         Until its initializer ran, a fresh worker still dies of a Ctrl-C sent to the process
-        group; warming up at start-up keeps that window out of the crawl.
+        group; starting them all up front narrows that window to start-up, and a worker lost
+        anyway is replaced and its batch tried once more (see :meth:`_run`).
         """
         if self._executor is None or self._kind != "process":
             return

@@ -1,7 +1,8 @@
 """Syncing as generators of effects: the behaviour of mailsync, with no I/O in it.
 
 :func:`discover` (one per account) and :func:`sync_folder` (one per folder) are generators. They
-yield effects -- :class:`Send` (IMAP commands, pipelined: one round trip), :class:`LoadFolder`,
+yield effects -- :class:`Send` (IMAP commands, pipelined: one round trip), :class:`StartFetch` /
+:class:`NextFetch` (a sliding window of body FETCHes), :class:`LoadFolder`,
 :class:`StoreBatch`, :class:`UpdateFlags`, :class:`MarkGone`, :class:`NewGeneration`,
 :class:`SaveFolder` -- and receive each effect's result. A driver (asyncio today; threads, gevent
 and processes later) performs the effects; the order of decisions lives here, once.
@@ -17,8 +18,6 @@ import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modes._exceptions import FolderGone, ImapCommandError
-
 from mailsync.core import commands
 from mailsync.core.names import safe_relpath
 from mailsync.core.parser import (
@@ -30,6 +29,7 @@ from mailsync.core.parser import (
     Untagged,
 )
 from mailsync.core.plan import FolderState, LocalMsg, ServerMsg, needs_sync, plan_folder
+from modes._exceptions import FolderGone, ImapCommandError
 
 __all__ = [
     "Command",
@@ -41,8 +41,10 @@ __all__ = [
     "LocalFolder",
     "MarkGone",
     "NewGeneration",
+    "NextFetch",
     "SaveFolder",
     "Send",
+    "StartFetch",
     "StoreBatch",
     "SyncOptions",
     "UpdateFlags",
@@ -76,6 +78,19 @@ class Send:
     """Send these commands pipelined; result: ``tuple[CommandResult, ...]`` in the same order."""
 
     commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True)
+class StartFetch:
+    """Start sending ``commands`` in order, keeping ``window`` of them in flight. Result: None."""
+
+    commands: tuple[Command, ...]
+    window: int
+
+
+@dataclass(frozen=True)
+class NextFetch:
+    """Result: the :class:`CommandResult` of the next command of the running StartFetch."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,17 @@ class SaveFolder:
     generation: int
 
 
-Effect = Send | LoadFolder | StoreBatch | UpdateFlags | MarkGone | NewGeneration | SaveFolder
+Effect = (
+    Send
+    | StartFetch
+    | NextFetch
+    | LoadFolder
+    | StoreBatch
+    | UpdateFlags
+    | MarkGone
+    | NewGeneration
+    | SaveFolder
+)
 
 
 # plain data ---------------------------------------------------------------------------------
@@ -150,7 +175,7 @@ Effect = Send | LoadFolder | StoreBatch | UpdateFlags | MarkGone | NewGeneration
 @dataclass(frozen=True)
 class SyncOptions:
     batch_messages: int = 200
-    batch_bytes: int = 16 * 1024 * 1024
+    batch_bytes: int = 4 * 1024 * 1024
     pipeline_depth: int = 2
     condstore: bool = False
     literal_plus: bool = False
@@ -336,6 +361,8 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
         if exists == 0 and not lres.ok:
             continue  # some servers answer NO to UID FETCH on an empty folder
         _check(lres, "UID FETCH (listing)", name)
+    # listing lines may be credited to EXAMINE (the earliest command of the burst)
+    for lres in (res, *listing):
         for resp in lres.untagged:
             if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
                 if resp.size is None:
@@ -365,26 +392,30 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
     new_messages = new_bytes = 0
     missing: list[int] = []
     batches = list(plan.fetch)
-    depth = max(1, opts.pipeline_depth)
-    for start in range(0, len(batches), depth):
-        group = batches[start : start + depth]
-        results = yield from _send(*(commands.uid_fetch_bodies(batch) for batch in group))
-        # servers may run pipelined FETCHes concurrently and interleave their answers
-        # (Dovecot does): route bodies by UID, not by the command they arrived under
-        pool: dict[int, FetchResp] = {}
-        for fres in results:
-            _check(fres, "UID FETCH (bodies)", name)
-            for resp in fres.untagged:
-                if isinstance(resp, FetchResp) and resp.uid is not None and resp.body is not None:
-                    pool[resp.uid] = resp
-        for batch in group:
-            got = {uid: pool.pop(uid) for uid in batch if uid in pool}
-            missing.extend(uid for uid in batch if uid not in got)
-            if got:
-                msgs = tuple(got[uid] for uid in sorted(got))
-                new_messages += len(msgs)
-                new_bytes += sum(_body_size(m.body) for m in msgs)
-                yield StoreBatch(name, job.relpath, uidvalidity, generation, msgs)
+    if batches:
+        # a sliding window: `pipeline_depth` body FETCHes stay in flight, the next one is sent
+        # as soon as the oldest completes, so the link never idles between batches
+        yield StartFetch(
+            tuple(commands.uid_fetch_bodies(b) for b in batches), max(1, opts.pipeline_depth)
+        )
+    # servers may run pipelined FETCHes concurrently and interleave their answers (Dovecot
+    # does): bodies are routed by UID. A body is credited to its own command or an earlier one,
+    # so when batch k completes, all of batch k is in the pool.
+    pool: dict[int, FetchResp] = {}
+    for batch in batches:
+        fres = yield NextFetch()
+        assert isinstance(fres, CommandResult)
+        _check(fres, "UID FETCH (bodies)", name)
+        for resp in fres.untagged:
+            if isinstance(resp, FetchResp) and resp.uid is not None and resp.body is not None:
+                pool[resp.uid] = resp
+        got = {uid: pool.pop(uid) for uid in batch if uid in pool}
+        missing.extend(uid for uid in batch if uid not in got)
+        if got:
+            msgs = tuple(got[uid] for uid in sorted(got))
+            new_messages += len(msgs)
+            new_bytes += sum(_body_size(m.body) for m in msgs)
+            yield StoreBatch(name, job.relpath, uidvalidity, generation, msgs)
     state = FolderState(
         name=name,
         uidvalidity=uidvalidity,

@@ -2,8 +2,9 @@
 
 Pipelining: :meth:`NativeConnection.pipeline` writes several tagged commands in one burst and then
 waits for all their completions, so N commands cost one round trip instead of N. Untagged
-responses are credited to the oldest command still running: IMAP servers (Dovecot included) answer
-pipelined FETCH/STATUS commands in order, and FETCH responses carry their UID anyway.
+responses are credited to the oldest command still running. Servers may run pipelined FETCHes
+concurrently (Dovecot does), so an answer can land under an earlier command of the burst -- never
+a later one: callers route FETCH data by UID and STATUS data by mailbox (mailsync.core.flow does).
 
 Bytes go straight from ``data_received`` (through zlib after COMPRESS=DEFLATE) into the
 incremental :class:`ResponseParser`; literals above the spill threshold are streamed by the parser
@@ -49,8 +50,11 @@ class _Pending:
 
 
 class _ImapProtocol(asyncio.Protocol):
-    def __init__(self, parser: ResponseParser, stats: TransportStats) -> None:
+    def __init__(
+        self, parser: ResponseParser, stats: TransportStats, sinks: list[LiteralSink]
+    ) -> None:
         self.parser = parser
+        self.sinks = sinks
         self.stats = stats
         self.transport: asyncio.Transport | None = None
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
@@ -83,6 +87,10 @@ class _ImapProtocol(asyncio.Protocol):
             self._dispatch(resp)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        for sink in self.sinks:
+            abandon = getattr(sink, "abandon", None)
+            if abandon is not None:
+                abandon()
         self._fail(
             ImapConnectError(
                 "connection closed by the server" + (f" ({exc})" if exc is not None else "")
@@ -303,11 +311,22 @@ async def connect(
     """
     loop = asyncio.get_running_loop()
     stats = TransportStats()
-    parser = ResponseParser(literal_factory=literal_factory, spill_threshold=spill_threshold)
+    sinks: list[LiteralSink] = []
+    tracked = None
+    if literal_factory is not None:
+        make = literal_factory
+
+        def tracked(size: int) -> LiteralSink:
+            # remember open sinks, so a connection lost mid-literal leaves no partial file
+            sinks[:] = [s for s in sinks if not getattr(s, "finished", False)]
+            sinks.append(make(size))
+            return sinks[-1]
+
+    parser = ResponseParser(literal_factory=tracked, spill_threshold=spill_threshold)
     try:
         async with asyncio.timeout(op_timeout):
             _, proto = await loop.create_connection(
-                lambda: _ImapProtocol(parser, stats),
+                lambda: _ImapProtocol(parser, stats, sinks),
                 host,
                 port,
                 ssl=tls,

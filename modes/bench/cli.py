@@ -5,6 +5,7 @@
     scripts/bench modes --quick -s http -s parse
     scripts/bench crawl ARGS...                 # tests/benchmarks/bench_crawl.py, when present
     scripts/bench mail ARGS...                  # tests/benchmarks/bench_mail.py, when present
+    scripts/bench report OUT A/results.json B/results.json   # merge runs into one report
 
 ``modes`` writes ``results.json``, ``results.md`` and PNG charts into ``--out``.
 """
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from modes.bench.grid import RunResult, run_grid, summarize
-from modes.bench.report import machine_info, markdown, write_charts, write_json
+from modes.bench.grid import CellSummary, RunResult, run_grid, summarize
+from modes.bench.report import machine_info, markdown, read_json, write_charts, write_json
 from modes.bench.sections import FULL, QUICK, SECTIONS, BenchServers, build_cells
 
 __all__ = ["main"]
@@ -124,6 +125,30 @@ def modes_cmd(
     if failed:
         click.echo(f"{len(failed)} cell(s) had no successful run: see results.md", err=True)
         sys.exit(1)
+
+
+@main.command("report")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def report_cmd(out: Path, results: tuple[Path, ...]) -> None:
+    """Merge RESULTS (results.json files; later ones win per cell) into OUT/results.md + charts."""
+    merged: dict[str, CellSummary] = {}
+    metas = []
+    for path in results:
+        meta, cells = read_json(path)
+        metas.append(meta)
+        for cell in cells:
+            merged[cell.cell.key] = cell
+    summaries = list(merged.values())
+    meta = dict(metas[-1])
+    meta["size"] = " + ".join(sorted({str(m.get("size")) for m in metas}))
+    meta["repeats"] = " / ".join(str(m.get("repeats")) for m in metas)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown(meta, summaries), "utf-8")
+    charts = write_charts(summaries, out)
+    click.echo(f"wrote {out / 'results.md'} and {len(charts)} charts from {len(results)} run(s)")
 
 
 def _engine_bench(name: str, args: tuple[str, ...]) -> None:

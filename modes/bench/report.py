@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modes.bench.grid import CellSummary, RunResult
+from modes.bench.grid import Cell, CellSummary, RunResult
 
-__all__ = ["PUBLISHED", "machine_info", "markdown", "write_charts", "write_json"]
+__all__ = ["PUBLISHED", "machine_info", "markdown", "read_json", "write_charts", "write_json"]
 
 # (section, mode, concurrency, variant) -> published wall seconds; with each table's source job
 PUBLISHED: Mapping[tuple[str, str, int, str], float] = {
@@ -72,6 +72,30 @@ def write_json(
     path.write_text(json.dumps(data, indent=1, default=str) + "\n", "utf-8")
 
 
+def read_json(path: Path) -> tuple[dict[str, Any], list[CellSummary]]:
+    """The meta and cell summaries of a ``results.json`` (to merge runs into one report)."""
+    data = json.loads(path.read_text("utf-8"))
+    cells = []
+    for c in data["cells"]:
+        k = c["cell"]
+        cell = Cell(k["section"], k["mode"], k["concurrency"], k["latency_ms"], k["variant"])
+        cells.append(
+            CellSummary(
+                cell,
+                c["runs"],
+                c["ok_runs"],
+                c["wall_s"],
+                c["items"],
+                c["items_per_s"],
+                c["cpu_ms_per_item"],
+                c["peak_rss_mb"],
+                c["peak_tree_rss_mb"],
+                tuple(c["errors"]),
+            )
+        )
+    return dict(data["meta"]), cells
+
+
 def _published(s: CellSummary) -> float | None:
     c = s.cell
     want = PUBLISHED_LATENCY.get(c.section)
@@ -94,6 +118,10 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
         f"{m.get('system')}; load average at start {m.get('load_avg_at_start')}. "
         f"Repeats per cell: {meta.get('repeats')} (interleaved; median shown).",
         "",
+        "Speed-up: the first row's wall time over this row's. Where a published figure exists, "
+        "`ours / published`, both relative to the first row that has one. CPU ms/item counts "
+        "the client process and its pool workers; peak RSS is the whole client process tree.",
+        "",
     ]
     groups: dict[tuple[str, int, str], list[CellSummary]] = {}
     for s in cells:
@@ -114,16 +142,21 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
             lines += [f"Published job: {PUBLISHED_JOBS[section]}.", ""]
         lines += [
             "| mode | conc. | items | wall s | items/s | CPU ms/item | peak RSS MB "
-            "| published s | speed-up (ours / published) | notes |",
+            "| published s | speed-up | notes |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         base = rows[0]
-        base_pub = _published(base)
+        # published speed-ups are relative to the first row that has a published figure
+        pub_base = next((s for s in rows if _published(s) is not None), None)
         for s in rows:
             pub = _published(s)
             ours_up = base.wall_s / s.wall_s if base.wall_s and s.wall_s else None
-            pub_up = base_pub / pub if base_pub and pub else None
-            speed = f"{_fmt(ours_up)}x / {_fmt(pub_up)}x" if pub is not None else _fmt(ours_up)
+            speed = _fmt(ours_up)
+            if pub is not None and pub_base is not None:
+                base_pub = _published(pub_base)
+                ours = pub_base.wall_s / s.wall_s if pub_base.wall_s and s.wall_s else None
+                pub_up = base_pub / pub if base_pub else None
+                speed = f"{_fmt(ours)}x / {_fmt(pub_up)}x"
             rss = s.peak_tree_rss_mb
             note = "; ".join(s.errors)[:120] if s.errors else ""
             if s.ok_runs < s.runs:

@@ -62,11 +62,11 @@ class Size:
 
 QUICK = Size(
     name="quick",
-    repeats=1,
+    repeats=3,
     cell_timeout=60.0,
     http_latencies=(0, 100),
     http_concurrency=(1, 5, 20, 50),
-    http_requests=40,
+    http_requests=30,
     http_requests_0=400,
     http_modes=("sequential", "threads", "gevent", "asyncio"),
     mem_threads=(200,),

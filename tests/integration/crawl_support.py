@@ -44,6 +44,7 @@ def crawl(
         "frontier": None,
         "parse_workers": 1,
         "loop": None,
+        "mode": None,
     }
     base.update(flags)
     return run_crawl(urls, inputs, out, None, settings, base, progress=False)

@@ -85,6 +85,12 @@ def test_usage_errors_exit_2(fault_server: FaultServer, tmp_path: Path) -> None:
         "crawl", fault_server.url("/ok"), "--out", str(tmp_path / "o3"), "--concurrency", "-5"
     )
     assert r.returncode == 2 and "concurrency" in r.stderr
+    r = crawler_cmd("crawl", "--resume", str(tmp_path))
+    assert r.returncode == 2 and "no crawl to resume" in r.stderr
+    r = crawler_cmd("crawl", fault_server.url("/ok"), "--out", str(tmp_path / "o4"), "--allow", "(")
+    assert r.returncode == 2 and "pattern" in r.stderr
+    r = crawler_cmd("crawl", fault_server.url("/ok"), "--out", str(tmp_path / "o5"), "--mode", "x")
+    assert r.returncode == 2
 
 
 def test_rerun_resumes_without_refetching(fault_server: FaultServer, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.frontier_sqlite import SqliteFrontier
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import ROOT, archived_urls, check_archive, pages
 
@@ -86,6 +87,11 @@ def test_sigkill_then_resume_matches_truth(web_site: WebSite, tmp_path: Path, se
     assert len({r["url"] for r in rows}) == len(rows), "a URL committed twice"
     check = check_archive(out)
     assert max(check.responses.values()) == 1, "a URL archived twice"
+    # "archived" == "complete in the frontier": one pages.jsonl line per finished URL
+    with SqliteFrontier(out / "state.sqlite") as frontier:
+        counts = frontier.counts()
+    assert counts.queued == counts.leased == 0
+    assert counts.done + counts.failed == len(rows)
 
 
 def test_ctrl_c_saves_state_and_resumes(web_site: WebSite, tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ from mailsync.engine import backup_accounts, open_account_session
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession, TransportStats
 from testbed._proc import free_port
+from testbed.corpus import generate_corpus
 from testbed.dovecot import DovecotServer
-from testbed.imap_load import create_folder, delete_folder
+from testbed.imap_load import create_folder, delete_folder, load_corpus
 from tests.fixtures.imap import FreshImapAccount, ImapCorpus
 from tests.fixtures.proxy import ProxyFactory
 from tests.integration._mailsync_helpers import (
@@ -127,8 +128,9 @@ async def test_tls_untrusted_by_default_then_ca_file_or_opt_out(
         assert_archive_matches(out / "tls", imap_corpus.truth)
 
 
+@pytest.mark.parametrize("spill", [8 * 1024 * 1024, 4096], ids=["memory", "spilled"])
 async def test_cut_mid_fetch_reconnects_and_resumes(
-    fresh_imap_account: FreshImapAccount, delay_proxy: ProxyFactory, tmp_path: Path
+    spill: int, fresh_imap_account: FreshImapAccount, delay_proxy: ProxyFactory, tmp_path: Path
 ) -> None:
     acct = fresh_imap_account(messages=40, seed=11, folders=["INBOX", "Big"], max_bytes=4_000_000)
     server = acct.server
@@ -139,11 +141,14 @@ async def test_cut_mid_fetch_reconnects_and_resumes(
             server, acct.user, name="cut", port=proxy.port, connections=2, batch_messages=4
         ),
         retries=5,
+        spill_threshold=spill,
     )
     (report,) = await run_backup(settings, tmp_path)
     assert report.ok, report.errors
     assert proxy.stats.cuts >= 1
     assert_archive_matches(tmp_path / "cut", acct.truth)
+    spill_dir = tmp_path / "cut" / ".spill"  # no partial or orphaned literal left behind
+    assert not spill_dir.exists() or os.listdir(spill_dir) == []
     # nothing was fetched twice into the archive: one row per message
     assert report.new_messages >= len(acct.truth)
 
@@ -205,3 +210,21 @@ async def test_large_messages_stream_to_disk(
     assert report.ok, report.errors
     assert_archive_matches(tmp_path / "spill", acct.truth)
     assert os.listdir(tmp_path / "spill" / ".spill") == []
+
+
+async def test_authenticate_plain_and_odd_passwords(
+    fresh_imap_account: FreshImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct = fresh_imap_account(messages=5, seed=4, folders=["INBOX"])
+    # a password with quotes, a backslash and non-ASCII: LOGIN must send it as a literal
+    odd = 'p"w\\ örd'
+    acct.server.add_user("oddpw", odd)
+    truth = load_corpus(
+        acct.server, "oddpw", generate_corpus(messages=5, seed=4, folders=["INBOX"])
+    )
+    monkeypatch.setenv(PASSWORD_ENV, odd)
+    for auth in ("login", "plain"):
+        settings = mail_settings(account_for(acct.server, "oddpw", name=auth, auth=auth))
+        (report,) = await run_backup(settings, tmp_path)
+        assert report.ok, (auth, report.errors)
+        assert_archive_matches(tmp_path / auth, truth)

@@ -108,6 +108,10 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
         2: LocalMsg(2, 9, ("\\Seen",), "y", "INBOX/cur/b"),  # gone from the server
     }
     opts = flow.SyncOptions(batch_messages=1, batch_bytes=1 << 20, pipeline_depth=2, condstore=True)
+    answers = [
+        result(fetch_line(5, b"five", "\\Flagged") + fetch_line(4, b"abc", "") + b"T3 OK\r\n"),
+        result(b"T4 OK done\r\n"),
+    ]
 
     def answer(effect: flow.Effect) -> object:
         if isinstance(effect, flow.Send):
@@ -120,15 +124,18 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
                     b"UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE MODSEQ)",
                 )
                 return (result(EXAMINE_WIRE), result(LISTING_WIRE))
-            # both body batches in one round trip; the server interleaves their answers
+            raise AssertionError(f"unexpected {effect}")
+        if isinstance(effect, flow.StartFetch):
+            # both body batches go out at once (window 2)
+            assert effect.window == 2
             assert effect.commands == (
                 b"UID FETCH 4 (UID BODY.PEEK[] FLAGS INTERNALDATE)",
                 b"UID FETCH 5 (UID BODY.PEEK[] FLAGS INTERNALDATE)",
             )
-            return (
-                result(fetch_line(5, b"five", "\\Flagged") + b"T3 OK done\r\n"),
-                result(fetch_line(4, b"abc", "") + b"T4 OK done\r\n"),
-            )
+            return None
+        if isinstance(effect, flow.NextFetch):
+            # the server interleaved the answers: both bodies came before the first tag
+            return answers.pop(0)
         if isinstance(effect, flow.LoadFolder):
             assert effect.uidvalidity == 77
             return flow.LocalFolder(77, 0, local)
@@ -141,8 +148,10 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
         "LoadFolder",
         "UpdateFlags",
         "MarkGone",
-        "Send",
+        "StartFetch",
+        "NextFetch",
         "StoreBatch",
+        "NextFetch",
         "StoreBatch",
         "SaveFolder",
     ]
@@ -167,7 +176,8 @@ def test_a_message_that_vanishes_mid_sync_blocks_the_folder_save() -> None:
             first = first if isinstance(first, bytes) else first[0]
             if first.startswith(b"EXAMINE"):
                 return (result(EXAMINE_WIRE), result(LISTING_WIRE))
-            return (result(fetch_line(1, b"hello") + b"T3 OK done\r\n"),)
+        if isinstance(effect, flow.NextFetch):
+            return result(fetch_line(1, b"hello") + b"T3 OK done\r\n")
         if isinstance(effect, flow.LoadFolder):
             return flow.LocalFolder(None, 0, {})
         return None

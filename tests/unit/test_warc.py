@@ -90,7 +90,12 @@ def test_identical_payload_becomes_revisit(tmp_path: Path) -> None:
     w2.open()
     w2.write(job("http://a.test/3", b"same body"))
     w2.close()
-    assert sum(r[0] == "revisit" for r in records(tmp_path)) == 2
+    recs = records(tmp_path)
+    assert sum(r[0] == "revisit" for r in recs) == 2
+    # records appended after the reopen still name the file's warcinfo record
+    info_id = recs[0][2].rec_headers.get_header("WARC-Record-ID")  # type: ignore[attr-defined]
+    last = recs[-2][2].rec_headers  # type: ignore[attr-defined]
+    assert last.get_header("WARC-Warcinfo-ID") == info_id
 
 
 def test_truncated_marked(tmp_path: Path) -> None:
