@@ -27,7 +27,7 @@ from mailsync.core.parser import FetchResp, parse_internaldate
 from mailsync.core.plan import FolderState, LocalMsg, normalize_flags
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import FolderRecord
-from mailsync.store import AccountArchive, SpilledLiteral
+from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage
 from mailsync.transports.base import ImapSession
 from modes._exceptions import (
     FolderGone,
@@ -47,7 +47,7 @@ __all__ = ["AccountReport", "SessionFactory", "backup_accounts", "open_account_s
 SessionFactory = Callable[[AccountSettings, Secret, MailSettings, Path], Awaitable[ImapSession]]
 _R = TypeVar("_R")
 _HEADER_CAP = 256 * 1024
-_STORE_BACKLOG = 2  # batches a folder may have waiting for the writer before fetching pauses
+_STORE_BACKLOG = 1  # batches a folder may have waiting for the writer before fetching pauses
 
 
 @dataclass
@@ -117,6 +117,7 @@ class _FolderCtx:
     """Work a folder sync has in flight: body FETCH commands and message writes."""
 
     stores: list[asyncio.Task[None]] = field(default_factory=list)
+    headers: list[asyncio.Task[None]] = field(default_factory=list)
     fetches: deque[asyncio.Task[list[flow.CommandResult]]] = field(default_factory=deque)
     queued: deque[flow.Command] = field(default_factory=deque)
 
@@ -397,6 +398,9 @@ class _AccountRun:
         if ctx.stores:
             await asyncio.gather(*ctx.stores, return_exceptions=True)
             ctx.stores.clear()
+        if ctx.headers:
+            await asyncio.gather(*ctx.headers, return_exceptions=True)
+            ctx.headers.clear()
 
     # effects ---------------------------------------------------------------------------------
 
@@ -432,7 +436,7 @@ class _AccountRun:
             return res
         if isinstance(effect, flow.StoreBatch):
             stores = ctx.stores
-            stores.append(asyncio.create_task(self._store(effect)))
+            stores.append(asyncio.create_task(self._store(effect, ctx)))
             live = [t for t in stores if not t.done()]
             if len(live) > _STORE_BACKLOG:
                 await asyncio.wait(live[: len(live) - _STORE_BACKLOG])
@@ -465,7 +469,9 @@ class _AccountRun:
             return None
         if isinstance(effect, flow.SaveFolder):
             outcomes = await asyncio.gather(*ctx.stores, return_exceptions=True)
+            outcomes += await asyncio.gather(*ctx.headers, return_exceptions=True)
             ctx.stores.clear()
+            ctx.headers.clear()
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -483,7 +489,7 @@ class _AccountRun:
             return None
         raise AssertionError(f"unknown effect {effect!r}")
 
-    async def _store(self, effect: flow.StoreBatch) -> None:
+    async def _store(self, effect: flow.StoreBatch, ctx: _FolderCtx) -> None:
         items: list[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]]
         items = []
         heads: dict[int, bytes] = {}
@@ -512,6 +518,15 @@ class _AccountRun:
         )
         self.report.new_messages += len(stored)
         self.report.new_bytes += sum(s.size for s in stored)
+        # headers are parsed on the side: the fetch window waits for the disk, not the parser
+        # (the task gets names and header blocks only: holding `effect` would keep the bodies)
+        task = self._headers(effect.name, effect.uidvalidity, stored, heads)
+        ctx.headers.append(asyncio.create_task(task))
+
+    async def _headers(
+        self, folder: str, uidvalidity: int, stored: list[StoredMessage], heads: dict[int, bytes]
+    ) -> None:
+        arch = self.archive
         for s in stored:
             if s.uid not in heads:  # spilled: read the head back from the stored file
                 heads[s.uid] = _header_block(await arch.run(_read_head, arch.root / s.path))
@@ -523,8 +538,8 @@ class _AccountRun:
         ]
         rows = [
             (
-                effect.name,
-                effect.uidvalidity,
+                folder,
+                uidvalidity,
                 s.uid,
                 h.message_id,
                 h.from_,

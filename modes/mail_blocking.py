@@ -76,6 +76,21 @@ def _body(msg: FetchResp) -> bytes | SpilledLiteral:
     raise ImapProtocolError(f"UID {msg.uid}: unexpected body type {type(body).__name__}")
 
 
+class _Window:
+    """The sliding window of body FETCHes (:class:`flow.StartFetch` / :class:`flow.NextFetch`)."""
+
+    def __init__(self) -> None:
+        self.queued: deque[flow.Command] = deque()
+        self.inflight: deque[str] = deque()
+
+    def launch(self, session: ImaplibSession) -> None:
+        if self.queued:
+            command = self.queued.popleft()
+            if not isinstance(command, bytes):
+                raise ImapProtocolError("a body FETCH with literal parts cannot be windowed")
+            self.inflight.append(session.send(command))
+
+
 class _AccountRun:
     def __init__(
         self,
@@ -186,15 +201,32 @@ class _AccountRun:
         if not queue or self.kind == "sequential":
             self._worker(session, queue, held=True)
             return
+        crashes: list[BaseException] = []
+
+        def extra_worker() -> None:
+            try:
+                self._worker(None, queue, held=False)
+            except BaseException as exc:  # a bug: re-raised below, once every worker stopped
+                crashes.append(exc)
+                queue.clear()
+
         extra = [
-            threading.Thread(target=self._worker, args=(None, queue), kwargs={"held": False})
+            threading.Thread(target=extra_worker, name=f"mail-{self.account.name}")
             for _ in range(min(self.account.connections, len(todo)) - 1)
         ]
         for thread in extra:
             thread.start()
-        self._worker(session, queue, held=True)
-        for thread in extra:
-            thread.join()
+        try:
+            self._worker(session, queue, held=True)
+        except BaseException:
+            queue.clear()
+            raise
+        finally:
+            # the archive closes after this returns: no worker may still be writing to it
+            for thread in extra:
+                thread.join()
+        if crashes:
+            raise crashes[0]
 
     def _mark_folders_gone(self, names: list[str]) -> None:
         self.archive.state.mark_folders_gone(names)
@@ -264,20 +296,35 @@ class _AccountRun:
     # effects ---------------------------------------------------------------------------------
     def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImaplibSession) -> _R:
         value: object = None
+        window = _Window()
         try:
             while True:
                 try:
                     effect = gen.send(value)
                 except StopIteration as stop:
                     return stop.value  # type: ignore[no-any-return]
-                value = self._perform(effect, session)
+                value = self._perform(effect, session, window)
         finally:
             gen.close()
+            # a folder that stopped early (NO on a FETCH) leaves commands in flight: read their
+            # answers now, or they would be credited to the next folder's commands
+            for tag in window.inflight:
+                with contextlib.suppress(MailError):
+                    session.wait(tag)
 
-    def _perform(self, effect: flow.Effect, session: ImaplibSession) -> object:
+    def _perform(self, effect: flow.Effect, session: ImaplibSession, window: _Window) -> object:
         arch = self.archive
         if isinstance(effect, flow.Send):
             return tuple(session.pipeline(effect.commands))
+        if isinstance(effect, flow.StartFetch):
+            window.queued.extend(effect.commands)
+            for _ in range(effect.window):
+                window.launch(session)
+            return None
+        if isinstance(effect, flow.NextFetch):
+            result = session.wait(window.inflight.popleft())
+            window.launch(session)  # refill the window before the flow stores this batch
+            return result
         if isinstance(effect, flow.StoreBatch):
             self._store(effect)
             return None

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 
 from lxml import etree  # type: ignore[import-untyped]
-from modes._exceptions import InvalidURLError
 from selectolax.lexbor import LexborHTMLParser
 from w3lib.encoding import (
     html_body_declared_encoding,
@@ -25,6 +24,7 @@ from w3lib.encoding import (
 
 from crawler.core.decode import decode_body
 from crawler.core.urls import canonicalize
+from modes._exceptions import InvalidURLError
 
 __all__ = [
     "ParseInput",

@@ -15,8 +15,9 @@ from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from modes._exceptions import InvalidURLError
 from protego import Protego
+
+from modes._exceptions import InvalidURLError
 
 __all__ = [
     "MAX_ROBOTS_BYTES",

@@ -21,8 +21,9 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
-from modes._exceptions import InvalidURLError, UnsupportedSchemeError
 from w3lib.url import canonicalize_url
+
+from modes._exceptions import InvalidURLError, UnsupportedSchemeError
 
 __all__ = [
     "MAX_URL_LENGTH",

@@ -14,8 +14,6 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-from modes._exceptions import ImapProtocolError
-
 from mailsync.core.lexer import (
     DEFAULT_MAX_LINE,
     DEFAULT_SPILL_THRESHOLD,
@@ -38,6 +36,7 @@ from mailsync.core.responses import (
     parse_internaldate,
 )
 from mailsync.core.utf7 import decode_mailbox_name
+from modes._exceptions import ImapProtocolError
 
 __all__ = [
     "Capability",

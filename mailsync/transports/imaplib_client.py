@@ -145,6 +145,29 @@ class ImaplibSession:
     def execute(self, command: Command) -> CommandResult:
         return self.pipeline([command])[0]
 
+    def send(self, command: bytes) -> str:
+        """Send one command (no literal parts) without waiting; returns its tag for :meth:`wait`.
+        The sliding window of body FETCHes is built from these two."""
+        if self._error is not None:
+            raise self._error
+        tag = f"{self._prefix}{next(self._tags)}"
+        self._pending[tag] = _Pending(tag)
+        self.stats.commands += 1
+        self._write(tag.encode() + b" " + command + b"\r\n")
+        return tag
+
+    def wait(self, tag: str) -> CommandResult:
+        """Read until the command ``tag`` has completed; its result."""
+        pending = self._pending.get(tag)
+        if pending is None:
+            raise ImapProtocolError(f"no command {tag!r} is waiting")
+        self.stats.round_trips += 1
+        while pending.result is None:
+            if self._error is not None:
+                raise self._error
+            self._read_some()
+        return pending.result
+
     def pipeline(self, commands: Sequence[Command]) -> list[CommandResult]:
         """Send every command at once, then read until all completed: one round trip."""
         if self._error is not None:

@@ -9,7 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from mailsync.cli import main
-from testbed.imap_load import append_messages, delete_messages, recreate_folder, set_flags
+from testbed.imap_load import (
+    append_messages,
+    delete_folder,
+    delete_messages,
+    recreate_folder,
+    set_flags,
+)
 from tests.fixtures.imap import FreshImapAccount, ImapCorpus
 from tests.integration._mailsync_helpers import (
     PASSWORD_ENV,
@@ -123,6 +129,13 @@ async def test_incremental_new_flags_deleted_and_uidvalidity(
 
     (third,) = await run_backup(settings, tmp_path)
     assert third.ok and third.new_messages == 0 and third.skipped == third.folders
+
+    # a folder deleted on the server: its copies stay, its rows are marked
+    delete_folder(server, acct.user, "Keep")
+    (fourth,) = await run_backup(settings, tmp_path)
+    assert fourth.ok and fourth.folders == 2
+    keep = [r for r in state_rows(root) if r["folder"] == "Keep"]
+    assert keep and all(r["deleted_on_server"] == 1 and (root / r["path"]).exists() for r in keep)
 
 
 def test_cli_backup_summary_and_exit_codes(

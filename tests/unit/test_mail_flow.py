@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 from mailsync.core import flow
 from mailsync.core.parser import FetchResp, ResponseParser, Tagged
 from mailsync.core.plan import FolderState, LocalMsg
-from modes._exceptions import FolderGone, ImapCommandError
+from mailsync.transports.native import translate_connect_error
+from modes._exceptions import FolderGone, ImapCommandError, ImapConnectError, ImapTLSError
 
 
 def result(wire: bytes) -> flow.CommandResult:
@@ -258,3 +261,18 @@ def test_folder_patterns(
     name: str, include: tuple[str, ...], exclude: tuple[str, ...], expected: bool
 ) -> None:
     assert flow.match_folder(name, "/", include, exclude) is expected
+
+
+def test_connect_errors_are_translated_with_host_and_port() -> None:
+    unknown = translate_connect_error(
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "nowhere.invalid", 993
+    )
+    assert isinstance(unknown, ImapConnectError)
+    assert str(unknown) == "nowhere.invalid: unknown host (Name or service not known)"
+    refused = translate_connect_error(ConnectionRefusedError(111, "refused"), "127.0.0.1", 1)
+    assert str(refused) == "127.0.0.1:1: connection refused"
+    cert = ssl.SSLCertVerificationError(1, "verify failed")
+    cert.verify_message = "self-signed certificate"
+    untrusted = translate_connect_error(cert, "h", 993)
+    assert isinstance(untrusted, ImapTLSError)
+    assert "not trusted (self-signed certificate)" in str(untrusted)
