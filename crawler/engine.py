@@ -32,6 +32,7 @@ from crawler.core.flow import (
     Outcome,
     RobotsEffect,
     SleepEffect,
+    host_of,
     parse_any,
     robots_flow,
     url_flow,
@@ -41,7 +42,7 @@ from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
 from crawler.core.politeness import SlotTable
 from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, canonicalize, host_key
+from crawler.core.urls import Scope, canonicalize
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
@@ -442,7 +443,7 @@ class Engine:
             await asyncio.wait([waiter], timeout=timeout)
 
     async def _robots_for(self, url: str) -> RobotsRules:
-        host = host_key(url)
+        host = host_of(url)
         rules = self._robots.get(host)
         if rules is not None and not rules.is_stale(time.time(), retry=self.s.robots_retry):
             self._robots.move_to_end(host)

@@ -22,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 from types import TracebackType
 
+from crawler.core.flow import host_of
 from crawler.core.frontier import (
     DONE,
     FAILED,
@@ -31,7 +32,7 @@ from crawler.core.frontier import (
     FrontierItem,
     NewURL,
 )
-from crawler.core.urls import fingerprint, host_key
+from crawler.core.urls import fingerprint
 from modes._exceptions import CorruptArchiveError, StorageError
 
 __all__ = ["COMMIT_EVERY", "SqliteFrontier"]
@@ -161,7 +162,7 @@ class SqliteFrontier:
             self._counts[LEASED] += len(rows)
         # RETURNING gives no order guarantee: restore the lease order.
         rows.sort(key=lambda r: (-r[0], r[1], r[2]))
-        return [FrontierItem(r[3], r[1], host_key(r[3]), r[4], r[5]) for r in rows]
+        return [FrontierItem(r[3], r[1], host_of(r[3]), r[4], r[5]) for r in rows]
 
     def _finish(self, urls: Iterable[str], state: int, sql: str, extra: tuple[object, ...]) -> None:
         with self._lock, self._errors():
@@ -178,8 +179,28 @@ class SqliteFrontier:
         self.complete_many((url,))
 
     def complete_many(self, urls: Iterable[str]) -> None:
-        """``complete`` for several URLs in one go."""
-        self._finish(urls, DONE, "UPDATE urls SET state = 2 WHERE state = 1 AND fp = ?", ())
+        """``complete`` for several URLs in one statement (the engine marks a batch per tick)."""
+        batch = list(urls)
+        if not batch:
+            return
+        sql = "UPDATE urls SET state = 2 WHERE state = 1 AND fp = ?"
+        with self._lock, self._errors():
+            self._write(0)
+            before = self._db.total_changes
+            self._db.executemany(sql, [(fingerprint(u),) for u in batch])
+            changed = self._db.total_changes - before
+            self._counts[LEASED] -= changed
+            self._counts[DONE] += changed
+            self._write(changed)
+            if changed != len(batch):
+                # some URL was not leased (or listed twice): name it, as complete() would
+                for url in batch:
+                    row = self._db.execute(
+                        "SELECT state FROM urls WHERE fp = ?", (fingerprint(url),)
+                    ).fetchone()
+                    if row is None or row[0] != DONE or batch.count(url) > 1:
+                        raise KeyError(f"not leased: {url}")
+                raise KeyError(f"not leased: {len(batch) - changed} of {len(batch)} URLs")
 
     def fail(self, url: str) -> None:
         self._finish((url,), FAILED, "UPDATE urls SET state = 3 WHERE state = 1 AND fp = ?", ())

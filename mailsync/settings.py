@@ -42,8 +42,9 @@ class AccountSettings(FrozenModel):
     exclude: tuple[str, ...] = ()
     connections: int = Field(default=4, ge=1, le=64)
     batch_messages: int = Field(default=200, ge=1, le=10_000)
-    # 4 MB: 4 connections x (2 in flight + 2 being written) batches stay well under 100 MB
-    batch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # 2 MB: 4 connections x (2 in flight + 1 being written + 1 parsed) batches stay near 30 MB;
+    # larger batches bought no speed even at 100 ms (measured, docs/mailsync.md)
+    batch_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     ca_file: Path | None = None
     verify_tls: bool = True
 

@@ -40,6 +40,7 @@ from crawler.transports.requests_fetch import RequestsFetcher
 from modes._exceptions import FetchError
 
 __all__ = [
+    "HANDLED_EFFECTS",
     "ROBOTS_CACHE",
     "BlockingEffects",
     "Work",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 ROBOTS_CACHE = 10_000
+# every effect of crawler.core.flow the drivers perform (a unit test compares it with the flow)
+HANDLED_EFFECTS = (FetchEffect, RobotsEffect, SleepEffect)
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,22 @@ from crawler.warc import ArchiveJob, ArchiveWriter
 from modes._exceptions import InvalidURLError
 from modes.crawl_common import Work, page_row
 
-__all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Backend", "Coordinator", "RunOutcome"]
+__all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]
 
 # the asyncio engine's meta key (crawler.engine.CHECKPOINT_KEY; a unit test keeps them equal):
 # not imported from there, so a gevent child never imports asyncio and aiohttp
 CHECKPOINT_KEY = "pages_checkpoint"
 STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in the engine)
 CHECKPOINT_EVERY = 1.0
+
+
+class Abandoned(Exception):  # noqa: N818 - a signal between backend and coordinator, not a fault
+    """Raised by a backend that gave up ``items`` (Ctrl-C while the sequential mode was fetching
+    one): they are no longer in flight; their leases are released at the end of the run."""
+
+    def __init__(self, items: list[FrontierItem]) -> None:
+        super().__init__(f"{len(items)} item(s) abandoned")
+        self.items = items
 
 
 class Backend(Protocol):
@@ -156,6 +165,10 @@ class Coordinator:
                 self._save_checkpoint()
                 if self._on_tick is not None:
                     self._on_tick()
+            except Abandoned as exc:
+                for item in exc.items:
+                    self._forget(item)
+                self.stop()
             except KeyboardInterrupt:
                 self.stop()
 
@@ -204,8 +217,7 @@ class Coordinator:
                 return
 
     # -------------------------------------------------------------------------------- commit
-    def _commit(self, work: Work) -> None:
-        item, outcome = work.item, work.outcome
+    def _forget(self, item: FrontierItem) -> None:
         self._inflight -= 1
         self.stats.in_flight = self._inflight
         n = self._host_inflight.get(item.host, 1) - 1
@@ -213,6 +225,10 @@ class Coordinator:
             self._host_inflight[item.host] = n
         else:
             self._host_inflight.pop(item.host, None)
+
+    def _commit(self, work: Work) -> None:
+        item, outcome = work.item, work.outcome
+        self._forget(item)
         for host, rules in work.robots:
             self._seed_sitemaps(host, item.url, rules)
         self.stats.retries += outcome.retries

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,7 @@ def main(argv: list[str]) -> int:
             settings, frontier, GreenletBackend(settings, scope), scope=scope, stats=stats,
             on_tick=tick,
         )  # fmt: skip
+        _install_stop_signals(coordinator.stop)
         result = coordinator.run()
     finally:
         frontier.close()
@@ -135,6 +137,27 @@ def main(argv: list[str]) -> int:
         stats, Path(job["result"]), interrupted=result.interrupted, repaired=result.repaired
     )
     return 0
+
+
+def _install_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGINT / SIGTERM call ``stop`` in the hub instead of raising KeyboardInterrupt in whatever
+    greenlet runs (gevent's hub would print it and carry on). A terminal's Ctrl-C reaches this
+    process and the parent, which forwards it: the copy within a second is the same keypress;
+    a later one means "stop now"."""
+    import gevent
+
+    first = 0.0
+
+    def on_signal() -> None:
+        nonlocal first
+        now = time.monotonic()
+        if first and now - first < 1.0:
+            return
+        first = first or now
+        stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, on_signal)
 
 
 # -- the parent side ----------

@@ -13,6 +13,7 @@ from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
 from crawler.transports.requests_fetch import RequestsFetcher
 from modes.crawl_common import BlockingEffects, Work
+from modes.crawl_coordinator import Abandoned
 
 __all__ = ["InlineBackend"]
 
@@ -33,7 +34,13 @@ class InlineBackend:
 
     def results(self, timeout: float) -> list[Work]:
         # the work happens here, when the coordinator asks for it
-        return [self._effects.crawl(self._queue.popleft())] if self._queue else []
+        if not self._queue:
+            return []
+        item = self._queue.popleft()
+        try:
+            return [self._effects.crawl(item)]
+        except KeyboardInterrupt:
+            raise Abandoned([item]) from None
 
     def close(self, abandon: bool) -> None:
         self._queue.clear()

@@ -9,8 +9,8 @@
 an asyncio loop, coordinated by this process, the one writer of the archive). Every mode runs the
 same flow and writes the same archive through the engine's writer, so a run stopped in one mode
 resumes in any other. Mode limits are checked first (:func:`check_crawl_mode`,
-:func:`check_mail_mode`) and raise :class:`~modes._exceptions.ModeError` with the reason. mailsync
-has asyncio, threads, gevent and sequential (no processes mode yet).
+:func:`check_mail_mode`) and raise :class:`~modes._exceptions.ModeError` with the reason. mailsync's
+``processes`` mode spreads an account's folders over worker processes (one per connection).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from modes._exceptions import ModeError
 from modes.crawl_coordinator import Backend, Coordinator, RunOutcome
 from modes.runtime import loop_factory
 from modes.threads_util import (
+    MAX_MAIL_PROCESSES,
     check_gevent_installed,
     check_greenlet_count,
     check_process_count,
@@ -160,11 +161,11 @@ def check_mail_mode(settings: MailSettings) -> None:
     if mode not in MODES:
         raise ModeError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
     if mode == "processes":
-        raise ModeError(
-            "mailsync has no 'processes' mode yet (folders spread over worker processes with "
-            "one archive writer is planned); use asyncio (the fastest), threads or gevent"
+        # one worker process per connection of an account
+        check_process_count(
+            max((a.connections for a in settings.accounts), default=1), MAX_MAIL_PROCESSES
         )
-    if mode != "asyncio" and settings.imap_client != "native":
+    if mode in ("threads", "gevent", "sequential") and settings.imap_client != "native":
         raise ModeError(
             f"imap_client = {settings.imap_client!r} is an asyncio transport: mode {mode!r} "
             "uses the blocking imaplib transport (set imap_client = 'native')"
@@ -197,6 +198,13 @@ def run_backup(
         from modes.mail_gevent import run_gevent_backup
 
         reports = run_gevent_backup(settings, list(accounts), out)
+        if on_start is not None:
+            on_start(reports)
+        return reports
+    if settings.mode == "processes":
+        from modes.mail_processes import backup_processes
+
+        reports = backup_processes(settings, accounts, out)
         if on_start is not None:
             on_start(reports)
         return reports

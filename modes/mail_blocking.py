@@ -43,11 +43,23 @@ from modes._exceptions import (
     StorageError,
 )
 
-__all__ = ["BlockingKind", "backup_blocking"]
+__all__ = ["HANDLED_EFFECTS", "AccountRun", "BlockingKind", "backup_blocking"]
 
 BlockingKind = Literal["threads", "gevent", "sequential"]
 _R = TypeVar("_R")
 _HEADER_CAP = 256 * 1024
+# every effect of mailsync.core.flow this driver performs (a unit test compares it with the flow)
+HANDLED_EFFECTS = (
+    flow.Send,
+    flow.StartFetch,
+    flow.NextFetch,
+    flow.LoadFolder,
+    flow.StoreBatch,
+    flow.UpdateFlags,
+    flow.MarkGone,
+    flow.NewGeneration,
+    flow.SaveFolder,
+)
 
 
 # the engine's small helpers, repeated here rather than imported as private names
@@ -91,7 +103,7 @@ class _Window:
             self.inflight.append(session.send(command))
 
 
-class _AccountRun:
+class AccountRun:
     def __init__(
         self,
         account: AccountSettings,
@@ -197,6 +209,11 @@ class _AccountRun:
         self.report.skipped = len(jobs) - len(todo)
         self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
         todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
+        self._distribute(session, todo)
+
+    def _distribute(self, session: ImaplibSession, todo: list[flow.FolderJob]) -> None:
+        """Sync ``todo`` on ``session`` plus up to ``connections - 1`` more workers (it owns
+        ``session`` and one semaphore slot from here on)."""
         queue = deque(todo)
         if not queue or self.kind == "sequential":
             self._worker(session, queue, held=True)
@@ -313,7 +330,6 @@ class _AccountRun:
                     session.wait(tag)
 
     def _perform(self, effect: flow.Effect, session: ImaplibSession, window: _Window) -> object:
-        arch = self.archive
         if isinstance(effect, flow.Send):
             return tuple(session.pipeline(effect.commands))
         if isinstance(effect, flow.StartFetch):
@@ -325,6 +341,11 @@ class _AccountRun:
             result = session.wait(window.inflight.popleft())
             window.launch(session)  # refill the window before the flow stores this batch
             return result
+        return self.perform_archive(effect)
+
+    def perform_archive(self, effect: flow.Effect) -> object:
+        """Perform an effect on the account's archive (every effect but the IMAP ones)."""
+        arch = self.archive
         if isinstance(effect, flow.StoreBatch):
             self._store(effect)
             return None
@@ -430,7 +451,7 @@ def backup_blocking(
 ) -> list[AccountReport]:
     """Back up ``accounts`` with blocking connections; one report per account, in order."""
     semaphore = threading.BoundedSemaphore(settings.max_connections)
-    runs = [_AccountRun(a, settings, out, semaphore, kind) for a in accounts]
+    runs = [AccountRun(a, settings, out, semaphore, kind) for a in accounts]
     if on_start is not None:
         on_start([r.report for r in runs])
     if kind == "sequential" or len(runs) == 1:

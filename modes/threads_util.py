@@ -16,6 +16,7 @@ from modes._exceptions import ModeError
 
 __all__ = [
     "MAX_GREENLETS",
+    "MAX_MAIL_PROCESSES",
     "MAX_PROCESSES",
     "MAX_THREADS",
     "WARN_THREADS",
@@ -29,6 +30,7 @@ WARN_THREADS = 1_000
 MAX_THREADS = 2_000
 MAX_GREENLETS = 20_000
 MAX_PROCESSES = 64
+MAX_MAIL_PROCESSES = 16  # mailsync starts one per connection of an account
 
 
 def check_thread_count(n: int) -> int:
@@ -61,12 +63,13 @@ def check_greenlet_count(n: int) -> int:
     return n
 
 
-def check_process_count(n: int) -> int:
+def check_process_count(n: int, limit: int = MAX_PROCESSES) -> int:
     cpus = os.cpu_count() or 1
-    if not 1 <= n <= MAX_PROCESSES:
+    if not 1 <= n <= limit:
         raise ModeError(
-            f"mode 'processes' takes 1 to {MAX_PROCESSES} worker processes (got {n}); "
-            f"this machine has {cpus} CPU(s), and workers beyond that only add IPC"
+            f"mode 'processes' takes 1 to {limit} worker processes (got {n}); each is a Python "
+            f"interpreter of its own (tens of MB), this machine has {cpus} CPU(s), and workers "
+            "beyond that only add IPC"
         )
     return n
 

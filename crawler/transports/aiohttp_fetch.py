@@ -62,6 +62,10 @@ class AiohttpFetcher:
             max_headers=MAX_HEADERS,
             raise_for_status=False,
         )
+        self._option_cache: dict[
+            tuple[tuple[tuple[str, str], ...], float],
+            tuple[dict[str, str], aiohttp.ClientTimeout],
+        ] = {}
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
         """GET ``request.url`` once. Raises a :class:`FetchError` subclass on failure."""
@@ -89,13 +93,24 @@ class AiohttpFetcher:
         except ConnectionError as exc:
             raise ConnectionLost(f"connection lost: {exc}"[:300]) from exc
 
+    def _options(self, request: FetchRequest) -> tuple[dict[str, str], aiohttp.ClientTimeout]:
+        # every request of a crawl carries the same headers and timeout: build them once
+        key = (request.headers, request.timeout)
+        found = self._option_cache.get(key)
+        if found is None:
+            timeout = aiohttp.ClientTimeout(
+                total=request.timeout, sock_connect=min(request.timeout, 15.0)
+            )
+            found = (dict(request.headers), timeout)
+            if len(self._option_cache) < 64:
+                self._option_cache[key] = found
+        return found
+
     async def _fetch(self, request: FetchRequest, started: float) -> FetchResult:
-        timeout = aiohttp.ClientTimeout(
-            total=request.timeout, sock_connect=min(request.timeout, 15.0)
-        )
+        headers, timeout = self._options(request)
         async with self._session.get(
             request.url,
-            headers=dict(request.headers),
+            headers=headers,
             allow_redirects=False,
             timeout=timeout,
         ) as resp:

@@ -175,7 +175,7 @@ Effect = (
 @dataclass(frozen=True)
 class SyncOptions:
     batch_messages: int = 200
-    batch_bytes: int = 4 * 1024 * 1024
+    batch_bytes: int = 2 * 1024 * 1024
     pipeline_depth: int = 2
     condstore: bool = False
     literal_plus: bool = False
@@ -189,6 +189,7 @@ class FolderJob:
     raw_name: bytes
     relpath: str
     status: FolderState | None  # from STATUS; None when STATUS failed (EXAMINE will tell)
+    before: FolderState | None = None  # recorded after the last complete sync
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def discover(
                 messages=st.items.get("MESSAGES"),
             )
         rel = str(safe_relpath(f.name, f.delimiter))
-        jobs.append(FolderJob(f.name, f.raw_name, rel, status))
+        jobs.append(FolderJob(f.name, f.raw_name, rel, status, before.get(f.name)))
     seen = {f.name for f in folders}
     gone = [name for name in before if name not in seen]
     return jobs, gone
@@ -323,12 +324,60 @@ def _listing_commands(uidnext: int | None, opts: SyncOptions) -> list[Command]:
     return cmds
 
 
+def _incremental_base(job: FolderJob, opts: SyncOptions) -> FolderState | None:
+    """The last complete sync's STATUS when a CONDSTORE delta listing is safe, else None."""
+    before, now = job.before, job.status
+    if not opts.condstore or opts.listing_chunk is not None or before is None or now is None:
+        return None
+    if before.uidvalidity is None or before.uidvalidity != now.uidvalidity:
+        return None
+    if before.highestmodseq is None or before.uidnext is None or before.messages is None:
+        return None
+    return before
+
+
+def _server_msgs(
+    first: CommandResult | None, listing: Sequence[CommandResult], name: str, exists: int | None
+) -> list[ServerMsg]:
+    for lres in listing:
+        if exists == 0 and not lres.ok:
+            continue  # some servers answer NO to UID FETCH on an empty folder
+        _check(lres, "UID FETCH (listing)", name)
+    server: list[ServerMsg] = []
+    seen: set[int] = set()
+    # listing lines may be credited to EXAMINE (the earliest command of the burst)
+    for lres in (first, *listing) if first is not None else listing:
+        for resp in lres.untagged:
+            if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
+                if resp.size is None:
+                    continue  # an unsolicited FLAGS update, not a listing line
+                seen.add(resp.uid)
+                server.append(
+                    ServerMsg(
+                        uid=resp.uid,
+                        size=resp.size,
+                        flags=tuple(resp.flags or ()),
+                        internaldate=resp.internaldate or "",
+                        modseq=resp.modseq,
+                    )
+                )
+    return server
+
+
 def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, FolderResult]:
     """EXAMINE, list, plan, fetch in pipelined batches, store, record. Read-only on the server."""
     name = job.name
+    since = _incremental_base(job, opts)
+    if since is not None:
+        # CONDSTORE: only UIDs above the last UIDNEXT and what changed since the last MODSEQ
+        listing_cmds: list[Command] = [
+            commands.uid_fetch_meta(f"{since.uidnext}:*", modseq=True),
+            commands.uid_fetch_meta("1:*", changedsince=since.highestmodseq),
+        ]
+    else:
+        listing_cmds = _listing_commands(job.status.uidnext if job.status else None, opts)
     # EXAMINE and the listing in one round trip: a failed EXAMINE leaves no mailbox selected,
     # so the listing then fails too instead of reading another folder
-    listing_cmds = _listing_commands(job.status.uidnext if job.status else None, opts)
     res, *listing = yield from _send(
         commands.examine(job.raw_name, condstore=opts.condstore, literal_plus=opts.literal_plus),
         *listing_cmds,
@@ -355,33 +404,22 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
         # rows already stored under the new UIDVALIDITY (a run interrupted after the change)
         # stay valid: LoadFolder returned only those
         yield NewGeneration(name, local.uidvalidity, generation)
-    server: list[ServerMsg] = []
-    seen: set[int] = set()
-    for lres in listing:
-        if exists == 0 and not lres.ok:
-            continue  # some servers answer NO to UID FETCH on an empty folder
-        _check(lres, "UID FETCH (listing)", name)
-    # listing lines may be credited to EXAMINE (the earliest command of the burst)
-    for lres in (res, *listing):
-        for resp in lres.untagged:
-            if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
-                if resp.size is None:
-                    continue  # an unsolicited FLAGS update, not a listing line
-                seen.add(resp.uid)
-                server.append(
-                    ServerMsg(
-                        uid=resp.uid,
-                        size=resp.size,
-                        flags=tuple(resp.flags or ()),
-                        internaldate=resp.internaldate or "",
-                        modseq=resp.modseq,
-                    )
-                )
+    server = _server_msgs(res, listing, name, exists)
+    partial = False
+    if since is not None:
+        assert since.uidnext is not None and since.messages is not None
+        new_count = len({m.uid for m in server if m.uid >= since.uidnext})
+        if not new_generation and exists == since.messages + new_count:
+            partial = True  # nothing was expunged: UIDs missing from the answer are unchanged
+        else:
+            full = yield from _send(*_listing_commands(uidnext, opts))
+            server = _server_msgs(None, full, name, exists)
     plan = plan_folder(
         server,
         local_msgs,
         uidvalidity_now=uidvalidity,
         uidvalidity_before=uidvalidity,  # generations are handled above
+        partial=partial,
         batch_messages=opts.batch_messages,
         batch_bytes=opts.batch_bytes,
     )

@@ -26,6 +26,7 @@ EXPERIMENTS: Mapping[str, str] = {
     "sleep": "modes.bench.exp_cpu:run_sleep",
     "imap": "modes.bench.exp_imap:run",
     "crawl": "modes.bench.exp_crawl:run",
+    "mail": "modes.bench.exp_mail:run",
 }
 
 

@@ -235,10 +235,11 @@ def write_charts(cells: Sequence[CellSummary], outdir: Path) -> list[Path]:
         ax.legend()
         written.append(_save(fig, outdir / "memory.png", plt))
 
-    per_second = ("parse", "crawl")
+    per_second = ("parse", "crawl", "mail")
     for section, ylabel in (
         ("parse", "pages / s"),
         ("crawl", "pages / s"),
+        ("mail", "messages / s"),
         ("sleep", "wall s"),
         ("imap", "wall s"),
     ):

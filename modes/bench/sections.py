@@ -11,6 +11,8 @@ Sections:
 - ``sleep``: sleep-bound tasks: processes vs threads vs coroutines vs greenlets vs sequential.
 - ``crawl``: the real job, a follow crawl of the generated site into WARC, in every mode
   (asyncio with its parse pool and with parsing inline, threads, gevent, processes, sequential).
+- ``mail``: the real mail job, ``mailsync backup`` of a whole multi-folder account in every mode,
+  direct and through the delay proxy.
 - ``imap``: mails fetched one ``FETCH n (RFC822)`` at a time, sequential vs 10 connections in
   threads (and greenlets), direct and through the delay proxy.
 
@@ -34,7 +36,7 @@ from modes.bench.grid import Cell
 
 __all__ = ["FULL", "QUICK", "SECTIONS", "BenchServers", "Size", "build_cells"]
 
-SECTIONS = ("http", "mem", "parse", "sleep", "imap", "crawl")
+SECTIONS = ("http", "mem", "parse", "sleep", "imap", "crawl", "mail")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Size:
     imap_delay_ms: int
     crawl_pages: int
     crawl_concurrency: tuple[int, ...]
+    mail_count: int
 
 
 QUICK = Size(
@@ -80,6 +83,7 @@ QUICK = Size(
     imap_delay_ms=25,
     crawl_pages=1000,
     crawl_concurrency=(16,),
+    mail_count=300,
 )
 
 FULL = Size(
@@ -102,6 +106,7 @@ FULL = Size(
     imap_delay_ms=100,
     crawl_pages=2000,
     crawl_concurrency=(8, 32),
+    mail_count=2000,
 )
 
 
@@ -180,8 +185,23 @@ class BenchServers:
                 "user": "bench",
                 "password": "secret",
                 "folder": "INBOX",
+                "server": server,
             }
         return self._imap
+
+    def mail_account(self, count: int, imap_count: int, delay_ms: int) -> dict[str, Any]:
+        """A second account ("backup") holding a ``count``-message corpus over every corpus
+        folder (odd names included), on the same Dovecot and proxy as :meth:`imap`."""
+        conn = self.imap(imap_count, delay_ms)
+        if "backup_user" not in conn:
+            from testbed.corpus import generate_corpus
+            from testbed.imap_load import load_corpus
+
+            conn["server"].add_user("backup", "secret")
+            corpus = generate_corpus(messages=count, seed=3, max_bytes=count * 40_000)
+            load_corpus(conn["server"], "backup", corpus)
+            conn["backup_user"] = "backup"
+        return conn
 
 
 def _urls(servers: BenchServers, latency: int, n: int) -> list[str]:
@@ -293,6 +313,27 @@ def _crawl(servers: BenchServers, size: Size) -> list[Cell]:
     return cells
 
 
+def _mail(servers: BenchServers, size: Size) -> list[Cell]:
+    conn = servers.mail_account(size.mail_count, size.imap_count, size.imap_delay_ms)
+    cells = []
+    for variant, port, latency in (
+        ("direct", conn["port"], 0),
+        ("proxy", conn["proxy_port"], size.imap_delay_ms),
+    ):
+        spec = {
+            "exp": "mail",
+            "host": conn["host"],
+            "port": port,
+            "user": conn["backup_user"],
+            "password": conn["password"],
+            "workdir": str(servers.workdir / "mail"),
+        }
+        for mode in ("asyncio", "threads", "gevent", "processes"):
+            cells.append(Cell("mail", mode, 4, latency, variant, spec=spec))
+        cells.append(Cell("mail", "sequential", 1, latency, variant, spec=spec))
+    return cells
+
+
 def build_cells(sections: Sequence[str], size: Size, servers: BenchServers) -> list[Cell]:
     """Every cell of ``sections`` at ``size`` (servers start on first need)."""
     builders: Mapping[str, Any] = {
@@ -302,6 +343,7 @@ def build_cells(sections: Sequence[str], size: Size, servers: BenchServers) -> l
         "sleep": lambda: _sleep(size),
         "imap": lambda: _imap(servers, size),
         "crawl": lambda: _crawl(servers, size),
+        "mail": lambda: _mail(servers, size),
     }
     cells: list[Cell] = []
     for name in sections:

@@ -1,26 +1,42 @@
 """Crawl benchmark (a script, not a test): ``python -m tests.benchmarks.bench_crawl [--full]``.
 
 Section 1: a full follow crawl (robots + WARC) of the generated site on nginx, reporting pages/s,
-CPU ms per page (the crawler and its parser processes, nginx excluded) and peak RSS (the whole
-process tree), side by side with wget ``--warc-file`` (when installed) and Scrapy (only with
-``--scrapy``: it is installed into a throwaway venv). Section 2: a URL list against the 100 ms
-latency port at several concurrencies.
+CPU ms per page and peak memory of the crawler's processes (nginx excluded), side by side with
+wget ``--warc-file`` (when installed) and Scrapy (only with ``--scrapy``: it is installed into a
+throwaway venv). Section 2: a URL list against the 100 ms latency port at several concurrencies.
+Each tool runs ``--runs`` times, interleaved (fetchlab, wget, scrapy, fetchlab, ...), and the
+table shows medians, so a burst of load from elsewhere hits every tool alike.
+
+How it counts: CPU is user + system time of the tool's whole process tree (the crawler, the
+forkserver and its parser processes): the larger of the children's rusage and the per-process
+times sampled every 50 ms (parser processes are grandchildren reaped by the forkserver, so rusage
+alone misses them). Memory is the peak over time of the tree's summed RSS (shared library pages
+counted once per process: an upper bound) and of its summed PSS (shared pages split between the
+processes that map them: the fair figure). Pages are responses fetched: for fetchlab the
+pages.jsonl rows with a status (robots-disallowed URLs are listed there but not fetched), for
+wget and Scrapy the site's ground truth.
 
 Quick size by default (2,000 pages, 500 URLs); ``--full`` (or FETCHLAB_SLOW=1) runs the sizes
-of the targets (20,000 pages, 2,000 URLs) -- on a quiet machine only.
+of the targets (20,000 pages, 2,000 URLs) -- on a quiet machine only. ``--write`` stores the
+table in docs/benchmarks/crawl.md and the raw runs in docs/benchmarks/crawl.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -30,6 +46,8 @@ from modes.progress import summary_table
 from testbed.site import serve_generated_site
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "benchmarks"
+COLUMNS = ["tool", "pages", "wall s", "pages/s", "CPU ms/page", "peak RSS MB", "peak PSS MB"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,29 @@ class Run:
     wall: float
     cpu: float
     peak_rss: int
+    peak_pss: int
+
+    @property
+    def rate(self) -> float:
+        return self.pages / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu * 1000 / max(1, self.pages)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Medians of one tool's runs."""
+
+    tool: str
+    runs: int
+    pages: int
+    wall: float
+    rate: float
+    cpu_ms: float
+    rss_mb: float
+    pss_mb: float
 
     @property
     def row(self) -> list[object]:
@@ -46,205 +87,293 @@ class Run:
             self.tool,
             self.pages,
             f"{self.wall:.2f}",
-            f"{self.pages / self.wall:.0f}",
-            f"{self.cpu * 1000 / max(1, self.pages):.2f}",
-            f"{self.peak_rss / 1e6:.0f}",
+            f"{self.rate:.0f}",
+            f"{self.cpu_ms:.2f}",
+            f"{self.rss_mb:.0f}",
+            f"{self.pss_mb:.0f}",
         ]
 
 
-def measure(tool: str, argv: list[str], count: object, cwd: Path | None = None) -> Run:
-    """Run ``argv``; sample RSS and CPU of its whole process tree.
+def summarize(runs: list[Run]) -> list[Summary]:
+    out = []
+    for tool in dict.fromkeys(r.tool for r in runs):
+        mine = [r for r in runs if r.tool == tool]
+        out.append(
+            Summary(
+                tool,
+                len(mine),
+                int(statistics.median(r.pages for r in mine)),
+                statistics.median(r.wall for r in mine),
+                statistics.median(r.rate for r in mine),
+                statistics.median(r.cpu_ms for r in mine),
+                statistics.median(r.peak_rss for r in mine) / 1e6,
+                statistics.median(r.peak_pss for r in mine) / 1e6,
+            )
+        )
+    return out
 
-    CPU: the larger of the tree's sampled per-process CPU times (pool workers are grandchildren
-    reaped by the forkserver, so rusage alone misses them) and the child rusage.
-    """
+
+def measure(tool: str, argv: list[str], count: Callable[[], int], cwd: Path | None = None) -> Run:
+    """Run ``argv`` to the end; sample CPU and memory of its whole process tree."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     before = os.times()
     started = time.monotonic()
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env
     )
-    peak = 0
+    peak_rss = peak_pss = 0
     cpu_seen: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak_rss, peak_pss
+        ticks = 0
         while not stop.wait(0.05):
+            ticks += 1
             try:
                 top = psutil.Process(proc.pid)
                 tree = [top, *top.children(recursive=True)]
             except psutil.Error:
                 continue
-            rss = 0
+            rss = pss = 0
             for p in tree:
                 try:
                     with p.oneshot():
                         rss += p.memory_info().rss
                         t = p.cpu_times()
                         cpu_seen[p.pid] = t.user + t.system
+                    if ticks % 5 == 0:  # smaps_rollup costs more: every 0.25 s is enough
+                        pss += p.memory_full_info().pss
                 except psutil.Error:
                     continue
-            peak = max(peak, rss)
+            peak_rss = max(peak_rss, rss)
+            peak_pss = max(peak_pss, pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, err = proc.communicate(timeout=3600)
+    try:
+        _, err = proc.communicate(timeout=3600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop.set()
+        sampler.join()
     wall = time.monotonic() - started
-    stop.set()
-    sampler.join()
     after = os.times()
     cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system
     )
     cpu = max(cpu, sum(cpu_seen.values()))
-    if proc.returncode not in (0, 1, 8):  # wget: 8 = some 404s, expected on this site
+    if proc.returncode not in (0, 1, 8):  # 1: some 404s (fetchlab), 8: the same for wget
         raise SystemExit(f"{tool} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    pages = count() if callable(count) else int(str(count))
-    return Run(tool, int(pages), wall, cpu, peak)
+    return Run(tool, count(), wall, cpu, peak_rss, peak_pss)
 
 
-def _lines(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for _ in fh)
+def _fetched(pages: Path) -> int:
+    with open(pages, "rb") as fh:
+        return sum(1 for line in fh if json.loads(line).get("status") is not None)
 
 
-def crawl_section(work: Path, pages: int, scrapy: bool) -> list[Run]:
-    info, server = serve_generated_site(work / "site", pages, 1, (100,), "nginx")
-    runs = []
-    try:
-        out = work / "fetchlab"
-        runs.append(
-            measure(
-                "fetchlab (asyncio, WARC)",
-                [
-                    sys.executable,
-                    "-m",
-                    "crawler.cli",
-                    "crawl",
-                    server.base_url + "/",
-                    "--follow",
-                    "--out",
-                    str(out),
-                    "--per-host",
-                    "64",
-                    "--concurrency",
-                    "64",
-                    "--no-progress",
-                ],
-                lambda: _lines(out / "pages.jsonl"),
-            )
-        )
-        if shutil.which("wget"):
-            wdir = work / "wget"
-            wdir.mkdir()
-            runs.append(
-                measure(
-                    "wget --warc-file",
-                    [
-                        "wget",
-                        "-r",
-                        "-l",
-                        "inf",
-                        "-q",
-                        "--warc-file=site",
-                        "--delete-after",
-                        "--no-host-directories",
-                        server.base_url + "/",
-                    ],
-                    lambda: len(info.truth_obey_robots),
-                    cwd=wdir,
-                )
-            )
-        if scrapy:
-            runs.append(_scrapy(work, server.base_url, len(info.truth_obey_robots)))
-    finally:
-        server.stop()
-    return runs
+def _fetchlab_crawl(base: str, out: Path) -> tuple[list[str], Callable[[], int]]:
+    argv = [
+        sys.executable,
+        "-m",
+        "crawler.cli",
+        "crawl",
+        base + "/",
+        "--follow",
+        "--out",
+        str(out),
+        "--per-host",
+        "64",
+        "--concurrency",
+        "64",
+        "--no-progress",
+    ]
+    return argv, lambda: _fetched(out / "pages.jsonl")
 
 
-def _scrapy(work: Path, base: str, expected: int) -> Run:
+def _wget(base: str) -> list[str]:
+    return [
+        "wget",
+        "-r",
+        "-l",
+        "inf",
+        "-q",
+        "--warc-file=site",
+        "--delete-after",
+        "--no-host-directories",
+        base + "/",
+    ]
+
+
+def _scrapy_setup(work: Path, base: str) -> tuple[list[str], Path]:
     venv = work / "scrapy-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin/pip"), "install", "-q", "scrapy"], check=True)
     spider = work / "spider.py"
+    counter = work / "scrapy-count.txt"
     spider.write_text(
         "import scrapy\nfrom scrapy.linkextractors import LinkExtractor\n"
         "class S(scrapy.Spider):\n    name='s'\n"
         f"    start_urls=['{base}/']\n    allowed_domains=['127.0.0.1']\n"
         "    custom_settings={'ROBOTSTXT_OBEY': True, 'CONCURRENT_REQUESTS': 64,"
-        " 'CONCURRENT_REQUESTS_PER_DOMAIN': 64, 'LOG_LEVEL': 'ERROR'}\n"
+        " 'CONCURRENT_REQUESTS_PER_DOMAIN': 64, 'LOG_LEVEL': 'ERROR',"
+        " 'HTTPERROR_ALLOW_ALL': True, 'TELNETCONSOLE_ENABLED': False}\n"
+        "    n = 0\n"
         "    def parse(self, response):\n"
+        "        self.n += 1\n"
         "        if not hasattr(response, 'text'): return\n"
         "        for link in LinkExtractor().extract_links(response):\n"
         "            yield response.follow(link, self.parse)\n"
+        "    def closed(self, reason):\n"
+        f"        open({str(counter)!r}, 'w').write(str(self.n))\n"
     )
-    return measure(
-        "scrapy (no WARC)", [str(venv / "bin/scrapy"), "runspider", str(spider)], expected
-    )
+    return [str(venv / "bin/scrapy"), "runspider", str(spider)], counter
 
 
-def list_section(work: Path, urls: int, levels: list[int]) -> list[Run]:
+def crawl_section(work: Path, pages: int, runs: int, scrapy: bool) -> list[Run]:
+    info, server = serve_generated_site(work / "site", pages, 1, (100,), "nginx")
+    expected = len(info.truth_obey_robots)
+    scrapy_argv: list[str] | None = None
+    counter = work / "none"
+    if scrapy:
+        scrapy_argv, counter = _scrapy_setup(work, server.base_url)
+    results: list[Run] = []
+    try:
+        for i in range(runs):
+            out = work / f"fetchlab-{i}"
+            argv, count = _fetchlab_crawl(server.base_url, out)
+            results.append(measure("fetchlab (asyncio, WARC)", argv, count))
+            shutil.rmtree(out)  # 0.5 GB per full run: do not pile them up
+            if shutil.which("wget"):
+                wdir = work / f"wget-{i}"
+                wdir.mkdir()
+                results.append(
+                    measure("wget --warc-file", _wget(server.base_url), lambda: expected, wdir)
+                )
+                shutil.rmtree(wdir)
+            if scrapy_argv is not None:
+                results.append(
+                    measure("scrapy (no WARC)", scrapy_argv, lambda: int(counter.read_text()))
+                )
+    finally:
+        server.stop()
+    return results
+
+
+def list_section(work: Path, urls: int, levels: list[int], runs: int) -> list[Run]:
     info, server = serve_generated_site(work / "site-l", 200, 1, (100,), "nginx")
-    runs = []
+    results: list[Run] = []
     try:
         origin = server.latency_url(100)
-        paths = [p for p in info.page_paths][:200]
+        paths = list(info.page_paths)[:200]
         lines = [f"{origin}{paths[i % len(paths)]}?n={i}" for i in range(urls)]
         listing = work / "urls.txt"
         listing.write_text("\n".join(lines) + "\n")
-        for c in levels:
-            out = work / f"list-{c}"
-            runs.append(
-                measure(
-                    f"fetchlab list, concurrency {c}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "crawler.cli",
-                        "crawl",
-                        "-i",
-                        str(listing),
-                        "--out",
-                        str(out),
-                        "--concurrency",
-                        str(c),
-                        "--per-host",
-                        str(c),
-                        "--no-robots",
-                        "--no-progress",
-                    ],
-                    lambda out=out: _lines(out / "pages.jsonl"),
+        for i in range(runs):
+            for c in levels:
+                out = work / f"list-{c}-{i}"
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "crawler.cli",
+                    "crawl",
+                    "-i",
+                    str(listing),
+                    "--out",
+                    str(out),
+                    "--concurrency",
+                    str(c),
+                    "--per-host",
+                    str(c),
+                    "--no-robots",
+                    "--no-progress",
+                ]
+                pages = out / "pages.jsonl"
+                results.append(
+                    measure(f"fetchlab list, concurrency {c}", argv, partial(_fetched, pages))
                 )
-            )
+                shutil.rmtree(out)
     finally:
         server.stop()
-    return runs
+    return results
+
+
+def _markdown(title: str, summaries: list[Summary]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in s.row) + " |" for s in summaries]
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> dict[str, object]:
+    wget = shutil.which("wget")
+    version = ""
+    if wget:
+        version = subprocess.run([wget, "--version"], capture_output=True, text=True).stdout
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "wget": version.splitlines()[0] if version else None,
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def write_docs(meta: dict[str, object], sections: dict[str, list[Run]]) -> None:
+    DOCS.mkdir(parents=True, exist_ok=True)
+    data = {
+        "meta": meta,
+        "sections": {k: [asdict(r) for r in v] for k, v in sections.items()},
+        "medians": {k: [asdict(s) for s in summarize(v)] for k, v in sections.items()},
+    }
+    (DOCS / "crawl.json").write_text(json.dumps(data, indent=1) + "\n")
+    parts = [
+        "# Crawl benchmark\n",
+        "Written by `python -m tests.benchmarks.bench_crawl --write` (see its docstring for how"
+        " CPU, memory and pages are counted). Medians of interleaved runs; raw runs in"
+        " [crawl.json](crawl.json).\n",
+        f"Machine: {meta['cpus']} cores, Python {meta['python']}, {meta['wget']}; run at"
+        f" {meta['date']}, load average before: {meta['load_before']}, after:"
+        f" {meta['load_after']}.\n",
+    ]
+    for title, runs in sections.items():
+        parts.append(_markdown(title, summarize(runs)))
+    (DOCS / "crawl.md").write_text("\n".join(parts))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--full", action="store_true", default=os.environ.get("FETCHLAB_SLOW") == "1"
     )
     parser.add_argument("--scrapy", action="store_true", help="also run Scrapy (installs it)")
     parser.add_argument("--section", choices=["crawl", "list", "all"], default="all")
     parser.add_argument("--levels", default="10,100,1000", help="list concurrencies")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs per tool")
+    parser.add_argument("--write", action="store_true", help="write docs/benchmarks/crawl.*")
     args = parser.parse_args()
     pages, urls = (20_000, 2_000) if args.full else (2_000, 500)
     levels = [int(x) for x in args.levels.split(",")]
     console = Console()
+    meta = _machine()
+    sections: dict[str, list[Run]] = {}
     with tempfile.TemporaryDirectory(prefix="fetchlab-bench-") as tmp:
         work = Path(tmp)
-        cols = ["tool", "pages", "wall s", "pages/s", "CPU ms/page", "peak RSS MB"]
         if args.section in ("crawl", "all"):
-            runs = crawl_section(work, pages, args.scrapy)
-            console.print(
-                summary_table(f"follow crawl, {pages} pages", cols, [r.row for r in runs])
-            )
+            title = f"Follow crawl of the {pages:,}-page site (robots + WARC), nginx"
+            sections[title] = crawl_section(work, pages, args.runs, args.scrapy)
         if args.section in ("list", "all"):
-            runs = list_section(work, urls, levels)
-            console.print(summary_table(f"{urls} URLs at 100 ms", cols, [r.row for r in runs]))
+            title = f"{urls:,} URLs at 100 ms latency (list mode, no robots)"
+            sections[title] = list_section(work, urls, levels, args.runs)
+    meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    for title, runs in sections.items():
+        console.print(summary_table(title, COLUMNS, [s.row for s in summarize(runs)]))
+    console.print(f"load average before {meta['load_before']}, after {meta['load_after']}")
+    if args.write:
+        write_docs(meta, sections)
+        console.print(f"written: {DOCS / 'crawl.md'}, {DOCS / 'crawl.json'}")
 
 
 if __name__ == "__main__":

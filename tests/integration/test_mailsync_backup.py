@@ -130,6 +130,18 @@ async def test_incremental_new_flags_deleted_and_uidvalidity(
     (third,) = await run_backup(settings, tmp_path)
     assert third.ok and third.new_messages == 0 and third.skipped == third.folders
 
+    # only new mail and a flag change (nothing expunged): the CONDSTORE delta listing path
+    more = append_messages(
+        server, acct.user, "INBOX", [b"Subject: later\r\n\r\nx\r\n", b"Subject: l2\r\n\r\ny\r\n"]
+    )
+    set_flags(server, acct.user, "INBOX", [inbox[0].uid or 0], ["\\Answered"], mode="add")
+    (delta,) = await run_backup(settings, tmp_path)
+    assert delta.ok and delta.new_messages == 2 and delta.flag_updates == 1 and delta.gone == 0
+    rows_now = {(r["folder"], r["uid"]): r for r in state_rows(root)}
+    assert all(("INBOX", uid) in rows_now for uid in more)
+    assert rows_now[("INBOX", inbox[0].uid)]["path"].endswith(":2,FRS")
+    assert sum(r["deleted_on_server"] for r in rows_now.values() if r["folder"] == "INBOX") == 2
+
     # a folder deleted on the server: its copies stay, its rows are marked
     delete_folder(server, acct.user, "Keep")
     (fourth,) = await run_backup(settings, tmp_path)

@@ -27,6 +27,8 @@ def main(argv: list[str]) -> int:
         result = run_crawl(settings, frontier)
     finally:
         frontier.close()
+    if result.interrupted:
+        return 130  # what the CLI answers to Ctrl-C
     return 0 if not result.stats.failed else 1
 
 

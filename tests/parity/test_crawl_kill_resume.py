@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,46 +25,33 @@ from tests.integration.crawl_support import check_archive, pages
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _count_rows(out: Path) -> int:
-    path = out / "pages.jsonl"
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-@pytest.mark.needs_nginx
-@pytest.mark.parametrize(
-    ("first", "second"),
-    [("threads", "asyncio"), ("gevent", "sequential"), ("processes", "threads")],
-)
-def test_sigkill_then_resume_in_another_mode(
-    first: str, second: str, web_site: WebSite, tmp_path: Path
-) -> None:
-    base = web_site.server.latency_url(100)
-    urls = sorted({base + p for p in web_site.info.page_paths})[:120]
-    urls_file = tmp_path / "urls.txt"
-    urls_file.write_text("\n".join(urls) + "\n", "utf-8")
-    out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.parity._crawl_child", str(out), first, "4", str(urls_file)],
+def start_child(mode: str, out: Path, urls_file: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.parity._crawl_child", str(out), mode, "4", str(urls_file)],
         cwd=ROOT,
-        env=env,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
         start_new_session=True,  # its group holds the gevent child / worker processes too
     )
-    try:
-        deadline = time.monotonic() + 60
-        while _count_rows(out) < 20 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the first crawl ended before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    done_before = _count_rows(out)
-    assert 20 <= done_before < len(urls)
 
+
+def wait_rows(proc: subprocess.Popen[bytes], out: Path, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while _count_rows(out) < n and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the first crawl ended before it could be stopped"
+
+
+def latency_urls(site: WebSite, tmp_path: Path, n: int = 120) -> tuple[list[str], Path]:
+    base = site.server.latency_url(100)
+    urls = sorted({base + p for p in site.info.page_paths})[:n]
+    urls_file = tmp_path / "urls.txt"
+    urls_file.write_text("\n".join(urls) + "\n", "utf-8")
+    return urls, urls_file
+
+
+def finish_in(mode: str, out: Path) -> Any:
     settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": second, "concurrency": 8, "per_host": 8, "parse_workers": 0}
+        {"out": out, "mode": mode, "concurrency": 8, "per_host": 8, "parse_workers": 0}
     )
     frontier = SqliteFrontier(out / "state.sqlite")
     try:
@@ -72,6 +60,36 @@ def test_sigkill_then_resume_in_another_mode(
     finally:
         frontier.close()
     build_index(out, warc_files(out))
+    return result, counts
+
+
+def _count_rows(out: Path) -> int:
+    path = out / "pages.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.parametrize(
+    ("first", "second", "kill_after"),
+    [("threads", "asyncio", 20), ("gevent", "threads", 20), ("processes", "sequential", 100)],
+)
+def test_sigkill_then_resume_in_another_mode(
+    first: str, second: str, kill_after: int, web_site: WebSite, tmp_path: Path
+) -> None:
+    urls, urls_file = latency_urls(web_site, tmp_path)
+    out = tmp_path / "out"
+    proc = start_child(first, out, urls_file)
+    try:
+        wait_rows(proc, out, kill_after)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    done_before = _count_rows(out)
+    assert kill_after <= done_before < len(urls)
+
+    result, counts = finish_in(second, out)
     rows = pages(out)
     assert sorted(r["url"] for r in rows) == urls, "every URL exactly once"
     assert all(r["status"] == 200 and r["error_class"] is None for r in rows)
@@ -79,3 +97,33 @@ def test_sigkill_then_resume_in_another_mode(
     check = check_archive(out)  # digests, request/response pairs, index
     assert set(check.responses) == set(urls) and max(check.responses.values()) == 1
     assert result.stats.done + result.stats.skipped >= len(urls) - done_before
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.parametrize("mode", ["threads", "gevent", "processes", "sequential"])
+def test_ctrl_c_stops_gracefully_then_resumes(mode: str, web_site: WebSite, tmp_path: Path) -> None:
+    urls, urls_file = latency_urls(web_site, tmp_path, 80)
+    out = tmp_path / "out"
+    proc = start_child(mode, out, urls_file)
+    try:
+        wait_rows(proc, out, 10)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the job
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert code == 130
+    stopped_at = _count_rows(out)
+    assert 10 <= stopped_at < len(urls)
+    frontier = SqliteFrontier(out / "state.sqlite")
+    try:
+        counts = frontier.counts()
+    finally:
+        frontier.close()
+    # a graceful stop commits what finished and releases the rest: nothing is left leased
+    assert counts.done == stopped_at and counts.leased == 0
+    _, counts = finish_in("asyncio", out)
+    assert sorted(r["url"] for r in pages(out)) == urls
+    assert counts.done == len(urls)
+    assert max(check_archive(out).responses.values()) == 1

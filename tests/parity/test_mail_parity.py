@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsync.settings import MailSettings
+from mailsync.settings import AccountSettings, MailSettings
 from modes.dispatch import run_backup
 from testbed.imap_load import append_messages
 from tests.fixtures.imap import FreshImapAccount, ImapCorpus
@@ -22,7 +22,7 @@ from tests.integration._mailsync_helpers import (
     state_rows,
 )
 
-MODES = ["asyncio", "threads", "gevent", "sequential"]
+MODES = ["asyncio", "threads", "gevent", "processes", "sequential"]
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +72,10 @@ def test_every_mode_gives_the_same_archive(
 
 
 @pytest.mark.needs_dovecot
-@pytest.mark.parametrize(("first", "second"), [("threads", "asyncio"), ("asyncio", "gevent")])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("threads", "asyncio"), ("asyncio", "gevent"), ("sequential", "processes")],
+)
 def test_incremental_across_modes(
     first: str, second: str, fresh_imap_account: FreshImapAccount, tmp_path: Path
 ) -> None:
@@ -103,8 +106,11 @@ def test_incremental_across_modes(
 def test_mail_mode_limits_are_checked_first(tmp_path: Path) -> None:
     from modes._exceptions import ModeError
 
-    with pytest.raises(ModeError, match="no 'processes' mode"):
-        run_backup(MailSettings(mode="processes"), [], tmp_path)
+    with pytest.raises(ModeError, match="worker processes"):
+        acct = AccountSettings(
+            name="x", host="127.0.0.1", security="plain", username="x", connections=64
+        )
+        run_backup(MailSettings(mode="processes", accounts=(acct, acct)), [], tmp_path)
     with pytest.raises(ModeError, match="imaplib"):
         run_backup(MailSettings(mode="threads", imap_client="aioimaplib"), [], tmp_path)
     assert not any(tmp_path.iterdir())

@@ -276,3 +276,60 @@ def test_connect_errors_are_translated_with_host_and_port() -> None:
     untrusted = translate_connect_error(cert, "h", 993)
     assert isinstance(untrusted, ImapTLSError)
     assert "not trusted (self-signed certificate)" in str(untrusted)
+
+
+def _delta_run(exists: int) -> tuple[flow.FolderResult, list[flow.Effect]]:
+    job = flow.FolderJob(
+        "INBOX",
+        b"INBOX",
+        "INBOX",
+        FolderState("INBOX", 77, 6, 12, 5),
+        before=FolderState("INBOX", 77, 4, 10, 3),
+    )
+    local = {uid: LocalMsg(uid, 5, ("\\Seen",), "x", f"INBOX/cur/{uid}") for uid in (1, 2, 3)}
+    meta = b'INTERNALDATE "01-Jan-2024 10:00:00 +0000" MODSEQ (11)'
+    delta = (
+        b"* 4 FETCH (UID 4 RFC822.SIZE 5 FLAGS () " + meta + b")\r\n"
+        b"* 5 FETCH (UID 5 RFC822.SIZE 5 FLAGS () " + meta + b")\r\nT2 OK\r\n"
+    )
+    changed = b"* 1 FETCH (UID 1 RFC822.SIZE 5 FLAGS (\\Seen \\Flagged) " + meta + b")\r\nT3 OK\r\n"
+    full = b"".join(
+        b"* %d FETCH (UID %d RFC822.SIZE 5 FLAGS (\\Seen) " % (i, u) + meta + b")\r\n"
+        for i, u in enumerate((1, 3, 4, 5), 1)
+    )
+
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            if effect.commands[0] == (b"EXAMINE INBOX (CONDSTORE)",):
+                assert effect.commands[1:] == (
+                    b"UID FETCH 4:* (UID RFC822.SIZE FLAGS INTERNALDATE MODSEQ)",
+                    b"UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE MODSEQ) (CHANGEDSINCE 10)",
+                )
+                examine = b"* %d EXISTS\r\n* OK [UIDVALIDITY 77] x\r\nT1 OK done\r\n" % exists
+                return (result(examine), result(delta), result(changed))
+            assert effect.commands == (
+                b"UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE MODSEQ)",
+            )
+            return (result(full + b"T4 OK\r\n"),)
+        if isinstance(effect, flow.LoadFolder):
+            return flow.LocalFolder(77, 0, local)
+        if isinstance(effect, flow.NextFetch):
+            return result(fetch_line(4, b"four!") + fetch_line(5, b"five!") + b"T5 OK\r\n")
+        return None
+
+    opts = flow.SyncOptions(condstore=True)
+    res, effects = drive(flow.sync_folder(job, opts), answer)
+    return res, effects
+
+
+def test_condstore_delta_listing_when_nothing_was_expunged() -> None:
+    res, effects = _delta_run(exists=5)
+    assert sum(isinstance(e, flow.Send) for e in effects) == 1  # EXAMINE + both listings
+    assert res.new_messages == 2 and res.flag_updates == 1 and res.gone == 0
+
+
+def test_condstore_delta_falls_back_to_a_full_listing_after_an_expunge() -> None:
+    res, effects = _delta_run(exists=4)  # 3 + 2 new - 1 expunged
+    assert sum(isinstance(e, flow.Send) for e in effects) == 2
+    assert res.gone == 1  # uid 2
+    assert res.new_messages == 2 and res.flag_updates == 0

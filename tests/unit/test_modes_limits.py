@@ -138,3 +138,15 @@ def test_page_row_has_the_engines_fields() -> None:
     assert row["fetched_at"] == "2023-11-14T22:13:20.250Z"
     bad, error = page_row(item, Outcome(hop.url, (hop,)), ParsedPage(error="DecodeError: bomb"))
     assert error == "DecodeError" and bad["error"] == "bomb"
+
+
+def test_drivers_handle_every_effect_of_the_flows() -> None:
+    # the flows may grow new effects: a driver that does not know one must fail here, not mid-run
+    from typing import get_args
+
+    import crawler.core.flow
+    import mailsync.core.flow
+    from modes import crawl_common, mail_blocking
+
+    assert set(get_args(crawler.core.flow.Effect)) == set(crawl_common.HANDLED_EFFECTS)
+    assert set(get_args(mailsync.core.flow.Effect)) == set(mail_blocking.HANDLED_EFFECTS)

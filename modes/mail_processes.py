@@ -1,0 +1,321 @@
+"""``mailsync backup --mode processes``: folders spread over worker processes, one archive writer.
+
+This process discovers the account's folders (LIST + one pipelined STATUS) like the blocking
+driver, then starts up to ``connections`` worker processes. Each worker runs an asyncio loop with
+the native pipelining transport and takes folders from a shared queue; it drives
+:func:`mailsync.core.flow.sync_folder` itself (IMAP work, the response parsing that costs CPU,
+the sliding window of body FETCHes) and sends every archive effect (load, store, flags, save)
+back here, where one thread performs them in order on the account's archive: the only writer.
+Message bodies cross the process boundary once (spilled ones as a file path). Workers ignore
+SIGINT; their results and their transport counters come back as messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import queue
+import random
+import signal
+import threading
+from collections import deque
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailsync.auth import Secret
+from mailsync.core import flow
+from mailsync.engine import AccountReport
+from mailsync.settings import AccountSettings, MailSettings
+from mailsync.transports.base import ImapSession
+from mailsync.transports.imaplib_client import ImaplibSession
+from modes._exceptions import (
+    FolderGone,
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    MailError,
+    ModeError,
+    StorageError,
+)
+from modes.mail_blocking import AccountRun
+
+__all__ = ["ProcessAccountRun", "backup_processes", "folder_worker"]
+
+_R = TypeVar("_R")
+_NETWORK = (flow.Send, flow.StartFetch, flow.NextFetch)
+
+
+# -- the worker process ----------
+def folder_worker(
+    index: int,
+    settings: MailSettings,
+    account: AccountSettings,
+    secret: Secret,
+    opts: flow.SyncOptions,
+    spill_dir: Path,
+    jobs: Any,
+    requests: Any,
+    replies: Any,
+) -> None:
+    """Top-level (picklable) body of a worker process."""
+    from modes.runtime import run
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker = _Worker(index, settings, account, secret, opts, spill_dir, requests, replies)
+    run(worker.main(jobs), settings.loop)
+
+
+class _Worker:
+    def __init__(
+        self,
+        index: int,
+        settings: MailSettings,
+        account: AccountSettings,
+        secret: Secret,
+        opts: flow.SyncOptions,
+        spill_dir: Path,
+        requests: Any,
+        replies: Any,
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self.account = account
+        self.secret = secret
+        self.opts = opts
+        self.spill_dir = spill_dir
+        self.requests = requests
+        self.replies = replies
+        self._ids = itertools.count()
+        self._waiting: dict[int, asyncio.Future[object]] = {}
+        self.stats = {"commands": 0, "round_trips": 0, "wire_bytes": 0}
+
+    async def main(self, jobs: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        def reader() -> None:  # replies from the writer, onto the loop
+            while (msg := self.replies.get()) is not None:
+                loop.call_soon_threadsafe(self._resolve, *msg)
+
+        threading.Thread(target=reader, name="archive-replies", daemon=True).start()
+        session: ImapSession | None = None
+        try:
+            while (job := await asyncio.to_thread(jobs.get)) is not None:
+                session, outcome = await self._sync_with_retries(session, job)
+                self.requests.put(("done", self.index, job.name, outcome))
+        finally:
+            if session is not None:
+                await self._close(session)
+            self.requests.put(("exit", self.index, self.stats))
+
+    def _resolve(self, rid: int, ok: bool, value: object) -> None:
+        fut = self._waiting.pop(rid)
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(StorageError(str(value)))
+
+    async def _remote(self, effect: flow.Effect) -> object:
+        rid = next(self._ids)
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        self.requests.put(("effect", self.index, rid, effect))
+        return await fut
+
+    async def _connect(self) -> ImapSession:
+        from mailsync.engine import open_account_session
+
+        return await open_account_session(self.account, self.secret, self.settings, self.spill_dir)
+
+    async def _close(self, session: ImapSession) -> None:
+        self.stats["commands"] += session.stats.commands
+        self.stats["round_trips"] += session.stats.round_trips
+        self.stats["wire_bytes"] += session.stats.wire_in
+        with contextlib.suppress(Exception):
+            await session.aclose()
+
+    async def _sync_with_retries(
+        self, session: ImapSession | None, job: flow.FolderJob
+    ) -> tuple[ImapSession | None, tuple[str, object]]:
+        where = f"{self.account.name}/{job.name}"
+        attempt = 0
+        while True:
+            try:
+                if session is None:
+                    session = await self._connect()
+                result = await self._drive(flow.sync_folder(job, self.opts), session)
+            except ImapTLSError as exc:
+                return session, ("errors", f"{where}: {exc}")
+            except FolderGone as exc:
+                return session, ("warnings", f"{where}: folder gone from the server ({exc.text})")
+            except (ImapConnectError, ImapProtocolError) as exc:
+                if session is not None:
+                    await self._close(session)
+                session = None
+                attempt += 1
+                if attempt > self.settings.retries:
+                    return None, ("errors", f"{where}: {exc} (gave up after {attempt} tries)")
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                continue
+            except (ImapAuthError, ImapCommandError, StorageError) as exc:
+                return session, ("errors", f"{where}: {exc}")
+            return session, ("result", result)
+
+    async def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImapSession) -> _R:
+        value: object = None
+        fetches: deque[asyncio.Task[list[flow.CommandResult]]] = deque()
+        queued: deque[flow.Command] = deque()
+
+        def launch() -> None:
+            if queued:
+                fetches.append(asyncio.create_task(session.pipeline([queued.popleft()])))
+
+        try:
+            while True:
+                try:
+                    effect = gen.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                if isinstance(effect, flow.Send):
+                    value = tuple(await session.pipeline(effect.commands))
+                elif isinstance(effect, flow.StartFetch):
+                    queued.extend(effect.commands)
+                    for _ in range(effect.window):
+                        launch()
+                    value = None
+                elif isinstance(effect, flow.NextFetch):
+                    (value,) = await fetches.popleft()
+                    launch()  # refill the window before the batch is stored
+                else:
+                    value = await self._remote(effect)
+        finally:
+            gen.close()
+            for task in fetches:  # a folder that stopped early: its FETCHes still complete
+                with contextlib.suppress(Exception):
+                    await task
+
+
+# -- the coordinator (the one writer) ----------
+class ProcessAccountRun(AccountRun):
+    def _distribute(self, session: ImaplibSession, todo: list[flow.FolderJob]) -> None:
+        # the discovery connection is not shared with a worker process: close it
+        self._close(session)
+        if not todo:
+            self.sem.release()
+            return
+        workers = min(self.account.connections, len(todo))
+        held = 1  # the slot the discovery connection had
+        for _ in range(workers - 1):
+            self.sem.acquire()
+            held += 1
+        try:
+            self._serve(todo, workers)
+        finally:
+            for _ in range(held):
+                self.sem.release()
+
+    def _serve(self, todo: list[flow.FolderJob], workers: int) -> None:
+        assert self.secret is not None
+        ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
+        jobs = ctx.Queue()
+        requests = ctx.Queue()
+        replies = [ctx.Queue() for _ in range(workers)]
+        for job in todo:
+            jobs.put(job)
+        for _ in range(workers):
+            jobs.put(None)
+        procs = [
+            ctx.Process(
+                target=folder_worker,
+                args=(
+                    k,
+                    self.settings,
+                    self.account,
+                    self.secret,
+                    self.opts,
+                    self.archive.root / ".spill",
+                    jobs,
+                    requests,
+                    replies[k],
+                ),
+                name=f"mail-worker-{self.account.name}-{k}",
+                daemon=True,
+            )
+            for k in range(workers)
+        ]
+        for proc in procs:
+            proc.start()
+        try:
+            self._loop(procs, requests, replies)
+        finally:
+            for k, proc in enumerate(procs):
+                with contextlib.suppress(OSError, ValueError):
+                    replies[k].put(None)
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+            for q in (jobs, requests, *replies):
+                q.cancel_join_thread()
+                q.close()
+
+    def _loop(self, procs: Sequence[Any], requests: Any, replies: Sequence[Any]) -> None:
+        live = set(range(len(procs)))
+        while live:
+            try:
+                msg = requests.get(timeout=1.0)
+            except queue.Empty:
+                dead = [k for k in live if procs[k].exitcode is not None]
+                if dead:
+                    raise ModeError(
+                        f"mail worker {procs[dead[0]].name} died (exit status "
+                        f"{procs[dead[0]].exitcode}); rerun to resume: the archive is consistent"
+                    ) from None
+                continue
+            kind, k = msg[0], msg[1]
+            if kind == "effect":
+                rid, effect = msg[2], msg[3]
+                try:
+                    value = self.perform_archive(effect)
+                except (StorageError, MailError, OSError) as exc:
+                    replies[k].put((rid, False, f"{type(exc).__name__}: {exc}"))
+                else:
+                    replies[k].put((rid, True, value))
+            elif kind == "done":
+                what, payload = msg[3]
+                if what == "result":
+                    assert isinstance(payload, flow.FolderResult)
+                    self._note_result(msg[2], payload)
+                else:
+                    self._note(what, str(payload))
+                with self._report_lock:
+                    self.report.folders_done += 1
+            elif kind == "exit":
+                live.discard(k)
+                stats = msg[2]
+                self.report.commands += stats["commands"]
+                self.report.round_trips += stats["round_trips"]
+                self.report.wire_bytes += stats["wire_bytes"]
+
+    def _note_result(self, name: str, result: flow.FolderResult) -> None:
+        with self._report_lock:
+            self.report.synced += 1
+            self.report.flag_updates += result.flag_updates
+            self.report.gone += result.gone
+        if result.missing:
+            where = f"{self.account.name}/{name}"
+            self._note(
+                "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
+            )
+
+
+def backup_processes(
+    settings: MailSettings, accounts: Sequence[AccountSettings], out: Path
+) -> list[AccountReport]:
+    """Back up ``accounts`` one after another, each spread over worker processes."""
+    semaphore = threading.BoundedSemaphore(settings.max_connections)
+    return [ProcessAccountRun(a, settings, out, semaphore, "threads").run() for a in accounts]
