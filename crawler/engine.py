@@ -56,6 +56,10 @@ __all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage
 ROBOTS_CACHE = 10_000  # hosts whose robots.txt verdict stays in memory
 STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
 SEEN_CACHE = 100_000  # links per generation of the duplicate-link cache (~10 MB)
+# After a lease came back short (nothing ready), lease again only once URLs were added or this
+# many seconds passed (for not-before times): a lease is three SQL statements, and asking on every
+# wake-up cost about 0.1 ms per page in list mode, where the whole list is leased at once.
+DRY_RECHECK = 0.25
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Engine:
         self._seen_new: set[str] = set()
         self._seen_old: set[str] = set()
         self._dispatched = 0
+        self._dry_until = 0.0  # monotonic time before which the frontier has nothing ready
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
         self._commit: CommitPipeline | None = None
@@ -200,7 +205,11 @@ class Engine:
             if left is not None:
                 want = min(want, left - self._buffered)
             # lease in batches: each lease is one SQL transaction
-            if want > 0 and (want >= min(64, self._buffer_cap() // 4) or not self._buffered):
+            if (
+                want > 0
+                and (want >= min(64, self._buffer_cap() // 4) or not self._buffered)
+                and time.monotonic() >= self._dry_until
+            ):
                 self._fill(want, now)
             self._start_ready()
             if time.monotonic() - last_counts > 0.25:
@@ -221,7 +230,10 @@ class Engine:
 
     def _fill(self, want: int, now: float) -> None:
         assert self._commit is not None
-        for item in self.frontier.lease(want, now):
+        items = self.frontier.lease(want, now)
+        if len(items) < want and not __import__('os').environ.get('XNODRY'):
+            self._dry_until = time.monotonic() + DRY_RECHECK
+        for item in items:
             if self._commit.take_committed(item):
                 # committed to pages.jsonl before a crash: marked now, not fetched twice
                 self.stats.skipped += 1
@@ -292,6 +304,7 @@ class Engine:
                     # not before the host's robots.txt may be asked for again
                     wait = max(outcome.retry_later, self.s.robots_retry)
                     self.frontier.retry(item.url, time.time() + wait)
+                    self._dry_until = 0.0
                 self.stats.skipped += 1
                 return
             async with self._pending:
@@ -391,6 +404,7 @@ class Engine:
             self._seen_old, self._seen_new = seen_new, set()
         if new:
             self.frontier.add(new)
+            self._dry_until = 0.0
             assert self._commit is not None
             self._commit.links_added()
 
@@ -486,6 +500,7 @@ class Engine:
                 found.append(NewURL(sm, 0, None))
         if found:
             self.frontier.add(found)
+            self._dry_until = 0.0
 
 
 def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:

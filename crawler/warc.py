@@ -2,9 +2,9 @@
 
 Records are serialised here (:func:`warc_record`), not by warcio's writer, and read back by warcio
 in the tests (digests checked). Why by hand: the writer thread shares the GIL with the event
-loop, and warcio's record builder (header objects, stream wrappers, a second payload digest) cost
-0.12 ms of Python per page, about 40% of the thread once compression was fast -- measured with
-a writer micro-benchmark on the test-bed pages (0.31 -> 0.26 ms per page).
+loop, and warcio's record builder (header objects, stream wrappers, a second payload digest over
+the body) was the largest Python cost left in the thread once compression was fast: measured with
+a writer micro-benchmark on the test-bed pages, 0.31 -> 0.26 ms per page (a sixth).
 The format is small and fixed: the fields warcio wrote, in WARC 1.1, with the same digests.
 
 Each record is one gzip member, at a configurable level: warcio always uses level 9, which costs

@@ -40,7 +40,7 @@ STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in th
 CHECKPOINT_EVERY = 1.0
 
 
-class Abandoned(Exception):  # noqa: N818 - a signal between backend and coordinator, not a fault
+class Abandoned(Exception):
     """Raised by a backend that gave up ``items`` (Ctrl-C while the sequential mode was fetching
     one): they are no longer in flight; their leases are released at the end of the run."""
 

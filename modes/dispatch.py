@@ -204,10 +204,7 @@ def run_backup(
     if settings.mode == "processes":
         from modes.mail_processes import backup_processes
 
-        reports = backup_processes(settings, accounts, out)
-        if on_start is not None:
-            on_start(reports)
-        return reports
+        return backup_processes(settings, accounts, out, on_start=on_start)
     from modes.mail_blocking import backup_blocking
 
     kind: Literal["threads", "sequential"] = (

@@ -6,8 +6,9 @@ and calls ``FUNCTION(list_of_args)``; its int return value is the exit status.
 
 Why a process of its own: patched threads and asyncio (or a ProcessPoolExecutor, whose management
 thread becomes a greenlet and hangs) must never share a process, and patching after ``ssl`` or
-``socket`` were imported leaves half the program unpatched (gevent's own warning). Only ``sys``,
-``importlib`` and gevent are imported before :func:`gevent.monkey.patch_all` runs.
+``socket`` were imported leaves half the program unpatched (gevent's own warning). Before
+:func:`gevent.monkey.patch_all` runs, only ``sys``, ``importlib``, gevent and the ``modes``
+package's error tree (pure: no sockets, no threads) are imported.
 """
 
 import importlib

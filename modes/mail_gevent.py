@@ -32,8 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str]) -> int:
     """Child entry (already monkey-patched by :mod:`modes.gevent_entry`)."""
+    import gevent
+
     from modes.mail_blocking import backup_blocking
 
+    # Ctrl-C: leave at once. gevent would print a KeyboardInterrupt raised in its hub and carry
+    # on; the archive needs no clean-up (files are durable before their state rows, and the next
+    # run reconciles any leftover), exactly as after a SIGKILL.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, os._exit, 130)
     job = json.loads(Path(argv[0]).read_text("utf-8"))
     settings = MailSettings.model_validate(job["settings"])
     chosen = [a for a in settings.accounts if a.name in set(job["accounts"])]

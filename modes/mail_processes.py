@@ -21,7 +21,7 @@ import random
 import signal
 import threading
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -314,8 +314,15 @@ class ProcessAccountRun(AccountRun):
 
 
 def backup_processes(
-    settings: MailSettings, accounts: Sequence[AccountSettings], out: Path
+    settings: MailSettings,
+    accounts: Sequence[AccountSettings],
+    out: Path,
+    *,
+    on_start: Callable[[list[AccountReport]], None] | None = None,
 ) -> list[AccountReport]:
     """Back up ``accounts`` one after another, each spread over worker processes."""
     semaphore = threading.BoundedSemaphore(settings.max_connections)
-    return [ProcessAccountRun(a, settings, out, semaphore, "threads").run() for a in accounts]
+    runs = [ProcessAccountRun(a, settings, out, semaphore, "threads") for a in accounts]
+    if on_start is not None:  # the live reports: the progress display reads them
+        on_start([r.report for r in runs])
+    return [r.run() for r in runs]

@@ -259,9 +259,11 @@ def discover(
     (listing,) = yield from _send(commands.list_all())
     _check(listing, "LIST")
     folders: list[ListResp] = []
+    listed: set[str] = set()
     for resp in listing.untagged:
         if not isinstance(resp, ListResp):
             continue
+        listed.add(resp.name)
         if any(f.lower() in ("\\noselect", "\\nonexistent") for f in resp.flags):
             continue
         if match_folder(resp.name, resp.delimiter, include, exclude):
@@ -293,8 +295,8 @@ def discover(
             )
         rel = str(safe_relpath(f.name, f.delimiter))
         jobs.append(FolderJob(f.name, f.raw_name, rel, status, before.get(f.name)))
-    seen = {f.name for f in folders}
-    gone = [name for name in before if name not in seen]
+    # gone = not listed at all (a folder merely excluded by the patterns is not gone)
+    gone = [name for name in before if name not in listed]
     return jobs, gone
 
 

@@ -3,7 +3,7 @@
 ``spec``: ``mode`` (sequential | threads | gevent | asyncio | processes), ``concurrency``,
 ``urls`` (fetched once each, in order), ``timeout``; asyncio also takes ``loop`` (uvloop |
 asyncio) and processes ``workers`` (each worker process runs an asyncio client over its share of
-the URLs with ``concurrency / workers`` coroutines: the "processes plus coroutines" design).
+the URLs with its share of ``concurrency`` coroutines: the "processes plus coroutines" design).
 
 Each worker reads the whole body, as a crawler would; blocking modes use one ``requests.Session``
 per thread (or greenlet), so every worker keeps its own keep-alive connection, as in the classic
@@ -168,9 +168,13 @@ def _processes(urls: Sequence[str], conc: int, timeout: float, workers: int) -> 
 
     workers = max(1, min(workers, len(urls) or 1))
     shares = [list(urls[i::workers]) for i in range(workers)]
-    per = max(1, conc // workers)
+    # the concurrency is split, remainder included: 5 over 2 workers is 3 + 2, not 2 + 2
+    per = [max(1, conc // workers + (1 if k < conc % workers else 0)) for k in range(workers)]
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(fetch_asyncio, share, per, timeout, "uvloop") for share in shares]
+        futures = [
+            pool.submit(fetch_asyncio, share, n, timeout, "uvloop")
+            for share, n in zip(shares, per, strict=True)
+        ]
         results = [f.result() for f in futures]
     return sum(r[0] for r in results), sum(r[1] for r in results)

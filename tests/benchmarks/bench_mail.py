@@ -200,7 +200,11 @@ def main() -> None:
     console = Console(width=150)
     work = Path(tempfile.mkdtemp(prefix="fetchlab-bench-mail-"))
     work.chmod(0o755)  # Dovecot's unprivileged mail user must traverse it
-    server = start_dovecot(work / "dovecot", users={USER: PASSWORD})
+    try:
+        server = start_dovecot(work / "dovecot", users={USER: PASSWORD})
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     rows: list[Row] = []
     try:
         corpus = generate_corpus(messages=messages, seed=1)

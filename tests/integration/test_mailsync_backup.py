@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from mailsync.cli import main
+from mailsync.cli import _snapshot, main
+from mailsync.engine import AccountReport
 from testbed.imap_load import (
     append_messages,
     delete_folder,
@@ -233,3 +235,12 @@ password_env = "MAILSYNC_TEST_WRONG"
     )
     assert folders.exit_code == 0, folders.output
     assert "Entwürfe" in folders.output
+
+
+def test_progress_snapshot_per_account() -> None:
+    report = AccountReport("work", folders=5, skipped=1, new_messages=100, new_bytes=5_000_000)
+    report.expected, report.folders_done = 300, 2
+    snap = _snapshot([report], time.monotonic() - 2.0)
+    line = str(snap["work"])
+    assert line.startswith("folders 2/4  msgs 100  ")
+    assert " msg/s  " in line and " MB/s  ETA " in line and line.endswith(" s")

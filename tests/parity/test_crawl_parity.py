@@ -21,7 +21,7 @@ from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
 from modes.dispatch import run_crawl
 from tests.fixtures.web import WebSite
-from tests.integration.crawl_support import archived_urls, check_archive, pages
+from tests.integration.crawl_support import archived_urls, check_archive, crawler_cmd, pages
 
 MODES = ["threads", "gevent", "processes", "sequential"]
 
@@ -93,3 +93,27 @@ def test_resume_in_another_mode(
     build_index(out, warc_files(out))
     assert digests(out) == digests(reference)
     assert max(check_archive(out).responses.values()) == 1
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.parametrize("mode", ["threads", "gevent", "processes", "sequential"])
+def test_cli_mode_flag(mode: str, web_site: WebSite, reference: Path, tmp_path: Path) -> None:
+    """``crawler crawl --mode M`` (a real command line in a child process)."""
+    out = tmp_path / f"cli-{mode}"
+    proc = crawler_cmd(
+        "crawl", web_site.start_url, "--follow", "--mode", mode, "--concurrency", "8",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    # the site links to broken pages (archived with their 404): "done, with failed URLs"
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert digests(out) == digests(reference)
+    assert (out / "index.cdxj").exists()
+
+
+def test_cli_refuses_too_many_threads(tmp_path: Path) -> None:
+    proc = crawler_cmd(
+        "crawl", "http://127.0.0.1:9/", "--mode", "threads", "--concurrency", "5000",
+        "--out", str(tmp_path / "out"), "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "refuses 5,000 threads" in proc.stderr

@@ -5,6 +5,11 @@ state rows; and a backup started in one mode is continued incrementally by anoth
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ from mailsync.settings import AccountSettings, MailSettings
 from modes.dispatch import run_backup
 from testbed.imap_load import append_messages
 from tests.fixtures.imap import FreshImapAccount, ImapCorpus
+from tests.fixtures.proxy import ProxyFactory
 from tests.integration._mailsync_helpers import (
     PASSWORD_ENV,
     account_for,
@@ -22,6 +28,7 @@ from tests.integration._mailsync_helpers import (
     state_rows,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 MODES = ["asyncio", "threads", "gevent", "processes", "sequential"]
 
 
@@ -114,3 +121,53 @@ def test_mail_mode_limits_are_checked_first(tmp_path: Path) -> None:
     with pytest.raises(ModeError, match="imaplib"):
         run_backup(MailSettings(mode="threads", imap_client="aioimaplib"), [], tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.needs_dovecot
+@pytest.mark.parametrize(
+    ("first", "sig", "second"),
+    [
+        ("gevent", signal.SIGINT, "threads"),
+        ("threads", signal.SIGKILL, "processes"),
+        ("processes", signal.SIGKILL, "gevent"),
+    ],
+)
+def test_interrupted_backup_is_finished_by_another_mode(
+    first: str,
+    sig: signal.Signals,
+    second: str,
+    fresh_imap_account: FreshImapAccount,
+    delay_proxy: ProxyFactory,
+    tmp_path: Path,
+) -> None:
+    acct = fresh_imap_account(messages=60, seed=9, folders=["INBOX", "Work", "Old"])
+    proxy = delay_proxy((acct.server.host, acct.server.port), delay_ms=20)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "tests.parity._mail_child", str(out), first, proxy.host,
+            str(proxy.port), acct.user]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+    root = out / acct.user
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if root.exists() and len(_files(root)) >= 10:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the first backup ended before it could be interrupted"
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert 10 <= len(_files(root)) < 60
+    account = account_for(acct.server, acct.user, connections=2)
+    (report,) = run_backup(settings_for(second, account), [account], out)
+    assert report.ok, report.errors
+    assert_archive_matches(root, acct.truth)
+    assert len(archive_files(root)) == 60
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for sub in ("new", "cur") for p in root.rglob(f"{sub}/*") if p.is_file()]

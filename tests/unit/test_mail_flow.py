@@ -56,7 +56,8 @@ LIST_WIRE = (
 
 
 def test_discover_lists_then_pipelines_status_for_every_folder() -> None:
-    before = {"Old": FolderState("Old", 1, 5, None, 4)}
+    # "Spam" is excluded by the patterns but still on the server: not gone
+    before = {"Old": FolderState("Old", 1, 5, None, 4), "Spam": FolderState("Spam", 1, 2, 1, 1)}
     gen = flow.discover(frozenset({"CONDSTORE", "LITERAL+"}), ("*",), ("Spam",), before)
     statuses = [
         b"* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7 HIGHESTMODSEQ 9)\r\nT2 OK s\r\n",

@@ -150,3 +150,20 @@ def test_drivers_handle_every_effect_of_the_flows() -> None:
 
     assert set(get_args(crawler.core.flow.Effect)) == set(crawl_common.HANDLED_EFFECTS)
     assert set(get_args(mailsync.core.flow.Effect)) == set(mail_blocking.HANDLED_EFFECTS)
+
+
+def test_gevent_entry_imports_nothing_to_patch_before_patching() -> None:
+    # patching after socket/ssl/threading were imported leaves the program half patched
+    import subprocess
+
+    code = (
+        "import sys, modes.gevent_entry; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('socket', 'ssl', 'threading', 'asyncio', 'selectors')))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
