@@ -132,6 +132,9 @@ class Engine:
 
     async def run(self) -> EngineResult:
         self._loop = asyncio.get_running_loop()
+        import os, sys
+        if os.environ.get("XSW"):
+            sys.setswitchinterval(float(os.environ["XSW"]))
         raise_nofile_limit(self.s.concurrency + 512)
         writer = ArchiveWriter(
             self.s.out,
@@ -231,7 +234,7 @@ class Engine:
     def _fill(self, want: int, now: float) -> None:
         assert self._commit is not None
         items = self.frontier.lease(want, now)
-        if len(items) < want and not __import__('os').environ.get('XNODRY'):
+        if len(items) < want:
             self._dry_until = time.monotonic() + DRY_RECHECK
         for item in items:
             if self._commit.take_committed(item):
