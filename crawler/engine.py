@@ -132,7 +132,9 @@ class Engine:
 
     async def run(self) -> EngineResult:
         self._loop = asyncio.get_running_loop()
-        import os, sys
+        import os
+        import sys
+
         if os.environ.get("XSW"):
             sys.setswitchinterval(float(os.environ["XSW"]))
         raise_nofile_limit(self.s.concurrency + 512)

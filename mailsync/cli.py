@@ -14,10 +14,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from mailsync.engine import AccountReport, backup_accounts
+from mailsync.engine import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.verify import VerifyReport, list_folders, verify_account
-from modes._exceptions import MailError, SettingsError, UsageError
+from modes._exceptions import MailError, ModeError, SettingsError, UsageError
+from modes.dispatch import MODES, check_mail_mode, run_backup
 from modes.progress import ProgressReporter, human_bytes, summary_table
 from modes.runtime import raise_nofile_limit, run
 from modes.settings import load_settings
@@ -33,9 +34,9 @@ _settings_option = click.option(
 )
 
 
-def _load(settings_file: Path | None, out: Path | None) -> MailSettings:
+def _load(settings_file: Path | None, out: Path | None, mode: str | None = None) -> MailSettings:
     try:
-        settings = load_settings(settings_file, overrides={"mail": {"out": out}})
+        settings = load_settings(settings_file, overrides={"mail": {"out": out, "mode": mode}})
     except SettingsError as exc:
         for problem in exc.problems:
             click.echo(f"mailsync: {problem}", err=True)
@@ -79,11 +80,21 @@ def _snapshot(reports: list[AccountReport], start: float) -> Mapping[str, object
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--progress/--no-progress", default=True, help="Live progress (TTY) or log lines.")
+@click.option("--mode", type=click.Choice(list(MODES)), help="Concurrency design (asyncio).")
 def backup(
-    settings_file: Path | None, accounts: tuple[str, ...], out: Path | None, progress: bool
+    settings_file: Path | None,
+    accounts: tuple[str, ...],
+    out: Path | None,
+    progress: bool,
+    mode: str | None,
 ) -> None:
     """Back up every selectable folder of the configured (or named) accounts."""
-    settings = _load(settings_file, out)
+    settings = _load(settings_file, out, mode)
+    try:
+        check_mail_mode(settings)
+    except ModeError as exc:
+        click.echo(f"mailsync: {exc}", err=True)
+        sys.exit(2)
     try:
         chosen = _pick(settings, accounts)
     except UsageError as exc:
@@ -94,10 +105,7 @@ def backup(
     reporter = ProgressReporter("mailsync backup", lambda: _snapshot(live, start), enabled=progress)
     try:
         with reporter:
-            reports = run(
-                backup_accounts(settings, chosen, settings.out, on_start=live.extend),
-                settings.loop,
-            )
+            reports = run_backup(settings, chosen, settings.out, on_start=live.extend)
     except KeyboardInterrupt:
         # every batch already committed stays; the next run resumes from the state
         click.echo("mailsync: interrupted; run it again to resume", err=True)

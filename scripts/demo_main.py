@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=500, help="pages in the generated site")
     parser.add_argument("--messages", type=int, default=300, help="messages in the demo mailbox")
     parser.add_argument(
-        "--keep-running", type=float, default=0, metavar="SECONDS",
+        "--keep-running",
+        type=float,
+        default=0,
+        metavar="SECONDS",
         help="keep the servers up this long after the demo, to explore them",
     )
     args = parser.parse_args(argv)
@@ -72,15 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     # Dovecot's mail user must reach its folder: a private tmp folder, not under /root
     imap_work = Path(tempfile.mkdtemp(prefix="fetchlab-demo-dovecot-"))
     try:
-        print(f"site: {site.base_url}/  ({site.kind}; 100 ms latency port: {site.latency_url(100)})")
+        latency = site.latency_url(100)
+        print(f"site: {site.base_url}/  ({site.kind}; 100 ms latency port: {latency})")
         print(f"ground truth: {len(info.truth_obey_robots)} URLs with robots obeyed")
 
         _banner("crawler: follow crawl of the whole site into WARC")
         t0 = time.monotonic()
-        rc = _run([str(BIN / "crawler"), "crawl", site.base_url + "/", "--follow",
-                   "--out", str(out / "crawl")])
+        rc = _run(
+            [
+                str(BIN / "crawler"),
+                "crawl",
+                site.base_url + "/",
+                "--follow",
+                "--out",
+                str(out / "crawl"),
+            ]
+        )
         print(f"crawl exit code {rc} in {time.monotonic() - t0:.1f} s")
-        status = max(status, rc)
+        if rc == 1:
+            # the generated site has deliberate broken links and robots-disallowed pages
+            print("(exit code 1 = some URLs failed: expected here, the site has broken links)")
+        else:
+            status = max(status, rc)
         _run([str(BIN / "crawler"), "stats", str(out / "crawl")])
 
         _banner(f"test mailbox: Dovecot with {args.messages} generated messages")
@@ -89,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             corpus = generate_corpus(messages=args.messages, seed=1, max_bytes=60_000_000)
             truth = load_corpus(imap, DEMO_USER, corpus)
             total = sum(r.size for r in truth)
-            print(f"imap: {imap.host}:{imap.tls_port} (TLS) user {DEMO_USER}; "
-                  f"{len(truth)} messages, {total / 1e6:.1f} MB in {len(corpus.folders)} folders")
+            print(
+                f"imap: {imap.host}:{imap.tls_port} (TLS) user {DEMO_USER}; "
+                f"{len(truth)} messages, {total / 1e6:.1f} MB in {len(corpus.folders)} folders"
+            )
             settings = out / "settings.toml"
             _settings(settings, out / "mail", imap.host, imap.tls_port, imap.ca_cert)
             env = dict(os.environ, FETCHLAB_DEMO_PASSWORD=DEMO_PASSWORD)
@@ -99,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             rc = _run([str(BIN / "mailsync"), "backup", "--settings", str(settings)], env)
             status = max(status, rc)
             _banner("mailsync: second run (incremental, nothing new)")
-            status = max(status, _run([str(BIN / "mailsync"), "backup", "--settings",
-                                       str(settings)], env))
+            status = max(
+                status, _run([str(BIN / "mailsync"), "backup", "--settings", str(settings)], env)
+            )
             _banner("mailsync: verify the archive against the server (SHA-256)")
-            status = max(status, _run([str(BIN / "mailsync"), "verify", "--deep", "--settings",
-                                       str(settings)], env))
+            status = max(
+                status,
+                _run([str(BIN / "mailsync"), "verify", "--deep", "--settings", str(settings)], env),
+            )
             if args.keep_running > 0:
                 print(f"servers stay up for {args.keep_running:.0f} s (Ctrl-C to stop)")
                 time.sleep(args.keep_running)
