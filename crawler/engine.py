@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -60,6 +61,7 @@ SEEN_CACHE = 100_000  # links per generation of the duplicate-link cache (~10 MB
 # many seconds passed (for not-before times): a lease is three SQL statements, and asking on every
 # wake-up cost about 0.1 ms per page in list mode, where the whole list is leased at once.
 DRY_RECHECK = 0.25
+SWITCH_INTERVAL = 0.001  # seconds; see Engine.run
 
 
 @dataclass
@@ -131,12 +133,19 @@ class Engine:
         self._wake.set()
 
     async def run(self) -> EngineResult:
-        self._loop = asyncio.get_running_loop()
-        import os
-        import sys
+        # The writer and pool threads share the GIL with the loop: every SQLite step or pipe
+        # write on the loop releases it, and getting it back waited up to the 5 ms default
+        # interval (cProfile: 1.0 ms per pipe write at 5 ms, 0.16 ms at 1 ms; end to end
+        # 668 -> 764 pages/s, medians of 3 interleaved runs on the 2,000-page site).
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        try:
+            return await self._run()
+        finally:
+            sys.setswitchinterval(previous)
 
-        if os.environ.get("XSW"):
-            sys.setswitchinterval(float(os.environ["XSW"]))
+    async def _run(self) -> EngineResult:
+        self._loop = asyncio.get_running_loop()
         raise_nofile_limit(self.s.concurrency + 512)
         writer = ArchiveWriter(
             self.s.out,

@@ -41,6 +41,12 @@ SCHEMA_VERSION = "1"
 # Changes grouped into one transaction at most; bounds what a crash can undo.
 COMMIT_EVERY = 5000
 _ADD_CHUNK = 1000
+# Rows per multi-row statement. One statement is one sqlite3_step, and the sqlite3 module releases
+# the GIL around each step: executemany() released it once per row, and on the event loop each
+# release could wait for the writer thread to hand the GIL back. 100 x 5 parameters stays under
+# the 999-variable limit of old SQLite builds.
+_ROWS_PER_STATEMENT = 100
+_INSERT = "INSERT OR IGNORE INTO urls (fp, url, depth, priority, parent) VALUES "
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (
@@ -140,11 +146,10 @@ class SqliteFrontier:
             while chunk := list(islice(it, _ADD_CHUNK)):
                 self._write(0)
                 before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO urls (fp, url, depth, priority, parent) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    _rows(chunk),
-                )
+                for i in range(0, len(chunk), _ROWS_PER_STATEMENT):
+                    part = chunk[i : i + _ROWS_PER_STATEMENT]
+                    sql = _INSERT + ",".join(["(?, ?, ?, ?, ?)"] * len(part))
+                    self._db.execute(sql, [v for row in _rows(part) for v in row])
                 added = self._db.total_changes - before
                 new += added
                 self._counts[QUEUED] += added
@@ -183,11 +188,16 @@ class SqliteFrontier:
         batch = list(urls)
         if not batch:
             return
-        sql = "UPDATE urls SET state = 2 WHERE state = 1 AND fp = ?"
+        fps = [fingerprint(u) for u in batch]
         with self._lock, self._errors():
             self._write(0)
             before = self._db.total_changes
-            self._db.executemany(sql, [(fingerprint(u),) for u in batch])
+            for i in range(0, len(fps), _ROWS_PER_STATEMENT):
+                part = fps[i : i + _ROWS_PER_STATEMENT]
+                marks = ",".join("?" * len(part))
+                self._db.execute(
+                    f"UPDATE urls SET state = 2 WHERE state = 1 AND fp IN ({marks})", part
+                )
             changed = self._db.total_changes - before
             self._counts[LEASED] -= changed
             self._counts[DONE] += changed
