@@ -52,3 +52,23 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# The peers the benchmarks compare against (not needed by the tests): wget, mbsync (isync),
+# OfflineIMAP. Installed when running as root; otherwise the bench skips a missing peer.
+ensure_bench_debs() {
+  local pkgs=() entry bin pkg
+  for entry in "wget:wget" "mbsync:isync" "offlineimap:offlineimap3"; do
+    bin="${entry%%:*}"; pkg="${entry#*:}"
+    if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1; then pkgs+=("$pkg"); fi
+  done
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != "0" ]; then
+    echo "scripts: benchmark peers missing: ${pkgs[*]} (the bench skips them)" >&2
+    return 0
+  fi
+  echo "scripts: installing benchmark peers: ${pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null || \
+    echo "scripts: could not install ${pkgs[*]}; the bench skips what is missing" >&2
+}
