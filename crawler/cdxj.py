@@ -19,8 +19,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import surt  # type: ignore[import-untyped]
-
 from modes._exceptions import StorageError
 
 __all__ = [
@@ -39,6 +37,10 @@ _MIME_END = re.compile(r"[;\s]")
 
 def url_key(url: str) -> str:
     """The SURT key a CDXJ line starts with."""
+    # imported on first use: surt pulls in tldextract, requests and urllib3 (80 ms), which the
+    # crawler's start-up would otherwise wait for; the first use is in the writer thread
+    import surt  # type: ignore[import-untyped]
+
     return str(surt.surt(url))
 
 

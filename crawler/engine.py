@@ -236,6 +236,8 @@ class Engine:
                 if nra is None or (left is not None and left <= 0):
                     break
                 timeout = min(max(nra - time.time(), 0.0), 1.0)
+                if timeout <= 0:
+                    self._dry_until = 0.0  # a URL is ready now: lease it without waiting
             else:
                 timeout = self._next_wake()
             self._wake.clear()

@@ -21,6 +21,12 @@ appends its records to the WARC file, then one line to ``pages.jsonl`` naming th
 offset where those records end. On open, :meth:`ArchiveWriter.open` truncates pages.jsonl to its
 last complete line, truncates that WARC file to the recorded end and deletes any later file, so
 records without a committed line vanish and the URL is fetched again.
+
+Several writers (the ``processes`` mode: one per worker process) each write a *series* of their
+own, ``fetchlab-w{N}-00000.warc.gz`` (:func:`worker_warc_name`); the single writer's series has no
+``w`` part. One process still writes pages.jsonl, in each writer's write order, so the repair rule
+holds per series: the last line naming a file of the series marks where that series is whole
+(:func:`committed_ends` reads pages.jsonl backwards until every series on disk is placed).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import queue
 import re
@@ -56,15 +63,18 @@ __all__ = [
     "ArchiveWriter",
     "RepairReport",
     "WrittenPage",
+    "committed_ends",
     "gzip_member",
     "payload_digest",
     "warc_files",
     "warc_record",
+    "warc_series",
+    "worker_warc_name",
 ]
 
 WARC_DIR = "warc"
 PREFIX = "fetchlab"
-_NAME = re.compile(rf"^{PREFIX}-(\d{{5,}})\.warc\.gz$")
+_NAME = re.compile(rf"^{PREFIX}-(?:w(\d+)-)?(\d{{5,}})\.warc\.gz$")
 # Hop-by-hop framing aiohttp already removed from the body (it always de-chunks), so the stored
 # head must not claim it any more.
 _DROP_HEADERS = frozenset({b"transfer-encoding"})
@@ -82,19 +92,75 @@ def payload_digest(body: bytes) -> str:
     return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
 
 
+def worker_warc_name(worker: int, seq: int) -> str:
+    """The name of writer ``worker``'s ``seq``-th WARC file (one series per writer process)."""
+    return f"{PREFIX}-w{worker}-{seq:05d}.warc.gz"
+
+
+def warc_series(path: Path | str) -> int | None:
+    """The worker number in a WARC file's name; None for the single writer's series."""
+    m = _NAME.match(Path(path).name)
+    assert m is not None, path
+    return None if m.group(1) is None else int(m.group(1))
+
+
 def warc_files(out: Path) -> list[Path]:
-    """The archive's WARC files in write order."""
+    """The archive's WARC files: the single writer's series in write order, then each worker's."""
     folder = out / WARC_DIR
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    found = [
+        ((-1 if m.group(1) is None else int(m.group(1)), int(m.group(2))), p)
+        for p in folder.iterdir()
+        if (m := _NAME.match(p.name))
+    ]
     return [p for _, p in sorted(found)]
 
 
 def _seq(path: Path) -> int:
     m = _NAME.match(path.name)
     assert m is not None
-    return int(m.group(1))
+    return int(m.group(2))
+
+
+_WARC_FIELD = b'"warc":"'
+
+
+def committed_ends(
+    pages: Path, end: int, series: set[int | None], block: int = 1 << 20
+) -> dict[int | None, tuple[str, int]]:
+    """For each of ``series``, the WARC file (``warc/NAME``) and ``warc_end`` of the last line of
+    ``pages`` (complete up to ``end``) naming a file of it; series no line names are absent.
+
+    Reads backwards and stops once every series is placed: with one writer, at the last line.
+    """
+    found: dict[int | None, tuple[str, int]] = {}
+    if not series or not pages.exists():
+        return found
+    with open(pages, "rb") as fh:
+        pos, rest = end, b""
+        while pos > 0 and len(found) < len(series):
+            start = max(0, pos - block)
+            fh.seek(start)
+            buf = fh.read(pos - start) + rest
+            pos = start
+            lines = buf.split(b"\n")
+            rest = lines[0] if pos > 0 else b""  # may begin in the block before
+            for raw in reversed(lines if pos == 0 else lines[1:]):
+                at = raw.find(_WARC_FIELD)
+                if at < 0:
+                    continue
+                at += len(_WARC_FIELD)
+                m = _NAME.match(Path(raw[at : raw.find(b'"', at)].decode("utf-8", "replace")).name)
+                if m is None:
+                    continue
+                key = None if m.group(1) is None else int(m.group(1))
+                if key in series and key not in found:
+                    row = json.loads(raw)
+                    found[key] = (str(row["warc"]), int(row["warc_end"]))
+                    if len(found) == len(series):
+                        break
+    return found
 
 
 REVISIT_PROFILE = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
@@ -194,14 +260,31 @@ class ArchiveWriter:
         self._db: sqlite3.Connection | None = None
         self._last_sync = time.monotonic()
         self._pending_digests = 0
+        self._main_end: tuple[str, int] | None = None  # set by the repair
 
     # ----------------------------------------------------------------------------- open / repair
     def open(self) -> RepairReport:
         """Repair what a crash left, then open for appending. Call from the writer thread."""
+        report = self.repair()
+        try:
+            self._pages = PagesLog(self.out / "pages.jsonl")
+            files = [p for p in warc_files(self.out) if warc_series(p) is None]
+            if files:
+                self._open_file(files[-1])
+            else:
+                self._new_file(0)
+        except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot write the archive in {self.out}: {exc}") from exc
+        return report
+
+    def repair(self) -> RepairReport:
+        """Repair what a crash left and open the digest index, but neither pages.jsonl nor a WARC
+        file (:meth:`open` does all; a coordinator whose workers write the records calls this)."""
         try:
             (self.out / WARC_DIR).mkdir(parents=True, exist_ok=True)
             report = self._repair()
-            self._pages = PagesLog(self.out / "pages.jsonl")
             self._db = sqlite3.connect(self.out / "digests.sqlite", isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -209,22 +292,21 @@ class ArchiveWriter:
                 "CREATE TABLE IF NOT EXISTS digests (digest TEXT PRIMARY KEY, uri TEXT NOT NULL,"
                 " date TEXT NOT NULL, seq INTEGER NOT NULL, offset INTEGER NOT NULL)"
             )
-            last = report.last_row
-            if last is not None and last.get("warc"):
-                seq, end = _seq(Path(str(last["warc"]))), int(last["warc_end"])
-                # digests of records that the repair cut away must not be revisited
+            main = self._main_end
+            if report.last_row is None:
+                self._db.execute("DELETE FROM digests")
+            elif main is not None:
+                seq, end = _seq(Path(main[0])), main[1]
+                # digests of records that the repair cut away must not be revisited (rows of a
+                # worker series have a negative seq: the coordinator adds them only once their
+                # lines are written, and no repair cuts a committed record)
                 self._db.execute(
                     "DELETE FROM digests WHERE seq > ? OR (seq = ? AND offset >= ?)",
                     (seq, seq, end),
                 )
-            elif last is None:
-                self._db.execute("DELETE FROM digests")
-            self._db.execute("BEGIN")
-            files = warc_files(self.out)
-            if files:
-                self._open_file(files[-1])
             else:
-                self._new_file(0)
+                self._db.execute("DELETE FROM digests WHERE seq >= 0")
+            self._db.execute("BEGIN")
         except sqlite3.Error as exc:
             raise StorageError(f"digest index {self.out / 'digests.sqlite'}: {exc}") from exc
         except OSError as exc:
@@ -242,19 +324,18 @@ class ArchiveWriter:
         files = warc_files(self.out)
         removed: list[str] = []
         cut = 0
-        if tail.row is None or not tail.row.get("warc"):
-            keep: Path | None = None
-            end = 0
-        else:
-            keep = self.out / WARC_DIR / Path(str(tail.row["warc"])).name
-            end = int(tail.row["warc_end"])
+        ends = committed_ends(pages, tail.offset, {warc_series(p) for p in files})
+        self._main_end = ends.get(None)
         for path in files:
+            last = ends.get(warc_series(path))
+            keep = None if last is None else self.out / WARC_DIR / Path(last[0]).name
             if keep is None or _seq(path) > _seq(keep):
                 cut += path.stat().st_size
                 path.unlink()
                 index_part(self.out, path).unlink(missing_ok=True)
                 removed.append(path.name)
-            elif path == keep:
+            elif path == keep and last is not None:
+                end = last[1]
                 if path.stat().st_size > end:
                     cut += path.stat().st_size - end
                     os.truncate(path, end)

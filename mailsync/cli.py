@@ -10,18 +10,24 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
 import click
 from rich.console import Console
 
-from mailsync.engine import AccountReport
-from mailsync.settings import AccountSettings, MailSettings
-from mailsync.verify import VerifyReport, list_folders, verify_account
+from mailsync.settings import AccountSettings, MailSettings, Mode
 from modes._exceptions import MailError, ModeError, SettingsError, UsageError
-from modes.dispatch import MODES, check_mail_mode, run_backup
 from modes.progress import ProgressReporter, human_bytes, summary_table
 from modes.runtime import raise_nofile_limit, run
 from modes.settings import load_settings
+
+if TYPE_CHECKING:
+    from mailsync.engine import AccountReport
+    from mailsync.verify import VerifyReport
+
+# the other modes' drivers (and through them the crawler and aiohttp: ~0.25 s of imports) load
+# only when such a mode runs: a no-change re-sync is mostly Python start-up
+MODES: tuple[str, ...] = get_args(Mode)
 
 __all__ = ["main"]
 
@@ -75,6 +81,20 @@ def _snapshot(reports: list[AccountReport], start: float) -> Mapping[str, object
     return snap
 
 
+def _run_backup(
+    settings: MailSettings, chosen: list[AccountSettings], live: list[AccountReport]
+) -> list[AccountReport]:
+    if settings.mode == "asyncio":
+        from mailsync.engine import backup_accounts
+
+        return run(
+            backup_accounts(settings, chosen, settings.out, on_start=live.extend), settings.loop
+        )
+    from modes.dispatch import run_backup
+
+    return run_backup(settings, chosen, settings.out, on_start=live.extend)
+
+
 @main.command()
 @_settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
@@ -91,7 +111,10 @@ def backup(
     """Back up every selectable folder of the configured (or named) accounts."""
     settings = _load(settings_file, out, mode)
     try:
-        check_mail_mode(settings)
+        if settings.mode != "asyncio":
+            from modes.dispatch import check_mail_mode
+
+            check_mail_mode(settings)
     except ModeError as exc:
         click.echo(f"mailsync: {exc}", err=True)
         sys.exit(2)
@@ -105,7 +128,7 @@ def backup(
     reporter = ProgressReporter("mailsync backup", lambda: _snapshot(live, start), enabled=progress)
     try:
         with reporter:
-            reports = run_backup(settings, chosen, settings.out, on_start=live.extend)
+            reports = _run_backup(settings, chosen, live)
     except KeyboardInterrupt:
         # every batch already committed stays; the next run resumes from the state
         click.echo("mailsync: interrupted; run it again to resume", err=True)
@@ -153,6 +176,8 @@ def verify(
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
 
+    from mailsync.verify import verify_account
+
     async def _all() -> list[VerifyReport]:
         return [await verify_account(a, settings, settings.out, deep=deep) for a in chosen]
 
@@ -181,6 +206,8 @@ def folders(settings_file: Path | None, account: str, out: Path | None) -> None:
         (acct,) = _pick(settings, [account])
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    from mailsync.verify import list_folders
+
     try:
         infos = run(list_folders(acct, settings, settings.out), settings.loop)
     except MailError as exc:

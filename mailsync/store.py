@@ -39,6 +39,7 @@ __all__ = [
 
 _R = TypeVar("_R")
 _NAME_RE = re.compile(r"^(\d+)\.(\d+)\.")
+_SYNC_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,14 @@ class StoredMessage:
     path: str  # relative to the account root, POSIX style
 
 
+def _fdatasync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -109,6 +118,7 @@ class MaildirStore:
         self.root = root
         self.fsync = fsync
         self._ready: set[str] = set()
+        self._sync_pool: ThreadPoolExecutor | None = None
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -132,22 +142,50 @@ class MaildirStore:
         uidvalidity: int,
         messages: Iterable[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral]],
     ) -> list[StoredMessage]:
-        """Write (uid, flags, mtime, body) items durably; returns where each one went."""
+        """Write (uid, flags, mtime, body) items durably; returns where each one went.
+
+        Every file is written to ``tmp/`` first, then all of them are synced at once, then
+        renamed into place, then the directories are synced: durable before this returns.
+        """
         base = self.folder_dir(relpath)
         out: list[StoredMessage] = []
-        touched: set[str] = set()
+        staged: list[tuple[Path, Path]] = []
         try:
             for uid, flags, mtime, body in messages:
-                out.append(self._write_one(base, relpath, uidvalidity, uid, flags, mtime, body))
-                touched.add(out[-1].path.rsplit("/", 2)[-2])
+                tmp, dest, stored = self._stage(base, relpath, uidvalidity, uid, flags, mtime, body)
+                staged.append((tmp, dest))
+                out.append(stored)
             if self.fsync:
-                for sub in touched:
+                self._sync_files([tmp for tmp, _ in staged])
+            for tmp, dest in staged:
+                os.replace(tmp, dest)
+            if self.fsync:
+                for sub in {dest.parent.name for _, dest in staged}:
                     fsync_dir(base / sub)
         except OSError as exc:
             raise StorageError(f"{base}: cannot write message: {exc}") from exc
         return out
 
-    def _write_one(
+    def _sync_files(self, paths: list[Path]) -> None:
+        # one fdatasync after another waits for one journal commit each (~3 ms on this kind of
+        # disk: 130 ms for a batch of 45); in parallel the kernel folds them into a few commits
+        # (~7 ms for the same batch, measured)
+        if len(paths) <= 1:
+            for path in paths:
+                _fdatasync_path(path)
+            return
+        if self._sync_pool is None:
+            self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="fsync")
+        for _ in self._sync_pool.map(_fdatasync_path, paths):
+            pass
+
+    def close(self) -> None:
+        """Stop the sync threads (the store stays usable: they restart on demand)."""
+        if self._sync_pool is not None:
+            self._sync_pool.shutdown(wait=True)
+            self._sync_pool = None
+
+    def _stage(
         self,
         base: Path,
         relpath: str,
@@ -156,7 +194,7 @@ class MaildirStore:
         flags: tuple[str, ...],
         mtime: float | None,
         body: bytes | SpilledLiteral,
-    ) -> StoredMessage:
+    ) -> tuple[Path, Path, StoredMessage]:
         size = body.size if isinstance(body, SpilledLiteral) else len(body)
         name = message_filename(uidvalidity, uid, size, flags)
         sub = subdir_for(flags)
@@ -164,12 +202,6 @@ class MaildirStore:
         if isinstance(body, SpilledLiteral):
             digest = body.sha256
             os.replace(body.path, tmp)
-            if self.fsync:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
         else:
             digest = hashlib.sha256(body).hexdigest()
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -177,14 +209,11 @@ class MaildirStore:
                 view = memoryview(body)
                 while view:
                     view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fdatasync(fd)
             finally:
                 os.close(fd)
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, base / sub / name)
-        return StoredMessage(uid, size, digest, f"{relpath}/{sub}/{name}")
+        return tmp, base / sub / name, StoredMessage(uid, size, digest, f"{relpath}/{sub}/{name}")
 
     def rename_flags(
         self,
@@ -274,10 +303,26 @@ class AccountArchive:
     async def _call(self, fn: Callable[..., _R], *args: object) -> _R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _open(self) -> None:
+    def open_blocking(self) -> None:
+        """Open the Maildir store and the state DB in the calling thread.
+
+        For drivers that serialise archive work themselves (the blocking modes): they then call
+        the operations below directly, in one thread at a time, and :meth:`close_blocking`.
+        """
         self._store = MaildirStore(self.root, fsync=self._fsync)
         self._store.clear_spill()
         self._state = StateDB(self.root / "state.sqlite")
+
+    def close_blocking(self) -> None:
+        """Close what :meth:`open_blocking` opened (idempotent); the writer thread too."""
+        try:
+            if self._state is not None:
+                self._state.close()
+                self._state = None
+        finally:
+            if self._store is not None:
+                self._store.close()
+            self._pool.shutdown(wait=False)
 
     @property
     def state(self) -> StateDB:
@@ -290,13 +335,21 @@ class AccountArchive:
         return self._store
 
     async def open(self) -> None:
-        await self._call(self._open)
+        await self._call(self.open_blocking)
 
     async def aclose(self) -> None:
+        try:
+            if self._state is not None or self._store is not None:
+                await self._call(self._close_files)
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _close_files(self) -> None:
         if self._state is not None:
-            await self._call(self._state.close)
+            self._state.close()
             self._state = None
-        self._pool.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()
 
     async def run(self, fn: Callable[..., _R], *args: object) -> _R:
         """Run any blocking archive operation in the writer thread."""

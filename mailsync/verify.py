@@ -77,7 +77,9 @@ async def _open(
 ) -> ImapSession:
     from mailsync.auth import get_password
 
-    return await factory(account, get_password(account), settings, root / ".spill")
+    # a password_command runs a process: not on the event loop
+    secret = await asyncio.to_thread(get_password, account)
+    return await factory(account, secret, settings, root / ".spill")
 
 
 async def verify_account(
@@ -93,7 +95,8 @@ async def verify_account(
     if not (root / "state.sqlite").exists():
         report.errors.append(f"{account.name}: no archive at {root}")
         return report
-    state = StateDB(root / "state.sqlite")
+    # SQLite calls block (disk, locks): they run in worker threads, never on the event loop
+    state = await asyncio.to_thread(StateDB, root / "state.sqlite")
     try:
         session = await _open(account, settings, root, factory)
         try:
@@ -107,7 +110,7 @@ async def verify_account(
     except (MailError, StorageError) as exc:
         report.errors.append(f"{account.name}: {exc}")
     finally:
-        state.close()
+        await asyncio.to_thread(state.close)
     return report
 
 
@@ -134,7 +137,9 @@ async def _verify_folder(
         for r in listing.untagged
         if isinstance(r, FetchResp) and r.uid is not None and r.size is not None
     }
-    rows: dict[int, MessageRow] = state.messages(name, uidvalidity) if uidvalidity else {}
+    rows: dict[int, MessageRow] = (
+        await asyncio.to_thread(state.messages, name, uidvalidity) if uidvalidity else {}
+    )
     where = f"{report.account}/{name}"
     await asyncio.to_thread(_compare, server, rows, root, where, report)
     if deep and server:
@@ -192,6 +197,14 @@ async def _deep(
                 report.mismatched.append(f"{where} uid {r.uid}: file bytes differ from the server")
 
 
+def _counts(path: Path) -> dict[str, tuple[int, int]]:
+    state = StateDB(path)
+    try:
+        return state.counts()
+    finally:
+        state.close()
+
+
 async def list_folders(
     account: AccountSettings,
     settings: MailSettings,
@@ -202,11 +215,7 @@ async def list_folders(
     root = out / account.name
     counts: dict[str, tuple[int, int]] = {}
     if (root / "state.sqlite").exists():
-        state = StateDB(root / "state.sqlite")
-        try:
-            counts = state.counts()
-        finally:
-            state.close()
+        counts = await asyncio.to_thread(_counts, root / "state.sqlite")
     session = await _open(account, settings, root, factory)
     try:
         folders = await _list(session)

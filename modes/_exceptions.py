@@ -29,7 +29,8 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
     └── MailError                                  mailsync failures
         ├── ImapProtocolError (ValueError)         bytes the parser cannot read
         ├── ImapConnectError (ConnectionError)     refused / DNS / closed mid-command
-        ├── ImapTLSError (ConnectionError)         certificate not trusted, handshake failed
+        │   ├── ImapTLSError                       certificate not trusted, handshake failed
+        │   └── ImapUnknownHost                    the host name does not resolve (no retry)
         ├── ImapAuthError (PermissionError)        wrong user / password, no password source
         ├── ImapCommandError                       NO / BAD answer to a command
         │   └── FolderGone                         folder deleted between LIST and EXAMINE
@@ -56,6 +57,7 @@ __all__ = [
     "ImapConnectError",
     "ImapProtocolError",
     "ImapTLSError",
+    "ImapUnknownHost",
     "InvalidURLError",
     "MailError",
     "ModeError",
@@ -184,6 +186,10 @@ class ImapConnectError(MailError, ConnectionError):
 
 class ImapTLSError(ImapConnectError):
     """TLS handshake failed or the certificate is not trusted."""
+
+
+class ImapUnknownHost(ImapConnectError):
+    """The host name does not resolve: a setting to fix, not a moment to wait out."""
 
 
 class ImapAuthError(MailError, PermissionError):

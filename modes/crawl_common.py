@@ -3,9 +3,10 @@
 A worker (thread, greenlet, the sequential loop, or a coroutine in a worker process) turns a
 :class:`~crawler.core.frontier.FrontierItem` into a :class:`Work`: the flow's outcome (driven
 through :func:`crawler.core.flow.url_flow`, which owns robots, redirects and retries) and the
-parsed page. The coordinator (:mod:`modes.crawl_coordinator`) alone touches the frontier and the
-archive. The pages.jsonl row is built here with the same fields as the asyncio engine's, so every
-mode writes the same archive.
+parsed page. The coordinator (:mod:`modes.crawl_coordinator`) alone touches the frontier and
+pages.jsonl; in the processes mode each worker writes its own WARC records and returns an
+:class:`ArchivedWork` instead. The pages.jsonl row is built here with the same fields as the
+asyncio engine's, so every mode writes the same archive.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.core.flow import (
     FetchEffect,
@@ -36,18 +37,22 @@ from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope, host_key
 from crawler.settings import CrawlerSettings
-from crawler.transports.requests_fetch import RequestsFetcher
 from modes._exceptions import FetchError
+
+if TYPE_CHECKING:  # the processes mode's workers never import requests
+    from crawler.transports.requests_fetch import RequestsFetcher
 
 __all__ = [
     "HANDLED_EFFECTS",
     "ROBOTS_CACHE",
+    "ArchivedWork",
     "BlockingEffects",
     "Work",
     "flow_config",
     "iso_time",
     "page_row",
     "parse_outcome",
+    "sitemap_links",
     "wants_parse",
 ]
 
@@ -67,6 +72,27 @@ class Work:
     robots: tuple[tuple[str, RobotsRules], ...] = ()
 
 
+@dataclass(frozen=True)
+class ArchivedWork:
+    """One URL whose records a worker process already wrote to its own WARC series: what the
+    coordinator needs to commit it, without the bodies (:mod:`modes.crawl_processes`)."""
+
+    item: FrontierItem
+    worker: int
+    # the pages.jsonl row, WARC fields included; None: nothing archived, retry the URL later
+    row: dict[str, Any] | None
+    links: tuple[str, ...] = ()  # links to add to the frontier (empty when not following)
+    sitemap: bool = False  # the links come from a sitemap (added at the item's own depth)
+    robots: tuple[tuple[str, RobotsRules], ...] = ()
+    # (payload digest, target URI, WARC-Date, offset) of each response record written: the
+    # coordinator adds them to the shared digest index once the row is committed
+    digests: tuple[tuple[str, str, str, int], ...] = ()
+    retries: int = 0
+    retry_later: float | None = None
+    responses: int = 0
+    body_bytes: int = 0
+
+
 def flow_config(settings: CrawlerSettings, scope: Scope | None) -> FlowConfig:
     """The same flow configuration as the asyncio engine's."""
     return FlowConfig(
@@ -84,6 +110,11 @@ def wants_parse(settings: CrawlerSettings, final: FetchResult) -> bool:
     if settings.sitemaps and is_sitemap(final.url, ctype):
         return True
     return is_html(ctype)
+
+
+def sitemap_links(settings: CrawlerSettings, final: FetchResult) -> bool:
+    """True when ``final`` is a sitemap whose URLs the engine adds at the sitemap's own depth."""
+    return settings.sitemaps and is_sitemap(final.url, final.header("Content-Type"))
 
 
 def parse_outcome(

@@ -1,12 +1,31 @@
 """``--mode processes``: "processes plus coroutines". P worker processes, each an asyncio loop
-with its own aiohttp session, fetch and parse; this process coordinates and is the one writer.
+with its own aiohttp session, fetch, parse and **write their own WARC series**; this process
+coordinates (frontier, politeness grants, pages.jsonl).
 
-URLs go to worker ``crc32(host) % P``, so each host lives in exactly one worker and its
-politeness slot and robots.txt cache stay exact there (a single-host crawl therefore uses one
-worker for the network and parsing, plus this process for the archive: a two-stage pipeline,
-not P-way parallelism). Work comes back over one queue as :class:`~modes.crawl_common.Work`
-(bodies pickled once: cheap next to parsing them) and the coordinator commits it to the same
-archive every mode writes. Workers ignore SIGINT: Ctrl-C is the coordinator's to handle.
+Partitioning, politeness exact (the choice, and why):
+
+- The coordinator already holds every host to ``per_host`` URLs in flight in total (each URL's
+  flow does one request at a time), so concurrency per host is exact whatever the routing.
+- A host starts *pinned* to worker ``crc32(host) % P``: its robots.txt is fetched once, there.
+  When its verdict comes back with no Crawl-delay (and ``delay`` is 0 and ``per_host >= P``) the
+  host is *spread*: each URL goes to the least-loaded worker that has room in its share of the
+  host's slots (worker k gets ``per_host // P``, plus one for k < ``per_host % P``), and the
+  verdict is shipped to a worker before its first URL of that host, so robots.txt is never
+  fetched twice. A worker holds at most its share of the host's requests, so its connection pool
+  never opens more than that share: the host sees at most ``per_host`` connections in total.
+  While pinned, the host gets only the pinned worker's share, for the same reason.
+- A host with a delay (``delay`` or a robots.txt Crawl-delay) stays pinned: one worker's slot
+  table spaces its requests exactly, and a delay already caps the host far below one worker's
+  speed. So does every host when ``per_host < P``.
+- Known limit: a 429/503 back-off (Retry-After) is kept by the worker that got it; other workers
+  of a spread host learn it only from their own responses.
+
+Archive: each worker writes its records to ``warc/fetchlab-w{N}-*.warc.gz``
+(:class:`~modes.crawl_archive.WorkerArchive`, flushed to the OS) and then sends the coordinator a
+small :class:`~modes.crawl_common.ArchivedWork` (the row, the links, the digests); the
+coordinator adds the links, writes the pages.jsonl line, marks the URL done, in each worker's
+write order: a URL is complete only once its records are written. Workers ignore SIGINT: Ctrl-C
+is the coordinator's to handle.
 """
 
 from __future__ import annotations
@@ -17,12 +36,13 @@ import multiprocessing
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, cast
 
 from crawler.core.flow import (
     FetchEffect,
@@ -41,11 +61,24 @@ from crawler.core.urls import Scope, host_key
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from modes._exceptions import FetchError, ModeError
-from modes.crawl_common import ROBOTS_CACHE, Work, flow_config, parse_outcome
+from modes.crawl_archive import WorkerArchive
+from modes.crawl_common import (
+    ROBOTS_CACHE,
+    ArchivedWork,
+    Work,
+    flow_config,
+    page_row,
+    parse_outcome,
+    sitemap_links,
+)
 from modes.runtime import raise_nofile_limit, run
 from modes.threads_util import check_process_count
 
-__all__ = ["AsyncEffects", "ProcessBackend", "worker_main"]
+# what the workers use, imported once in the fork server (surt and uvloop load lazily elsewhere)
+PRELOAD = ("modes.crawl_processes", "surt", "uvloop")
+SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
+
+__all__ = ["AsyncEffects", "ProcessBackend", "archive_work", "host_shares", "worker_main"]
 
 
 class AsyncEffects:
@@ -66,6 +99,13 @@ class AsyncEffects:
         self._changed = asyncio.Event()
         self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
         self._pending: dict[str, asyncio.Future[RobotsRules]] = {}
+
+    def install_robots(self, host: str, rules: RobotsRules) -> None:
+        """Take a verdict another worker fetched (the coordinator ships it with a spread host)."""
+        if host not in self._robots:
+            self._robots[host] = rules
+            if len(self._robots) > ROBOTS_CACHE:
+                self._robots.popitem(last=False)
 
     async def crawl(self, item: FrontierItem) -> Work:
         fresh: list[tuple[str, RobotsRules]] = []
@@ -125,7 +165,7 @@ class AsyncEffects:
     async def _robots_for(self, url: str, fresh: list[tuple[str, RobotsRules]]) -> RobotsRules:
         host = host_key(url)
         rules = self._robots.get(host)
-        if rules is not None and not rules.is_stale(time.time()):
+        if rules is not None and not rules.is_stale(time.time(), retry=self.s.robots_retry):
             self._robots.move_to_end(host)
             return rules
         pending = self._pending.get(host)
@@ -153,64 +193,184 @@ class AsyncEffects:
 
 
 # -- the worker process ----------
+def archive_work(settings: CrawlerSettings, work: Work, archive: WorkerArchive) -> ArchivedWork:
+    """Write one URL's records (unless it is to be retried) and say where they are."""
+    item, outcome, parsed = work.item, work.outcome, work.parsed
+    if outcome.retry_later is not None and item.attempts < settings.retries:
+        return ArchivedWork(
+            item,
+            archive.worker,
+            None,
+            robots=work.robots,
+            retries=outcome.retries,
+            retry_later=outcome.retry_later,
+        )
+    row, _ = page_row(item, outcome, parsed)
+    final = outcome.final
+    follow = (
+        parsed is not None
+        and not parsed.error
+        and settings.follow
+        and final is not None
+        and not final.truncated
+    )
+    rec = archive.write_records(outcome.hops)
+    if rec.sha1 is not None:
+        row["sha1"] = rec.sha1
+    # the same keys, in the same order, as crawler.warc.ArchiveWriter.write adds them
+    row["revisit"] = rec.revisit
+    row["warc"] = rec.warc
+    row["warc_offset"] = rec.start
+    row["warc_end"] = rec.end
+    return ArchivedWork(
+        item,
+        archive.worker,
+        row,
+        links=parsed.links if follow and parsed is not None else (),
+        sitemap=final is not None and sitemap_links(settings, final),
+        robots=work.robots,
+        digests=rec.digests,
+        retries=outcome.retries,
+        responses=len(outcome.hops),
+        body_bytes=sum(len(h.body) for h in outcome.hops),
+    )
+
+
 def worker_main(
-    settings: CrawlerSettings, scope: Scope | None, inq: Any, outq: Any, concurrency: int
+    settings: CrawlerSettings,
+    scope: Scope | None,
+    index: int,
+    inq: Any,
+    outq: Any,
+    concurrency: int,
 ) -> None:
-    """Top-level (picklable) body of a worker process."""
+    """Top-level (picklable) body of worker process ``index``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    run(_worker(settings, scope, inq, outq, concurrency), settings.loop)
+    # the loop hands results to the queue's feeder thread: at the default 5 ms interval each
+    # hand-off waited for the GIL (cProfile: 0.4 ms per put)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    run(_worker(settings, scope, index, inq, outq, concurrency), settings.loop)
 
 
 async def _worker(
-    settings: CrawlerSettings, scope: Scope | None, inq: Any, outq: Any, concurrency: int
+    settings: CrawlerSettings,
+    scope: Scope | None,
+    index: int,
+    inq: Any,
+    outq: Any,
+    concurrency: int,
 ) -> None:
     raise_nofile_limit(concurrency + 256)
     loop = asyncio.get_running_loop()
-    items: asyncio.Queue[FrontierItem | None] = asyncio.Queue()
+    inbox: asyncio.Queue[list[object] | None] = asyncio.Queue()
 
-    def reader() -> None:  # blocking queue reads stay off the loop
+    def reader() -> None:  # blocking pipe reads stay off the loop, and never wait for it
         while True:
-            item = inq.get()
-            loop.call_soon_threadsafe(items.put_nowait, item)
-            if item is None:
+            try:
+                batch = inq.recv()
+            except EOFError:
+                batch = None
+            loop.call_soon_threadsafe(inbox.put_nowait, batch)
+            if batch is None:
                 return
 
     threading.Thread(target=reader, name="crawl-inbox", daemon=True).start()
+    archive = WorkerArchive(
+        settings.out,
+        index,
+        max_file_bytes=settings.warc_max_bytes,
+        gzip_level=settings.warc_gzip_level,
+    )
+    try:
+        archive.open()
+    except Exception as exc:
+        outq.put([("error", "(opening the archive)", f"{type(exc).__name__}: {exc}")])
+        return
     fetcher = AiohttpFetcher(
         concurrency=concurrency, per_host=settings.per_host, timeout=settings.timeout
     )
     effects = AsyncEffects(settings, scope, fetcher)
     tasks: set[asyncio.Task[None]] = set()
+    # results of one loop tick leave in one message (IPC costs per message, not per byte here)
+    out: list[object] = []
+
+    def send() -> None:
+        batch = out.copy()
+        out.clear()
+        outq.put(batch)
+
+    def emit(result: object) -> None:
+        if not out:
+            loop.call_soon(send)
+        out.append(result)
 
     async def one(item: FrontierItem) -> None:
         try:
-            outq.put(await effects.crawl(item))
-        except Exception as exc:  # a bug, not a page fault: the coordinator stops the crawl
-            outq.put(("error", item.url, f"{type(exc).__name__}: {exc}"))
+            work = await effects.crawl(item)
+            # written and queued with no await between: results leave in write order
+            emit(archive_work(settings, work, archive))
+        except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
+            emit(("error", item.url, f"{type(exc).__name__}: {exc}"))
 
     try:
-        while (item := await items.get()) is not None:
-            task = asyncio.create_task(one(item))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        while (batch := await inbox.get()) is not None:
+            for msg in batch:
+                if isinstance(msg, FrontierItem):
+                    task = asyncio.create_task(one(msg))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                else:
+                    _, host, rules = cast(tuple[str, str, RobotsRules], msg)
+                    effects.install_robots(host, rules)
         if tasks:
             await asyncio.gather(*tasks)
+        await asyncio.sleep(0)  # the last send() runs
     finally:
         await fetcher.aclose()
+        archive.close()
 
 
 # -- the coordinator's side ----------
+def host_shares(per_host: int, workers: int) -> list[int]:
+    """Each worker's share of one spread host's ``per_host`` slots (they sum to ``per_host``)."""
+    return [per_host // workers + (k < per_host % workers) for k in range(workers)]
+
+
 class ProcessBackend:
+    """Starts the workers, routes URLs (see the module docstring), collects their results."""
+
+    writes_records = True  # the coordinator commits ArchivedWork, it writes no records itself
+
     def __init__(self, settings: CrawlerSettings, scope: Scope | None, workers: int) -> None:
         self.capacity = settings.concurrency
         self._n = check_process_count(workers)
+        self._per_host = settings.per_host
+        self._shares = host_shares(settings.per_host, self._n)
+        self._can_spread = self._n > 1 and settings.delay == 0 and settings.per_host >= self._n
+        self._robots = settings.robots
+        self._ua = settings.user_agent
+        self._spread: dict[str, RobotsRules | None] = {}  # host -> verdict to ship
+        self._pinned: dict[str, None] = {}  # hosts with a Crawl-delay: one worker's for good
+        self._shipped: list[set[str]] = [set() for _ in range(self._n)]
+        self._load = [0] * self._n
+        self._host_load: dict[str, list[int]] = {}
         ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
-        self._inqs = [ctx.Queue() for _ in range(self._n)]
+        # the fork server imports the worker's modules once and forks every worker from it:
+        # each worker otherwise spent ~0.45 s of CPU importing aiohttp, lexbor & co. (no effect
+        # when this process already started its fork server)
+        ctx.set_forkserver_preload(list(PRELOAD))
+        # to each worker a pipe its reader thread drains at once (so sending never blocks for
+        # long), batched per dispatch round; back, one queue for all
+        pipes = [ctx.Pipe(duplex=False) for _ in range(self._n)]
+        self._inqs = [w for _, w in pipes]
+        self._readers = [r for r, _ in pipes]
+        self._outbox: list[list[object]] = [[] for _ in range(self._n)]
         self._outq = ctx.Queue()
+        self._switch = sys.getswitchinterval()
         self._procs = [
             ctx.Process(
                 target=worker_main,
-                args=(settings, scope, self._inqs[k], self._outq, settings.concurrency),
+                args=(settings, scope, k, pipes[k][0], self._outq, settings.concurrency),
                 name=f"crawl-worker-{k}",
                 daemon=True,
             )
@@ -218,18 +378,92 @@ class ProcessBackend:
         ]
 
     def start(self) -> None:
+        # this process hands the GIL to the queue's reader as often as the workers do
+        sys.setswitchinterval(SWITCH_INTERVAL)
         for proc in self._procs:
             proc.start()
+        for reader in self._readers:  # the workers hold their own copies now
+            reader.close()
+
+    def _pin(self, host: str) -> int:
+        return zlib.crc32(host.encode()) % self._n
+
+    def host_limit(self, host: str) -> int:
+        """How many URLs of ``host`` may be in flight across all workers now."""
+        if host in self._spread or host in self._pinned or not self._can_spread:
+            return self._per_host
+        if not self._robots:
+            return self._per_host
+        return self._shares[self._pin(host)]  # pinned until its robots.txt verdict is known
 
     def submit(self, item: FrontierItem) -> None:
-        self._inqs[zlib.crc32(item.host.encode()) % self._n].put(item)
+        host = item.host
+        if self._can_spread and not self._robots and host not in self._spread:
+            self._spread[host] = None
+        loads = self._host_load.setdefault(host, [0] * self._n)
+        if host in self._spread:
+            free = [k for k in range(self._n) if loads[k] < self._shares[k]]
+            # the coordinator keeps the host under per_host, so some share has room
+            k = min(free, key=self._load.__getitem__) if free else self._pin(host)
+            rules = self._spread[host]
+            if rules is not None and host not in self._shipped[k]:
+                self._shipped[k].add(host)
+                self._outbox[k].append(("robots", host, rules))
+        else:
+            k = self._pin(host)
+        loads[k] += 1
+        self._load[k] += 1
+        self._outbox[k].append(item)
 
-    def _take(self, got: object) -> Work:
-        if isinstance(got, Work):
-            return got
-        raise ModeError(f"a crawl worker process failed on {got[1]}: {got[2]}")  # type: ignore[index]
+    def _send(self) -> None:
+        for k, box in enumerate(self._outbox):
+            if box:
+                try:
+                    self._inqs[k].send(box)
+                except OSError:  # its end of the pipe is closed: the worker is gone
+                    code = self._procs[k].exitcode
+                    raise ModeError(
+                        f"crawl worker {self._procs[k].name} died (exit status {code}); "
+                        "the archive is consistent: rerun to resume"
+                    ) from None
+                self._outbox[k] = []
 
-    def results(self, timeout: float) -> list[Work]:
+    def _take(self, batch: list[object], out: list[ArchivedWork]) -> None:
+        for got in batch:
+            out.append(self._take_one(got))
+
+    def _take_one(self, got: object) -> ArchivedWork:
+        if not isinstance(got, ArchivedWork):
+            raise ModeError(f"a crawl worker process failed on {got[1]}: {got[2]}")  # type: ignore[index]
+        k, host = got.worker, got.item.host
+        self._load[k] -= 1
+        loads = self._host_load[host]
+        loads[k] -= 1
+        if not any(loads):
+            del self._host_load[host]
+        for rhost, rules in got.robots:
+            self._learn(rhost, rules)
+        return got
+
+    def _learn(self, host: str, rules: RobotsRules) -> None:
+        if not self._can_spread or host in self._spread or host in self._pinned:
+            return
+        if rules.crawl_delay(self._ua):
+            self._pinned[host] = None
+        elif not rules.temporary:  # a verdict that expires soon is not worth shipping
+            self._spread[host] = rules
+            self._shipped[self._pin(host)].add(host)
+        # bounded like the workers' robots caches: a host forgotten here goes back to its
+        # pinned worker (which knows its verdict), the polite side of the choice
+        for known in (self._spread, self._pinned):
+            if len(known) > ROBOTS_CACHE:
+                old = next(iter(known))
+                del known[old]
+                for shipped in self._shipped:
+                    shipped.discard(old)
+
+    def results(self, timeout: float) -> list[ArchivedWork]:
+        self._send()
         try:
             got = self._outq.get(timeout=timeout)
         except queue.Empty:
@@ -240,17 +474,20 @@ class ProcessBackend:
                     "the archive is consistent: rerun to resume"
                 ) from None
             return []
-        out = [self._take(got)]
+        out: list[ArchivedWork] = []
+        self._take(got, out)
         while True:
             try:
-                out.append(self._take(self._outq.get_nowait()))
+                self._take(self._outq.get_nowait(), out)
             except queue.Empty:
                 return out
 
     def close(self, abandon: bool) -> None:
-        for inq in self._inqs:
+        for k, inq in enumerate(self._inqs):
             with contextlib.suppress(OSError, ValueError):
-                inq.put(None)
+                if not abandon and self._outbox[k]:
+                    inq.send(self._outbox[k])
+                inq.send(None)
         deadline = time.monotonic() + (2.0 if abandon else 30.0)
         for proc in self._procs:
             if proc.pid is None:
@@ -259,6 +496,8 @@ class ProcessBackend:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
-        for q in (*self._inqs, self._outq):
-            q.cancel_join_thread()  # nobody reads them any more: do not wait for their feeders
-            q.close()
+        for inq in self._inqs:
+            inq.close()
+        self._outq.cancel_join_thread()  # nobody reads it any more: do not wait for feeders
+        self._outq.close()
+        sys.setswitchinterval(self._switch)

@@ -6,11 +6,12 @@
 
 ``settings.mode`` picks the driver: ``asyncio`` (the engine, on ``settings.loop``), ``threads``,
 ``sequential``, ``gevent`` (a child process of its own) or ``processes`` (worker processes, each
-an asyncio loop, coordinated by this process, the one writer of the archive). Every mode runs the
-same flow and writes the same archive through the engine's writer, so a run stopped in one mode
-resumes in any other. Mode limits are checked first (:func:`check_crawl_mode`,
-:func:`check_mail_mode`) and raise :class:`~modes._exceptions.ModeError` with the reason. mailsync's
-``processes`` mode spreads an account's folders over worker processes (one per connection).
+an asyncio loop writing its own WARC series, coordinated by this process, which writes
+pages.jsonl). Every mode runs the same flow and writes the same archive format through the
+engine's record code, so a run stopped in one mode resumes in any other. Mode limits are checked
+first (:func:`check_crawl_mode`, :func:`check_mail_mode`) and raise
+:class:`~modes._exceptions.ModeError` with the reason. mailsync's ``processes`` mode spreads an
+account's folders over worker processes (one per connection).
 """
 
 from __future__ import annotations

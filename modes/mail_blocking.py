@@ -152,14 +152,13 @@ class AccountRun:
         try:
             self.secret = (get_oauth_token if acct.auth == "xoauth2" else get_password)(acct)
             # the archive's own writer thread is for the asyncio engine; here the lock above
-            # serializes the same operations (hook wanted: AccountArchive.open_blocking())
-            self.archive._open()
+            # serializes the same operations
+            self.archive.open_blocking()
             try:
                 self._run()
             finally:
                 with contextlib.suppress(Exception):
-                    self.archive.state.close()
-                self.archive._pool.shutdown(wait=False)
+                    self.archive.close_blocking()
         except MailError as exc:
             msg = str(exc)
             prefix = f"account {acct.name}: "

@@ -86,6 +86,9 @@ class StartFetch:
 
     commands: tuple[Command, ...]
     window: int
+    # the folder's UIDVALIDITY: a driver that spreads the commands over several connections
+    # (each EXAMINEs the folder) uses a connection only if it sees the same one
+    uidvalidity: int | None = None
 
 
 @dataclass(frozen=True)
@@ -436,7 +439,9 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
         # a sliding window: `pipeline_depth` body FETCHes stay in flight, the next one is sent
         # as soon as the oldest completes, so the link never idles between batches
         yield StartFetch(
-            tuple(commands.uid_fetch_bodies(b) for b in batches), max(1, opts.pipeline_depth)
+            tuple(commands.uid_fetch_bodies(b) for b in batches),
+            max(1, opts.pipeline_depth),
+            uidvalidity,
         )
     # servers may run pipelined FETCHes concurrently and interleave their answers (Dovecot
     # does): bodies are routed by UID. A body is credited to its own command or an earlier one,

@@ -32,7 +32,13 @@ from mailsync.core.parser import (
     Untagged,
 )
 from mailsync.transports.base import Command, CommandResult, TransportStats
-from modes._exceptions import ImapConnectError, ImapProtocolError, ImapTLSError, MailError
+from modes._exceptions import (
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    ImapUnknownHost,
+    MailError,
+)
 
 __all__ = ["NativeConnection", "connect", "translate_connect_error"]
 
@@ -169,7 +175,7 @@ def translate_connect_error(exc: BaseException, host: str, port: int) -> BaseExc
     if isinstance(exc, TimeoutError):
         return ImapConnectError(f"{where}: timed out")
     if isinstance(exc, OSError) and exc.errno is not None and exc.errno < 0:  # gaierror
-        return ImapConnectError(f"{host}: unknown host ({exc.strerror})")
+        return ImapUnknownHost(f"{host}: unknown host ({exc.strerror})")
     if isinstance(exc, OSError):
         return ImapConnectError(f"{where}: cannot connect ({exc.strerror or exc})")
     return ImapConnectError(f"{where}: {exc}")

@@ -83,6 +83,8 @@ class CellSummary:
     peak_rss_mb: float | None  # the highest of the runs (this process)
     peak_tree_rss_mb: float | None  # the highest of the runs (with pool workers)
     errors: tuple[str, ...] = ()
+    # medians of the numeric measures a workload adds (the crawl: steady_per_s, revisits)
+    extra: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -182,6 +184,16 @@ def run_grid(
     return results
 
 
+def _extra_medians(runs: Sequence[RunResult]) -> dict[str, float]:
+    keys = {k for r in runs for k, v in r.extra.items() if isinstance(v, int | float)}
+    return {
+        k: statistics.median(
+            float(r.extra[k]) for r in runs if isinstance(r.extra.get(k), int | float)
+        )
+        for k in sorted(keys)
+    }
+
+
 def summarize(results: Iterable[RunResult]) -> list[CellSummary]:
     """One summary per cell, in the order cells first appear."""
     by_cell: dict[Cell, list[RunResult]] = {}
@@ -211,6 +223,7 @@ def summarize(results: Iterable[RunResult]) -> list[CellSummary]:
                 peak_rss_mb=max(r.peak_rss_mb for r in good),
                 peak_tree_rss_mb=max(r.peak_tree_rss_mb for r in good),
                 errors=errors,
+                extra=_extra_medians(good),
             )
         )
     return out

@@ -91,9 +91,15 @@ def read_json(path: Path) -> tuple[dict[str, Any], list[CellSummary]]:
                 c["peak_rss_mb"],
                 c["peak_tree_rss_mb"],
                 tuple(c["errors"]),
+                dict(c.get("extra", {})),
             )
         )
     return dict(data["meta"]), cells
+
+
+def _extra_note(s: CellSummary) -> str:
+    steady = s.extra.get("steady_per_s")
+    return "" if steady is None else f"steady {_fmt(steady, 0)}/s"
 
 
 def _published(s: CellSummary) -> float | None:
@@ -158,7 +164,7 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
                 pub_up = base_pub / pub if base_pub else None
                 speed = f"{_fmt(ours)}x / {_fmt(pub_up)}x"
             rss = s.peak_tree_rss_mb
-            note = "; ".join(s.errors)[:120] if s.errors else ""
+            note = "; ".join(s.errors)[:120] if s.errors else _extra_note(s)
             if s.ok_runs < s.runs:
                 note = f"{s.ok_runs}/{s.runs} runs ok; " + note
             label = (

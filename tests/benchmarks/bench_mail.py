@@ -1,14 +1,19 @@
 """Mail benchmark (a script, not a test): ``scripts/bench mail [--full]``.
 
 Builds a corpus in a private Dovecot, then times, side by side in one run, mailsync (native
-transport; ``--aioimaplib`` adds the aioimaplib transport) and mbsync (Debian isync) -- and
-OfflineIMAP when installed -- for three scenarios: a full backup into an empty folder, a no-change
-re-sync, and a re-sync after 100 new messages. Each runs direct and through the delay proxy
-(``--delays``, ms one way). Reports wall seconds (median of ``--runs``), msgs/s, MB/s, client CPU
-seconds, peak RSS and the wall-time ratio to mbsync (> 1: faster than mbsync).
+transport; ``--aioimaplib`` adds the aioimaplib transport), mbsync (Debian isync) and OfflineIMAP
+(Debian offlineimap3) when installed (``--with-peers`` installs them, as root) for three
+scenarios: a full backup into an empty folder, a no-change re-sync, and a re-sync after 100 new
+messages. Each runs direct and through the delay proxy (``--delays``, ms one way). Reports wall
+seconds (median of ``--runs``), msgs/s, MB/s, client CPU seconds (process-pool workers included),
+peak RSS of the process tree and the ratio to mbsync (> 1: faster than mbsync).
+
+OfflineIMAP fetches one message per round trip (~4 msgs/s at 100 ms): it runs once per scenario
+and is stopped after ``--peer-budget`` seconds; its rate is then what it archived by then.
 
 Quick size by default (2,000 messages, ~100 MB); ``--full`` (or FETCHLAB_SLOW=1) is the target
-size (20,000 messages, ~1 GB): run it on a quiet machine only.
+size (20,000 messages, ~1 GB): run it on a quiet machine only. ``--markdown`` / ``--json`` write
+the table (docs/benchmarks/mail.md) and the rows.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -26,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
@@ -41,6 +48,8 @@ from testbed.imap_load import append_messages, load_corpus  # noqa: E402
 from testbed.proxy import start_proxy  # noqa: E402
 
 USER, PASSWORD = "bench", "secret"
+CUR_NEW = ("cur", "new")
+PEERS = {"mbsync": "isync", "offlineimap": "offlineimap3"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Sample:
     wall: float
     cpu: float
     rss_mb: float
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,46 +70,68 @@ class Row:
     wall: float
     cpu: float
     rss_mb: float
+    timed_out: bool = False  # stopped at --peer-budget: messages = what it archived by then
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
+    """RSS of the process tree now; records each grandchild's CPU seconds in ``cpu``."""
     # before exec the child still maps this (large) benchmark process: not the client's memory
     if any("bench_mail" in part for part in proc.cmdline()):
         return 0
     total = 0
+    children = {p.pid for p in proc.children()}
     for p in [proc, *proc.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
+            if p.pid != proc.pid and p.pid not in children:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
     return total
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None) -> Sample:
+def _run(argv: list[str], env: dict[str, str] | None = None, budget: float | None = None) -> Sample:
     """Run one client to completion: wall, CPU (it and its reaped children), peak tree RSS.
 
     RSS is sampled (every 20 ms, summed over the process tree) because ru_maxrss of a forked
-    child counts the parent's pages from before exec.
+    child counts the parent's pages from before exec. CPU is the client's and its reaped
+    children's (rusage) plus the last sample of each grandchild: process-pool workers are
+    children of multiprocessing's forkserver, which the client never reaps. A client still
+    running after ``budget`` seconds is stopped (its process group, by PID) and the sample says
+    so.
     """
     start = time.perf_counter()
     proc = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     peak = 0
+    grandchildren_cpu: dict[int, float] = {}
+    timed_out = False
     ps = psutil.Process(proc.pid)
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        if budget is not None and not timed_out and time.perf_counter() - start > budget:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(psutil.Error):
-            peak = max(peak, _tree_rss(ps))
+            peak = max(peak, _tree_rss(ps, grandchildren_cpu))
         time.sleep(0.02)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not timed_out:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
-    return Sample(wall, usage.ru_utime + usage.ru_stime, peak / 1e6)
+    cpu = usage.ru_utime + usage.ru_stime + sum(grandchildren_cpu.values())
+    return Sample(wall, cpu, peak / 1e6, timed_out)
 
 
 def _mailsync(out: Path, port: int, client: str) -> Callable[[], Sample]:
@@ -165,11 +197,51 @@ SyncState *
     return lambda: _run(["mbsync", "-q", "-c", str(conf), "-a"])
 
 
+def _offlineimap(out: Path, port: int, budget: float) -> Callable[[], Sample]:
+    conf = out.parent / f"{out.name}.offlineimaprc"
+    conf.write_text(
+        f"""[general]
+accounts = bench
+metadata = {out}.meta
+maxsyncaccounts = 1
+
+[Account bench]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = {out}
+
+[Repository remote]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = {port}
+remoteuser = {USER}
+remotepass = {PASSWORD}
+ssl = no
+starttls = no
+readonly = True
+maxconnections = 1
+""",
+        "utf-8",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    return lambda: _run(["offlineimap", "-c", str(conf), "-u", "quiet"], budget=budget)
+
+
+def _count_messages(root: Path) -> int:
+    return sum(
+        len(files) for dirpath, _, files in os.walk(root) if os.path.basename(dirpath) in CUR_NEW
+    )
+
+
 def _median(samples: list[Sample]) -> Sample:
     return Sample(
         statistics.median(s.wall for s in samples),
         statistics.median(s.cpu for s in samples),
         max(s.rss_mb for s in samples),
+        any(s.timed_out for s in samples),
     )
 
 
@@ -186,6 +258,50 @@ def _new_messages(server: DovecotServer, n: int, round_: int) -> None:
     )
 
 
+def _runner(tool: str, out: Path, port: int, budget: float) -> Callable[[], Sample]:
+    if tool == "mbsync":
+        return _mbsync(out, port)
+    if tool == "offlineimap":
+        return _offlineimap(out, port, budget)
+    return _mailsync(out, port, "aioimaplib" if "aio" in tool else "native")
+
+
+def _ensure_peers(console: Console) -> None:
+    """--with-peers: install the missing peers with apt-get (root only)."""
+    missing = [pkg for binary, pkg in PEERS.items() if not shutil.which(binary)]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        console.print(f"not root: cannot install {', '.join(missing)} (apt-get install them)")
+        return
+    console.print(f"installing {', '.join(missing)} ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", *missing], check=False, env=env)
+
+
+def _tool_version(tool: str) -> str:
+    if tool.startswith("mailsync"):
+        return "this tree"
+    argv = {"mbsync": ["mbsync", "--version"], "offlineimap": ["offlineimap", "--version"]}[tool]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (
+        (done.stdout or done.stderr).strip().splitlines()[0]
+        if (done.stdout or done.stderr)
+        else "?"
+    )
+
+
+def _archived_mb(root: Path) -> float:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        if os.path.basename(dirpath) in CUR_NEW:
+            total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    return total / 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", default=os.environ.get("FETCHLAB_SLOW") == "1")
@@ -193,11 +309,32 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--delays", default="0,25,100", help="one-way proxy delays in ms")
     ap.add_argument("--aioimaplib", action="store_true", help="also time the aioimaplib transport")
+    ap.add_argument(
+        "--with-peers",
+        action="store_true",
+        help="install mbsync (isync) and OfflineIMAP (offlineimap3) when missing (root)",
+    )
+    ap.add_argument(
+        "--peer-budget",
+        type=float,
+        default=90.0,
+        help="seconds an OfflineIMAP run may take before it is stopped (its rate is then "
+        "what it archived in that time); it runs once per scenario, not --runs times",
+    )
+    ap.add_argument(
+        "--tools",
+        default="mailsync,mbsync,offlineimap",
+        help="comma-separated: mailsync, mbsync, offlineimap (peers only when installed)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = ap.parse_args()
     messages = args.messages or (20_000 if args.full else 2_000)
     delays = [int(d) for d in args.delays.split(",") if d.strip()]
     console = Console(width=150)
+    if args.with_peers:
+        _ensure_peers(console)
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="fetchlab-bench-mail-"))
     work.chmod(0o755)  # Dovecot's unprivileged mail user must traverse it
     try:
@@ -206,20 +343,21 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         raise
     rows: list[Row] = []
+    wanted = {t.strip() for t in args.tools.split(",")}
+    tools = ["mailsync"] if "mailsync" in wanted else []
+    tools += ["mailsync-aioimaplib"] if args.aioimaplib else []
+    tools += [t for t in ("mbsync", "offlineimap") if t in wanted and shutil.which(t)]
+    corpus_line = ""
     try:
         corpus = generate_corpus(messages=messages, seed=1)
         t = time.perf_counter()
         truth = load_corpus(server, USER, corpus)
         total_mb = sum(r.size for r in truth) / 1e6
-        console.print(
-            f"corpus: {len(truth)} messages, {total_mb:.0f} MB, "
-            f"{len(corpus.folders)} folders, loaded in {time.perf_counter() - t:.0f} s"
+        corpus_line = (
+            f"{len(truth)} messages, {total_mb:.0f} MB, {len(corpus.folders)} folders "
+            f"(Dovecot {server.port}), loaded in {time.perf_counter() - t:.0f} s"
         )
-        tools = ["mailsync"] + (["mailsync-aioimaplib"] if args.aioimaplib else [])
-        if shutil.which("mbsync"):
-            tools.append("mbsync")
-        if shutil.which("offlineimap"):
-            console.print("offlineimap is installed but not wired in yet: skipped")
+        console.print(f"corpus: {corpus_line}")
         round_ = 0
         for delay in delays:
             proxy = None
@@ -228,88 +366,147 @@ def main() -> None:
                 proxy = start_proxy((server.host, server.port), delay_ms=delay)
                 port = proxy.port
             try:
-                for tool in tools:
-                    full: list[Sample] = []
-                    for i in range(args.runs):
-                        out = work / f"{tool}-{delay}-{i}"
-                        shutil.rmtree(out, ignore_errors=True)
-                        runner = (
-                            _mbsync(out, port)
-                            if tool == "mbsync"
-                            else _mailsync(out, port, "aioimaplib" if "aio" in tool else "native")
-                        )
-                        full.append(runner())
-                    s = _median(full)
-                    rows.append(
-                        Row(tool, delay, "full", len(truth), total_mb, s.wall, s.cpu, s.rss_mb)
-                    )
-                    none = _median([runner() for _ in range(args.runs)])
-                    rows.append(
-                        Row(tool, delay, "no-change", 0, 0, none.wall, none.cpu, none.rss_mb)
-                    )
-                added: dict[str, list[Sample]] = {t: [] for t in tools}
-                last = {t: work / f"{t}-{delay}-{args.runs - 1}" for t in tools}
-                for _ in range(args.runs):
-                    round_ += 1
-                    _new_messages(server, 100, round_)
-                    for tool in tools:
-                        runner = (
-                            _mbsync(last[tool], port)
-                            if tool == "mbsync"
-                            else _mailsync(
-                                last[tool], port, "aioimaplib" if "aio" in tool else "native"
-                            )
-                        )
-                        added[tool].append(runner())
-                for tool in tools:
-                    s = _median(added[tool])
-                    rows.append(Row(tool, delay, "+100 new", 100, 0.4, s.wall, s.cpu, s.rss_mb))
+                round_ = _scenarios(
+                    args, console, work, tools, delay, port, server, truth, rows, round_
+                )
             finally:
                 if proxy is not None:
                     proxy.stop()
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    _report(console, rows)
+    load_after = os.getloadavg()
+    table = _report(console, rows)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1), "utf-8")
+    if args.markdown:
+        meta = [
+            f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"{os.cpu_count()} cores; load average before {load_before[0]:.1f}, "
+            f"after {load_after[0]:.1f} (a shared machine: other jobs ran meanwhile)",
+            f"- corpus: {corpus_line}",
+            f"- runs: median of {args.runs} (OfflineIMAP: 1 run, stopped after "
+            f"{args.peer_budget:.0f} s; its msgs/s is then what it archived in that time)",
+            "- tools: " + "; ".join(f"{t}: {_tool_version(t)}" for t in tools),
+            "- delay: added by testbed.proxy in each direction (a round trip gains 2x)",
+        ]
+        _write_markdown(args.markdown, meta, table)
 
 
-def _report(console: Console, rows: list[Row]) -> None:
-    ref = {(r.delay_ms, r.scenario): r.wall for r in rows if r.tool == "mbsync"}
-    table = []
+def _scenarios(
+    args: argparse.Namespace,
+    console: Console,
+    work: Path,
+    tools: list[str],
+    delay: int,
+    port: int,
+    server: DovecotServer,
+    truth: list[Any],
+    rows: list[Row],
+    round_: int,
+) -> int:
+    """Full, no-change and +100 new for every tool at one delay; returns the append round."""
+    total_mb = sum(r.size for r in truth) / 1e6
+    complete: list[str] = []
+    for tool in tools:
+        runs = 1 if tool == "offlineimap" else args.runs
+        full: list[Sample] = []
+        out = work / f"{tool}-{delay}"
+        for _ in range(runs):
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(f"{out}.meta", ignore_errors=True)
+            full.append(_runner(tool, out, port, args.peer_budget)())
+        s = _median(full)
+        if s.timed_out:
+            done = _count_messages(out)
+            console.print(f"{tool} {delay} ms: stopped after {s.wall:.0f} s, {done} archived")
+            rows.append(
+                Row(tool, delay, "full", done, _archived_mb(out), s.wall, s.cpu, s.rss_mb, True)
+            )
+            continue
+        rows.append(Row(tool, delay, "full", len(truth), total_mb, s.wall, s.cpu, s.rss_mb))
+        none = _median([_runner(tool, out, port, args.peer_budget)() for _ in range(runs)])
+        rows.append(
+            Row(tool, delay, "no-change", 0, 0, none.wall, none.cpu, none.rss_mb, none.timed_out)
+        )
+        complete.append(tool)
+    added: dict[str, list[Sample]] = {t: [] for t in complete}
+    for _ in range(args.runs):
+        round_ += 1
+        _new_messages(server, 100, round_)
+        for tool in complete:
+            added[tool].append(_runner(tool, work / f"{tool}-{delay}", port, args.peer_budget)())
+    for tool in complete:
+        s = _median(added[tool])
+        rows.append(Row(tool, delay, "+100 new", 100, 0.4, s.wall, s.cpu, s.rss_mb, s.timed_out))
+    return round_
+
+
+def _report(console: Console, rows: list[Row]) -> list[tuple[str, ...]]:
+    # ratio to mbsync: its wall / the tool's wall for the same work (msgs/s ratio when a run
+    # was stopped early: then the work differs)
+    ref = {(r.delay_ms, r.scenario): r for r in rows if r.tool == "mbsync"}
+    table: list[tuple[str, ...]] = []
     for r in rows:
         base = ref.get((r.delay_ms, r.scenario))
+        if base is None or base is r:
+            ratio = "-"
+        elif r.timed_out or base.timed_out:
+            ratio = f"{(r.messages / r.wall) / (base.messages / base.wall):.2f}x"
+        else:
+            ratio = f"{base.wall / r.wall:.2f}x"
         table.append(
             (
                 r.tool,
-                r.delay_ms,
-                r.scenario,
+                str(r.delay_ms),
+                r.scenario + (" (stopped)" if r.timed_out else ""),
                 f"{r.wall:.2f}",
                 f"{r.messages / r.wall:.0f}" if r.messages else "-",
                 f"{r.mbytes / r.wall:.1f}" if r.mbytes else "-",
                 f"{r.cpu:.2f}",
                 f"{r.rss_mb:.0f}",
-                f"{base / r.wall:.2f}x" if base else "-",
+                ratio,
             )
         )
     console.print(
         summary_table(
-            "mail benchmark (median wall; ratio = mbsync wall / tool wall)",
-            [
-                "tool",
-                "delay ms",
-                "scenario",
-                "wall s",
-                "msgs/s",
-                "MB/s",
-                "CPU s",
-                "RSS MB",
-                "vs mbsync",
-            ],
+            "mail benchmark (median wall; vs mbsync = mbsync wall / tool wall)",
+            list(HEADERS),
             table,
         )
     )
+    return table
+
+
+HEADERS = (
+    "tool",
+    "delay ms",
+    "scenario",
+    "wall s",
+    "msgs/s",
+    "MB/s",
+    "CPU s",
+    "RSS MB",
+    "vs mbsync",
+)
+
+
+def _write_markdown(path: Path, meta: list[str], table: list[tuple[str, ...]]) -> None:
+    lines = [
+        "# mailsync benchmark: results",
+        "",
+        "Written by `scripts/bench mail --markdown FILE`; see docs/mailsync.md for the method.",
+        "",
+        *meta,
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+        *("| " + " | ".join(row) + " |" for row in table),
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), "utf-8")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from modes.bench.exp_crawl import steady_rate
 from modes.bench.grid import Cell, RunResult, summarize
 from modes.bench.report import PUBLISHED, markdown
 from modes.bench.sections import FULL, QUICK
@@ -75,3 +79,21 @@ def test_sizes_reproduce_the_classic_shapes() -> None:
     assert FULL.repeats == 3 and 5000 in FULL.mem_async and 1000 in FULL.mem_threads
     assert QUICK.repeats >= 1 and max(QUICK.http_concurrency) <= 50
     assert all(key[0] in {"http", "imap", "parse", "sleep"} for key in PUBLISHED)
+
+
+def test_crawl_steady_rate_is_a_median_and_a_note(tmp_path: Path) -> None:
+    c = Cell("crawl", "processes", 16, 0)
+    runs = [run(c, i, 2.0, extra={"steady_per_s": v, "tag": "x"}) for i, v in enumerate((9, 3, 5))]
+    (s,) = summarize(runs)
+    assert s.extra == {"steady_per_s": 5.0}  # numeric measures only, median of the runs
+    assert "| steady 5/s |" in markdown({}, [s])
+    # the crawl cell's measure: pages per second between the 10th and 90th percentile of starts
+    lines = [
+        json.dumps({"url": f"u{i}", "fetched_at": f"2026-11-21T06:00:{i // 10:02d}.{i % 10}00Z"})
+        for i in range(100)
+    ]
+    (tmp_path / "pages.jsonl").write_text("\n".join(lines) + "\n")
+    rate = steady_rate(tmp_path / "pages.jsonl")
+    assert rate is not None and abs(rate - 10.0) < 1e-6
+    (tmp_path / "few.jsonl").write_text(lines[0] + "\n")
+    assert steady_rate(tmp_path / "few.jsonl") is None
