@@ -209,6 +209,8 @@ class AccountRun(FolderEffects):
     ) -> None:
         caps = session.capabilities
         aioimaplib = self.settings.imap_client == "aioimaplib"
+        if aioimaplib:  # it drops the STATUS lines of a LIST-STATUS answer
+            caps = caps - {"LIST-STATUS"}
         self.opts = flow.SyncOptions(
             batch_messages=self.account.batch_messages,
             batch_bytes=self.account.batch_bytes,

@@ -10,15 +10,17 @@ Partitioning, politeness exact (the choice, and why):
   When its verdict comes back with no Crawl-delay (and ``delay`` is 0 and ``per_host >= P``) the
   host is *spread*: each URL goes to the least-loaded worker that has room in its share of the
   host's slots (worker k gets ``per_host // P``, plus one for k < ``per_host % P``), and the
-  verdict is shipped to a worker before its first URL of that host, so robots.txt is never
-  fetched twice. A worker holds at most its share of the host's requests, so its connection pool
-  never opens more than that share: the host sees at most ``per_host`` connections in total.
-  While pinned, the host gets only the pinned worker's share, for the same reason.
+  verdict is shipped to a worker before its first URL of that host, so robots.txt is fetched
+  once (per expiry); with ``robots`` off a host is spread from its first URL. A worker holds at
+  most its share of the host's requests, so its connection pool never opens more than that
+  share: the host sees at most ``per_host`` connections in total.
+  While pinned, the host gets only the pinned worker's share, for the same reason (so does a
+  host whose robots.txt gave only a temporary verdict, until a lasting one comes).
 - A host with a delay (``delay`` or a robots.txt Crawl-delay) stays pinned: one worker's slot
   table spaces its requests exactly, and a delay already caps the host far below one worker's
   speed. So does every host when ``per_host < P``.
-- Known limit: a 429/503 back-off (Retry-After) is kept by the worker that got it; other workers
-  of a spread host learn it only from their own responses.
+- A 429/503 back-off (Retry-After) pauses the host in the worker that got it at once, and in the
+  others a message later (the coordinator forwards it; requests already started finish).
 
 Archive: each worker writes its records to ``warc/fetchlab-w{N}-*.warc.gz``
 (:class:`~modes.crawl_archive.WorkerArchive`, flushed to the OS) and then sends the coordinator a
@@ -34,41 +36,27 @@ import asyncio
 import contextlib
 import multiprocessing
 import queue
-import random
 import signal
 import sys
 import threading
 import time
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, cast
 
-from crawler.core.flow import (
-    FetchEffect,
-    FetchResult,
-    Outcome,
-    RobotsEffect,
-    SleepEffect,
-    robots_flow,
-    url_flow,
-)
 from crawler.core.frontier import FrontierItem
-from crawler.core.parse import ParsedPage
-from crawler.core.politeness import SlotTable
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, host_key
+from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from modes._exceptions import FetchError, ModeError
+from modes._exceptions import ModeError
 from modes.crawl_archive import WorkerArchive
+from modes.crawl_async import AsyncEffects
 from modes.crawl_common import (
     ROBOTS_CACHE,
     ArchivedWork,
     Work,
-    flow_config,
     page_row,
-    parse_outcome,
     sitemap_links,
 )
 from modes.runtime import raise_nofile_limit, run
@@ -77,124 +65,52 @@ from modes.threads_util import check_process_count
 # what the workers use, imported once in the fork server (surt and uvloop load lazily elsewhere)
 PRELOAD = ("modes.crawl_processes", "surt", "uvloop")
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
+SEEN_CACHE = 100_000  # links per generation of a worker's sent-links cache (as the engine's)
 
-__all__ = ["AsyncEffects", "ProcessBackend", "archive_work", "host_shares", "worker_main"]
-
-
-class AsyncEffects:
-    """Drives flows on one event loop: slot table, robots cache, aiohttp fetches."""
-
-    def __init__(
-        self,
-        settings: CrawlerSettings,
-        scope: Scope | None,
-        fetcher: AiohttpFetcher,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.s = settings
-        self.flow = flow_config(settings, scope)
-        self.fetcher = fetcher
-        self._rand = rand
-        self.slots = SlotTable(settings.per_host, settings.delay)
-        self._changed = asyncio.Event()
-        self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[RobotsRules]] = {}
-
-    def install_robots(self, host: str, rules: RobotsRules) -> None:
-        """Take a verdict another worker fetched (the coordinator ships it with a spread host)."""
-        if host not in self._robots:
-            self._robots[host] = rules
-            if len(self._robots) > ROBOTS_CACHE:
-                self._robots.popitem(last=False)
-
-    async def crawl(self, item: FrontierItem) -> Work:
-        fresh: list[tuple[str, RobotsRules]] = []
-        outcome = await self.drive(url_flow(item.url, self.flow, self._rand), fresh)
-        assert isinstance(outcome, Outcome)
-        try:
-            parsed = parse_outcome(self.s, outcome)
-        except Exception as exc:  # parse_page never raises; a bug must not kill the worker
-            parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-        return Work(item, outcome, parsed, tuple(fresh))
-
-    async def drive(
-        self, gen: Generator[Any, object, Any], fresh: list[tuple[str, RobotsRules]]
-    ) -> Any:
-        value: object = None
-        while True:
-            try:
-                effect = gen.send(value)
-            except StopIteration as stop:
-                return stop.value
-            if isinstance(effect, FetchEffect):
-                value = await self._fetch(effect)
-            elif isinstance(effect, RobotsEffect):
-                value = await self._robots_for(effect.url, fresh)
-            elif isinstance(effect, SleepEffect):
-                if effect.host is not None:
-                    self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
-                await asyncio.sleep(effect.seconds)
-                value = None
-            else:  # pragma: no cover - the flow yields only the effects above
-                raise TypeError(f"unknown effect {effect!r}")
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _fetch(self, effect: FetchEffect) -> FetchResult | FetchError:
-        host = effect.host
-        while True:
-            now = time.monotonic()
-            if self.slots.can_start(host, now):
-                self.slots.start(host, now)
-                break
-            wait = self.slots.wait_time(host, now)
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                timeout = 1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0)
-                await asyncio.wait_for(changed.wait(), timeout)
-        try:
-            return await self.fetcher.fetch(effect.request)
-        except FetchError as exc:
-            return exc
-        finally:
-            self.slots.finish(host, time.monotonic())
-            self._notify()
-
-    async def _robots_for(self, url: str, fresh: list[tuple[str, RobotsRules]]) -> RobotsRules:
-        host = host_key(url)
-        rules = self._robots.get(host)
-        if rules is not None and not rules.is_stale(time.time(), retry=self.s.robots_retry):
-            self._robots.move_to_end(host)
-            return rules
-        pending = self._pending.get(host)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[RobotsRules] = asyncio.get_running_loop().create_future()
-        self._pending[host] = fut
-        try:
-            got = await self.drive(robots_flow(url, self.flow, time.time()), fresh)
-        except BaseException:
-            fut.cancel()
-            raise
-        finally:
-            del self._pending[host]
-        assert isinstance(got, RobotsRules)
-        self._robots[host] = got
-        if len(self._robots) > ROBOTS_CACHE:
-            self._robots.popitem(last=False)
-        delay = got.crawl_delay(self.s.user_agent)
-        if delay:
-            self.slots.set_delay(host, delay)
-        fresh.append((host, got))
-        fut.set_result(got)
-        return got
+__all__ = [
+    "AsyncEffects",  # re-exported from modes.crawl_async
+    "LinkFilter",
+    "ProcessBackend",
+    "archive_work",
+    "host_shares",
+    "worker_main",
+]
 
 
 # -- the worker process ----------
-def archive_work(settings: CrawlerSettings, work: Work, archive: WorkerArchive) -> ArchivedWork:
-    """Write one URL's records (unless it is to be retried) and say where they are."""
+class LinkFilter:
+    """A worker's memory of the links it already sent, plus the scope: only new in-scope links
+    cross to the coordinator, whose own cache stays the one that decides (this one saves the
+    IPC and the coordinator's CPU: a page's ~40 links are mostly known)."""
+
+    def __init__(self, scope: Scope | None, size: int = SEEN_CACHE) -> None:
+        self.scope = scope
+        self.size = size
+        self._new: set[str] = set()
+        self._old: set[str] = set()
+
+    def __call__(self, links: tuple[str, ...]) -> tuple[str, ...]:
+        new, old, scope = self._new, self._old, self.scope
+        out = []
+        for link in links:
+            if link in new or link in old:
+                continue
+            new.add(link)
+            if scope is None or scope.allows(link):
+                out.append(link)
+        if len(new) > self.size:  # two generations: bounded memory, recent links known
+            self._old, self._new = new, set()
+        return tuple(out)
+
+
+def archive_work(
+    settings: CrawlerSettings,
+    work: Work,
+    archive: WorkerArchive,
+    links: Callable[[tuple[str, ...]], tuple[str, ...]] = tuple,
+) -> ArchivedWork:
+    """Write one URL's records (unless it is to be retried) and say where they are; ``links``
+    picks the page's links to send (all of them by default)."""
     item, outcome, parsed = work.item, work.outcome, work.parsed
     if outcome.retry_later is not None and item.attempts < settings.retries:
         return ArchivedWork(
@@ -226,7 +142,7 @@ def archive_work(settings: CrawlerSettings, work: Work, archive: WorkerArchive) 
         item,
         archive.worker,
         row,
-        links=parsed.links if follow and parsed is not None else (),
+        links=links(parsed.links) if follow and parsed is not None else (),
         sitemap=final is not None and sitemap_links(settings, final),
         robots=work.robots,
         digests=rec.digests,
@@ -289,8 +205,8 @@ async def _worker(
     fetcher = AiohttpFetcher(
         concurrency=concurrency, per_host=settings.per_host, timeout=settings.timeout
     )
-    effects = AsyncEffects(settings, scope, fetcher)
     tasks: set[asyncio.Task[None]] = set()
+    link_filter = LinkFilter(scope)
     # results of one loop tick leave in one message (IPC costs per message, not per byte here)
     out: list[object] = []
 
@@ -304,11 +220,15 @@ async def _worker(
             loop.call_soon(send)
         out.append(result)
 
+    effects = AsyncEffects(
+        settings, scope, fetcher, on_backoff=lambda host, until: emit(("backoff", host, until))
+    )
+
     async def one(item: FrontierItem) -> None:
         try:
             work = await effects.crawl(item)
             # written and queued with no await between: results leave in write order
-            emit(archive_work(settings, work, archive))
+            emit(archive_work(settings, work, archive, link_filter))
         except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
             emit(("error", item.url, f"{type(exc).__name__}: {exc}"))
 
@@ -319,9 +239,12 @@ async def _worker(
                     task = asyncio.create_task(one(msg))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                else:
+                elif msg[0] == "robots":  # type: ignore[index]
                     _, host, rules = cast(tuple[str, str, RobotsRules], msg)
                     effects.install_robots(host, rules)
+                else:
+                    _, host, until = cast(tuple[str, str, float], msg)
+                    effects.backoff(host, until)
         if tasks:
             await asyncio.gather(*tasks)
         await asyncio.sleep(0)  # the last send() runs
@@ -430,7 +353,17 @@ class ProcessBackend:
 
     def _take(self, batch: list[object], out: list[ArchivedWork]) -> None:
         for got in batch:
-            out.append(self._take_one(got))
+            if isinstance(got, tuple) and got[0] == "backoff":
+                self._backoff(got[1], got[2])
+            else:
+                out.append(self._take_one(got))
+
+    def _backoff(self, host: str, until: float) -> None:
+        """A worker got a 429/503 with a pause: the host's other workers pause too."""
+        if host not in self._spread:
+            return  # a pinned host lives in one worker, which knows already
+        for k in range(self._n):
+            self._outbox[k].append(("backoff", host, until))
 
     def _take_one(self, got: object) -> ArchivedWork:
         if not isinstance(got, ArchivedWork):

@@ -26,6 +26,7 @@ __all__ = [
     "examine",
     "idle_done",
     "list_all",
+    "list_status",
     "login",
     "logout",
     "noop",
@@ -186,6 +187,11 @@ def list_all() -> bytes:
     return b'LIST "" "*"'
 
 
+def list_status(*, condstore: bool = False) -> bytes:
+    """Every folder with its STATUS in one command (LIST-STATUS, RFC 5819)."""
+    return list_all() + b" RETURN (STATUS " + _status_items(condstore) + b")"
+
+
 def login(user: str, password: str, *, literal_plus: bool = False) -> Parts:
     """``LOGIN user password``; odd passwords (quotes, 8-bit, CR/LF) go as literals."""
     return _join([b"LOGIN", _astring(user), _astring(password)], literal_plus)
@@ -213,13 +219,14 @@ def _mailbox(raw_name: bytes | str) -> bytes | _Lit:
     return _astring(raw)
 
 
+def _status_items(condstore: bool) -> bytes:
+    if condstore:
+        return b"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+    return b"(MESSAGES UIDNEXT UIDVALIDITY)"
+
+
 def status(raw_name: bytes | str, *, condstore: bool = False, literal_plus: bool = False) -> Parts:
-    items = (
-        b"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
-        if condstore
-        else (b"(MESSAGES UIDNEXT UIDVALIDITY)")
-    )
-    return _join([b"STATUS", _mailbox(raw_name), items], literal_plus)
+    return _join([b"STATUS", _mailbox(raw_name), _status_items(condstore)], literal_plus)
 
 
 def examine(raw_name: bytes | str, *, condstore: bool = False, literal_plus: bool = False) -> Parts:

@@ -440,6 +440,9 @@ def _scenarios(
     for tool in complete:
         s = _median(added[tool])
         rows.append(Row(tool, delay, "+100 new", 100, 0.4, s.wall, s.cpu, s.rss_mb, s.timed_out))
+    for tool in tools:  # ~1 GB each at full size: not kept past this delay
+        shutil.rmtree(work / f"{tool}-{delay}", ignore_errors=True)
+        shutil.rmtree(work / f"{tool}-{delay}.meta", ignore_errors=True)
     return round_
 
 

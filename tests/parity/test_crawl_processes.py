@@ -41,6 +41,8 @@ class Counting:
     active: list[int] = field(default_factory=lambda: [0, 0])  # requests now, peak
     starts: list[float] = field(default_factory=list)
     paths: Counter[str] = field(default_factory=Counter)
+    busy_once: set[str] = field(default_factory=set)  # answer 503 + Retry-After: 1 once
+    busy_at: list[float] = field(default_factory=list)
 
     def body(self, path: str) -> tuple[int, str, bytes]:
         if path == "/robots.txt":
@@ -71,8 +73,13 @@ class Counting:
                 finally:
                     self.active[0] -= 1
                 status, ctype, body = self.body(path)
+                extra = ""
+                if path in self.busy_once:
+                    self.busy_once.discard(path)
+                    status, extra, body = 503, "Retry-After: 1\r\n", b"busy"
+                    self.busy_at.append(time.monotonic())
                 writer.write(
-                    f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n"
+                    f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n{extra}"
                     f"Content-Length: {len(body)}\r\n\r\n".encode()
                     + body
                 )
@@ -156,3 +163,19 @@ async def test_delayed_host_stays_with_one_worker(tmp_path: Path) -> None:
     gaps = [b - a for a, b in itertools.pairwise(sorted(site.starts[1:]))]  # after robots.txt
     assert min(gaps) >= 0.04, gaps  # 0.05 s apart, minus scheduling jitter
     assert site.conns[1] <= 4
+
+
+@pytest.mark.usefixtures("two_workers")
+async def test_a_503_pause_reaches_every_worker(tmp_path: Path) -> None:
+    # slow pages: the crawl is still running well after the 503
+    site = Counting("User-agent: *\nAllow: /\n", hold=0.04, busy_once={"/p/7"})
+    out = tmp_path / "out"
+    async with serving(site) as base:
+        await asyncio.to_thread(crawl, out, f"{base}/p/0", per_host=2)
+    assert len(responses_per_worker(out)) == 2
+    (busy,) = site.busy_at
+    # Retry-After: 1 pauses the host; the other worker hears of it a message later
+    during = [t - busy for t in site.starts if busy + 0.15 < t < busy + 0.9]
+    assert not during, during
+    assert max(site.starts) > busy + 1.2  # the crawl went on after the pause
+    assert {r["url"]: r["status"] for r in pages(out)}[f"{base}/p/7"] == 200

@@ -90,6 +90,37 @@ def test_discover_lists_then_pipelines_status_for_every_folder() -> None:
     assert not flow.is_unchanged(jobs[1], unchanged)
 
 
+def test_discover_with_list_status_needs_one_round_trip() -> None:
+    gen = flow.discover(frozenset({"CONDSTORE", "LIST-STATUS"}), ("*",), ("Spam",), {})
+    wire = (
+        b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
+        b"* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7 HIGHESTMODSEQ 9)\r\n"
+        b'* LIST (\\Noselect \\HasChildren) "/" "&BCAEMAQxBD4EQgQw-"\r\n'
+        b'* LIST (\\HasNoChildren) "/" "&BCAEMAQxBD4EQgQw-/Reports"\r\n'
+        b'* STATUS "&BCAEMAQxBD4EQgQw-/Reports" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 8 '
+        b"HIGHESTMODSEQ 3)\r\n"
+        b'* LIST (\\HasNoChildren) "/" Spam\r\n'
+        b"* STATUS Spam (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 5 HIGHESTMODSEQ 1)\r\n"
+        b'* LIST (\\HasNoChildren) "/" "Sent Items"\r\n'
+        b"T1 OK done\r\n"
+    )
+
+    def answer(effect: flow.Effect) -> object:
+        assert isinstance(effect, flow.Send)
+        assert effect.commands == (
+            b'LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))',
+        )
+        return (result(wire),)
+
+    (jobs, gone), effects = drive(gen, answer)
+    assert len(effects) == 1  # LIST and every STATUS in one round trip
+    assert [j.name for j in jobs] == ["INBOX", "Работа/Reports", "Sent Items"]
+    assert jobs[0].status == FolderState("INBOX", 7, 4, 9, 3)
+    assert jobs[1].status == FolderState("Работа/Reports", 8, 2, 3, 1)
+    assert jobs[2].status is None  # no STATUS line for it: EXAMINE will tell
+    assert gone == []
+
+
 EXAMINE_WIRE = (
     b"* 3 EXISTS\r\n* OK [UIDVALIDITY 77] ok\r\n* OK [UIDNEXT 6] ok\r\n"
     b"* OK [HIGHESTMODSEQ 12] ok\r\nT1 OK [READ-ONLY] done\r\n"

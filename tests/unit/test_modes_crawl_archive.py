@@ -23,7 +23,7 @@ from crawler.warc import (
 )
 from modes.crawl_archive import WorkerArchive
 from modes.crawl_commit import PagesCommitter
-from modes.crawl_processes import host_shares
+from modes.crawl_processes import LinkFilter, host_shares
 
 
 def hop(url: str, body: bytes) -> FetchResult:
@@ -179,3 +179,18 @@ def test_worker_series_rotates_and_repair_drops_uncommitted_files(tmp_path: Path
     rec = w0.write_records((hop("http://a.test/10", b"x"),))
     w0.close()
     assert rec.warc == f"warc/{worker_warc_name(0, 3)}"
+
+
+def test_link_filter_sends_each_in_scope_link_once() -> None:
+    from crawler.core.urls import Scope
+
+    keep = LinkFilter(Scope("host", ("http://a.test/",)), size=3)
+    assert keep(("http://a.test/1", "http://b.test/x", "http://a.test/2")) == (
+        "http://a.test/1",
+        "http://a.test/2",
+    )
+    assert keep(("http://a.test/1", "http://a.test/3", "http://b.test/x")) == ("http://a.test/3",)
+    # bounded: past `size` links a generation is dropped, and a very old link may come again
+    keep(("http://a.test/4", "http://a.test/5"))
+    keep(("http://a.test/6", "http://a.test/7"))
+    assert keep(("http://a.test/1",)) == ("http://a.test/1",)

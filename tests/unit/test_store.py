@@ -117,3 +117,33 @@ async def test_account_archive_runs_in_its_writer_thread(tmp_path: Path) -> None
         assert rows[1].path.startswith("INBOX/new/") and rows[1].flags == ()
     finally:
         await archive.aclose()
+
+
+def test_a_batch_is_synced_in_parallel_and_lands_whole(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path, fsync=True)
+    try:
+        bodies = [BODY + b"%d\r\n" % i for i in range(40)]
+        stored = store.write_batch("INBOX", 5, [(i, (), None, b) for i, b in enumerate(bodies)])
+        assert [(tmp_path / s.path).read_bytes() for s in stored] == bodies
+        assert os.listdir(tmp_path / "INBOX" / "tmp") == []
+        assert store._sync_pool is not None  # many files: synced by the thread pool
+    finally:
+        store.close()
+    assert store._sync_pool is None
+    # the store stays usable after close(): the threads come back on demand
+    (again,) = store.write_batch("INBOX", 5, [(99, (), None, BODY)])
+    store.close()
+    assert (tmp_path / again.path).read_bytes() == BODY
+
+
+def test_blocking_hook_opens_and_closes_the_archive_in_the_caller(tmp_path: Path) -> None:
+    archive = AccountArchive(tmp_path / "acct", fsync=True)
+    archive.open_blocking()
+    try:
+        stored = archive.store_batch("INBOX", "INBOX", 3, 0, [(1, (), None, BODY, None)])
+        assert archive.state.messages("INBOX", 3)[1].path == stored[0].path
+    finally:
+        archive.close_blocking()
+    archive.close_blocking()  # idempotent
+    with pytest.raises(AssertionError, match="not opened"):
+        _ = archive.state
