@@ -2,22 +2,61 @@
 
 :func:`parse_headers` is the process-pool offload of mailsync (top-level, bytes in, a small frozen
 dataclass out). It reads only the header block -- up to the first empty line, at most
-``MAX_HEADER_BYTES`` -- with the stdlib parser (``policy=default``: RFC 2047 words decoded, dates
-parsed). A broken message gives the fields that could be read plus a short ``error``.
+``MAX_HEADER_BYTES`` -- and gives what the stdlib parser (``BytesHeaderParser``,
+``policy=default``: RFC 2047 words decoded, dates parsed) gives, at a fraction of its cost.
+
+How: the stdlib builds a header object for every line and a full token tree for every value
+(~0.4 ms per message). Here one pass splits the lines exactly as ``email.feedparser`` does and
+keeps the first value of the five fields only. A value in a plain form whose stdlib rendering is
+known (printable ASCII text, a bare or ``Name <addr>`` address, ``<id@host>``) is used as is;
+anything else -- encoded words, 8-bit bytes, address lists, quoting -- goes through the stdlib's
+own header factory (memoised: real mailboxes repeat their From/To), and Date through
+``parsedate_to_datetime``, as ``policy.default`` does. ``_parse_headers_stdlib`` is the old
+whole-stdlib path, kept as the reference the equivalence tests compare against. A broken message
+gives the fields that could be read plus a short ``error``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 __all__ = ["MAX_HEADER_BYTES", "HeaderInfo", "header_block", "parse_headers"]
 
 MAX_HEADER_BYTES = 256 * 1024
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _FIELD_CAP = 2000  # characters kept per field: enough for any real address list in an index
+
+# email.feedparser: lines end in CRLF, CR or LF; a header line starts like headerRE
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+_HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
+_WANTED = {"message-id": "Message-ID", "subject": "Subject", "from": "From", "to": "To"}
+_COLLECTED = frozenset([*_WANTED, "date"])
+# forms whose stdlib rendering is the value itself (checked against the stdlib by the tests)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_PLAIN_TEXT = re.compile(r"[\x20-\x7e\t]*")
+_PLAIN_ADDRESS = re.compile(
+    rf"[ \t]*(?:({_ATEXT}(?:[ \t]+{_ATEXT})*)[ \t]*<({_DOT_ATOM}@{_DOT_ATOM})>"
+    rf"|({_DOT_ATOM}@{_DOT_ATOM}))[ \t]*"
+)
+# one RFC 2047 word as the display name (what formataddr() writes for a non-ASCII name); the
+# payload must not start with "=": the stdlib cuts the word at the first "?=" it finds
+_ENCODED_NAME = re.compile(
+    rf"[ \t]*=\?(utf-8|us-ascii|iso-8859-1)\?([bq])\?([!-<>@-~][!->@-~]*)\?=[ \t]+"
+    rf"<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*",
+    re.IGNORECASE,
+)
+_Q_BYTE = re.compile(rb"=([a-fA-F0-9]{2})")
+_SPECIALS = frozenset('()<>@,:;."[]\\')  # a display name with one of these is quoted
+_PLAIN_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+_CACHE_MAX_VALUE = 512  # longer values are parsed every time: the memo stays small
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +85,143 @@ def _clean(value: str) -> str:
     return " ".join(value.split())[:_FIELD_CAP]
 
 
+def _first_values(text: str) -> dict[str, str]:
+    """The first raw value of each wanted field, split as ``FeedParser`` splits header lines
+    (continuations, a leading ``From `` envelope line, a stray ``:name``) and as
+    ``policy.default`` joins them (``header_source_parse`` then ``header_fetch_parse``)."""
+    lines: list[str] = []
+    for m in _LINE.finditer(text):
+        line = m.group()
+        if not _HEADER_LINE.match(line):
+            break  # the empty line, or a body line where the headers stop
+        lines.append(line)
+    collected: dict[str, list[str]] = {}
+    current: list[str] | None = None  # the lines of a wanted field seen for the first time
+    for line in lines:
+        if line[0] in " \t":
+            if current is not None:
+                current.append(line)
+            continue
+        current = None
+        if line.startswith("From "):
+            continue  # an envelope line (first), misplaced (middle) or the body's start (last)
+        i = line.find(":")
+        key = line[:i].lower()
+        if i > 0 and key in _COLLECTED and key not in collected:
+            current = collected[key] = [line[i + 1 :].lstrip(" \t")]
+    return {
+        key: "".join(parts).rstrip("\r\n").replace("\r", "").replace("\n", "")
+        for key, parts in collected.items()
+    }
+
+
+@lru_cache(maxsize=4096)
+def _stdlib_value_cached(name: str, value: str) -> str:
+    return _clean(str(default_policy.header_factory(name, value)))
+
+
+def _stdlib_value(name: str, value: str) -> str:
+    if len(value) > _CACHE_MAX_VALUE:
+        return _clean(str(default_policy.header_factory(name, value)))
+    return _stdlib_value_cached(name, value)
+
+
+def _field(name: str, value: str) -> str:
+    """What ``_clean(str(msg[name]))`` gives under ``policy.default``; may raise as it does."""
+    if "=?" not in value and _PLAIN_TEXT.fullmatch(value):
+        if name == "Subject":
+            return _clean(value)
+        if name == "Message-ID":
+            if _PLAIN_ID.fullmatch(value):
+                return value
+        else:
+            m = _PLAIN_ADDRESS.fullmatch(value)
+            if m is not None:
+                phrase, addr, bare = m.groups()
+                return bare if bare is not None else _clean(f"{phrase} <{addr}>")
+    elif name in ("From", "To") and value.isascii():
+        m = _ENCODED_NAME.fullmatch(value)
+        if m is not None:
+            shown = _encoded_name(*m.groups())
+            if shown is not None:
+                return shown
+    return _stdlib_value(name, value)
+
+
+def _encoded_name(charset: str, cte: str, payload: str, addr: str) -> str | None:
+    """``=?cs?b|q?...?= <addr>`` as ``Address.__str__`` shows it, or None when the decoded name
+    is anything but plain printable words (quoting, stray spaces: the stdlib decides those)."""
+    data = payload.encode("ascii")
+    try:
+        if cte in "bB":
+            if len(data) % 4:
+                return None  # the stdlib repairs the padding and notes a defect
+            raw = base64.b64decode(data, validate=True)
+        else:
+            raw = _Q_BYTE.sub(
+                lambda m: bytes.fromhex(m.group(1).decode()), data.replace(b"_", b" ")
+            )
+        name = raw.decode(charset)
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    if not name or not name.isprintable() or name != name.strip() or not _SPECIALS.isdisjoint(name):
+        return None
+    return _clean(f"{name} <{addr}>")
+
+
+def _date(value: str, problems: list[str]) -> str | None:
+    """``UniqueDateHeader.parse`` of ``policy.default``, minus the re-rendering it throws away."""
+    if not value:
+        problems.append("Date: unparseable ''")
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except ValueError:
+        shown = str(default_policy.header_factory("Date", value))  # surrogates -> U+FFFD
+        problems.append(f"Date: unparseable {shown[:60]!r}")
+        return None
+    return when.isoformat()
+
+
 def parse_headers(raw: bytes) -> HeaderInfo:
     """Message-ID, Subject, From, To and Date (ISO) of one message; never raises."""
+    try:
+        problems: list[str] = []
+        block, complete = header_block(raw)
+        if not complete:
+            problems.append(f"header block longer than {MAX_HEADER_BYTES} bytes")
+        # the stdlib's own reading of bytes: ASCII, 8-bit bytes as surrogates
+        found = _first_values(block.decode("ascii", "surrogateescape") + "\r\n\r\n")
+        fields: dict[str, str | None] = {}
+        for key, name in _WANTED.items():
+            value = found.get(key)
+            fields[name] = None
+            if value is not None:
+                try:
+                    fields[name] = _field(name, value)
+                except Exception as exc:  # as the stdlib raised it, reported the same way
+                    problems.append(f"{name}: {exc!r}"[:200])
+        date: str | None = None
+        value = found.get("date")
+        if value is not None:
+            try:
+                date = _date(value, problems)
+            except Exception as exc:
+                problems.append(f"Date: {exc!r}"[:200])
+        return HeaderInfo(
+            message_id=fields["Message-ID"],
+            subject=fields["Subject"],
+            from_=fields["From"],
+            to=fields["To"],
+            date=date,
+            error="; ".join(problems) or None,
+        )
+    except Exception:  # a case the fast path did not foresee: the reference path decides
+        return _parse_headers_stdlib(raw)
+
+
+def _parse_headers_stdlib(raw: bytes) -> HeaderInfo:
+    """The reference: the whole block through the stdlib parser (~0.4 ms per message)."""
     problems: list[str] = []
     try:
         block, complete = header_block(raw)
