@@ -44,6 +44,7 @@ from crawler.core.politeness import SlotTable
 from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope, canonicalize
+from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
@@ -342,7 +343,6 @@ class Engine:
     async def _finish(self, item: FrontierItem, outcome: Outcome) -> None:
         final = outcome.final
         parsed: ParsedPage | None = None
-        error_class, error = outcome.error_class, outcome.error
         content_type = final.header("Content-Type") if final else None
         if final is not None and 200 <= final.status < 300 and self._wants_parse(final):
             assert self._offload is not None
@@ -358,30 +358,12 @@ class Engine:
                 parsed = await self._offload.submit(inp)
             except Exception as exc:  # a parser process crashed (the pool is replaced)
                 parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-            if parsed.error and error_class is None:
-                error_class, _, error = parsed.error.partition(": ")
-            elif self.s.follow and not outcome.hops[-1].truncated:
+            # a parse error becomes the URL's outcome (page_row); its links are not followed
+            if not parsed.error and self.s.follow and not outcome.hops[-1].truncated:
                 # a sitemap's URLs count as seeds (its depth), a page's links one level deeper
                 sitemap = self.s.sitemaps and is_sitemap(final.url, content_type)
                 self._add_links(item, parsed, item.depth if sitemap else item.depth + 1)
-        row: dict[str, Any] = {
-            "url": item.url,
-            "final_url": outcome.final_url,
-            "status": outcome.status,
-            "content_type": content_type,
-            "bytes": len(final.body) if final else 0,
-            "sha1": None,
-            "fetched_at": _iso(final.started_at) if final else _iso(time.time()),
-            "elapsed_ms": round(sum(h.elapsed for h in outcome.hops) * 1000, 1),
-            "depth": item.depth,
-            "n_links": parsed.n_links if parsed else None,
-            "title": parsed.title if parsed else None,
-            "error_class": error_class,
-            "error": error,
-            "truncated": bool(final and final.truncated),
-            "retries": outcome.retries,
-            "hops": len(outcome.hops),
-        }
+        row, error_class = page_row(item, outcome, parsed)
         assert self._commit is not None
         written = await self._commit.write(item, error_class is None, outcome.hops, row)
         self.stats.bytes += sum(len(h.body) for h in outcome.hops)
@@ -393,7 +375,7 @@ class Engine:
             self.stats.failed += 1
             self.stats.errors[error_class] += 1
             if len(self.stats.failed_urls) < 1000:
-                self.stats.failed_urls.append((item.url, f"{error_class}: {error}"))
+                self.stats.failed_urls.append((item.url, f"{error_class}: {row['error']}"))
 
     def _wants_parse(self, final: FetchResult) -> bool:
         ctype = final.header("Content-Type")
@@ -522,10 +504,6 @@ class Engine:
 def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:
     """Add the seed URLs at depth 0 (already canonical); returns how many were new."""
     return frontier.add(NewURL(u, 0, None) for u in urls)
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
 def storage_check(out: Path) -> None:

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from modes._exceptions import StorageError
 
-__all__ = ["PAGE_FIELDS", "PagesLog", "iter_pages", "last_complete_line"]
+if TYPE_CHECKING:  # only for annotations: this module stays importable without asyncio
+    from crawler.core.flow import Outcome
+    from crawler.core.frontier import FrontierItem
+    from crawler.core.parse import ParsedPage
+
+__all__ = [
+    "PAGE_FIELDS",
+    "PagesLog",
+    "iso_time",
+    "iter_pages",
+    "last_complete_line",
+    "page_row",
+]
 
 # Every line has these keys (null when unknown), in this order.
 PAGE_FIELDS = (
@@ -126,3 +139,39 @@ def last_complete_line(path: Path, block: int = 1 << 16) -> _Tail:
                 cut = line_start - 1
             if pos == 0:
                 return _Tail(0, None)
+
+
+def iso_time(ts: float) -> str:
+    """UTC time with milliseconds, as pages.jsonl writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def page_row(
+    item: FrontierItem, outcome: Outcome, parsed: ParsedPage | None
+) -> tuple[dict[str, Any], str | None]:
+    """The pages.jsonl row of one URL (before the writer adds digest and WARC position) and its
+    final error class (None: the URL is done, else failed). Shared by every mode's driver, so
+    all modes write the same rows."""
+    final = outcome.final
+    error_class, error = outcome.error_class, outcome.error
+    if parsed is not None and parsed.error and error_class is None:
+        error_class, _, error = parsed.error.partition(": ")
+    row: dict[str, Any] = {
+        "url": item.url,
+        "final_url": outcome.final_url,
+        "status": outcome.status,
+        "content_type": final.header("Content-Type") if final else None,
+        "bytes": len(final.body) if final else 0,
+        "sha1": None,
+        "fetched_at": iso_time(final.started_at) if final else iso_time(time.time()),
+        "elapsed_ms": round(sum(h.elapsed for h in outcome.hops) * 1000, 1),
+        "depth": item.depth,
+        "n_links": parsed.n_links if parsed else None,
+        "title": parsed.title if parsed else None,
+        "error_class": error_class,
+        "error": error,
+        "truncated": bool(final and final.truncated),
+        "retries": outcome.retries,
+        "hops": len(outcome.hops),
+    }
+    return row, error_class

@@ -36,6 +36,7 @@ from crawler.core.politeness import SlotTable
 from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope, host_key
+from crawler.pages import iso_time, page_row
 from crawler.settings import CrawlerSettings
 from modes._exceptions import FetchError
 
@@ -136,40 +137,6 @@ def parse_outcome(
             max_decoded=settings.max_decoded_bytes,
         )
     )
-
-
-def iso_time(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def page_row(
-    item: FrontierItem, outcome: Outcome, parsed: ParsedPage | None
-) -> tuple[dict[str, Any], str | None]:
-    """The pages.jsonl row (fields and meaning as in :meth:`crawler.engine.Engine._finish`) and
-    the final error class (None: the URL is done, else failed)."""
-    final = outcome.final
-    error_class, error = outcome.error_class, outcome.error
-    if parsed is not None and parsed.error and error_class is None:
-        error_class, _, error = parsed.error.partition(": ")
-    row: dict[str, Any] = {
-        "url": item.url,
-        "final_url": outcome.final_url,
-        "status": outcome.status,
-        "content_type": final.header("Content-Type") if final else None,
-        "bytes": len(final.body) if final else 0,
-        "sha1": None,
-        "fetched_at": iso_time(final.started_at) if final else iso_time(time.time()),
-        "elapsed_ms": round(sum(h.elapsed for h in outcome.hops) * 1000, 1),
-        "depth": item.depth,
-        "n_links": parsed.n_links if parsed else None,
-        "title": parsed.title if parsed else None,
-        "error_class": error_class,
-        "error": error,
-        "truncated": bool(final and final.truncated),
-        "retries": outcome.retries,
-        "hops": len(outcome.hops),
-    }
-    return row, error_class
 
 
 class BlockingEffects:
