@@ -29,7 +29,6 @@ from crawler.commit import CHECKPOINT_KEY, CommitPipeline
 from crawler.core.flow import (
     FetchEffect,
     FetchResult,
-    FlowConfig,
     Outcome,
     RobotsEffect,
     SleepEffect,
@@ -39,25 +38,35 @@ from crawler.core.flow import (
     url_flow,
 )
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
-from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
+from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.politeness import SlotTable
-from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, canonicalize
+from crawler.core.urls import Scope
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
+from crawler.shared import (
+    LinkFilter,
+    cached_robots,
+    count_page,
+    flow_config,
+    follows_links,
+    parse_input,
+    remember_robots,
+    sitemap_links,
+    sitemap_seeds,
+    slot_wait,
+    wants_parse,
+)
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.warc import ArchiveWriter
-from modes._exceptions import FetchError, InvalidURLError, StorageError
+from modes._exceptions import FetchError, StorageError
 from modes.offload import BatchOffload
 from modes.runtime import raise_nofile_limit
 
 __all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage_check"]
 
-ROBOTS_CACHE = 10_000  # hosts whose robots.txt verdict stays in memory
 STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
-SEEN_CACHE = 100_000  # links per generation of the duplicate-link cache (~10 MB)
 # After a lease came back short (nothing ready), lease again only once URLs were added or this
 # many seconds passed (for not-before times): a lease is three SQL statements, and asking on every
 # wake-up cost about 0.1 ms per page in list mode, where the whole list is leased at once.
@@ -91,14 +100,7 @@ class Engine:
         self.stats = stats or CrawlStats()
         self._parse_fn = parse_fn
         self._rand = rand
-        self._flow = FlowConfig(
-            user_agent=settings.user_agent,
-            policy=RetryPolicy(retries=settings.retries),
-            obey_robots=settings.robots,
-            max_bytes=settings.max_bytes,
-            timeout=settings.timeout,
-            redirect_scope=scope.allows if scope is not None and settings.follow else None,
-        )
+        self._flow = flow_config(settings, scope)
         self.slots = SlotTable(settings.per_host, settings.delay)
         self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
         self._robots_pending: dict[str, asyncio.Future[RobotsRules]] = {}
@@ -113,8 +115,7 @@ class Engine:
         self._pending = asyncio.Semaphore(settings.max_pending_parse)
         self._sitemap_hosts: set[str] = set()
         self._delayed_hosts: set[str] = set()  # hosts with a robots.txt Crawl-delay
-        self._seen_new: set[str] = set()
-        self._seen_old: set[str] = set()
+        self._links = LinkFilter(scope)
         self._dispatched = 0
         self._dry_until = 0.0  # monotonic time before which the frontier has nothing ready
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -343,63 +344,32 @@ class Engine:
     async def _finish(self, item: FrontierItem, outcome: Outcome) -> None:
         final = outcome.final
         parsed: ParsedPage | None = None
-        content_type = final.header("Content-Type") if final else None
-        if final is not None and 200 <= final.status < 300 and self._wants_parse(final):
+        if final is not None and 200 <= final.status < 300 and wants_parse(self.s, final):
             assert self._offload is not None
-            inp = ParseInput(
-                url=final.url,
-                status=final.status,
-                content_type=content_type,
-                content_encoding=final.header("Content-Encoding"),
-                body=final.body,
-                max_decoded=self.s.max_decoded_bytes,
-            )
             try:
-                parsed = await self._offload.submit(inp)
+                parsed = await self._offload.submit(parse_input(self.s, final))
             except Exception as exc:  # a parser process crashed (the pool is replaced)
                 parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-            # a parse error becomes the URL's outcome (page_row); its links are not followed
-            if not parsed.error and self.s.follow and not outcome.hops[-1].truncated:
+            if follows_links(self.s, outcome, parsed):
                 # a sitemap's URLs count as seeds (its depth), a page's links one level deeper
-                sitemap = self.s.sitemaps and is_sitemap(final.url, content_type)
+                sitemap = sitemap_links(self.s, final)
                 self._add_links(item, parsed, item.depth if sitemap else item.depth + 1)
         row, error_class = page_row(item, outcome, parsed)
         assert self._commit is not None
         written = await self._commit.write(item, error_class is None, outcome.hops, row)
-        self.stats.bytes += sum(len(h.body) for h in outcome.hops)
-        self.stats.responses += len(outcome.hops)
-        self.stats.revisits += bool(written.row.get("revisit"))
-        if error_class is None:
-            self.stats.done += 1
-        else:
-            self.stats.failed += 1
-            self.stats.errors[error_class] += 1
-            if len(self.stats.failed_urls) < 1000:
-                self.stats.failed_urls.append((item.url, f"{error_class}: {row['error']}"))
-
-    def _wants_parse(self, final: FetchResult) -> bool:
-        ctype = final.header("Content-Type")
-        if self.s.sitemaps and is_sitemap(final.url, ctype):
-            return True
-        return is_html(ctype)
+        count_page(
+            self.stats,
+            item.url,
+            row,
+            body_bytes=sum(len(h.body) for h in outcome.hops),
+            responses=len(outcome.hops),
+            revisit=bool(written.row.get("revisit")),
+        )
 
     def _add_links(self, item: FrontierItem, parsed: ParsedPage, depth: int) -> None:
         if self.s.max_depth is not None and depth > self.s.max_depth:
             return
-        scope = self.scope
-        new: list[NewURL] = []
-        seen_new, seen_old = self._seen_new, self._seen_old
-        for link in parsed.links:
-            # most links of a site were met before: skip the scope check and the SQL for them
-            # (the canonical string is the key: its hash is cached, no digest to compute)
-            if link in seen_new or link in seen_old:
-                continue
-            seen_new.add(link)
-            if scope is None or scope.allows(link):
-                new.append(NewURL(link, depth, item.url))
-        if len(seen_new) > SEEN_CACHE:
-            # two generations: memory stays bounded, recent links stay known
-            self._seen_old, self._seen_new = seen_new, set()
+        new = [NewURL(link, depth, item.url) for link in self._links(parsed.links)]
         if new:
             self.frontier.add(new)
             self._dry_until = 0.0
@@ -451,14 +421,12 @@ class Engine:
             wait = self.slots.wait_time(host, now)
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._slot_waiters.setdefault(host, []).append(waiter)
-            timeout = 1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0)
-            await asyncio.wait([waiter], timeout=timeout)
+            await asyncio.wait([waiter], timeout=slot_wait(wait))
 
     async def _robots_for(self, url: str) -> RobotsRules:
         host = host_of(url)
-        rules = self._robots.get(host)
-        if rules is not None and not rules.is_stale(time.time(), retry=self.s.robots_retry):
-            self._robots.move_to_end(host)
+        rules = cached_robots(self._robots, host, time.time(), self.s.robots_retry)
+        if rules is not None:
             return rules
         pending = self._robots_pending.get(host)
         if pending is not None:
@@ -474,12 +442,7 @@ class Engine:
         finally:
             del self._robots_pending[host]
         assert isinstance(rules, RobotsRules)
-        self._robots[host] = rules
-        if len(self._robots) > ROBOTS_CACHE:
-            self._robots.popitem(last=False)
-        delay = rules.crawl_delay(self.s.user_agent)
-        if delay:
-            self.slots.set_delay(host, delay)
+        if remember_robots(self._robots, self.slots, host, rules, self.s.user_agent):
             self._delayed_hosts.add(host)
         if self.s.sitemaps and self.s.follow and host not in self._sitemap_hosts:
             self._sitemap_hosts.add(host)
@@ -488,14 +451,7 @@ class Engine:
         return rules
 
     def _add_sitemaps(self, url: str, rules: RobotsRules) -> None:
-        found: list[NewURL] = []
-        for raw in (*rules.sitemaps(), "/sitemap.xml"):
-            try:
-                sm = canonicalize(raw, base=url)
-            except InvalidURLError:
-                continue
-            if self.scope is None or self.scope.allows(sm):
-                found.append(NewURL(sm, 0, None))
+        found = sitemap_seeds(url, rules, self.scope)
         if found:
             self.frontier.add(found)
             self._dry_until = 0.0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 from mailsync.auth import Secret, get_oauth_token, get_password
 from mailsync.core import commands, flow
 from mailsync.core.plan import FolderState
+from mailsync.effects import backoff_delay
 from mailsync.engine_folder import (
     AccountReport,
     FetchLanes,
@@ -52,11 +52,6 @@ __all__ = ["AccountRun", "backoff_delay"]
 
 # messages in never-synced folders above which the header-parser pool is started at once
 _PRESTART_PARSER = 1000
-
-
-def backoff_delay(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (1, 2, ...): 0.2 s doubling, capped at 5 s, jittered."""
-    return min(5.0, 0.2 * 2.0 ** (attempt - 1)) * (0.5 + random.random())
 
 
 def _transient(exc: MailError) -> bool:

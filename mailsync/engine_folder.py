@@ -22,23 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from mailsync import effects
 from mailsync.auth import Secret
 from mailsync.core import flow
 from mailsync.core.headers import HeaderInfo, parse_headers
-from mailsync.core.parser import FetchResp, parse_internaldate
-from mailsync.core.plan import LocalMsg, normalize_flags
 from mailsync.settings import AccountSettings, MailSettings
-from mailsync.state import FolderRecord
-from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage
+from mailsync.store import AccountArchive, StoredMessage
 from mailsync.transports.base import ImapSession
-from modes._exceptions import ImapProtocolError, MailError
 from modes.offload import BatchOffload
 
 __all__ = ["AccountReport", "FetchLanes", "FolderEffects", "HeaderOffload", "SessionFactory"]
 
 SessionFactory = Callable[[AccountSettings, Secret, MailSettings, Path], Awaitable[ImapSession]]
 _R = TypeVar("_R")
-_HEADER_CAP = 256 * 1024
 _STORE_BACKLOG = 1  # batches a folder may have waiting for the writer before fetching pauses
 
 
@@ -214,36 +210,6 @@ class FetchLanes:
             self.headers.clear()
 
 
-def _header_block(body: bytes) -> bytes:
-    end = body.find(b"\r\n\r\n", 0, _HEADER_CAP)
-    if end < 0:
-        end = body.find(b"\n\n", 0, _HEADER_CAP)
-    return body[: end + 4] if end >= 0 else body[:_HEADER_CAP]
-
-
-def _mtime(internaldate: str | None) -> float | None:
-    if not internaldate:
-        return None
-    try:
-        return parse_internaldate(internaldate).timestamp()
-    except (MailError, ValueError, OverflowError):
-        return None
-
-
-def _read_head(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(_HEADER_CAP)
-
-
-def _body(msg: FetchResp) -> bytes | SpilledLiteral:
-    body = msg.body
-    if isinstance(body, SpilledLiteral | bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise ImapProtocolError(f"UID {msg.uid}: unexpected body type {type(body).__name__}")
-
-
 class FolderEffects:
     """Performs the effects of :mod:`mailsync.core.flow` generators for one account."""
 
@@ -293,29 +259,9 @@ class FolderEffects:
                 stores.remove(t)
                 t.result()  # a failed write stops the folder here
             return None
-        if isinstance(effect, flow.LoadFolder):
-            record, rows = await arch.run(
-                arch.load_folder, effect.name, effect.relpath, effect.uidvalidity
-            )
-            return flow.LocalFolder(
-                uidvalidity=record.uidvalidity if record else None,
-                generation=record.generation if record else 0,
-                messages={
-                    uid: LocalMsg(uid, r.size, r.flags, r.sha256, r.path, r.deleted_on_server)
-                    for uid, r in rows.items()
-                },
-            )
-        if isinstance(effect, flow.UpdateFlags):
-            await arch.run(
-                arch.update_flags, effect.name, effect.relpath, effect.uidvalidity, effect.changes
-            )
-            return None
-        if isinstance(effect, flow.MarkGone):
-            await arch.run(arch.state.mark_deleted, effect.name, effect.uidvalidity, effect.uids)
-            return None
-        if isinstance(effect, flow.NewGeneration):
-            await arch.run(arch.state.mark_generation_gone, effect.name, effect.old_uidvalidity)
-            return None
+        if isinstance(effect, effects.ARCHIVE_EFFECTS):
+            fn, args = effects.archive_call(arch, effect)
+            return effects.archive_answer(effect, await arch.run(fn, *args))
         if isinstance(effect, flow.SaveFolder):
             outcomes = await asyncio.gather(*lanes.stores, return_exceptions=True)
             outcomes += await asyncio.gather(*lanes.headers, return_exceptions=True)
@@ -324,38 +270,13 @@ class FolderEffects:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            st = effect.state
-            rec = FolderRecord(
-                st.name,
-                effect.relpath,
-                st.uidvalidity,
-                effect.generation,
-                st.uidnext,
-                st.highestmodseq,
-                st.messages,
-            )
+            rec = effects.folder_record(effect)
             await arch.run(arch.state.save_folder, rec, time.time())
             return None
         raise AssertionError(f"unknown effect {effect!r}")
 
     async def _store(self, effect: flow.StoreBatch, lanes: FetchLanes) -> None:
-        items: list[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]]
-        items = []
-        heads: dict[int, bytes] = {}
-        for msg in effect.messages:
-            body = _body(msg)
-            assert msg.uid is not None
-            if isinstance(body, bytes):
-                heads[msg.uid] = _header_block(body)
-            items.append(
-                (
-                    msg.uid,
-                    normalize_flags(msg.flags or ()),
-                    _mtime(msg.internaldate),
-                    body,
-                    msg.internaldate,
-                )
-            )
+        items, heads = effects.store_items(effect.messages)
         arch = self.archive
         stored = await arch.run(
             arch.store_batch,
@@ -378,25 +299,12 @@ class FolderEffects:
         arch = self.archive
         for s in stored:
             if s.uid not in heads:  # spilled: read the head back from the stored file
-                heads[s.uid] = _header_block(await arch.run(_read_head, arch.root / s.path))
+                heads[s.uid] = await arch.run(effects.read_head, arch.root / s.path)
         infos = [
             h if isinstance(h, HeaderInfo) else HeaderInfo(None, None, None, None, None, repr(h))
             for h in await asyncio.gather(
                 *(self.offload.submit(heads[s.uid]) for s in stored), return_exceptions=True
             )
         ]
-        rows = [
-            (
-                folder,
-                uidvalidity,
-                s.uid,
-                h.message_id,
-                h.from_,
-                h.to,
-                h.subject,
-                h.date,
-                h.error,
-            )
-            for s, h in zip(stored, infos, strict=True)
-        ]
+        rows = effects.header_rows(folder, uidvalidity, stored, infos)
         await arch.run(arch.state.set_headers, rows)

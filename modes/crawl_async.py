@@ -32,9 +32,16 @@ from crawler.core.politeness import SlotTable
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope, host_key
 from crawler.settings import CrawlerSettings
+from crawler.shared import (
+    ROBOTS_CACHE,
+    cached_robots,
+    flow_config,
+    remember_robots,
+    slot_wait,
+)
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from modes._exceptions import FetchError
-from modes.crawl_common import ROBOTS_CACHE, Work, flow_config, parse_outcome
+from modes.crawl_common import Work, parse_outcome
 
 __all__ = ["AsyncEffects"]
 
@@ -119,8 +126,7 @@ class AsyncEffects:
             wait = self.slots.wait_time(host, now)
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                timeout = 1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0)
-                await asyncio.wait_for(changed.wait(), timeout)
+                await asyncio.wait_for(changed.wait(), slot_wait(wait))
         try:
             return await self.fetcher.fetch(effect.request)
         except FetchError as exc:
@@ -131,9 +137,8 @@ class AsyncEffects:
 
     async def _robots_for(self, url: str, fresh: list[tuple[str, RobotsRules]]) -> RobotsRules:
         host = host_key(url)
-        rules = self._robots.get(host)
-        if rules is not None and not rules.is_stale(time.time(), retry=self.s.robots_retry):
-            self._robots.move_to_end(host)
+        rules = cached_robots(self._robots, host, time.time(), self.s.robots_retry)
+        if rules is not None:
             return rules
         pending = self._pending.get(host)
         if pending is not None:
@@ -148,12 +153,7 @@ class AsyncEffects:
         finally:
             del self._pending[host]
         assert isinstance(got, RobotsRules)
-        self._robots[host] = got
-        if len(self._robots) > ROBOTS_CACHE:
-            self._robots.popitem(last=False)
-        delay = got.crawl_delay(self.s.user_agent)
-        if delay:
-            self.slots.set_delay(host, delay)
+        remember_robots(self._robots, self.slots, host, got, self.s.user_agent)
         fresh.append((host, got))
         fut.set_result(got)
         return got

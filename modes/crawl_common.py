@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from crawler.core.flow import (
     FetchEffect,
     FetchResult,
-    FlowConfig,
     Outcome,
     RobotsEffect,
     SleepEffect,
@@ -31,13 +30,22 @@ from crawler.core.flow import (
     url_flow,
 )
 from crawler.core.frontier import FrontierItem
-from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
+from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.politeness import SlotTable
-from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope, host_key
 from crawler.pages import iso_time, page_row
 from crawler.settings import CrawlerSettings
+from crawler.shared import (
+    ROBOTS_CACHE,
+    cached_robots,
+    flow_config,
+    parse_input,
+    remember_robots,
+    sitemap_links,
+    slot_wait,
+    wants_parse,
+)
 from modes._exceptions import FetchError
 
 if TYPE_CHECKING:  # the processes mode's workers never import requests
@@ -57,7 +65,6 @@ __all__ = [
     "wants_parse",
 ]
 
-ROBOTS_CACHE = 10_000
 # every effect of crawler.core.flow the drivers perform (a unit test compares it with the flow)
 HANDLED_EFFECTS = (FetchEffect, RobotsEffect, SleepEffect)
 
@@ -94,30 +101,6 @@ class ArchivedWork:
     body_bytes: int = 0
 
 
-def flow_config(settings: CrawlerSettings, scope: Scope | None) -> FlowConfig:
-    """The same flow configuration as the asyncio engine's."""
-    return FlowConfig(
-        user_agent=settings.user_agent,
-        policy=RetryPolicy(retries=settings.retries),
-        obey_robots=settings.robots,
-        max_bytes=settings.max_bytes,
-        timeout=settings.timeout,
-        redirect_scope=scope.allows if scope is not None and settings.follow else None,
-    )
-
-
-def wants_parse(settings: CrawlerSettings, final: FetchResult) -> bool:
-    ctype = final.header("Content-Type")
-    if settings.sitemaps and is_sitemap(final.url, ctype):
-        return True
-    return is_html(ctype)
-
-
-def sitemap_links(settings: CrawlerSettings, final: FetchResult) -> bool:
-    """True when ``final`` is a sitemap whose URLs the engine adds at the sitemap's own depth."""
-    return settings.sitemaps and is_sitemap(final.url, final.header("Content-Type"))
-
-
 def parse_outcome(
     settings: CrawlerSettings,
     outcome: Outcome,
@@ -127,16 +110,7 @@ def parse_outcome(
     final = outcome.final
     if final is None or not 200 <= final.status < 300 or not wants_parse(settings, final):
         return None
-    return parse_fn(
-        ParseInput(
-            url=final.url,
-            status=final.status,
-            content_type=final.header("Content-Type"),
-            content_encoding=final.header("Content-Encoding"),
-            body=final.body,
-            max_decoded=settings.max_decoded_bytes,
-        )
-    )
+    return parse_fn(parse_input(settings, final))
 
 
 class BlockingEffects:
@@ -205,7 +179,7 @@ class BlockingEffects:
                     self.slots.start(host, now)
                     break
                 wait = self.slots.wait_time(host, now)
-                self._cond.wait(1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0))
+                self._cond.wait(slot_wait(wait))
         try:
             return self.fetcher.fetch(effect.request)
         except FetchError as exc:
@@ -219,9 +193,8 @@ class BlockingEffects:
         host = host_key(url)
         with self._cond:
             while True:
-                rules = self._robots.get(host)
-                if rules is not None and not rules.is_stale(time.time()):
-                    self._robots.move_to_end(host)
+                rules = cached_robots(self._robots, host, time.time())
+                if rules is not None:
                     return rules
                 if host not in self._robots_busy:
                     self._robots_busy.add(host)
@@ -231,12 +204,7 @@ class BlockingEffects:
             rules = self.drive(robots_flow(url, self.flow, time.time()))
             assert isinstance(rules, RobotsRules)
             with self._cond:
-                self._robots[host] = rules
-                if len(self._robots) > ROBOTS_CACHE:
-                    self._robots.popitem(last=False)
-                delay = rules.crawl_delay(self.s.user_agent)
-                if delay:
-                    self.slots.set_delay(host, delay)
+                remember_robots(self._robots, self.slots, host, rules, self.s.user_agent)
             fresh = getattr(self._fresh, "robots", None)
             if fresh is not None:
                 fresh.append((host, rules))

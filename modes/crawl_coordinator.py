@@ -27,14 +27,14 @@ from typing import Any, Protocol
 
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, canonicalize, fingerprint
+from crawler.core.urls import Scope, fingerprint
 from crawler.pages import iter_pages
 from crawler.settings import CrawlerSettings
+from crawler.shared import LinkFilter, count_page, follows_links, sitemap_links, sitemap_seeds
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveJob, ArchiveWriter
-from modes._exceptions import InvalidURLError
 from modes.crawl_commit import PagesCommitter
-from modes.crawl_common import ArchivedWork, Work, page_row, sitemap_links
+from modes.crawl_common import ArchivedWork, Work, page_row
 
 __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]
 
@@ -43,7 +43,6 @@ __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator"
 CHECKPOINT_KEY = "pages_checkpoint"
 STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in the engine)
 CHECKPOINT_EVERY = 1.0
-SEEN_CACHE = 100_000  # links per generation of the duplicate-link cache (as the engine's)
 
 
 class Abandoned(Exception):
@@ -110,8 +109,7 @@ class Coordinator:
         self._ckpt_at = 0.0
         self._counted_at = 0.0
         self._sitemap_hosts: set[str] = set()
-        self._seen_new: set[str] = set()
-        self._seen_old: set[str] = set()
+        self._links = LinkFilter(scope)
         self._writer: ArchiveWriter | None = None
         self._committer: PagesCommitter | None = None
         self._host_limit: Callable[[str], int] | None = getattr(backend, "host_limit", None)
@@ -268,13 +266,8 @@ class Coordinator:
         parsed = work.parsed
         row, error_class = page_row(item, outcome, parsed)
         final = outcome.final
-        if (
-            parsed is not None
-            and not parsed.error
-            and self.s.follow
-            and final is not None
-            and not final.truncated
-        ):
+        if follows_links(self.s, outcome, parsed):
+            assert parsed is not None and final is not None
             self._add_links(item, parsed.links, sitemap_links(self.s, final))
         # links added above must be durable before the line that says this page is archived
         flush = getattr(self.frontier, "flush", None)
@@ -285,10 +278,14 @@ class Coordinator:
         ok = error_class is None
         (self.frontier.complete if ok else self.frontier.fail)(item.url)
         self._checkpoint = written.pages_offset
-        self.stats.bytes += sum(len(h.body) for h in outcome.hops)
-        self.stats.responses += len(outcome.hops)
-        self.stats.revisits += bool(written.row.get("revisit"))
-        self._count(item, row)
+        count_page(
+            self.stats,
+            item.url,
+            row,
+            body_bytes=sum(len(h.body) for h in outcome.hops),
+            responses=len(outcome.hops),
+            revisit=bool(written.row.get("revisit")),
+        )
 
     def _commit_archived(self, works: list[ArchivedWork]) -> None:
         """Commit URLs whose records the workers wrote: the links of the whole batch in one
@@ -326,10 +323,14 @@ class Coordinator:
             else:
                 self.frontier.fail(work.item.url)
             self._committer.add_digests(work.worker, work.digests)
-            self.stats.bytes += work.body_bytes
-            self.stats.responses += work.responses
-            self.stats.revisits += bool(row.get("revisit"))
-            self._count(work.item, row)
+            count_page(
+                self.stats,
+                work.item.url,
+                row,
+                body_bytes=work.body_bytes,
+                responses=work.responses,
+                revisit=bool(row.get("revisit")),
+            )
         complete_many = getattr(self.frontier, "complete_many", None)
         if complete_many is not None:
             complete_many(done)
@@ -337,33 +338,12 @@ class Coordinator:
             for url in done:
                 self.frontier.complete(url)
 
-    def _count(self, item: FrontierItem, row: dict[str, Any]) -> None:
-        error_class = row["error_class"]
-        if error_class is None:
-            self.stats.done += 1
-            return
-        self.stats.failed += 1
-        self.stats.errors[error_class] += 1
-        if len(self.stats.failed_urls) < 1000:
-            self.stats.failed_urls.append((item.url, f"{error_class}: {row['error']}"))
-
     def _add_links(self, item: FrontierItem, links: tuple[str, ...], sitemap: bool) -> None:
         # as the engine: a sitemap's URLs count as seeds (its depth), a page's one level deeper
         depth = item.depth if sitemap else item.depth + 1
         if not links or (self.s.max_depth is not None and depth > self.s.max_depth):
             return
-        scope, seen_new, seen_old = self.scope, self._seen_new, self._seen_old
-        new: list[NewURL] = []
-        for link in links:
-            # most links of a site were met before: skip the scope check and the SQL for them
-            # (as the engine does; measured: 40% of the coordinator's CPU without it)
-            if link in seen_new or link in seen_old:
-                continue
-            seen_new.add(link)
-            if scope is None or scope.allows(link):
-                new.append(NewURL(link, depth, item.url))
-        if len(seen_new) > SEEN_CACHE:  # two generations: bounded memory, recent links known
-            self._seen_old, self._seen_new = seen_new, set()
+        new = [NewURL(link, depth, item.url) for link in self._links(links)]
         if new:
             self.frontier.add(new)
 
@@ -371,14 +351,7 @@ class Coordinator:
         if not (self.s.sitemaps and self.s.follow) or host in self._sitemap_hosts:
             return
         self._sitemap_hosts.add(host)
-        found: list[NewURL] = []
-        for raw in (*rules.sitemaps(), "/sitemap.xml"):
-            try:
-                sm = canonicalize(raw, base=url)
-            except InvalidURLError:
-                continue
-            if self.scope is None or self.scope.allows(sm):
-                found.append(NewURL(sm, 0, None))
+        found = sitemap_seeds(url, rules, self.scope)
         if found:
             self.frontier.add(found)
 

@@ -48,6 +48,7 @@ from crawler.core.frontier import FrontierItem
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
+from crawler.shared import LinkFilter, follows_links
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from modes._exceptions import ModeError
 from modes.crawl_archive import WorkerArchive
@@ -65,11 +66,10 @@ from modes.threads_util import check_process_count
 # what the workers use, imported once in the fork server (surt and uvloop load lazily elsewhere)
 PRELOAD = ("modes.crawl_processes", "surt", "uvloop")
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
-SEEN_CACHE = 100_000  # links per generation of a worker's sent-links cache (as the engine's)
 
 __all__ = [
     "AsyncEffects",  # re-exported from modes.crawl_async
-    "LinkFilter",
+    "LinkFilter",  # re-exported from crawler.shared
     "ProcessBackend",
     "archive_work",
     "host_shares",
@@ -78,29 +78,9 @@ __all__ = [
 
 
 # -- the worker process ----------
-class LinkFilter:
-    """A worker's memory of the links it already sent, plus the scope: only new in-scope links
-    cross to the coordinator, whose own cache stays the one that decides (this one saves the
-    IPC and the coordinator's CPU: a page's ~40 links are mostly known)."""
-
-    def __init__(self, scope: Scope | None, size: int = SEEN_CACHE) -> None:
-        self.scope = scope
-        self.size = size
-        self._new: set[str] = set()
-        self._old: set[str] = set()
-
-    def __call__(self, links: tuple[str, ...]) -> tuple[str, ...]:
-        new, old, scope = self._new, self._old, self.scope
-        out = []
-        for link in links:
-            if link in new or link in old:
-                continue
-            new.add(link)
-            if scope is None or scope.allows(link):
-                out.append(link)
-        if len(new) > self.size:  # two generations: bounded memory, recent links known
-            self._old, self._new = new, set()
-        return tuple(out)
+# A worker filters the links it sends with its own LinkFilter: only new in-scope links cross to
+# the coordinator, whose own filter stays the one that decides (this one saves the IPC and the
+# coordinator's CPU: a page's ~40 links are mostly known).
 
 
 def archive_work(
@@ -123,13 +103,7 @@ def archive_work(
         )
     row, _ = page_row(item, outcome, parsed)
     final = outcome.final
-    follow = (
-        parsed is not None
-        and not parsed.error
-        and settings.follow
-        and final is not None
-        and not final.truncated
-    )
+    follow = follows_links(settings, outcome, parsed)
     rec = archive.write_records(outcome.hops)
     if rec.sha1 is not None:
         row["sha1"] = rec.sha1

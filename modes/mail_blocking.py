@@ -14,7 +14,6 @@ writer at a time, "files durable, then rows committed" per batch, as in the engi
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 import time
 from collections import deque
@@ -22,15 +21,14 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from mailsync import effects
 from mailsync.auth import Secret, get_oauth_token, get_password
 from mailsync.core import flow
 from mailsync.core.headers import HeaderInfo, parse_headers
-from mailsync.core.parser import FetchResp, parse_internaldate
-from mailsync.core.plan import FolderState, LocalMsg, normalize_flags
+from mailsync.core.plan import FolderState
 from mailsync.engine import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
-from mailsync.state import FolderRecord
-from mailsync.store import AccountArchive, SpilledLiteral
+from mailsync.store import AccountArchive
 from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
 from modes._exceptions import (
     FolderGone,
@@ -47,7 +45,6 @@ __all__ = ["HANDLED_EFFECTS", "AccountRun", "BlockingKind", "backup_blocking"]
 
 BlockingKind = Literal["threads", "gevent", "sequential"]
 _R = TypeVar("_R")
-_HEADER_CAP = 256 * 1024
 # every effect of mailsync.core.flow this driver performs (a unit test compares it with the flow)
 HANDLED_EFFECTS = (
     flow.Send,
@@ -60,32 +57,6 @@ HANDLED_EFFECTS = (
     flow.NewGeneration,
     flow.SaveFolder,
 )
-
-
-# the engine's small helpers, repeated here rather than imported as private names
-def _header_block(body: bytes) -> bytes:
-    end = body.find(b"\r\n\r\n", 0, _HEADER_CAP)
-    if end < 0:
-        end = body.find(b"\n\n", 0, _HEADER_CAP)
-    return body[: end + 4] if end >= 0 else body[:_HEADER_CAP]
-
-
-def _mtime(internaldate: str | None) -> float | None:
-    if not internaldate:
-        return None
-    try:
-        return parse_internaldate(internaldate).timestamp()
-    except (MailError, ValueError, OverflowError):
-        return None
-
-
-def _body(msg: FetchResp) -> bytes | SpilledLiteral:
-    body = msg.body
-    if isinstance(body, SpilledLiteral | bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise ImapProtocolError(f"UID {msg.uid}: unexpected body type {type(body).__name__}")
 
 
 class _Window:
@@ -290,24 +261,29 @@ class AccountRun:
                 if attempt > self.settings.retries:
                     self._note("errors", f"{where}: {exc} (gave up after {attempt} tries)")
                     return None
-                time.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                time.sleep(effects.backoff_delay(attempt))
                 continue
             except (ImapAuthError, ImapCommandError, StorageError) as exc:
                 self._note("errors", f"{where}: {exc}")
                 return session
-            with self._report_lock:
-                self.report.synced += 1
-                self.report.flag_updates += result.flag_updates
-                self.report.gone += result.gone
-            if result.missing:
-                self._note(
-                    "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
-                )
+            self._note_result(job.name, result)
             return session
 
     def _note(self, kind: Literal["errors", "warnings"], text: str) -> None:
         with self._report_lock:
             getattr(self.report, kind).append(text)
+
+    def _note_result(self, name: str, result: flow.FolderResult) -> None:
+        """Count a synced folder (on a worker here; in the processes mode on the writer)."""
+        with self._report_lock:
+            self.report.synced += 1
+            self.report.flag_updates += result.flag_updates
+            self.report.gone += result.gone
+        if result.missing:
+            where = f"{self.account.name}/{name}"
+            self._note(
+                "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
+            )
 
     # effects ---------------------------------------------------------------------------------
     def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImaplibSession) -> _R:
@@ -348,63 +324,18 @@ class AccountRun:
         if isinstance(effect, flow.StoreBatch):
             self._store(effect)
             return None
-        if isinstance(effect, flow.LoadFolder):
-            record, rows = self._archive(
-                arch.load_folder, effect.name, effect.relpath, effect.uidvalidity
-            )
-            return flow.LocalFolder(
-                uidvalidity=record.uidvalidity if record else None,
-                generation=record.generation if record else 0,
-                messages={
-                    uid: LocalMsg(uid, r.size, r.flags, r.sha256, r.path, r.deleted_on_server)
-                    for uid, r in rows.items()
-                },
-            )
-        if isinstance(effect, flow.UpdateFlags):
-            self._archive(
-                arch.update_flags, effect.name, effect.relpath, effect.uidvalidity, effect.changes
-            )
-            return None
-        if isinstance(effect, flow.MarkGone):
-            self._archive(arch.state.mark_deleted, effect.name, effect.uidvalidity, effect.uids)
-            return None
-        if isinstance(effect, flow.NewGeneration):
-            self._archive(arch.state.mark_generation_gone, effect.name, effect.old_uidvalidity)
-            return None
+        if isinstance(effect, effects.ARCHIVE_EFFECTS):
+            fn, args = effects.archive_call(arch, effect)
+            return effects.archive_answer(effect, self._archive(fn, *args))
         if isinstance(effect, flow.SaveFolder):
             # every batch of this folder was stored synchronously before we got here
-            st = effect.state
-            rec = FolderRecord(
-                st.name,
-                effect.relpath,
-                st.uidvalidity,
-                effect.generation,
-                st.uidnext,
-                st.highestmodseq,
-                st.messages,
-            )
+            rec = effects.folder_record(effect)
             self._archive(arch.state.save_folder, rec, time.time())
             return None
         raise AssertionError(f"unknown effect {effect!r}")
 
     def _store(self, effect: flow.StoreBatch) -> None:
-        items: list[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]]
-        items = []
-        heads: dict[int, bytes] = {}
-        for msg in effect.messages:
-            body = _body(msg)
-            assert msg.uid is not None
-            if isinstance(body, bytes):
-                heads[msg.uid] = _header_block(body)
-            items.append(
-                (
-                    msg.uid,
-                    normalize_flags(msg.flags or ()),
-                    _mtime(msg.internaldate),
-                    body,
-                    msg.internaldate,
-                )
-            )
+        items, heads = effects.store_items(effect.messages)
         arch = self.archive
         stored = self._archive(
             arch.store_batch,
@@ -419,24 +350,10 @@ class AccountRun:
             self.report.new_bytes += sum(s.size for s in stored)
         for s in stored:
             if s.uid not in heads:  # spilled: read the head back from the stored file
-                with open(arch.root / s.path, "rb") as fh:
-                    heads[s.uid] = _header_block(fh.read(_HEADER_CAP))
+                heads[s.uid] = effects.read_head(arch.root / s.path)
         # parsed inline: in the threads mode on the worker, under the GIL (a mode's real cost)
         infos: list[HeaderInfo] = [parse_headers(heads[s.uid]) for s in stored]
-        rows = [
-            (
-                effect.name,
-                effect.uidvalidity,
-                s.uid,
-                h.message_id,
-                h.from_,
-                h.to,
-                h.subject,
-                h.date,
-                h.error,
-            )
-            for s, h in zip(stored, infos, strict=True)
-        ]
+        rows = effects.header_rows(effect.name, effect.uidvalidity, stored, infos)
         self._archive(arch.state.set_headers, rows)
 
 

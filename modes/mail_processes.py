@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import multiprocessing
 import queue
-import random
 import signal
 import threading
 from collections import deque
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 
 from mailsync.auth import Secret
 from mailsync.core import flow
+from mailsync.effects import backoff_delay
 from mailsync.engine import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession
@@ -159,7 +159,7 @@ class _Worker:
                 attempt += 1
                 if attempt > self.settings.retries:
                     return None, ("errors", f"{where}: {exc} (gave up after {attempt} tries)")
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                await asyncio.sleep(backoff_delay(attempt))
                 continue
             except (ImapAuthError, ImapCommandError, StorageError) as exc:
                 return session, ("errors", f"{where}: {exc}")
@@ -300,17 +300,6 @@ class ProcessAccountRun(AccountRun):
                 self.report.commands += stats["commands"]
                 self.report.round_trips += stats["round_trips"]
                 self.report.wire_bytes += stats["wire_bytes"]
-
-    def _note_result(self, name: str, result: flow.FolderResult) -> None:
-        with self._report_lock:
-            self.report.synced += 1
-            self.report.flag_updates += result.flag_updates
-            self.report.gone += result.gone
-        if result.missing:
-            where = f"{self.account.name}/{name}"
-            self._note(
-                "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
-            )
 
 
 def backup_processes(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,24 +16,10 @@ from mailsync.core import commands
 from mailsync.core.parser import LiteralSink, capabilities_in
 from mailsync.settings import AccountSettings, is_loopback
 from mailsync.transports.native import NativeConnection, connect
+from mailsync.transports.tls import make_ssl_context
 from modes._exceptions import ImapAuthError, ImapCommandError, ImapTLSError, MailError
 
 __all__ = ["make_ssl_context", "open_session", "spill_factory", "want_compression"]
-
-
-def make_ssl_context(account: AccountSettings) -> ssl.SSLContext:
-    try:
-        ctx = ssl.create_default_context(
-            cafile=str(account.ca_file) if account.ca_file is not None else None
-        )
-    except (OSError, ssl.SSLError) as exc:
-        raise ImapTLSError(
-            f"account {account.name}: cannot load ca_file {account.ca_file}: {exc}"
-        ) from None
-    if not account.verify_tls:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def want_compression(mode: str, host: str) -> bool:

@@ -18,7 +18,6 @@ import imaplib
 import io
 import itertools
 import socket
-import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from mailsync.core.parser import (
 )
 from mailsync.settings import AccountSettings
 from mailsync.transports.base import TransportStats
+from mailsync.transports.tls import connect_failure, make_ssl_context
 from modes._exceptions import (
     ImapAuthError,
     ImapConnectError,
@@ -212,34 +212,11 @@ class ImaplibSession:
             self._conn.shutdown()
 
 
-def _ssl_context(account: AccountSettings) -> ssl.SSLContext:
-    try:
-        ctx = ssl.create_default_context(
-            cafile=str(account.ca_file) if account.ca_file is not None else None
-        )
-    except (OSError, ssl.SSLError) as exc:
-        raise ImapTLSError(
-            f"account {account.name}: cannot load ca_file {account.ca_file}: {exc}"
-        ) from None
-    if not account.verify_tls:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _translate(exc: BaseException, account: AccountSettings) -> MailError:
     where = f"account {account.name}: {account.host}:{account.port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ImapTLSError(
-            f"{where}: TLS certificate not trusted ({exc.verify_message}); "
-            "set ca_file, or verify_tls = false to accept it anyway"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return ImapTLSError(f"{where}: TLS handshake failed ({exc.reason or exc})")
-    if isinstance(exc, ConnectionRefusedError):
-        return ImapConnectError(f"{where}: connection refused")
-    if isinstance(exc, TimeoutError):
-        return ImapConnectError(f"{where}: timed out")
+    common = connect_failure(exc, where)
+    if common is not None:
+        return common
     if isinstance(exc, socket.gaierror):
         return ImapConnectError(f"account {account.name}: unknown host {account.host}")
     return ImapConnectError(f"{where}: {exc}")
@@ -287,12 +264,12 @@ def open_blocking_session(
     try:
         if account.security == "tls":
             conn = imaplib.IMAP4_SSL(
-                account.host, account.port, ssl_context=_ssl_context(account), timeout=timeout
+                account.host, account.port, ssl_context=make_ssl_context(account), timeout=timeout
             )
         else:
             conn = imaplib.IMAP4(account.host, account.port, timeout=timeout)
             if account.security == "starttls":
-                conn.starttls(_ssl_context(account))
+                conn.starttls(make_ssl_context(account))
         if conn.state != "AUTH":  # PREAUTH greetings skip the login
             _login(conn, account, secret)
         caps = _capabilities(conn)

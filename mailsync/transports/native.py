@@ -32,6 +32,7 @@ from mailsync.core.parser import (
     Untagged,
 )
 from mailsync.transports.base import Command, CommandResult, TransportStats
+from mailsync.transports.tls import connect_failure
 from modes._exceptions import (
     ImapConnectError,
     ImapProtocolError,
@@ -163,17 +164,9 @@ def translate_connect_error(exc: BaseException, host: str, port: int) -> BaseExc
     where = f"{host}:{port}"
     if isinstance(exc, MailError):
         return exc
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ImapTLSError(
-            f"{where}: TLS certificate not trusted ({exc.verify_message}); "
-            "set ca_file, or verify_tls = false to accept it anyway"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return ImapTLSError(f"{where}: TLS handshake failed ({exc.reason or exc})")
-    if isinstance(exc, ConnectionRefusedError):
-        return ImapConnectError(f"{where}: connection refused")
-    if isinstance(exc, TimeoutError):
-        return ImapConnectError(f"{where}: timed out")
+    common = connect_failure(exc, where)
+    if common is not None:
+        return common
     if isinstance(exc, OSError) and exc.errno is not None and exc.errno < 0:  # gaierror
         return ImapUnknownHost(f"{host}: unknown host ({exc.strerror})")
     if isinstance(exc, OSError):
