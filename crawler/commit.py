@@ -18,7 +18,6 @@ instead of being fetched twice (:meth:`CommitPipeline.take_committed`).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,12 @@ from typing import Any
 from crawler.core.flow import FetchResult
 from crawler.core.frontier import Frontier, FrontierItem
 from crawler.core.urls import fingerprint
+from crawler.pages import CHECKPOINT_KEY, committed_after
+from crawler.shared import complete_all
 from crawler.warc import ArchiveJob, ArchiveThread, ArchiveWriter, RepairReport, WrittenPage
 
 __all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_KEY", "CommitPipeline"]
 
-CHECKPOINT_KEY = "pages_checkpoint"
 CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints saved in the frontier
 
 
@@ -67,20 +67,10 @@ class CommitPipeline:
         return report
 
     def _load_checkpoint(self, pages: Path) -> None:
-        get_meta = getattr(self.frontier, "get_meta", None)
-        if get_meta is None:
-            return
-        raw = get_meta(CHECKPOINT_KEY)
-        start = int(raw) if raw else 0
-        self._checkpoint = self._checkpoint_saved = start
-        if not pages.exists() or pages.stat().st_size <= start:
-            return
-        with open(pages, "rb") as fh:
-            fh.seek(start)
-            tail = fh.read()
-        for raw_line in tail.split(b"\n")[:-1]:  # the repair left only complete lines
-            row = json.loads(raw_line)
-            self._committed[fingerprint(str(row["url"]))] = not row.get("error_class")
+        loaded = committed_after(self.frontier, pages)
+        if loaded is not None:
+            self._checkpoint = self._checkpoint_saved = loaded[0]
+            self._committed.update(loaded[1])
 
     def take_committed(self, item: FrontierItem) -> bool:
         """True when ``item`` was archived before a crash; it is then marked, not fetched."""
@@ -135,12 +125,7 @@ class CommitPipeline:
         if not acks:
             return
         done = [t.item.url for t, _ in acks if t.ok]
-        complete_many = getattr(self.frontier, "complete_many", None)
-        if complete_many is not None:
-            complete_many(done)
-        else:
-            for url in done:
-                self.frontier.complete(url)
+        complete_all(self.frontier, done)
         for token, _ in acks:
             if not token.ok:
                 self.frontier.fail(token.item.url)

@@ -47,7 +47,7 @@ from crawler.settings import CrawlerSettings
 from crawler.shared import (
     LinkFilter,
     cached_robots,
-    count_page,
+    count_written,
     flow_config,
     follows_links,
     parse_input,
@@ -357,14 +357,7 @@ class Engine:
         row, error_class = page_row(item, outcome, parsed)
         assert self._commit is not None
         written = await self._commit.write(item, error_class is None, outcome.hops, row)
-        count_page(
-            self.stats,
-            item.url,
-            row,
-            body_bytes=sum(len(h.body) for h in outcome.hops),
-            responses=len(outcome.hops),
-            revisit=bool(written.row.get("revisit")),
-        )
+        count_written(self.stats, item.url, row, outcome.hops, written.row)
 
     def _add_links(self, item: FrontierItem, parsed: ParsedPage, depth: int) -> None:
         if self.s.max_depth is not None and depth > self.s.max_depth:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from crawler.core.flow import FetchResult, FlowConfig, Outcome
-from crawler.core.frontier import NewURL
+from crawler.core.frontier import Frontier, NewURL
 from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
 from crawler.core.politeness import SlotTable
 from crawler.core.retry import RetryPolicy
@@ -35,7 +35,9 @@ __all__ = [
     "SEEN_CACHE",
     "LinkFilter",
     "cached_robots",
+    "complete_all",
     "count_page",
+    "count_written",
     "flow_config",
     "follows_links",
     "parse_input",
@@ -181,6 +183,16 @@ def sitemap_seeds(url: str, rules: RobotsRules, scope: Scope | None) -> list[New
     return found
 
 
+def complete_all(frontier: Frontier, urls: list[str]) -> None:
+    """Mark ``urls`` done, in one transaction when the frontier can (``complete_many``)."""
+    complete_many = getattr(frontier, "complete_many", None)
+    if complete_many is not None:
+        complete_many(urls)
+    else:
+        for url in urls:
+            frontier.complete(url)
+
+
 # ----------------------------------------------------------------------------------- counts
 def count_page(
     stats: CrawlStats,
@@ -203,3 +215,22 @@ def count_page(
     stats.errors[error_class] += 1
     if len(stats.failed_urls) < FAILED_URLS:
         stats.failed_urls.append((url, f"{error_class}: {row['error']}"))
+
+
+def count_written(
+    stats: CrawlStats,
+    url: str,
+    row: dict[str, Any],
+    hops: tuple[FetchResult, ...],
+    written_row: dict[str, Any],
+) -> None:
+    """Count one URL whose ``hops`` the driver just archived (``written_row``: the line written,
+    which says whether the response was stored as a revisit)."""
+    count_page(
+        stats,
+        url,
+        row,
+        body_bytes=sum(len(h.body) for h in hops),
+        responses=len(hops),
+        revisit=bool(written_row.get("revisit")),
+    )

@@ -18,7 +18,6 @@ and asks the backend how many URLs of a host may be in flight (``host_limit``).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,9 +27,17 @@ from typing import Any, Protocol
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope, fingerprint
-from crawler.pages import iter_pages
+from crawler.pages import CHECKPOINT_KEY, committed_after
 from crawler.settings import CrawlerSettings
-from crawler.shared import LinkFilter, count_page, follows_links, sitemap_links, sitemap_seeds
+from crawler.shared import (
+    LinkFilter,
+    complete_all,
+    count_page,
+    count_written,
+    follows_links,
+    sitemap_links,
+    sitemap_seeds,
+)
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveJob, ArchiveWriter
 from modes.crawl_commit import PagesCommitter
@@ -38,9 +45,6 @@ from modes.crawl_common import ArchivedWork, Work, page_row
 
 __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]
 
-# the asyncio engine's meta key (crawler.engine.CHECKPOINT_KEY; a unit test keeps them equal):
-# not imported from there, so a gevent child never imports asyncio and aiohttp
-CHECKPOINT_KEY = "pages_checkpoint"
 STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in the engine)
 CHECKPOINT_EVERY = 1.0
 
@@ -278,14 +282,7 @@ class Coordinator:
         ok = error_class is None
         (self.frontier.complete if ok else self.frontier.fail)(item.url)
         self._checkpoint = written.pages_offset
-        count_page(
-            self.stats,
-            item.url,
-            row,
-            body_bytes=sum(len(h.body) for h in outcome.hops),
-            responses=len(outcome.hops),
-            revisit=bool(written.row.get("revisit")),
-        )
+        count_written(self.stats, item.url, row, outcome.hops, written.row)
 
     def _commit_archived(self, works: list[ArchivedWork]) -> None:
         """Commit URLs whose records the workers wrote: the links of the whole batch in one
@@ -331,12 +328,7 @@ class Coordinator:
                 responses=work.responses,
                 revisit=bool(row.get("revisit")),
             )
-        complete_many = getattr(self.frontier, "complete_many", None)
-        if complete_many is not None:
-            complete_many(done)
-        else:
-            for url in done:
-                self.frontier.complete(url)
+        complete_all(self.frontier, done)
 
     def _add_links(self, item: FrontierItem, links: tuple[str, ...], sitemap: bool) -> None:
         # as the engine: a sitemap's URLs count as seeds (its depth), a page's one level deeper
@@ -357,26 +349,10 @@ class Coordinator:
 
     # ---------------------------------------------------------------------------- checkpoint
     def _load_checkpoint(self) -> None:
-        get_meta = getattr(self.frontier, "get_meta", None)
-        if get_meta is None:
-            return
-        raw = get_meta(CHECKPOINT_KEY)
-        start = int(raw) if raw else 0
-        self._checkpoint = self._checkpoint_saved = start
-        path = self.s.out / "pages.jsonl"
-        if not path.exists() or path.stat().st_size <= start:
-            return
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            tail = fh.read()
-        tmp = self.s.out / ".pages-tail.jsonl"
-        tmp.write_bytes(tail)
-        try:
-            for row in iter_pages(tmp):
-                self._already[fingerprint(str(row["url"]))] = not row.get("error_class")
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        loaded = committed_after(self.frontier, self.s.out / "pages.jsonl")
+        if loaded is not None:
+            self._checkpoint = self._checkpoint_saved = loaded[0]
+            self._already.update(loaded[1])
 
     def _save_checkpoint(self, force: bool = False) -> None:
         set_meta: Any = getattr(self.frontier, "set_meta", None)
