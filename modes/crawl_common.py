@@ -193,7 +193,7 @@ class BlockingEffects:
         host = host_key(url)
         with self._cond:
             while True:
-                rules = cached_robots(self._robots, host, time.time())
+                rules = cached_robots(self._robots, host, time.time(), self.s.robots_retry)
                 if rules is not None:
                     return rules
                 if host not in self._robots_busy:
