@@ -6,16 +6,20 @@ import hashlib
 import os
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mailsync.core.flow import Command, CommandResult
 from mailsync.engine import AccountReport, backup_accounts
 from mailsync.settings import AccountSettings, MailSettings
+from mailsync.transports.base import ImapSession, TransportStats
 from testbed.corpus import TruthRecord
 from testbed.dovecot import DovecotServer
 
 __all__ = [
     "PASSWORD_ENV",
+    "SessionHook",
     "account_for",
     "archive_files",
     "assert_archive_matches",
@@ -100,3 +104,30 @@ def assert_archive_matches(root: Path, truth: list[TruthRecord]) -> None:
         assert _sha(path) == rec.sha256, f"{path}: bytes differ from the server"
         assert int(path.stat().st_mtime) == int(rec.internaldate.timestamp())
         assert not row["deleted_on_server"]
+
+
+class SessionHook:
+    """A real session that runs :meth:`before` on every command batch, then sends it as is.
+
+    Tests subclass it to act at a precise moment of the protocol (delete a folder just before
+    EXAMINE, record which connection carried which FETCH) without faking any server bytes.
+    """
+
+    def __init__(self, inner: ImapSession) -> None:
+        self._inner = inner
+        self.capabilities = inner.capabilities
+        self.compressed = inner.compressed
+        self.stats: TransportStats = inner.stats
+
+    async def before(self, first_parts: list[bytes]) -> None:
+        """Called with the first part of each command of the batch."""
+
+    async def execute(self, command: Command) -> CommandResult:
+        return (await self.pipeline([command]))[0]
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[CommandResult]:
+        await self.before([cmd if isinstance(cmd, bytes) else cmd[0] for cmd in commands])
+        return await self._inner.pipeline(commands)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

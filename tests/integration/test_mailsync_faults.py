@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from mailsync.auth import Secret
-from mailsync.core.flow import Command, CommandResult
 from mailsync.engine import backup_accounts, open_account_session
 from mailsync.settings import AccountSettings, MailSettings
-from mailsync.transports.base import ImapSession, TransportStats
+from mailsync.transports.base import ImapSession
 from testbed._proc import free_port
 from testbed.corpus import generate_corpus
 from testbed.dovecot import DovecotServer
@@ -23,6 +21,7 @@ from tests.fixtures.imap import FreshImapAccount, ImapCorpus
 from tests.fixtures.proxy import ProxyFactory
 from tests.integration._mailsync_helpers import (
     PASSWORD_ENV,
+    SessionHook,
     account_for,
     assert_archive_matches,
     mail_settings,
@@ -153,30 +152,19 @@ async def test_cut_mid_fetch_reconnects_and_resumes(
     assert report.new_messages >= len(acct.truth)
 
 
-class _DeleteBeforeExamine:
+class _DeleteBeforeExamine(SessionHook):
     """A real session that deletes ``folder`` on the server just before EXAMINE reaches it."""
 
     def __init__(self, inner: ImapSession, server: DovecotServer, user: str, folder: str) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._user = user
         self._folder = folder
         self._server = server
-        self.capabilities = inner.capabilities
-        self.compressed = inner.compressed
-        self.stats: TransportStats = inner.stats
 
-    async def execute(self, command: Command) -> CommandResult:
-        return (await self.pipeline([command]))[0]
-
-    async def pipeline(self, commands: Sequence[Command]) -> list[CommandResult]:
-        for cmd in commands:
-            first = cmd if isinstance(cmd, bytes) else cmd[0]
+    async def before(self, first_parts: list[bytes]) -> None:
+        for first in first_parts:
             if first.startswith(b"EXAMINE") and self._folder.encode() in first:
                 await asyncio.to_thread(delete_folder, self._server, self._user, self._folder)
-        return await self._inner.pipeline(commands)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 async def test_folder_deleted_between_list_and_examine(

@@ -4,22 +4,21 @@ verify off the event loop -- against the real Dovecot and the delay / cut proxy.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from mailsync.auth import Secret
-from mailsync.core.flow import Command, CommandResult
 from mailsync.engine import backup_accounts, open_account_session
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import StateDB
-from mailsync.transports.base import ImapSession, TransportStats
+from mailsync.transports.base import ImapSession
 from mailsync.verify import verify_account
 from tests.fixtures.imap import FreshImapAccount
 from tests.fixtures.proxy import ProxyFactory
 from tests.integration._mailsync_helpers import (
     PASSWORD_ENV,
+    SessionHook,
     account_for,
     archive_files,
     assert_archive_matches,
@@ -35,28 +34,16 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "secret")
 
 
-class _Recorder:
+class _Recorder(SessionHook):
     """A real session that remembers which body FETCHes it carried."""
 
     def __init__(self, inner: ImapSession, log: list[tuple[int, bytes]], ident: int) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._log = log
         self._ident = ident
-        self.capabilities = inner.capabilities
-        self.compressed = inner.compressed
-        self.stats: TransportStats = inner.stats
 
-    async def execute(self, command: Command) -> CommandResult:
-        return (await self.pipeline([command]))[0]
-
-    async def pipeline(self, commands: Sequence[Command]) -> list[CommandResult]:
-        for cmd in commands:
-            first = cmd if isinstance(cmd, bytes) else cmd[0]
-            self._log.append((self._ident, first))
-        return await self._inner.pipeline(commands)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    async def before(self, first_parts: list[bytes]) -> None:
+        self._log.extend((self._ident, first) for first in first_parts)
 
 
 async def test_one_big_folder_is_fetched_over_every_connection(
