@@ -179,7 +179,7 @@ Effect = (
 class SyncOptions:
     batch_messages: int = 200
     batch_bytes: int = 2 * 1024 * 1024
-    pipeline_depth: int = 2
+    pipeline_depth: int = 4
     condstore: bool = False
     literal_plus: bool = False
     # aioimaplib cannot take `UID FETCH 1:*` over large folders: list in UID ranges of this size
