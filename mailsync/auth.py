@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from mailsync.settings import AccountSettings
 from modes._exceptions import ImapAuthError
 
-__all__ = ["Secret", "get_oauth_token", "get_password"]
+__all__ = ["Secret", "get_oauth_token", "get_password", "get_secret"]
 
 _COMMAND_TIMEOUT = 30.0
 
@@ -73,3 +73,9 @@ def get_oauth_token(account: AccountSettings) -> Secret:
     if account.oauth_token_command:
         return Secret(_run(account.oauth_token_command, "oauth_token_command", account.name))
     return get_password(account)
+
+
+def get_secret(account: AccountSettings) -> Secret:
+    """What the account logs in with: the XOAUTH2 token for ``auth = "xoauth2"``, else the
+    password. May run a command: call it off the event loop."""
+    return get_oauth_token(account) if account.auth == "xoauth2" else get_password(account)

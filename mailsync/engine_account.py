@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from mailsync.auth import Secret, get_oauth_token, get_password
+from mailsync.auth import Secret, get_secret
 from mailsync.core import commands, flow
 from mailsync.core.plan import FolderState
 from mailsync.effects import backoff_delay
@@ -155,9 +155,7 @@ class AccountRun(FolderEffects):
         start = time.monotonic()
         acct = self.account
         try:
-            self.secret = await asyncio.to_thread(
-                get_oauth_token if acct.auth == "xoauth2" else get_password, acct
-            )
+            self.secret = await asyncio.to_thread(get_secret, acct)
             await self.archive.open()
             try:
                 await self._run()

@@ -75,10 +75,10 @@ async def _list(session: ImapSession) -> list[ListResp]:
 async def _open(
     account: AccountSettings, settings: MailSettings, root: Path, factory: SessionFactory
 ) -> ImapSession:
-    from mailsync.auth import get_password
+    from mailsync.auth import get_secret
 
     # a password_command runs a process: not on the event loop
-    secret = await asyncio.to_thread(get_password, account)
+    secret = await asyncio.to_thread(get_secret, account)
     return await factory(account, secret, settings, root / ".spill")
 
 

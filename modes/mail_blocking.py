@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from mailsync import effects
-from mailsync.auth import Secret, get_oauth_token, get_password
+from mailsync.auth import Secret, get_secret
 from mailsync.core import flow
 from mailsync.core.headers import HeaderInfo, parse_headers
 from mailsync.core.plan import FolderState
@@ -121,7 +121,7 @@ class AccountRun:
         start = time.monotonic()
         acct = self.account
         try:
-            self.secret = (get_oauth_token if acct.auth == "xoauth2" else get_password)(acct)
+            self.secret = get_secret(acct)
             # the archive's own writer thread is for the asyncio engine; here the lock above
             # serializes the same operations
             self.archive.open_blocking()

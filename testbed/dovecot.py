@@ -196,7 +196,42 @@ def _make_certs(tls: Path) -> Path:
     return tls / "ca.pem"
 
 
-def _config(workdir: Path, port: int, tls_port: int, account: _Account) -> str:
+def _oauth2_parts(workdir: Path, introspection_url: str | None) -> tuple[str, str, str]:
+    """(extra mechanisms, passwd-file restriction, oauth2 passdb block) for the opt-in."""
+    if introspection_url is None:
+        return "", "", ""
+    # Dovecot 2.3 keys (no "oauth2_" prefix: that is 2.4); "post" sends token=... as a form,
+    # the RFC 7662 way; without a tokeninfo_url the introspection answer alone decides
+    ext = workdir / "dovecot-oauth2.conf.ext"
+    ext.write_text(
+        f"introspection_mode = post\n"
+        f"introspection_url = {introspection_url}\n"
+        "username_attribute = username\n"
+        "active_attribute = active\n"
+        "active_value = true\n"
+        "timeout_msecs = 10000\n",
+        "utf-8",
+    )
+    ext.chmod(0o644)  # read by the unprivileged auth process
+    passdb = f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {ext}
+}}
+"""
+    # the passwd-file passdb stays for LOGIN / PLAIN only: a bearer token is never compared
+    # with a password, so a login by token proves the introspection server accepted it
+    return " xoauth2 oauthbearer", "  mechanisms = plain login\n", passdb
+
+
+def _config(
+    workdir: Path,
+    port: int,
+    tls_port: int,
+    account: _Account,
+    oauth2_introspection_url: str | None = None,
+) -> str:
+    mechs, passwd_mechs, oauth2_passdb = _oauth2_parts(workdir, oauth2_introspection_url)
     root = os.geteuid() == 0
     # as root: login processes chroot and run as dovenull (the Debian defaults); otherwise every
     # service runs as us, unchrooted
@@ -219,15 +254,15 @@ ssl_cert = <{workdir}/tls/server.pem
 ssl_key = <{workdir}/tls/server.key
 # LOGIN without TLS is fine on loopback; STARTTLS and IMAPS stay available
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechs}
 # tests try wrong passwords on purpose: no 2 s failure delay, no growing per-IP penalty
 auth_failure_delay = 0
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {workdir}/users.d/%u
+{passwd_mechs}  args = scheme=PLAIN {workdir}/users.d/%u
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={account.uid} gid={account.gid} home={workdir}/home/%u
 }}
@@ -311,12 +346,25 @@ def start_dovecot(
     users: Mapping[str, str] | None = None,
     port: int | None = None,
     tls_port: int | None = None,
+    oauth2_introspection_url: str | None = None,
 ) -> DovecotServer:
     """Write config, users and certificates into ``workdir`` and start Dovecot on loopback.
 
     ``users`` maps user -> password (default ``{"alice": "secret"}``); free ports are picked
     unless given. Raises TestbedError when dovecot is missing, a port is busy or it fails.
+
+    ``oauth2_introspection_url`` (opt-in): also offer AUTHENTICATE XOAUTH2 / OAUTHBEARER, each
+    bearer token checked by POSTing it to that RFC 7662 introspection endpoint (see
+    testbed/_oauth.py); the answer must say ``active: true`` and name the user logging in.
+    LOGIN / PLAIN keep using the passwd-file users.
     """
+    url = oauth2_introspection_url
+    if url is not None and (
+        not url.startswith(("http://", "https://")) or any(c.isspace() for c in url)
+    ):
+        raise UsageError(
+            f"oauth2_introspection_url must be an http(s) URL, not {oauth2_introspection_url!r}"
+        )
     accounts = dict(users if users is not None else {"alice": "secret"})
     _check_credentials(accounts)
     dovecot = require_binary("dovecot", "dovecot-imapd")
@@ -336,7 +384,7 @@ def start_dovecot(
     ca_cert = _make_certs(workdir / "tls")
     _write_passwd(workdir, accounts)
     conf = workdir / "dovecot.conf"
-    conf.write_text(_config(workdir, port, tls_port, account), "utf-8")
+    conf.write_text(_config(workdir, port, tls_port, account, oauth2_introspection_url), "utf-8")
     proc = start_process(
         "dovecot", [dovecot, "-c", str(conf), "-F"], log_path=workdir / "dovecot.out"
     )

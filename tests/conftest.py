@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.web",
     "tests.fixtures.faults",
     "tests.fixtures.imap",
+    "tests.fixtures.oauth",
     "tests.fixtures.proxy",
     "tests.fixtures.redis",
 ]

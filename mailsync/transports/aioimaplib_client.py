@@ -167,7 +167,13 @@ async def open_session(
     if account.security == "starttls":
         raise ModeError("aioimaplib transport: use security = 'tls' or 'plain' (no STARTTLS)")
     if account.auth != "login":
-        raise ModeError("aioimaplib transport: only auth = 'login' is supported")
+        # aioimaplib 2.0 has xoauth2(), but after a refused token it never answers the server's
+        # error challenge (the command hangs until the timeout) and it logs the SASL string,
+        # which holds the token, at debug level: refused rather than half supported
+        raise ModeError(
+            f"account {account.name}: imap_client = 'aioimaplib' supports only auth = 'login', "
+            f"not auth = '{account.auth}': use imap_client = 'native'"
+        )
     ctx: ssl.SSLContext | None = make_ssl_context(account) if account.security == "tls" else None
     holder: list[AioimaplibSession] = []
 

@@ -57,9 +57,13 @@ async def _authenticate(conn: NativeConnection, account: AccountSettings, secret
         cmd = (head + b" " + b64,) if "SASL-IR" in caps else (head, b64)
     result = await conn.execute(cmd)
     if not result.ok:
+        # the response code (AUTHENTICATIONFAILED, UNAVAILABLE...) tells a refused secret from a
+        # server that could not check it (for XOAUTH2: its token introspection was down)
+        tagged = result.tagged
+        code = f" [{tagged.code_name}]" if tagged.code_name else ""
         raise ImapAuthError(
             f"account {account.name}: login as {account.username} failed: "
-            f"{result.tagged.status} {result.tagged.text}"
+            f"{tagged.status}{code} {tagged.text}"
         )
     caps_after = capabilities_in(result.tagged)
     if caps_after is not None:

@@ -241,8 +241,18 @@ def _login(conn: imaplib.IMAP4, account: AccountSettings, secret: Secret) -> Non
         blob = f"\0{account.username}\0{secret.value}".encode()
     else:
         blob = f"user={account.username}\1auth=Bearer {secret.value}\1\1".encode()
-    # imaplib base64-encodes what the callback returns
-    conn.authenticate(mech, lambda _challenge: blob)
+    sent: list[bool] = []
+
+    def respond(_challenge: bytes) -> bytes:
+        # imaplib base64-encodes what this returns. The credentials go once: a second "+" is
+        # the server's error challenge (XOAUTH2 sends a JSON status there), answered with an
+        # empty response as RFC 7628 3.2.3 and Google's XOAUTH2 notes ask, then the NO follows
+        if sent:
+            return b""
+        sent.append(True)
+        return blob
+
+    conn.authenticate(mech, respond)
 
 
 def open_blocking_session(
