@@ -17,7 +17,13 @@ from mailsync.core.parser import LiteralSink, capabilities_in
 from mailsync.settings import AccountSettings, is_loopback
 from mailsync.transports.native import NativeConnection, connect
 from mailsync.transports.tls import make_ssl_context
-from modes._exceptions import ImapAuthError, ImapCommandError, ImapTLSError, MailError
+from modes._exceptions import (
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapTLSError,
+    MailError,
+)
 
 __all__ = ["make_ssl_context", "open_session", "spill_factory", "want_compression"]
 
@@ -61,10 +67,11 @@ async def _authenticate(conn: NativeConnection, account: AccountSettings, secret
         # server that could not check it (for XOAUTH2: its token introspection was down)
         tagged = result.tagged
         code = f" [{tagged.code_name}]" if tagged.code_name else ""
-        raise ImapAuthError(
-            f"account {account.name}: login as {account.username} failed: "
-            f"{tagged.status}{code} {tagged.text}"
-        )
+        text = f"login as {account.username} failed: {tagged.status}{code} {tagged.text}"
+        # UNAVAILABLE (RFC 5530) is temporary: a connection-class error, retried with backoff
+        if tagged.code_name == "UNAVAILABLE":
+            raise ImapConnectError(text)  # open_account_session names the account
+        raise ImapAuthError(f"account {account.name}: {text}")
     caps_after = capabilities_in(result.tagged)
     if caps_after is not None:
         conn.capabilities = caps_after

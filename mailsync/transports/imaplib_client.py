@@ -291,9 +291,10 @@ def open_blocking_session(
         text = str(exc)
         if "STARTTLS" in text or "TLS" in text:
             raise ImapTLSError(f"account {account.name}: {text}") from None
-        raise ImapAuthError(
-            f"account {account.name}: login as {account.username} failed: {text}"
-        ) from None
+        message = f"account {account.name}: login as {account.username} failed: {text}"
+        if "[UNAVAILABLE]" in text:  # temporary (RFC 5530): retried like a lost connection
+            raise ImapConnectError(message) from None
+        raise ImapAuthError(message) from None
     except (OSError, ValueError) as exc:
         _drop(conn)
         raise _translate(exc, account) from None

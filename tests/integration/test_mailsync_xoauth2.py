@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from mailsync.auth import Secret
 from mailsync.cli import main
-from mailsync.engine import backup_accounts
-from mailsync.settings import AccountSettings
+from mailsync.engine import backup_accounts, open_account_session
+from mailsync.settings import AccountSettings, MailSettings
+from mailsync.transports.base import ImapSession
 from modes._exceptions import TestbedError, UsageError
 from modes.dispatch import run_backup
 from testbed._oauth import IntrospectionServer
@@ -245,13 +247,25 @@ async def test_introspection_down_is_a_temporary_failure_naming_the_account(
                 auth="xoauth2",
                 oauth_token_command="printf %s some-token",
             )
-            (report,) = await backup_accounts(mail_settings(account), [account], tmp_path)
+            attempts: list[AccountSettings] = []
+
+            async def counting(
+                acct: AccountSettings, secret: Secret, settings: MailSettings, spill: Path
+            ) -> ImapSession:
+                attempts.append(acct)
+                return await open_account_session(acct, secret, settings, spill)
+
+            (report,) = await backup_accounts(
+                mail_settings(account, retries=2), [account], tmp_path, factory=counting
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     assert not report.ok
     (error,) = report.errors
     assert error.startswith("account down: login as oauser failed: NO [UNAVAILABLE]"), error
     assert "some-token" not in error
+    # UNAVAILABLE is temporary (RFC 5530): retried like a lost connection, then reported
+    assert len(attempts) == 3
 
 
 def test_introspection_server_answers_like_rfc_7662(
