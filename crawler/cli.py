@@ -1,7 +1,8 @@
 """``crawler`` command line: thin: arguments -> frozen settings -> the asyncio engine.
 
-Exit codes: 0 done, 1 done with failed URLs, 2 usage or settings error, 130 interrupted (state
-saved: rerun the same command, or ``crawler crawl --resume DIR``).
+Exit codes: 0 done, 1 done with failed URLs or stopped by a dead ``--mode processes`` worker,
+2 usage or settings error, 130 interrupted (state saved: rerun the same command, or
+``crawler crawl --resume DIR``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats, summarize_archive
 from crawler.warc import warc_files
-from modes._exceptions import FetchlabError, ModeError, SettingsError, StorageError, UsageError
+from modes._exceptions import (
+    FetchlabError,
+    ModeError,
+    SettingsError,
+    StorageError,
+    UsageError,
+    WorkerDiedError,
+)
 from modes.dispatch import check_crawl_mode
 from modes.dispatch import run_crawl as run_in_mode
 from modes.progress import ProgressReporter
@@ -194,6 +202,9 @@ def run_crawl(
         for problem in exc.problems:
             _err(console, problem)
         return EXIT_USAGE
+    except WorkerDiedError as exc:  # not the user's input: the archive is fine, resume it
+        _err(console, str(exc))
+        return EXIT_FAILED
     except (UsageError, ModeError) as exc:
         _err(console, str(exc))
         return EXIT_USAGE

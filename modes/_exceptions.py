@@ -8,6 +8,7 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
     ├── UsageError (ValueError)                    bad CLI arguments            -> exit 2
     ├── SettingsError (ValueError)                 bad settings file / env      -> exit 2
     ├── ModeError (RuntimeError)                   a mode cannot run (extra missing, limit)
+    │   └── WorkerDiedError                        a processes-mode worker died mid-run  -> exit 1
     ├── TestbedError (RuntimeError)                a test-bed server cannot start / misbehaves
     │   └── PortInUseError                         the port it must listen on is taken
     ├── StorageError (OSError)                     archive / state cannot be written or read
@@ -92,6 +93,11 @@ class SettingsError(FetchlabError, ValueError):
 
 class ModeError(FetchlabError, RuntimeError):
     """A concurrency mode cannot run as asked (missing extra, refused limit)."""
+
+
+class WorkerDiedError(ModeError):
+    """A worker process of ``--mode processes`` died mid-run (killed, crashed): the run stops,
+    the archive stays consistent and a rerun resumes. Not the user's input: exit 1, not 2."""
 
 
 class TestbedError(FetchlabError, RuntimeError):

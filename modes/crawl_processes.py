@@ -28,6 +28,11 @@ small :class:`~modes.crawl_common.ArchivedWork` (the row, the links, the digests
 coordinator adds the links, writes the pages.jsonl line, marks the URL done, in each worker's
 write order: a URL is complete only once its records are written. Workers ignore SIGINT: Ctrl-C
 is the coordinator's to handle.
+
+A worker that dies (SIGKILL, the OOM killer, a crash) ends the crawl at once with a
+:class:`~modes._exceptions.WorkerDiedError` naming it, its PID and its signal or exit status; the
+other workers are killed (what they finish could not be committed) and the next run's repair cuts
+the records no pages.jsonl line names, so ``--resume``, in any mode, finishes the crawl.
 """
 
 from __future__ import annotations
@@ -35,13 +40,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import queue
 import signal
 import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
 from crawler.core.frontier import FrontierItem
@@ -50,7 +55,7 @@ from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
 from crawler.shared import LinkFilter, follows_links
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from modes._exceptions import ModeError
+from modes._exceptions import ModeError, WorkerDiedError
 from modes.crawl_archive import WorkerArchive
 from modes.crawl_async import AsyncEffects
 from modes.crawl_common import (
@@ -62,10 +67,12 @@ from modes.crawl_common import (
 )
 from modes.runtime import raise_nofile_limit, run
 from modes.threads_util import check_process_count
+from modes.worker_pipe import PipeSender, death_note
 
 # what the workers use, imported once in the fork server (surt and uvloop load lazily elsewhere)
 PRELOAD = ("modes.crawl_processes", "surt", "uvloop")
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
+DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the others get a turn)
 
 __all__ = [
     "AsyncEffects",  # re-exported from modes.crawl_async
@@ -131,15 +138,20 @@ def worker_main(
     scope: Scope | None,
     index: int,
     inq: Any,
-    outq: Any,
+    outq: Connection,
     concurrency: int,
 ) -> None:
-    """Top-level (picklable) body of worker process ``index``."""
+    """Top-level (picklable) body of worker process ``index``; results leave on ``outq``, this
+    worker's own pipe (see :mod:`modes.worker_pipe`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # the loop hands results to the queue's feeder thread: at the default 5 ms interval each
+    # the loop hands results to the sender's thread: at the default 5 ms interval each
     # hand-off waited for the GIL (cProfile: 0.4 ms per put)
     sys.setswitchinterval(SWITCH_INTERVAL)
-    run(_worker(settings, scope, index, inq, outq, concurrency), settings.loop)
+    sender = PipeSender(outq, "crawl-outbox")
+    try:
+        run(_worker(settings, scope, index, inq, sender, concurrency), settings.loop)
+    finally:
+        sender.close()
 
 
 async def _worker(
@@ -147,7 +159,7 @@ async def _worker(
     scope: Scope | None,
     index: int,
     inq: Any,
-    outq: Any,
+    outq: PipeSender,
     concurrency: int,
 ) -> None:
     raise_nofile_limit(concurrency + 256)
@@ -257,17 +269,21 @@ class ProcessBackend:
         # when this process already started its fork server)
         ctx.set_forkserver_preload(list(PRELOAD))
         # to each worker a pipe its reader thread drains at once (so sending never blocks for
-        # long), batched per dispatch round; back, one queue for all
+        # long), batched per dispatch round; back, a pipe from each (see modes.worker_pipe: a
+        # worker that dies is then seen at once, by name, and cannot jam the others)
         pipes = [ctx.Pipe(duplex=False) for _ in range(self._n)]
+        backs = [ctx.Pipe(duplex=False) for _ in range(self._n)]
         self._inqs = [w for _, w in pipes]
-        self._readers = [r for r, _ in pipes]
+        self._outqs = [r for r, _ in backs]
+        self._theirs = [r for r, _ in pipes] + [w for _, w in backs]
         self._outbox: list[list[object]] = [[] for _ in range(self._n)]
-        self._outq = ctx.Queue()
         self._switch = sys.getswitchinterval()
+        self._died = False
+        self._out = settings.out
         self._procs = [
             ctx.Process(
                 target=worker_main,
-                args=(settings, scope, k, pipes[k][0], self._outq, settings.concurrency),
+                args=(settings, scope, k, pipes[k][0], backs[k][1], settings.concurrency),
                 name=f"crawl-worker-{k}",
                 daemon=True,
             )
@@ -279,8 +295,8 @@ class ProcessBackend:
         sys.setswitchinterval(SWITCH_INTERVAL)
         for proc in self._procs:
             proc.start()
-        for reader in self._readers:  # the workers hold their own copies now
-            reader.close()
+        for end in self._theirs:  # the workers hold their own copies now
+            end.close()
 
     def _pin(self, host: str) -> int:
         return zlib.crc32(host.encode()) % self._n
@@ -318,12 +334,17 @@ class ProcessBackend:
                 try:
                     self._inqs[k].send(box)
                 except OSError:  # its end of the pipe is closed: the worker is gone
-                    code = self._procs[k].exitcode
-                    raise ModeError(
-                        f"crawl worker {self._procs[k].name} died (exit status {code}); "
-                        "the archive is consistent: rerun to resume"
-                    ) from None
+                    raise self._death(k) from None
                 self._outbox[k] = []
+
+    def _death(self, k: int) -> WorkerDiedError:
+        """The error that ends the crawl when worker ``k`` died; the others are then stopped
+        at once by :meth:`close` (nothing they finish can be committed any more)."""
+        self._died = True
+        note = death_note(f"crawl worker {k}", self._procs[k])
+        return WorkerDiedError(
+            f"{note}; the archive is consistent: resume with crawler crawl --resume {self._out}"
+        )
 
     def _take(self, batch: list[object], out: list[ArchivedWork]) -> None:
         for got in batch:
@@ -371,31 +392,31 @@ class ProcessBackend:
 
     def results(self, timeout: float) -> list[ArchivedWork]:
         self._send()
-        try:
-            got = self._outq.get(timeout=timeout)
-        except queue.Empty:
-            dead = [p for p in self._procs if p.exitcode is not None]
-            if dead:
-                raise ModeError(
-                    f"crawl worker {dead[0].name} died (exit status {dead[0].exitcode}); "
-                    "the archive is consistent: rerun to resume"
-                ) from None
-            return []
         out: list[ArchivedWork] = []
-        self._take(got, out)
-        while True:
+        # a worker that dies closes its pipe: end-of-file makes the pipe ready, so a death is
+        # seen here at once, after whatever it had sent whole
+        for conn in wait(self._outqs, timeout):
+            assert isinstance(conn, Connection)
+            k = self._outqs.index(conn)
             try:
-                self._take(self._outq.get_nowait(), out)
-            except queue.Empty:
-                return out
+                for _ in range(DRAIN):
+                    self._take(conn.recv(), out)
+                    if not conn.poll():
+                        break
+            except (EOFError, OSError):
+                raise self._death(k) from None
+        return out
 
     def close(self, abandon: bool) -> None:
+        abandon = abandon or self._died
         for k, inq in enumerate(self._inqs):
             with contextlib.suppress(OSError, ValueError):
                 if not abandon and self._outbox[k]:
                     inq.send(self._outbox[k])
                 inq.send(None)
-        deadline = time.monotonic() + (2.0 if abandon else 30.0)
+        # after a death, no wait: what the others finish could not be committed (its records
+        # are cut off by the repair of the next run, like those of the dead worker)
+        deadline = time.monotonic() + (0.0 if self._died else 2.0 if abandon else 30.0)
         for proc in self._procs:
             if proc.pid is None:
                 continue
@@ -403,8 +424,6 @@ class ProcessBackend:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
-        for inq in self._inqs:
-            inq.close()
-        self._outq.cancel_join_thread()  # nobody reads it any more: do not wait for feeders
-        self._outq.close()
+        for conn in (*self._inqs, *self._outqs):
+            conn.close()
         sys.setswitchinterval(self._switch)

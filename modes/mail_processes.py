@@ -7,7 +7,13 @@ the native pipelining transport and takes folders from a shared queue; it drives
 the sliding window of body FETCHes) and sends every archive effect (load, store, flags, save)
 back here, where one thread performs them in order on the account's archive: the only writer.
 Message bodies cross the process boundary once (spilled ones as a file path). Workers ignore
-SIGINT; their results and their transport counters come back as messages.
+SIGINT; their results and their transport counters come back as messages, each worker on its own
+pipe (:mod:`modes.worker_pipe`).
+
+A worker that dies (SIGKILL, the OOM killer, a crash) is seen at once (its pipe ends): the
+account's backup stops there with one error naming the account, the worker, its PID and its
+signal or exit status; the other workers are stopped at once. Every archive effect is done here
+in order, so the archive is consistent, and the next backup (any mode) resumes.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
-import queue
 import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,10 +45,11 @@ from modes._exceptions import (
     ImapProtocolError,
     ImapTLSError,
     MailError,
-    ModeError,
     StorageError,
+    WorkerDiedError,
 )
 from modes.mail_blocking import AccountRun
+from modes.worker_pipe import PipeSender, death_note
 
 __all__ = ["ProcessAccountRun", "backup_processes", "folder_worker"]
 
@@ -59,15 +66,19 @@ def folder_worker(
     opts: flow.SyncOptions,
     spill_dir: Path,
     jobs: Any,
-    requests: Any,
+    requests: Connection,
     replies: Any,
 ) -> None:
-    """Top-level (picklable) body of a worker process."""
+    """Top-level (picklable) body of a worker process; ``requests`` is its own pipe."""
     from modes.runtime import run
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker = _Worker(index, settings, account, secret, opts, spill_dir, requests, replies)
-    run(worker.main(jobs), settings.loop)
+    sender = PipeSender(requests, "archive-requests")
+    try:
+        worker = _Worker(index, settings, account, secret, opts, spill_dir, sender, replies)
+        run(worker.main(jobs), settings.loop)
+    finally:
+        sender.close()
 
 
 class _Worker:
@@ -79,7 +90,7 @@ class _Worker:
         secret: Secret,
         opts: flow.SyncOptions,
         spill_dir: Path,
-        requests: Any,
+        requests: PipeSender,
         replies: Any,
     ) -> None:
         self.index = index
@@ -222,7 +233,7 @@ class ProcessAccountRun(AccountRun):
         assert self.secret is not None
         ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
         jobs = ctx.Queue()
-        requests = ctx.Queue()
+        backs = [ctx.Pipe(duplex=False) for _ in range(workers)]
         replies = [ctx.Queue() for _ in range(workers)]
         for job in todo:
             jobs.put(job)
@@ -239,7 +250,7 @@ class ProcessAccountRun(AccountRun):
                     self.opts,
                     self.archive.root / ".spill",
                     jobs,
-                    requests,
+                    backs[k][1],
                     replies[k],
                 ),
                 name=f"mail-worker-{self.account.name}-{k}",
@@ -247,59 +258,81 @@ class ProcessAccountRun(AccountRun):
             )
             for k in range(workers)
         ]
-        for proc in procs:
-            proc.start()
+        died = False
         try:
-            self._loop(procs, requests, replies)
+            for proc in procs:
+                proc.start()
+            for _, theirs in backs:  # the workers hold their own copies now
+                theirs.close()
+            self._loop(procs, [mine for mine, _ in backs], replies)
+        except WorkerDiedError as exc:
+            died = True
+            left = len(todo) - self.report.folders_done
+            self._note(
+                "errors",
+                f"account {self.account.name}: {exc}; {left} folder(s) not finished; the "
+                "archive is consistent: run the backup again to resume",
+            )
         finally:
             for k, proc in enumerate(procs):
                 with contextlib.suppress(OSError, ValueError):
                     replies[k].put(None)
-                proc.join(10)
+                if proc.pid is None:
+                    continue
+                if died:  # nothing more of theirs can be archived: stop them now
+                    proc.terminate()
+                proc.join(2 if died else 10)
                 if proc.is_alive():
                     proc.kill()
                     proc.join(5)
-            for q in (jobs, requests, *replies):
+            for mine, theirs in backs:
+                mine.close()
+                theirs.close()
+            for q in (jobs, *replies):
                 q.cancel_join_thread()
                 q.close()
 
-    def _loop(self, procs: Sequence[Any], requests: Any, replies: Sequence[Any]) -> None:
-        live = set(range(len(procs)))
+    def _loop(
+        self, procs: Sequence[Any], conns: Sequence[Connection], replies: Sequence[Any]
+    ) -> None:
+        live = dict(enumerate(conns))
         while live:
-            try:
-                msg = requests.get(timeout=1.0)
-            except queue.Empty:
-                dead = [k for k in live if procs[k].exitcode is not None]
-                if dead:
-                    raise ModeError(
-                        f"mail worker {procs[dead[0]].name} died (exit status "
-                        f"{procs[dead[0]].exitcode}); rerun to resume: the archive is consistent"
-                    ) from None
-                continue
-            kind, k = msg[0], msg[1]
-            if kind == "effect":
-                rid, effect = msg[2], msg[3]
+            # a worker that dies ends its pipe: end-of-file makes it ready at once
+            for conn in wait(list(live.values()), timeout=1.0):
+                assert isinstance(conn, Connection)
+                k = conns.index(conn)
                 try:
-                    value = self.perform_archive(effect)
-                except (StorageError, MailError, OSError) as exc:
-                    replies[k].put((rid, False, f"{type(exc).__name__}: {exc}"))
-                else:
-                    replies[k].put((rid, True, value))
-            elif kind == "done":
-                what, payload = msg[3]
-                if what == "result":
-                    assert isinstance(payload, flow.FolderResult)
-                    self._note_result(msg[2], payload)
-                else:
-                    self._note(what, str(payload))
-                with self._report_lock:
-                    self.report.folders_done += 1
-            elif kind == "exit":
-                live.discard(k)
-                stats = msg[2]
-                self.report.commands += stats["commands"]
-                self.report.round_trips += stats["round_trips"]
-                self.report.wire_bytes += stats["wire_bytes"]
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    raise WorkerDiedError(death_note(f"mail worker {k}", procs[k])) from None
+                if msg[0] == "exit":
+                    del live[k]
+                self._handle(msg, replies)
+
+    def _handle(self, msg: Any, replies: Sequence[Any]) -> None:
+        kind, k = msg[0], msg[1]
+        if kind == "effect":
+            rid, effect = msg[2], msg[3]
+            try:
+                value = self.perform_archive(effect)
+            except (StorageError, MailError, OSError) as exc:
+                replies[k].put((rid, False, f"{type(exc).__name__}: {exc}"))
+            else:
+                replies[k].put((rid, True, value))
+        elif kind == "done":
+            what, payload = msg[3]
+            if what == "result":
+                assert isinstance(payload, flow.FolderResult)
+                self._note_result(msg[2], payload)
+            else:
+                self._note(what, str(payload))
+            with self._report_lock:
+                self.report.folders_done += 1
+        elif kind == "exit":
+            stats = msg[2]
+            self.report.commands += stats["commands"]
+            self.report.round_trips += stats["round_trips"]
+            self.report.wire_bytes += stats["wire_bytes"]
 
 
 def backup_processes(
