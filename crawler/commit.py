@@ -10,29 +10,28 @@ For each fetched URL (see :mod:`crawler.warc` for why this order makes SIGKILL s
    per statement, and ``pages_checkpoint`` (the pages.jsonl offset up to which every line is
    marked) advances; it is saved in the frontier about once a second.
 
-At start-up, lines after the saved checkpoint are loaded: their URLs may still be queued in the
-frontier (the crash came between the line and the mark), and are applied when leased again
-instead of being fetched twice (:meth:`CommitPipeline.take_committed`).
+At start-up, lines after the saved checkpoint are applied to the frontier
+(:func:`modes.crawl_commit.resume_checkpoint`): URLs the crashed run had marked stay as they are,
+URLs it still held are marked at once, and URLs queued again are marked instead of fetched when
+leased (:meth:`CommitPipeline.take_committed`). The bookkeeping is
+:class:`crawler.core.frontier.PagesCheckpoint`, shared with the other modes' coordinator.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from crawler.core.checkpoint import PagesCheckpoint
 from crawler.core.flow import FetchResult
 from crawler.core.frontier import Frontier, FrontierItem
-from crawler.core.urls import fingerprint
-from crawler.pages import CHECKPOINT_KEY, committed_after
+from crawler.pages import CHECKPOINT_KEY
 from crawler.shared import complete_all
 from crawler.warc import ArchiveJob, ArchiveThread, ArchiveWriter, RepairReport, WrittenPage
+from modes.crawl_commit import CHECKPOINT_EVERY, resume_checkpoint, save_checkpoint
 
 __all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_KEY", "CommitPipeline"]
-
-CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints saved in the frontier
 
 
 @dataclass
@@ -53,32 +52,20 @@ class CommitPipeline:
         self._to_submit: list[tuple[_Token, ArchiveJob]] = []
         self._acks: list[tuple[_Token, WrittenPage]] = []
         self._links_dirty = False
-        self._checkpoint = 0
-        self._checkpoint_saved = 0
-        self._saved_at = 0.0
-        self._committed: dict[bytes, bool] = {}  # lines after the checkpoint: fp -> ok
+        self.checkpoint = PagesCheckpoint(every=CHECKPOINT_EVERY)
         self.error: BaseException | None = None  # set when the writer failed (disk full...)
 
     async def open(self) -> RepairReport:
         """Start the writer thread (it repairs what a crash left) and load the checkpoint."""
         self._loop = asyncio.get_running_loop()
         report = await asyncio.wrap_future(self._thread.start())
-        self._load_checkpoint(self._writer.out / "pages.jsonl")
+        # after the repair (complete lines only), before the engine releases the leases
+        self.checkpoint = resume_checkpoint(self.frontier, self._writer.out / "pages.jsonl")
         return report
-
-    def _load_checkpoint(self, pages: Path) -> None:
-        loaded = committed_after(self.frontier, pages)
-        if loaded is not None:
-            self._checkpoint = self._checkpoint_saved = loaded[0]
-            self._committed.update(loaded[1])
 
     def take_committed(self, item: FrontierItem) -> bool:
         """True when ``item`` was archived before a crash; it is then marked, not fetched."""
-        ok = self._committed.pop(fingerprint(item.url), None)
-        if ok is None:
-            return False
-        (self.frontier.complete if ok else self.frontier.fail)(item.url)
-        return True
+        return self.checkpoint.take(self.frontier, item.url)
 
     def links_added(self) -> None:
         """New links went into the frontier: commit them before the next pages line."""
@@ -124,30 +111,21 @@ class CommitPipeline:
         acks, self._acks = self._acks, []
         if not acks:
             return
+        self.checkpoint.begin()
         done = [t.item.url for t, _ in acks if t.ok]
         complete_all(self.frontier, done)
         for token, _ in acks:
             if not token.ok:
                 self.frontier.fail(token.item.url)
-        self._checkpoint = acks[-1][1].pages_offset
+        # acknowledgements come in write order: every line up to the last one is marked now
+        self.checkpoint.marked(acks[-1][1].pages_offset)
         for token, result in acks:
             if not token.future.done():
                 token.future.set_result(result)
 
     def save_checkpoint(self, force: bool = False) -> None:
         """Save how far pages.jsonl is marked in the frontier (at most once a second)."""
-        set_meta = getattr(self.frontier, "set_meta", None)
-        if set_meta is None or self._checkpoint == self._checkpoint_saved:
-            return
-        if self._committed:
-            # lines from before the crash not yet applied (their URL was not leased again yet):
-            # moving the checkpoint past them would forget them and fetch their URLs twice
-            return
-        now = time.monotonic()
-        if force or now - self._saved_at >= CHECKPOINT_EVERY:
-            set_meta(CHECKPOINT_KEY, str(self._checkpoint))
-            self._checkpoint_saved = self._checkpoint
-            self._saved_at = now
+        save_checkpoint(self.frontier, self.checkpoint, force=force)
 
     async def close(self) -> None:
         """Write what is queued, close the files, apply the last acknowledgements."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +46,7 @@ _ADD_CHUNK = 1000
 # release could wait for the writer thread to hand the GIL back. 100 x 5 parameters stays under
 # the 999-variable limit of old SQLite builds.
 _ROWS_PER_STATEMENT = 100
+_FPS_PER_QUERY = 500  # fingerprints per states() query, under the 999-variable limit
 _INSERT = "INSERT OR IGNORE INTO urls (fp, url, depth, priority, parent) VALUES "
 
 _SCHEMA = """
@@ -236,6 +237,19 @@ class SqliteFrontier:
             row = self._db.execute("SELECT MIN(not_before) FROM urls WHERE state = 0").fetchone()
         return None if row[0] is None else float(row[0])
 
+    def states(self, urls: Sequence[str]) -> dict[str, int]:
+        by_fp = {fingerprint(u): u for u in urls}
+        fps = list(by_fp)
+        out: dict[str, int] = {}
+        with self._lock, self._errors():
+            for i in range(0, len(fps), _FPS_PER_QUERY):
+                part = fps[i : i + _FPS_PER_QUERY]
+                marks = ",".join("?" * len(part))
+                sql = f"SELECT fp, state FROM urls WHERE fp IN ({marks})"
+                for fp, state in self._db.execute(sql, part):
+                    out[by_fp[bytes(fp)]] = int(state)
+        return out
+
     def counts(self) -> FrontierCounts:
         with self._lock:
             return FrontierCounts(*self._counts)
@@ -262,6 +276,8 @@ class SqliteFrontier:
             return self._meta(key)
 
     def set_meta(self, key: str, value: str) -> None:
+        """Store and commit ``key``, in one transaction with every change made before it: the
+        pages checkpoint is never durable before the marks it covers."""
         with self._lock, self._errors():
             self._write(0)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

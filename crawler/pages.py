@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from crawler.core.urls import fingerprint
 from modes._exceptions import StorageError
 
 if TYPE_CHECKING:  # only for annotations: this module stays importable without asyncio
@@ -27,7 +26,6 @@ __all__ = [
     "CHECKPOINT_KEY",
     "PAGE_FIELDS",
     "PagesLog",
-    "committed_after",
     "iso_time",
     "iter_pages",
     "last_complete_line",
@@ -107,22 +105,6 @@ def iter_pages(path: Path, start: int = 0) -> Iterator[dict[str, Any]]:
                 return
             if isinstance(row, dict):
                 yield row
-
-
-def committed_after(frontier: object, path: Path) -> tuple[int, dict[bytes, bool]] | None:
-    """On resume: the pages.jsonl offset the frontier saved (its ``get_meta``; None when it
-    keeps no meta) and the URLs whose lines stand after it (fingerprint -> succeeded). Those were
-    archived just before a crash: they are marked in the frontier, not fetched again. Called
-    once the writer's repair left only complete lines."""
-    get_meta = getattr(frontier, "get_meta", None)
-    if get_meta is None:
-        return None
-    raw = get_meta(CHECKPOINT_KEY)
-    start = int(raw) if raw else 0
-    committed = {
-        fingerprint(str(row["url"])): not row.get("error_class") for row in iter_pages(path, start)
-    }
-    return start, committed
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ each :class:`~modes.crawl_common.Work` that comes back exactly as the asyncio en
 links added and flushed, the WARC records and pages.jsonl line written by the engine's own
 :class:`~crawler.warc.ArchiveWriter`, and only then the URL marked done. The output folder is
 therefore the same as the asyncio mode's, byte layout and all, and a run of any mode that stops
-at any point can be resumed by any other mode (the ``pages_checkpoint`` meta is kept the same
-way).
+at any point can be resumed by any other mode (the ``pages_checkpoint`` meta is kept by the same
+code: :class:`~crawler.core.frontier.PagesCheckpoint`).
 
 A backend whose workers write the records themselves (``writes_records``: the processes mode)
 returns :class:`~modes.crawl_common.ArchivedWork` instead; the coordinator then only writes the
@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crawler.core.checkpoint import PagesCheckpoint
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, fingerprint
-from crawler.pages import CHECKPOINT_KEY, committed_after
+from crawler.core.urls import Scope
+from crawler.pages import CHECKPOINT_KEY
 from crawler.settings import CrawlerSettings
 from crawler.shared import (
     LinkFilter,
@@ -40,13 +41,12 @@ from crawler.shared import (
 )
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveJob, ArchiveWriter
-from modes.crawl_commit import PagesCommitter
+from modes.crawl_commit import PagesCommitter, resume_checkpoint, save_checkpoint
 from modes.crawl_common import ArchivedWork, Work, page_row
 
 __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]
 
 STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in the engine)
-CHECKPOINT_EVERY = 1.0
 
 
 class Abandoned(Exception):
@@ -108,9 +108,7 @@ class Coordinator:
         self._host_inflight: dict[str, int] = {}
         self._inflight = 0
         self._dispatched = 0
-        self._already: dict[bytes, bool] = {}
-        self._checkpoint = self._checkpoint_saved = 0
-        self._ckpt_at = 0.0
+        self._checkpoint = PagesCheckpoint()
         self._counted_at = 0.0
         self._sitemap_hosts: set[str] = set()
         self._links = LinkFilter(scope)
@@ -212,10 +210,8 @@ class Coordinator:
         if want <= 0 or (self._buffered and want < min(64, cap // 4)):
             return
         for item in self.frontier.lease(want, time.time()):
-            fp = fingerprint(item.url)
-            if fp in self._already:  # committed to pages.jsonl before a crash: do not refetch
-                ok = self._already.pop(fp)
-                (self.frontier.complete if ok else self.frontier.fail)(item.url)
+            if self._checkpoint.take(self.frontier, item.url):
+                # committed to pages.jsonl before a crash: marked now, not fetched twice
                 self.stats.skipped += 1
                 continue
             self._ready.setdefault(item.host, deque()).append(item)
@@ -278,10 +274,11 @@ class Coordinator:
         if flush is not None:
             flush()
         assert self._writer is not None
+        self._checkpoint.begin()
         written = self._writer.write(ArchiveJob(outcome.hops, row))
         ok = error_class is None
         (self.frontier.complete if ok else self.frontier.fail)(item.url)
-        self._checkpoint = written.pages_offset
+        self._checkpoint.marked(written.pages_offset)
         count_written(self.stats, item.url, row, outcome.hops, written.row)
 
     def _commit_archived(self, works: list[ArchivedWork]) -> None:
@@ -311,10 +308,12 @@ class Coordinator:
             flush()  # links durable before the lines that say their pages are archived
         assert self._committer is not None
         done: list[str] = []
+        end = 0
+        self._checkpoint.begin()
         for work in kept:
             row = work.row
             assert row is not None
-            self._checkpoint = self._committer.commit(row)
+            end = self._committer.commit(row)
             if row["error_class"] is None:
                 done.append(work.item.url)
             else:
@@ -329,6 +328,16 @@ class Coordinator:
                 revisit=bool(row.get("revisit")),
             )
         complete_all(self.frontier, done)
+        # Only now are the lines up to ``end`` all marked. The checkpoint used to move with each
+        # line and was saved without the engine's guard, which let it pass unmarked lines in two
+        # ways, each fetching (and archiving) a URL twice after the next crash: a Ctrl-C
+        # (KeyboardInterrupt) or an error between the lines and the marks left the URLs leased,
+        # queued again at the end of the run, with the checkpoint (saved at exit) past their
+        # lines; and after a crash, lines whose URL waited to be leased again were passed once
+        # any new line was written (the restart leases at most 2 x capacity URLs at a time,
+        # behind retried URLs and sitemap seeds, so they could wait for a while). begin() and
+        # marked() bracket this batch so that an interruption freezes the checkpoint instead.
+        self._checkpoint.marked(end)
 
     def _add_links(self, item: FrontierItem, links: tuple[str, ...], sitemap: bool) -> None:
         # as the engine: a sitemap's URLs count as seeds (its depth), a page's one level deeper
@@ -349,17 +358,9 @@ class Coordinator:
 
     # ---------------------------------------------------------------------------- checkpoint
     def _load_checkpoint(self) -> None:
-        loaded = committed_after(self.frontier, self.s.out / "pages.jsonl")
-        if loaded is not None:
-            self._checkpoint = self._checkpoint_saved = loaded[0]
-            self._already.update(loaded[1])
+        # after the writer's repair, before the leases are released
+        self._checkpoint = resume_checkpoint(self.frontier, self.s.out / "pages.jsonl")
 
     def _save_checkpoint(self, force: bool = False) -> None:
-        set_meta: Any = getattr(self.frontier, "set_meta", None)
-        if set_meta is None or self._checkpoint == self._checkpoint_saved:
-            return
-        now = time.monotonic()
-        if force or now - self._ckpt_at >= CHECKPOINT_EVERY:
-            set_meta(CHECKPOINT_KEY, str(self._checkpoint))
-            self._checkpoint_saved = self._checkpoint
-            self._ckpt_at = now
+        # safe however the run ends: the checkpoint only ever covers marked lines
+        save_checkpoint(self.frontier, self._checkpoint, force=force)

@@ -7,12 +7,14 @@ backend that keeps this contract (memory, SQLite, later Redis) plugs into the en
 ``tests/unit/test_frontier.py`` runs one contract suite over all of them.
 
 Order: highest ``priority`` first, then lowest ``depth`` (breadth first), then first added.
+
+How far ``pages.jsonl`` is applied to a frontier is :mod:`crawler.core.checkpoint`'s business.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -97,6 +99,10 @@ class Frontier(Protocol):
 
     def next_ready_at(self) -> float | None:
         """Earliest not-before time among queued URLs; None when nothing is queued."""
+        ...
+
+    def states(self, urls: Sequence[str]) -> dict[str, int]:
+        """The state code of each URL the frontier knows (unknown URLs are left out)."""
         ...
 
     def counts(self) -> FrontierCounts: ...
@@ -239,6 +245,15 @@ class MemoryFrontier:
         while self._waiting and self._entries[self._waiting[0][2]].state != QUEUED:
             heapq.heappop(self._waiting)
         return self._waiting[0][0] if self._waiting else float("inf")
+
+    def states(self, urls: Sequence[str]) -> dict[str, int]:
+        self._check_open()
+        out: dict[str, int] = {}
+        for url in urls:
+            e = self._entries.get(fingerprint(url))
+            if e is not None:
+                out[url] = e.state
+        return out
 
     def counts(self) -> FrontierCounts:
         return FrontierCounts(*self._counts)
