@@ -83,6 +83,9 @@ class ImaplibSession:
         self._tags = itertools.count(1)
         self._prefix = f"B{next(_prefixes)}_"
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        # sent by send() and not yet waited for: one read can complete several of them, and
+        # _dispatch drops a completed command from _pending, so wait() finds it here
+        self._sent: dict[str, _Pending] = {}
         self._waiting: _Pending | None = None  # a command waiting for a "+" continuation
         self._continued = False
         self._error: MailError | None = None
@@ -151,14 +154,14 @@ class ImaplibSession:
         if self._error is not None:
             raise self._error
         tag = f"{self._prefix}{next(self._tags)}"
-        self._pending[tag] = _Pending(tag)
+        self._pending[tag] = self._sent[tag] = _Pending(tag)
         self.stats.commands += 1
         self._write(tag.encode() + b" " + command + b"\r\n")
         return tag
 
     def wait(self, tag: str) -> CommandResult:
         """Read until the command ``tag`` has completed; its result."""
-        pending = self._pending.get(tag)
+        pending = self._sent.pop(tag, None)
         if pending is None:
             raise ImapProtocolError(f"no command {tag!r} is waiting")
         self.stats.round_trips += 1
