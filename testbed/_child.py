@@ -1,18 +1,32 @@
-"""Starting the test bed's own Python servers (fault server, proxy) as child processes."""
+"""Starting the test bed's own Python servers (fault server, proxy, token server) as child
+processes: spawn on a free port with retries, wait until they listen, stop by PID."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import socket
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Self
 
 from modes._exceptions import TestbedError
-from testbed._proc import LOOPBACK, ManagedProcess
+from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
 
-__all__ = ["ROOT", "child_env", "stop_with_parent", "wait_child_port"]
+__all__ = [
+    "ROOT",
+    "ChildServer",
+    "child_env",
+    "serve_until_stopped",
+    "start_child",
+    "stop_with_parent",
+    "wait_child_port",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +37,48 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
+
+
+class ChildServer:
+    """``stop()`` and the context manager for a server dataclass with ``process`` (the child)
+    and ``tmpdir`` (a folder of its own to remove, or None) fields."""
+
+    process: ManagedProcess
+    tmpdir: Path | None
+
+    def stop(self) -> None:
+        """Stop the server by PID and remove its temporary folder."""
+        self.process.stop()
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_child(
+    name: str, module: str, args: list[str], log_for: Callable[[int], Path]
+) -> tuple[ManagedProcess, int]:
+    """Start ``python -m module --port PORT *args --parent-pid PID`` on a free port, with its log
+    at ``log_for(port)``; return the process and the port once it listens. free_port() can race
+    with another process, so a child that dies on bind is retried (3 tries)."""
+    last: TestbedError | None = None
+    for _ in range(3):
+        port = free_port()
+        argv = [sys.executable, "-m", module, "--port", str(port), *args]
+        argv += ["--parent-pid", str(os.getpid())]
+        proc = start_process(name, argv, log_path=log_for(port), cwd=ROOT, env=child_env())
+        try:
+            wait_child_port(proc, port)
+        except TestbedError as exc:
+            proc.stop()
+            last = exc
+            continue
+        return proc, port
+    raise TestbedError(f"the {name} did not start: {last}")
 
 
 def wait_child_port(proc: ManagedProcess, port: int, timeout: float = 20.0) -> None:
@@ -53,3 +109,26 @@ async def stop_with_parent(parent_pid: int, stop: asyncio.Event, every: float = 
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+async def serve_until_stopped(
+    cleanup: Callable[[], Awaitable[None]], duration: float | None, parent_pid: int | None
+) -> None:
+    """Wait (the server already serving) for SIGTERM / SIGINT, ``duration`` seconds, or the
+    parent's death; then run ``cleanup``. The test bed's aiohttp children end this way."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = None
+    if parent_pid is not None:
+        watchdog = asyncio.create_task(stop_with_parent(parent_pid, stop))
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=duration)
+    except TimeoutError:
+        pass
+    finally:
+        stop.set()
+        if watchdog is not None:
+            await watchdog
+        await cleanup()

@@ -14,11 +14,9 @@ for an inactive or unknown one, as RFC 7662 section 2.2 says. ``GET /stats`` cou
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import urllib.request
@@ -30,8 +28,8 @@ import click
 from aiohttp import web
 
 from modes._exceptions import TestbedError, UsageError
-from testbed._child import ROOT, child_env, stop_with_parent, wait_child_port
-from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
+from testbed._child import ChildServer, serve_until_stopped, start_child
+from testbed._proc import LOOPBACK, ManagedProcess
 
 __all__ = ["IntrospectionServer", "Token", "cli", "make_app", "start_introspection_server"]
 
@@ -47,7 +45,7 @@ class Token:
 
 
 @dataclass(frozen=True)
-class IntrospectionServer:
+class IntrospectionServer(ChildServer):
     """A running introspection server; ``url`` is what Dovecot's ``introspection_url`` gets."""
 
     port: int
@@ -68,18 +66,6 @@ class IntrospectionServer:
 
     def alive(self) -> bool:
         return self.process.alive()
-
-    def stop(self) -> None:
-        """Stop the server by PID and remove its temporary folder."""
-        self.process.stop()
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def __enter__(self) -> IntrospectionServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _bearer(request: web.Request, form: Mapping[str, object]) -> str:
@@ -167,29 +153,19 @@ def start_introspection_server(
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    last: TestbedError | None = None
-    # free_port() can race with another process; a child that dies on bind is retried
-    for _ in range(3):
-        port = free_port()
-        argv = [sys.executable, "-m", "testbed._oauth", "--port", str(port)]
-        argv += ["--tokens", str(table), "--parent-pid", str(os.getpid())]
-        proc = start_process(
+    logs = workdir
+    try:
+        proc, port = start_child(
             "oauth2 introspection server",
-            argv,
-            log_path=workdir / f"oauth-{port}.log",
-            cwd=ROOT,
-            env=child_env(),
+            "testbed._oauth",
+            ["--tokens", str(table)],
+            lambda port: logs / f"oauth-{port}.log",
         )
-        try:
-            wait_child_port(proc, port)
-        except TestbedError as exc:
-            proc.stop()
-            last = exc
-            continue
-        return IntrospectionServer(port=port, process=proc, tokens=dict(tokens), tmpdir=tmpdir)
-    if tmpdir is not None:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    raise TestbedError(f"the oauth2 introspection server did not start: {last}")
+    except TestbedError:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return IntrospectionServer(port=port, process=proc, tokens=dict(tokens), tmpdir=tmpdir)
 
 
 async def _serve(
@@ -202,22 +178,7 @@ async def _serve(
     for host, real_port in runner.addresses:
         click.echo(f"oauth2 introspection: http://{host}:{real_port}/introspect")
     sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watchdog = None
-    if parent_pid is not None:
-        watchdog = asyncio.create_task(stop_with_parent(parent_pid, stop))
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=duration)
-    except TimeoutError:
-        pass
-    finally:
-        stop.set()
-        if watchdog is not None:
-            await watchdog
-        await runner.cleanup()
+    await serve_until_stopped(runner.cleanup, duration, parent_pid)
 
 
 @click.command(name="oauth")

@@ -40,11 +40,8 @@ Endpoints (all GET; query parameters optional, defaults shown):
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
-import signal
 import sys
 import tempfile
 import urllib.request
@@ -55,15 +52,15 @@ from typing import Any, get_args
 import click
 
 from modes._exceptions import TestbedError, UsageError
-from testbed._child import ROOT, child_env, stop_with_parent, wait_child_port
+from testbed._child import ChildServer, serve_until_stopped, start_child
 from testbed._fault_app import ENDPOINTS, RobotsMode
-from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
+from testbed._proc import LOOPBACK, ManagedProcess
 
 __all__ = ["ENDPOINTS", "FaultServer", "RobotsMode", "cli", "start_fault_server"]
 
 
 @dataclass(frozen=True)
-class FaultServer:
+class FaultServer(ChildServer):
     """A running fault server child process."""
 
     port: int
@@ -114,18 +111,6 @@ class FaultServer:
         assert isinstance(data, dict)
         return data
 
-    def stop(self) -> None:
-        """Stop the server by PID and remove its temporary folder."""
-        self.process.stop()
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def __enter__(self) -> FaultServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def start_fault_server(*, robots: RobotsMode = "ok", workdir: Path | None = None) -> FaultServer:
     """Start a fault server child process on a free loopback port and wait until it answers.
@@ -139,29 +124,19 @@ def start_fault_server(*, robots: RobotsMode = "ok", workdir: Path | None = None
         tmpdir = Path(tempfile.mkdtemp(prefix="fetchlab-faults-"))
         workdir = tmpdir
     workdir.mkdir(parents=True, exist_ok=True)
-    last: TestbedError | None = None
-    # free_port() can race with another process; a child that dies on bind is retried
-    for _ in range(3):
-        port = free_port()
-        argv = [sys.executable, "-m", "testbed.faults", "--port", str(port), "--robots", robots]
-        argv += ["--parent-pid", str(os.getpid())]
-        proc = start_process(
+    logs = workdir
+    try:
+        proc, port = start_child(
             f"fault server (robots={robots})",
-            argv,
-            log_path=workdir / f"faults-{robots}-{port}.log",
-            cwd=ROOT,
-            env=child_env(),
+            "testbed.faults",
+            ["--robots", robots],
+            lambda port: logs / f"faults-{robots}-{port}.log",
         )
-        try:
-            wait_child_port(proc, port)
-        except TestbedError as exc:
-            proc.stop()
-            last = exc
-            continue
-        return FaultServer(port=port, robots=robots, process=proc, tmpdir=tmpdir)
-    if tmpdir is not None:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    raise TestbedError(f"the fault server did not start: {last}")
+    except TestbedError:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return FaultServer(port=port, robots=robots, process=proc, tmpdir=tmpdir)
 
 
 async def _serve(
@@ -181,22 +156,7 @@ async def _serve(
     for host, real_port in runner.addresses:
         click.echo(f"fault server: http://{host}:{real_port}/ (robots={robots})")
     sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watchdog = None
-    if parent_pid is not None:
-        watchdog = asyncio.create_task(stop_with_parent(parent_pid, stop))
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=duration)
-    except TimeoutError:
-        pass
-    finally:
-        stop.set()
-        if watchdog is not None:
-            await watchdog
-        await runner.cleanup()
+    await serve_until_stopped(runner.cleanup, duration, parent_pid)
 
 
 @click.command(name="faults")

@@ -41,7 +41,7 @@ from typing import get_args
 import click
 
 from modes._exceptions import TestbedError, UsageError
-from testbed._child import ROOT, child_env, stop_with_parent, wait_child_port
+from testbed._child import ROOT, ChildServer, child_env, stop_with_parent, wait_child_port
 from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
 from testbed._proxy_core import Direction, ProxyConfig, serve_proxy
 
@@ -61,7 +61,7 @@ class ProxyStats:
 
 
 @dataclass(frozen=True)
-class ProxyServer:
+class ProxyServer(ChildServer):
     """A running proxy child process; connect to ``(host, port)`` instead of the target."""
 
     port: int
@@ -94,18 +94,6 @@ class ProxyServer:
             while chunk := sock.recv(4096):
                 chunks.append(chunk)
         return ProxyStats(**json.loads(b"".join(chunks)))
-
-    def stop(self) -> None:
-        """Stop the proxy by PID (open connections are reset) and remove its temporary folder."""
-        self.process.stop()
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def __enter__(self) -> ProxyServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _check_loopback(host: str) -> None:

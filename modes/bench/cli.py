@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from modes.bench.grid import CellSummary, RunResult, run_grid, summarize
+from modes.bench.grid import SET_ASIDE, CellSummary, RunResult, run_grid, summarize
 from modes.bench.report import machine_info, markdown, read_json, write_charts, write_json
 from modes.bench.sections import FULL, QUICK, SECTIONS, BenchServers, build_cells
 
@@ -112,9 +113,12 @@ def modes_cmd(
     with BenchServers(out / "servers", latencies) as servers:
         cells = build_cells(chosen, size, servers)
         click.echo(f"{len(cells)} cells x {repeats} repeats ({size.name} size)")
-        runs = run_grid(
-            cells, repeats=repeats, workdir=out / "runs", cell_timeout=timeout, on_result=show
-        )
+        try:
+            runs = run_grid(
+                cells, repeats=repeats, workdir=out / "runs", cell_timeout=timeout, on_result=show
+            )
+        finally:
+            shutil.rmtree(out / "runs" / SET_ASIDE, ignore_errors=True)
     summaries = summarize(runs)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
     write_json(out / "results.json", meta, runs, summaries)

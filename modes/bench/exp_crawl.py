@@ -13,11 +13,12 @@ the coordinator with greenlets directly instead of starting yet another process.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from modes.bench.grid import set_aside
 
 __all__ = ["prepare", "run"]
 
@@ -76,7 +77,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         frontier.close()
         steady = steady_rate(out / "pages.jsonl")
-        shutil.rmtree(out, ignore_errors=True)
+        set_aside(out, Path(spec["workdir"]))
     pages = stats.done + stats.failed
     return {
         "items": pages,

@@ -8,10 +8,11 @@ patched by :mod:`modes.gevent_entry`, so it calls the blocking driver with green
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
+
+from modes.bench.grid import set_aside
 
 __all__ = ["prepare", "run"]
 
@@ -53,7 +54,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
             (report,) = run_backup(settings, [account], out)
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        set_aside(out, Path(spec["workdir"]))
     if report.errors:
         raise RuntimeError("; ".join(report.errors)[:400])
     return {

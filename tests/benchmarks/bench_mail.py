@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+from modes.bench.grid import set_aside  # noqa: E402
 from modes.progress import summary_table  # noqa: E402
 from testbed.corpus import generate_corpus  # noqa: E402
 from testbed.dovecot import DovecotServer, start_dovecot  # noqa: E402
@@ -238,15 +239,6 @@ maxconnections = 1
     return lambda: _run(["offlineimap", "-c", str(conf), "-u", "quiet"], budget=budget)
 
 
-def _set_aside(path: Path, work: Path) -> None:
-    """Move a finished run's output under ``work/set-aside`` (removed with ``work`` at the end):
-    deleting it now would slow the next run's file creation (see the module doc)."""
-    if path.exists():
-        aside = work / "set-aside"
-        aside.mkdir(exist_ok=True)
-        path.rename(aside / f"{path.name}-{time.monotonic_ns()}")
-
-
 def _count_messages(root: Path) -> int:
     return sum(
         len(files) for dirpath, _, files in os.walk(root) if os.path.basename(dirpath) in CUR_NEW
@@ -431,8 +423,8 @@ def _scenarios(
         full: list[Sample] = []
         out = work / f"{tool}-{delay}"
         for _ in range(runs):
-            _set_aside(out, work)
-            _set_aside(Path(f"{out}.meta"), work)
+            set_aside(out, work)
+            set_aside(Path(f"{out}.meta"), work)
             full.append(_runner(tool, out, port, args.peer_budget)())
         s = _median(full)
         if s.timed_out:
@@ -458,8 +450,8 @@ def _scenarios(
         s = _median(added[tool])
         rows.append(Row(tool, delay, "+100 new", 100, 0.4, s.wall, s.cpu, s.rss_mb, s.timed_out))
     for tool in tools:
-        _set_aside(work / f"{tool}-{delay}", work)
-        _set_aside(work / f"{tool}-{delay}.meta", work)
+        set_aside(work / f"{tool}-{delay}", work)
+        set_aside(work / f"{tool}-{delay}.meta", work)
     return round_
 
 

@@ -48,6 +48,19 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _finish(args: list[str]) -> None:
+    """The last resume, run to its end."""
+    final = subprocess.run(
+        [sys.executable, "-m", "crawler.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=_env(),
+    )
+    assert final.returncode in (0, 1), final.stderr
+
+
 def _args(site: WebSite, out: Path, mode: str) -> list[str]:
     return [
         "crawl",
@@ -200,15 +213,7 @@ def test_checkpoint_advances_after_crash(
     assert second.checkpoint >= crashed.end
 
     # 4. the last resume gives the exact ground truth
-    final = subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=_env(),
-    )
-    assert final.returncode in (0, 1), final.stderr
+    _finish(args)
     assert archived_urls(out) == site.info.truth_obey_robots
     rows = pages(out)
     assert len({r["url"] for r in rows}) == len(rows), "a URL committed twice"
@@ -283,15 +288,7 @@ def test_waiting_line_holds_the_checkpoint(
     # ... and it did move past the other re-applied lines, up to the waiting one
     assert second.checkpoint == held_start
 
-    final = subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=_env(),
-    )
-    assert final.returncode in (0, 1), final.stderr
+    _finish(args)
     rows = pages(out)
     assert [r["url"] for r in rows].count(held) == 1, "the held URL was fetched again"
     assert len({r["url"] for r in rows}) == len(rows), "a URL committed twice"
