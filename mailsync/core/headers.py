@@ -208,14 +208,7 @@ def parse_headers(raw: bytes) -> HeaderInfo:
                 date = _date(value, problems)
             except Exception as exc:
                 problems.append(f"Date: {exc!r}"[:200])
-        return HeaderInfo(
-            message_id=fields["Message-ID"],
-            subject=fields["Subject"],
-            from_=fields["From"],
-            to=fields["To"],
-            date=date,
-            error="; ".join(problems) or None,
-        )
+        return _info(fields, date, problems)
     except Exception:  # a case the fast path did not foresee: the reference path decides
         return _parse_headers_stdlib(raw)
 
@@ -249,6 +242,11 @@ def _parse_headers_stdlib(raw: bytes) -> HeaderInfo:
                 date = when.isoformat()
     except Exception as exc:
         problems.append(f"Date: {exc!r}"[:200])
+    return _info(fields, date, problems)
+
+
+def _info(fields: dict[str, str | None], date: str | None, problems: list[str]) -> HeaderInfo:
+    """Both parsers' result from the four fields, the date and what went wrong."""
     return HeaderInfo(
         message_id=fields["Message-ID"],
         subject=fields["Subject"],
