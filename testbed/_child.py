@@ -60,24 +60,32 @@ class ChildServer:
 
 
 def start_child(
-    name: str, module: str, args: list[str], log_for: Callable[[int], Path]
-) -> tuple[ManagedProcess, int]:
-    """Start ``python -m module --port PORT *args --parent-pid PID`` on a free port, with its log
-    at ``log_for(port)``; return the process and the port once it listens. free_port() can race
-    with another process, so a child that dies on bind is retried (3 tries)."""
+    name: str,
+    module: str,
+    args: list[str],
+    log_for: Callable[[int], Path],
+    *,
+    port_options: tuple[str, ...] = ("--port",),
+) -> tuple[ManagedProcess, tuple[int, ...]]:
+    """Start ``python -m module OPTION PORT ... *args --parent-pid PID`` with a free port for each
+    of ``port_options``, its log at ``log_for(first port)``; return the process and the ports
+    once it listens on the last one (a child opens its listeners in that order). free_port()
+    can race with another process, so a child that dies on bind is retried (3 tries)."""
     last: TestbedError | None = None
     for _ in range(3):
-        port = free_port()
-        argv = [sys.executable, "-m", module, "--port", str(port), *args]
-        argv += ["--parent-pid", str(os.getpid())]
-        proc = start_process(name, argv, log_path=log_for(port), cwd=ROOT, env=child_env())
+        ports = tuple(free_port() for _ in port_options)
+        argv = [sys.executable, "-m", module]
+        for option, port in zip(port_options, ports, strict=True):
+            argv += [option, str(port)]
+        argv += [*args, "--parent-pid", str(os.getpid())]
+        proc = start_process(name, argv, log_path=log_for(ports[0]), cwd=ROOT, env=child_env())
         try:
-            wait_child_port(proc, port)
+            wait_child_port(proc, ports[-1])
         except TestbedError as exc:
             proc.stop()
             last = exc
             continue
-        return proc, port
+        return proc, ports
     raise TestbedError(f"the {name} did not start: {last}")
 
 

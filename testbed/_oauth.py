@@ -155,7 +155,7 @@ def start_introspection_server(
         raise
     logs = workdir
     try:
-        proc, port = start_child(
+        proc, (port,) = start_child(
             "oauth2 introspection server",
             "testbed._oauth",
             ["--tokens", str(table)],

@@ -126,7 +126,7 @@ def start_fault_server(*, robots: RobotsMode = "ok", workdir: Path | None = None
     workdir.mkdir(parents=True, exist_ok=True)
     logs = workdir
     try:
-        proc, port = start_child(
+        proc, (port,) = start_child(
             f"fault server (robots={robots})",
             "testbed.faults",
             ["--robots", robots],

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import shutil
 import signal
 import socket
@@ -41,8 +40,8 @@ from typing import get_args
 import click
 
 from modes._exceptions import TestbedError, UsageError
-from testbed._child import ROOT, ChildServer, child_env, stop_with_parent, wait_child_port
-from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
+from testbed._child import ChildServer, start_child, stop_with_parent
+from testbed._proc import LOOPBACK, ManagedProcess
 from testbed._proxy_core import Direction, ProxyConfig, serve_proxy
 
 __all__ = ["Direction", "ProxyServer", "ProxyStats", "cli", "start_proxy"]
@@ -128,41 +127,29 @@ def start_proxy(
         tmpdir = Path(tempfile.mkdtemp(prefix="fetchlab-proxy-"))
         workdir = tmpdir
     workdir.mkdir(parents=True, exist_ok=True)
-    env = child_env()
-    last: TestbedError | None = None
-    for _ in range(3):  # free_port() can race with another process: retry on a bind failure
-        port, stats_port = free_port(), free_port()
-        argv = [
-            sys.executable, "-m", "testbed.proxy",
-            "--listen-port", str(port), "--stats-port", str(stats_port),
-            "--target", f"{host}:{target_port}", "--delay-ms", str(delay_ms),
-            "--direction", direction, "--parent-pid", str(os.getpid()),
-        ]  # fmt: skip
-        if cut_after_bytes is not None:
-            argv += ["--cut-after", str(cut_after_bytes)]
-        if cut_connections is not None:
-            argv += ["--cut-connections", str(cut_connections)]
-        proc = start_process(
+    args = ["--target", f"{host}:{target_port}", "--delay-ms", str(delay_ms)]
+    args += ["--direction", direction]
+    if cut_after_bytes is not None:
+        args += ["--cut-after", str(cut_after_bytes)]
+    if cut_connections is not None:
+        args += ["--cut-connections", str(cut_connections)]
+    logs = workdir
+    try:
+        # the stats listener opens after the proxy listener: once it answers, both do
+        proc, (port, stats_port) = start_child(
             f"delay proxy -> {host}:{target_port}",
-            argv,
-            log_path=workdir / f"proxy-{port}.log",
-            cwd=ROOT,
-            env=env,
+            "testbed.proxy",
+            args,
+            lambda port: logs / f"proxy-{port}.log",
+            port_options=("--listen-port", "--stats-port"),
         )
-        try:
-            # the stats listener opens after the proxy listener: once it answers, both do
-            wait_child_port(proc, stats_port)
-        except TestbedError as exc:
-            proc.stop()
-            last = exc
-            continue
-        return ProxyServer(
-            port=port, target=(host, target_port), stats_port=stats_port, process=proc,
-            tmpdir=tmpdir,
-        )  # fmt: skip
-    if tmpdir is not None:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    raise TestbedError(f"the delay proxy did not start: {last}")
+    except TestbedError:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return ProxyServer(
+        port=port, target=(host, target_port), stats_port=stats_port, process=proc, tmpdir=tmpdir
+    )
 
 
 async def _run(
