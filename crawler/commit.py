@@ -11,10 +11,10 @@ For each fetched URL (see :mod:`crawler.warc` for why this order makes SIGKILL s
    marked) advances; it is saved in the frontier about once a second.
 
 At start-up, lines after the saved checkpoint are applied to the frontier
-(:func:`modes.crawl_commit.resume_checkpoint`): URLs the crashed run had marked stay as they are,
+(:func:`crawler.pages.resume_checkpoint`): URLs the crashed run had marked stay as they are,
 URLs it still held are marked at once, and URLs queued again are marked instead of fetched when
 leased (:meth:`CommitPipeline.take_committed`). The bookkeeping is
-:class:`crawler.core.frontier.PagesCheckpoint`, shared with the other modes' coordinator.
+:class:`crawler.core.checkpoint.PagesCheckpoint`, shared with the other modes' coordinator.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from typing import Any
 from crawler.core.checkpoint import PagesCheckpoint
 from crawler.core.flow import FetchResult
 from crawler.core.frontier import Frontier, FrontierItem
-from crawler.pages import CHECKPOINT_KEY
+from crawler.pages import CHECKPOINT_EVERY, CHECKPOINT_KEY, resume_checkpoint, save_checkpoint
 from crawler.shared import complete_all
 from crawler.warc import ArchiveJob, ArchiveThread, ArchiveWriter, RepairReport, WrittenPage
-from modes.crawl_commit import CHECKPOINT_EVERY, resume_checkpoint, save_checkpoint
 
 __all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_KEY", "CommitPipeline"]
 

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from crawler.core.checkpoint import PagesCheckpoint
 from modes._exceptions import StorageError
 
 if TYPE_CHECKING:  # only for annotations: this module stays importable without asyncio
     from crawler.core.flow import Outcome
-    from crawler.core.frontier import FrontierItem
+    from crawler.core.frontier import Frontier, FrontierItem
     from crawler.core.parse import ParsedPage
 
 __all__ = [
+    "CHECKPOINT_EVERY",
     "CHECKPOINT_KEY",
     "PAGE_FIELDS",
     "PagesLog",
@@ -30,6 +32,8 @@ __all__ = [
     "iter_pages",
     "last_complete_line",
     "page_row",
+    "resume_checkpoint",
+    "save_checkpoint",
 ]
 
 # the frontier meta key under which every mode saves how much of pages.jsonl is committed
@@ -180,3 +184,49 @@ def page_row(
         "hops": len(outcome.hops),
     }
     return row, error_class
+
+
+# -- the pages checkpoint's file and clock steps, shared by every mode's driver (the asyncio
+# engine's crawler.commit.CommitPipeline and the other modes' coordinator); the bookkeeping
+# between them is crawler.core.checkpoint.PagesCheckpoint
+
+CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints saved in the frontier
+
+
+def resume_checkpoint(frontier: Frontier, pages: Path) -> PagesCheckpoint:
+    """The saved pages checkpoint, with the pages.jsonl lines after it applied to ``frontier``.
+
+    Call after the repair (only complete lines are left) and before ``release_leases``.
+    """
+    get_meta = getattr(frontier, "get_meta", None)
+    raw = get_meta(CHECKPOINT_KEY) if get_meta is not None else None
+    saved = int(raw) if raw else 0
+    try:
+        fh = open(pages, "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        return PagesCheckpoint(0, every=CHECKPOINT_EVERY)
+    except OSError as exc:
+        raise StorageError(f"cannot read {pages}: {exc.strerror}") from exc
+    with fh:
+        # a power cut can leave the file shorter than a checkpoint saved before it
+        start = min(saved, fh.seek(0, os.SEEK_END))
+        fh.seek(start)
+        checkpoint = PagesCheckpoint(start, every=CHECKPOINT_EVERY)
+        if get_meta is not None:  # without saved meta the lines are not the frontier's
+            checkpoint.resume(frontier, fh)
+    return checkpoint
+
+
+def save_checkpoint(
+    frontier: Frontier, checkpoint: PagesCheckpoint, *, force: bool = False
+) -> None:
+    """Save the checkpoint in the frontier's meta when it moved (at most once a second)."""
+    set_meta = getattr(frontier, "set_meta", None)
+    if set_meta is None:
+        return
+    now = time.monotonic()
+    offset = checkpoint.due(now, force=force)
+    if offset is not None:
+        # the SQLite frontier commits the marks made before it in the same transaction
+        set_meta(CHECKPOINT_KEY, str(offset))
+        checkpoint.note_saved(offset, now)

@@ -5,77 +5,23 @@ appended (the commit point of :mod:`crawler.warc`'s protocol) and, after it, the
 response records go into ``digests.sqlite``, the table the workers consult for revisits, so they
 only ever refer to committed records. The repair that opens the archive is the single writer's
 own (:meth:`crawler.warc.ArchiveWriter.repair`), which knows every writer's series.
-
-It also holds the two steps of the pages checkpoint that touch files and the clock, shared by
-every mode's driver (the asyncio engine's :class:`crawler.commit.CommitPipeline` and the
-coordinator of the other modes): :func:`resume_checkpoint` at start-up and :func:`save_checkpoint`;
-the bookkeeping between them is :class:`crawler.core.frontier.PagesCheckpoint`.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from crawler.core.checkpoint import PagesCheckpoint
-from crawler.core.frontier import Frontier
-from crawler.pages import CHECKPOINT_KEY, PagesLog
+from crawler.pages import PagesLog
 from crawler.warc import ArchiveWriter, RepairReport
 from modes._exceptions import StorageError
 
-__all__ = [
-    "CHECKPOINT_EVERY",
-    "FSYNC_EVERY",
-    "PagesCommitter",
-    "resume_checkpoint",
-    "save_checkpoint",
-]
+__all__ = ["FSYNC_EVERY", "PagesCommitter"]
 
 FSYNC_EVERY = 5.0  # seconds, as the single writer's fsync_interval
-CHECKPOINT_EVERY = 1.0  # seconds between pages checkpoints saved in the frontier
-
-
-def resume_checkpoint(frontier: Frontier, pages: Path) -> PagesCheckpoint:
-    """The saved pages checkpoint, with the pages.jsonl lines after it applied to ``frontier``.
-
-    Call after the repair (only complete lines are left) and before ``release_leases``.
-    """
-    get_meta = getattr(frontier, "get_meta", None)
-    raw = get_meta(CHECKPOINT_KEY) if get_meta is not None else None
-    saved = int(raw) if raw else 0
-    try:
-        fh = open(pages, "rb")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        return PagesCheckpoint(0, every=CHECKPOINT_EVERY)
-    except OSError as exc:
-        raise StorageError(f"cannot read {pages}: {exc.strerror}") from exc
-    with fh:
-        # a power cut can leave the file shorter than a checkpoint saved before it
-        start = min(saved, fh.seek(0, os.SEEK_END))
-        fh.seek(start)
-        checkpoint = PagesCheckpoint(start, every=CHECKPOINT_EVERY)
-        if get_meta is not None:  # without saved meta the lines are not the frontier's
-            checkpoint.resume(frontier, fh)
-    return checkpoint
-
-
-def save_checkpoint(
-    frontier: Frontier, checkpoint: PagesCheckpoint, *, force: bool = False
-) -> None:
-    """Save the checkpoint in the frontier's meta when it moved (at most once a second)."""
-    set_meta = getattr(frontier, "set_meta", None)
-    if set_meta is None:
-        return
-    now = time.monotonic()
-    offset = checkpoint.due(now, force=force)
-    if offset is not None:
-        # the SQLite frontier commits the marks made before it in the same transaction
-        set_meta(CHECKPOINT_KEY, str(offset))
-        checkpoint.note_saved(offset, now)
 
 
 class PagesCommitter:

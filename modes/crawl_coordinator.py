@@ -8,7 +8,7 @@ links added and flushed, the WARC records and pages.jsonl line written by the en
 :class:`~crawler.warc.ArchiveWriter`, and only then the URL marked done. The output folder is
 therefore the same as the asyncio mode's, byte layout and all, and a run of any mode that stops
 at any point can be resumed by any other mode (the ``pages_checkpoint`` meta is kept by the same
-code: :class:`~crawler.core.frontier.PagesCheckpoint`).
+code: :class:`~crawler.core.checkpoint.PagesCheckpoint`).
 
 A backend whose workers write the records themselves (``writes_records``: the processes mode)
 returns :class:`~modes.crawl_common.ArchivedWork` instead; the coordinator then only writes the
@@ -28,7 +28,7 @@ from crawler.core.checkpoint import PagesCheckpoint
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
 from crawler.core.robots import RobotsRules
 from crawler.core.urls import Scope
-from crawler.pages import CHECKPOINT_KEY
+from crawler.pages import CHECKPOINT_KEY, resume_checkpoint, save_checkpoint
 from crawler.settings import CrawlerSettings
 from crawler.shared import (
     LinkFilter,
@@ -41,7 +41,7 @@ from crawler.shared import (
 )
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveJob, ArchiveWriter
-from modes.crawl_commit import PagesCommitter, resume_checkpoint, save_checkpoint
+from modes.crawl_commit import PagesCommitter
 from modes.crawl_common import ArchivedWork, Work, page_row
 
 __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]

@@ -29,8 +29,7 @@ from crawler.core.frontier import (
     NewURL,
 )
 from crawler.frontier_sqlite import SqliteFrontier
-from crawler.pages import CHECKPOINT_KEY
-from modes.crawl_commit import CHECKPOINT_EVERY, resume_checkpoint, save_checkpoint
+from crawler.pages import CHECKPOINT_EVERY, CHECKPOINT_KEY, resume_checkpoint, save_checkpoint
 
 
 def url(name: str) -> str:
