@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from modes._exceptions import StorageError
+from foundation.errors import StorageError
 
 __all__ = [
     "build_index",

@@ -26,8 +26,8 @@ from typing import Any
 from crawler.core.checkpoint import PagesCheckpoint
 from crawler.core.flow import FetchResult
 from crawler.core.frontier import Frontier, FrontierItem
+from crawler.page_steps import complete_all
 from crawler.pages import CHECKPOINT_EVERY, CHECKPOINT_KEY, resume_checkpoint, save_checkpoint
-from crawler.shared import complete_all
 from crawler.warc import ArchiveJob, ArchiveThread, ArchiveWriter, RepairReport, WrittenPage
 
 __all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_KEY", "CommitPipeline"]

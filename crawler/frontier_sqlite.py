@@ -33,7 +33,7 @@ from crawler.core.frontier import (
     NewURL,
 )
 from crawler.core.urls import fingerprint
-from modes._exceptions import CorruptArchiveError, StorageError
+from foundation.errors import CorruptArchiveError, StorageError
 
 __all__ = ["COMMIT_EVERY", "SqliteFrontier"]
 

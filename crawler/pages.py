@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from crawler.core.checkpoint import PagesCheckpoint
-from modes._exceptions import StorageError
+from foundation.errors import StorageError
 
 if TYPE_CHECKING:  # only for annotations: this module stays importable without asyncio
     from crawler.core.flow import Outcome

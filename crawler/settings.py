@@ -8,16 +8,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from modes.frozen import FrozenModel
+from foundation.frozen import FrozenModel
+from foundation.mode import Mode
 
 __all__ = ["CrawlerSettings"]
-
-Mode = Literal["asyncio", "threads", "gevent", "processes", "sequential"]
 
 
 class CrawlerSettings(FrozenModel):
     out: Path = Path("crawl-out")
-    mode: Mode = "asyncio"
+    mode: Mode = Mode.ASYNCIO
     loop: Literal["uvloop", "asyncio"] = "uvloop"
     follow: bool = False
     scope: Literal["host", "domain", "prefix"] = "host"

@@ -17,7 +17,7 @@ from typing import Any
 from rich.table import Table
 
 from crawler.pages import iter_pages
-from modes.progress import human_bytes, summary_table
+from foundation.progress import human_bytes, summary_table
 
 __all__ = ["ArchiveSummary", "CrawlStats", "summarize_archive"]
 

@@ -55,7 +55,7 @@ from warcio.archiveiterator import ArchiveIterator
 from crawler.cdxj import cdxj_line, index_part, trim_part
 from crawler.core.flow import FetchResult
 from crawler.pages import PagesLog, last_complete_line
-from modes._exceptions import StorageError
+from foundation.errors import StorageError
 
 __all__ = [
     "ArchiveJob",

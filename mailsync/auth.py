@@ -10,8 +10,8 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
+from foundation.errors import ImapAuthError
 from mailsync.settings import AccountSettings
-from modes._exceptions import ImapAuthError
 
 __all__ = ["Secret", "get_oauth_token", "get_password", "get_secret"]
 

@@ -1,7 +1,7 @@
 """What every mailsync driver makes of the effects of :mod:`mailsync.core.flow`, I/O aside.
 
-The asyncio engine (:mod:`mailsync.engine_folder`) and the blocking driver
-(:mod:`modes.mail_blocking`, behind the threads, gevent, sequential and processes modes) perform
+The asyncio engine (:mod:`drivers.mail_asyncio_folder`) and the blocking driver
+(:mod:`drivers.mail_blocking`, behind the threads, gevent, sequential and processes modes) perform
 the same archive effects; only the I/O differs (awaiting the archive's writer thread, or taking a
 lock). The data shaping around that I/O -- the items a batch is stored as, the header block each
 message is parsed from, the folder record a SaveFolder writes, the header rows -- lives here once,
@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
+from foundation.errors import ImapProtocolError, MailError
 from mailsync.core import flow
 from mailsync.core.headers import HeaderInfo
 from mailsync.core.parser import FetchResp, parse_internaldate
 from mailsync.core.plan import LocalMsg, normalize_flags
 from mailsync.state import FolderRecord, MessageRow
 from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage
-from modes._exceptions import ImapProtocolError, MailError
 
 __all__ = [
     "ARCHIVE_EFFECTS",

@@ -8,11 +8,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from modes.frozen import FrozenModel
+from foundation.frozen import FrozenModel
+from foundation.mode import Mode
 
 __all__ = ["AccountSettings", "MailSettings", "is_loopback"]
-
-Mode = Literal["asyncio", "threads", "gevent", "processes", "sequential"]
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +60,7 @@ class AccountSettings(FrozenModel):
 
 class MailSettings(FrozenModel):
     out: Path = Path("mail-archive")
-    mode: Mode = "asyncio"
+    mode: Mode = Mode.ASYNCIO
     loop: Literal["uvloop", "asyncio"] = "uvloop"
     imap_client: Literal["native", "aioimaplib"] = "native"
     max_connections: int = Field(default=64, ge=1, le=10_000)

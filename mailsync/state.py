@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modes._exceptions import StorageError
+from foundation.errors import StorageError
 
 __all__ = ["FolderRecord", "MessageRow", "StateDB"]
 

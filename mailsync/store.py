@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from foundation.errors import StorageError
 from mailsync.core.maildir import message_filename, subdir_for
 from mailsync.state import FolderRecord, MessageRow, StateDB
-from modes._exceptions import StorageError
 
 __all__ = [
     "AccountArchive",

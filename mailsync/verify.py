@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundation.errors import ImapCommandError, MailError, StorageError
 from mailsync.core import commands
 from mailsync.core.flow import code_int
 from mailsync.core.parser import FetchResp, ListResp, StatusResp
-from mailsync.engine import SessionFactory, open_account_session
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import MessageRow, StateDB
 from mailsync.store import SpilledLiteral
 from mailsync.transports.base import ImapSession
-from modes._exceptions import ImapCommandError, MailError, StorageError
+from mailsync.transports.factory import SessionFactory, open_account_session
 
 __all__ = ["FolderInfo", "VerifyReport", "list_folders", "verify_account"]
 

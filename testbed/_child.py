@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Self
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed._proc import LOOPBACK, ManagedProcess, free_port, start_process
 
 __all__ = [

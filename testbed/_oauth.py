@@ -27,7 +27,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from modes._exceptions import TestbedError, UsageError
+from foundation.errors import TestbedError, UsageError
 from testbed._child import ChildServer, serve_until_stopped, start_child
 from testbed._proc import LOOPBACK, ManagedProcess
 
@@ -194,7 +194,7 @@ async def _serve(
 @click.option("--parent-pid", type=int, default=None, hidden=True, help="Exit when it exits.")
 def cli(port: int, tokens_file: Path, duration: float | None, parent_pid: int | None) -> None:
     """Run the OAuth2 introspection server on 127.0.0.1 until Ctrl-C (or --duration)."""
-    from modes.runtime import run
+    from foundation.runtime import run
 
     run(_serve(port, _read_tokens(tokens_file), duration, parent_pid), "uvloop")
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 
 __all__ = [
     "ManagedProcess",

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from modes._exceptions import UsageError
+from foundation.errors import UsageError
 from testbed.mailgen import MALFORMED_KINDS, BuiltMessage, MessagePlan, build_message
 
 __all__ = [

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
-from modes._exceptions import TestbedError, UsageError
+from foundation.errors import TestbedError, UsageError
 from testbed._proc import LOOPBACK, ManagedProcess, free_port, require_binary, start_process
 
 __all__ = ["MAIL_USER", "DovecotServer", "start_dovecot"]

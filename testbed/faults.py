@@ -51,7 +51,7 @@ from typing import Any, get_args
 
 import click
 
-from modes._exceptions import TestbedError, UsageError
+from foundation.errors import TestbedError, UsageError
 from testbed._child import ChildServer, serve_until_stopped, start_child
 from testbed._fault_app import ENDPOINTS, RobotsMode
 from testbed._proc import LOOPBACK, ManagedProcess
@@ -172,7 +172,7 @@ async def _serve(
 @click.option("--parent-pid", type=int, default=None, hidden=True, help="Exit when it exits.")
 def cli(port: int, robots: str, duration: float | None, parent_pid: int | None) -> None:
     """Run the fault server on 127.0.0.1 until Ctrl-C (or --duration)."""
-    from modes.runtime import run
+    from foundation.runtime import run
 
     mode: RobotsMode = robots  # type: ignore[assignment]  # click.Choice checked it
     run(_serve(port, mode, duration, parent_pid), "uvloop")

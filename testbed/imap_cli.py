@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed.corpus import generate_corpus, write_truth
 from testbed.dovecot import start_dovecot
 from testbed.imap_load import load_corpus

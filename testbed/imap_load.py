@@ -20,7 +20,7 @@ from types import TracebackType
 
 from imapclient import imap_utf7
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed.corpus import Corpus, TruthRecord
 from testbed.dovecot import DovecotServer
 from testbed.mailgen import build_message

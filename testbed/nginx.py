@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from modes._exceptions import PortInUseError, TestbedError
+from foundation.errors import PortInUseError, TestbedError
 from testbed._proc import LOOPBACK, ManagedProcess, require_binary, start_process
 
 __all__ = [

@@ -39,7 +39,7 @@ from typing import get_args
 
 import click
 
-from modes._exceptions import TestbedError, UsageError
+from foundation.errors import TestbedError, UsageError
 from testbed._child import ChildServer, start_child, stop_with_parent
 from testbed._proc import LOOPBACK, ManagedProcess
 from testbed._proxy_core import Direction, ProxyConfig, serve_proxy
@@ -221,7 +221,7 @@ def cli(
     parent_pid: int | None,
 ) -> None:
     """Run the delay / cut TCP proxy on 127.0.0.1 until Ctrl-C (or --duration)."""
-    from modes.runtime import run
+    from foundation.runtime import run
 
     host, port = _parse_target(target)
     config = ProxyConfig(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed._child import wait_child_port
 from testbed._proc import LOOPBACK, ManagedProcess, free_port, require_binary, start_process
 

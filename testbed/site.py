@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from modes._exceptions import PortInUseError, TestbedError
+from foundation.errors import PortInUseError, TestbedError
 from testbed._proc import LOOPBACK, ManagedProcess, free_port
 from testbed._site_graph import DOCROOT_NAME, PRIVATE_PREFIX, TRUTH_NAME, SiteBuilder, SiteInfo
 from testbed.nginx import nginx_available, start_nginx

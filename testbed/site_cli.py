@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed._proc import LOOPBACK, free_port
 from testbed.site import Prefer, SiteInfo, generate_site, serve_generated_site, site_dir
 

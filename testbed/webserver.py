@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
-from modes._exceptions import PortInUseError, TestbedError
-from modes.runtime import raise_nofile_limit, run
+from foundation.errors import PortInUseError, TestbedError
+from foundation.runtime import raise_nofile_limit, run
 from testbed._proc import LOOPBACK, ManagedProcess, start_process
 from testbed.nginx import DEFAULT_TYPE, MIME_TYPES, NOT_FOUND_BODY, check_port_free
 

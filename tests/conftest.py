@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from foundation.mode import Mode
+
 pytest_plugins = [
     "tests.fixtures.web",
     "tests.fixtures.faults",
@@ -22,3 +24,9 @@ SLOW = os.environ.get("FETCHLAB_SLOW") == "1"
 def slow_size() -> bool:
     """True when the full (benchmark-like) sizes should run; CI runs the quick sizes."""
     return SLOW
+
+
+@pytest.fixture(params=list(Mode), ids=[m.value for m in Mode])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """Every concurrency mode: an integration scenario that takes ``mode`` runs in all five."""
+    return Mode(request.param)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import brotli
 import zstandard
 
-from modes._exceptions import DecodeError
+from foundation.errors import DecodeError
 
 __all__ = ["SUPPORTED_ENCODINGS", "decode_body"]
 

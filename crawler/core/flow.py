@@ -23,7 +23,7 @@ from crawler.core.parse import ParsedPage, ParseInput, is_sitemap, parse_page, p
 from crawler.core.retry import RetryPolicy, parse_retry_after
 from crawler.core.robots import RobotsRules, robots_url, rules_from_response
 from crawler.core.urls import canonicalize, host_key
-from modes._exceptions import FetchError, InvalidURLError
+from foundation.errors import FetchError, InvalidURLError
 
 __all__ = [
     "REDIRECT_STATUSES",

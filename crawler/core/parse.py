@@ -24,7 +24,7 @@ from w3lib.encoding import (
 
 from crawler.core.decode import decode_body
 from crawler.core.urls import canonicalize
-from modes._exceptions import InvalidURLError
+from foundation.errors import InvalidURLError
 
 __all__ = [
     "ParseInput",

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from modes._exceptions import InvalidURLError
+from foundation.errors import InvalidURLError
 
 __all__ = [
     "MAX_ROBOTS_BYTES",

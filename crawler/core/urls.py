@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from w3lib.url import canonicalize_url
 
-from modes._exceptions import InvalidURLError, UnsupportedSchemeError
+from foundation.errors import InvalidURLError, UnsupportedSchemeError
 
 __all__ = [
     "MAX_URL_LENGTH",

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import http_exceptions
 
 from crawler.core.flow import FetchRequest, FetchResult
-from modes._exceptions import (
+from foundation.errors import (
     ConnectError,
     ConnectionLost,
     FetchError,

@@ -25,7 +25,7 @@ import requests
 import urllib3
 
 from crawler.core.flow import FetchRequest, FetchResult
-from modes._exceptions import (
+from foundation.errors import (
     ConnectError,
     ConnectionLost,
     FetchError,

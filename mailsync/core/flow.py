@@ -18,6 +18,7 @@ import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from foundation.errors import FolderGone, ImapCommandError
 from mailsync.core import commands
 from mailsync.core.names import safe_relpath
 from mailsync.core.parser import (
@@ -29,7 +30,6 @@ from mailsync.core.parser import (
     Untagged,
 )
 from mailsync.core.plan import FolderState, LocalMsg, ServerMsg, needs_sync, plan_folder
-from modes._exceptions import FolderGone, ImapCommandError
 
 __all__ = [
     "Command",

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from modes._exceptions import ImapProtocolError
+from foundation.errors import ImapProtocolError
 
 __all__ = [
     "DEFAULT_MAX_LINE",

@@ -4,7 +4,7 @@ Framing and tokens come from :mod:`mailsync.core.lexer`; this module reads the f
 response and builds the dataclasses of :mod:`mailsync.core.responses`. It does no I/O: large
 literals go to the ``literal_factory`` the transport supplies.
 
-After an :class:`~modes.ImapProtocolError` the stream position is unknown, so the parser stays
+After an :class:`~foundation.ImapProtocolError` the stream position is unknown, so the parser stays
 broken (every later ``feed`` raises the same error) and the connection must be dropped.
 """
 
@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
+from foundation.errors import ImapProtocolError
 from mailsync.core.lexer import (
     DEFAULT_MAX_LINE,
     DEFAULT_SPILL_THRESHOLD,
@@ -36,7 +37,6 @@ from mailsync.core.responses import (
     parse_internaldate,
 )
 from mailsync.core.utf7 import decode_mailbox_name
-from modes._exceptions import ImapProtocolError
 
 __all__ = [
     "Capability",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal, TypeAlias
 
-from modes._exceptions import ImapProtocolError
+from foundation.errors import ImapProtocolError
 
 __all__ = [
     "Capability",

@@ -5,10 +5,10 @@ Printable ASCII stands for itself except ``&``, written ``&-``; every other run 
 
 ``decode_mutf7`` is strict: anything RFC 3501 forbids (8-bit bytes, an unterminated shift, bad
 base64, non-zero pad bits, a shifted run that holds printable ASCII, a lone surrogate) raises
-:class:`~modes.ImapProtocolError`; strictness keeps ``encode(decode(x)) == x``, so two different
-wire names never decode to the same text. ``decode_mailbox_name`` is the lenient form the parser
-uses for LIST/STATUS: it falls back to UTF-8 (``errors="replace"``) for servers that send raw
-UTF-8 (``UTF8=ACCEPT``) or sloppy names, so one odd folder never stops a backup.
+:class:`~foundation.ImapProtocolError`; strictness keeps ``encode(decode(x)) == x``, so two
+different wire names never decode to the same text. ``decode_mailbox_name`` is the lenient form
+the parser uses for LIST/STATUS: it falls back to UTF-8 (``errors="replace"``) for servers that
+send raw UTF-8 (``UTF8=ACCEPT``) or sloppy names, so one odd folder never stops a backup.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import base64
 import binascii
 import re
 
-from modes._exceptions import ImapProtocolError
+from foundation.errors import ImapProtocolError
 
 __all__ = ["decode_mailbox_name", "decode_mutf7", "encode_mutf7"]
 

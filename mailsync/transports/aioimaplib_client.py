@@ -20,6 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import (
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ModeError,
+)
 from mailsync.auth import Secret
 from mailsync.core.flow import Command, CommandResult
 from mailsync.core.parser import ResponseParser, Tagged
@@ -27,12 +33,6 @@ from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import TransportStats
 from mailsync.transports.connection import make_ssl_context, spill_factory
 from mailsync.transports.native import translate_connect_error
-from modes._exceptions import (
-    ImapAuthError,
-    ImapCommandError,
-    ImapConnectError,
-    ModeError,
-)
 
 __all__ = ["AioimaplibSession", "open_session", "wire_form"]
 

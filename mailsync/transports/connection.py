@@ -11,19 +11,19 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from mailsync.auth import Secret
-from mailsync.core import commands
-from mailsync.core.parser import LiteralSink, capabilities_in
-from mailsync.settings import AccountSettings, is_loopback
-from mailsync.transports.native import NativeConnection, connect
-from mailsync.transports.tls import make_ssl_context
-from modes._exceptions import (
+from foundation.errors import (
     ImapAuthError,
     ImapCommandError,
     ImapConnectError,
     ImapTLSError,
     MailError,
 )
+from mailsync.auth import Secret
+from mailsync.core import commands
+from mailsync.core.parser import LiteralSink, capabilities_in
+from mailsync.settings import AccountSettings, is_loopback
+from mailsync.transports.native import NativeConnection, connect
+from mailsync.transports.tls import make_ssl_context
 
 __all__ = ["make_ssl_context", "open_session", "spill_factory", "want_compression"]
 

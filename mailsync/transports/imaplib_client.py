@@ -24,6 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from foundation.errors import (
+    ImapAuthError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    MailError,
+)
 from mailsync.auth import Secret
 from mailsync.core.flow import Command, CommandResult
 from mailsync.core.parser import (
@@ -37,13 +44,6 @@ from mailsync.core.parser import (
 from mailsync.settings import AccountSettings
 from mailsync.transports.base import TransportStats
 from mailsync.transports.tls import connect_failure, make_ssl_context
-from modes._exceptions import (
-    ImapAuthError,
-    ImapConnectError,
-    ImapProtocolError,
-    ImapTLSError,
-    MailError,
-)
 
 __all__ = ["ImaplibSession", "open_blocking_session"]
 

@@ -23,6 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from foundation.errors import (
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    ImapUnknownHost,
+    MailError,
+)
 from mailsync.core.parser import (
     Continuation,
     LiteralSink,
@@ -33,13 +40,6 @@ from mailsync.core.parser import (
 )
 from mailsync.transports.base import Command, CommandResult, TransportStats
 from mailsync.transports.tls import connect_failure
-from modes._exceptions import (
-    ImapConnectError,
-    ImapProtocolError,
-    ImapTLSError,
-    ImapUnknownHost,
-    MailError,
-)
 
 __all__ = ["NativeConnection", "connect", "translate_connect_error"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ssl
 
+from foundation.errors import ImapConnectError, ImapTLSError, MailError
 from mailsync.settings import AccountSettings
-from modes._exceptions import ImapConnectError, ImapTLSError, MailError
 
 __all__ = ["connect_failure", "make_ssl_context"]
 

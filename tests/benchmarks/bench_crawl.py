@@ -43,7 +43,7 @@ from pathlib import Path
 import psutil
 from rich.console import Console
 
-from modes.progress import summary_table
+from foundation.progress import summary_table
 from testbed.site import serve_generated_site
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,7 +190,7 @@ def _fetchlab_crawl(base: str, out: Path) -> tuple[list[str], Callable[[], int]]
     argv = [
         sys.executable,
         "-m",
-        "crawler.cli",
+        "fetchlab.crawl_cli",
         "crawl",
         base + "/",
         "--follow",
@@ -289,7 +289,7 @@ def list_section(work: Path, urls: int, levels: list[int], runs: int) -> list[Ru
                 argv = [
                     sys.executable,
                     "-m",
-                    "crawler.cli",
+                    "fetchlab.crawl_cli",
                     "crawl",
                     "-i",
                     str(listing),

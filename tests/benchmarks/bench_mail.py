@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from modes.bench.grid import set_aside  # noqa: E402
-from modes.progress import summary_table  # noqa: E402
+from fetchlab.bench.grid import set_aside  # noqa: E402
+from foundation.progress import summary_table  # noqa: E402
 from testbed.corpus import generate_corpus  # noqa: E402
 from testbed.dovecot import DovecotServer, start_dovecot  # noqa: E402
 from testbed.imap_load import append_messages, load_corpus  # noqa: E402
@@ -163,7 +163,7 @@ password_env = "BENCH_PASSWORD"
     argv = [
         sys.executable,
         "-m",
-        "mailsync.cli",
+        "fetchlab.mail_cli",
         "backup",
         "--settings",
         str(settings),

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from drivers.mail_asyncio import AccountReport, backup_accounts
 from mailsync.core.flow import Command, CommandResult
-from mailsync.engine import AccountReport, backup_accounts
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession, TransportStats
 from testbed.corpus import TruthRecord

@@ -14,9 +14,9 @@ from typing import Any
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import lookup
-from crawler.cli import run_crawl
 from crawler.pages import iter_pages
 from crawler.warc import warc_files
+from fetchlab.crawl_cli import run_crawl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def crawler_cmd(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("FETCHLAB_SETTINGS", None)
     return subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
+        [sys.executable, "-m", "fetchlab.crawl_cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

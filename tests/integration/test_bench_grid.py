@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from modes.bench.grid import Cell, child_argv, run_cell, run_grid
+from fetchlab.bench.grid import Cell, child_argv, run_cell, run_grid
 
 SLEEP = {"exp": "sleep", "tasks": 4, "seconds": 0.05}
 
@@ -34,8 +34,8 @@ def test_runs_are_interleaved_and_measured(tmp_path: Path) -> None:
         assert r.items == 4 and 0.05 <= r.wall_s < 2.0
         assert r.peak_rss_mb > 5
     # the gevent cell went through the patch-first entry, the others did not
-    assert "modes.gevent_entry" in child_argv(cells[2], Path("s"), Path("r"))
-    assert "modes.gevent_entry" not in child_argv(cells[0], Path("s"), Path("r"))
+    assert "drivers.gevent_entry" in child_argv(cells[2], Path("s"), Path("r"))
+    assert "drivers.gevent_entry" not in child_argv(cells[0], Path("s"), Path("r"))
 
 
 def test_a_hung_run_is_killed_with_its_workers(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_bench_modes_tiny_grid(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     argv = [
-        sys.executable, "-m", "modes.bench.cli", "modes", "--quick",
+        sys.executable, "-m", "fetchlab.bench.cli", "modes", "--quick",
         "-s", "http", "-s", "sleep", "-s", "parse",
         "--http-requests", "12", "--http-concurrency", "1", "--http-concurrency", "4",
         "--latency", "0", "--latency", "100", "--repeats", "1", "--out", str(out),

@@ -51,7 +51,7 @@ def _env() -> dict[str, str]:
 def _finish(args: list[str]) -> None:
     """The last resume, run to its end."""
     final = subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
+        [sys.executable, "-m", "fetchlab.crawl_cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -80,7 +80,7 @@ def _args(site: WebSite, out: Path, mode: str) -> list[str]:
 
 def _start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "crawler.cli", *args],
+        [sys.executable, "-m", "fetchlab.crawl_cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,

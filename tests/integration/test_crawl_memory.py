@@ -12,8 +12,8 @@ from crawler.core.flow import parse_any
 from crawler.core.frontier import MemoryFrontier
 from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.urls import Scope
-from crawler.engine import Engine, seed_frontier
-from modes.settings import load_settings
+from drivers.crawl_asyncio import Engine, seed_frontier
+from fetchlab.settings import load_settings
 from tests.fixtures.web import WebSite
 
 PARSE_DELAY = 0.02

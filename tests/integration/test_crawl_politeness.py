@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from crawler.core.frontier import MemoryFrontier
-from crawler.engine import Engine, seed_frontier
-from modes.settings import load_settings
+from drivers.crawl_asyncio import Engine, seed_frontier
+from fetchlab.settings import load_settings
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 

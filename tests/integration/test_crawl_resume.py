@@ -28,7 +28,7 @@ def _start(args: list[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("FETCHLAB_SETTINGS", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "crawler.cli", *args],
+        [sys.executable, "-m", "fetchlab.crawl_cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -62,9 +62,16 @@ def test_sigkill_then_resume_matches_truth(web_site: WebSite, tmp_path: Path, se
     rng = random.Random(seed)
     out = tmp_path / "out"
     kills = 0
+    total = len(web_site.info.truth_obey_robots)
     for _ in range(2):
         proc = _start(_args(web_site, out))
-        time.sleep(rng.uniform(0.8, 2.6))  # about 1 s of it is interpreter start-up
+        # kill once a random share of the site is committed (a fixed sleep raced a fast machine:
+        # the crawl could end before the kill), then a random instant later
+        target = len(pages(out)) + rng.randint(1, total // 3)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and len(pages(out)) < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is None:
             _kill_group(proc, signal.SIGKILL)
             kills += 1
@@ -73,7 +80,15 @@ def test_sigkill_then_resume_matches_truth(web_site: WebSite, tmp_path: Path, se
         assert proc.stderr is not None
         proc.stderr.close()
     final = subprocess.run(
-        [sys.executable, "-m", "crawler.cli", "crawl", "--resume", str(out), "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "fetchlab.crawl_cli",
+            "crawl",
+            "--resume",
+            str(out),
+            "--no-progress",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -108,7 +123,7 @@ def test_ctrl_c_saves_state_and_resumes(web_site: WebSite, tmp_path: Path) -> No
     assert partial and partial < web_site.info.truth_obey_robots
     check_archive(out)
     final = subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *_args(web_site, out)],
+        [sys.executable, "-m", "fetchlab.crawl_cli", *_args(web_site, out)],
         capture_output=True,
         text=True,
         timeout=120,

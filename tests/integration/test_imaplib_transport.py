@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from foundation.errors import ImapProtocolError
 from mailsync.auth import Secret
 from mailsync.core.responses import FetchResp
 from mailsync.settings import AccountSettings
 from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
-from modes._exceptions import ImapProtocolError
 from tests.fixtures.imap import ImapCorpus
 
 

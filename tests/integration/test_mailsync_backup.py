@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailsync.cli import _snapshot, main
-from mailsync.engine import AccountReport
+from fetchlab.mail_cli import _snapshot, main
+from mailsync.report import AccountReport
 from testbed.imap_load import (
     append_messages,
     delete_folder,

@@ -63,7 +63,7 @@ def _backup(settings: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "mailsync.cli",
+            "fetchlab.mail_cli",
             "backup",
             "--settings",
             str(settings),

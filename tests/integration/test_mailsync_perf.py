@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.mail_asyncio import backup_accounts, open_account_session
 from mailsync.auth import Secret
-from mailsync.engine import backup_accounts, open_account_session
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import StateDB
 from mailsync.transports.base import ImapSession

@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from drivers.dispatch import run_backup
+from drivers.mail_asyncio import backup_accounts, open_account_session
+from fetchlab.mail_cli import main
+from foundation.errors import TestbedError, UsageError
+from foundation.mode import Mode
 from mailsync.auth import Secret
-from mailsync.cli import main
-from mailsync.engine import backup_accounts, open_account_session
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession
-from modes._exceptions import TestbedError, UsageError
-from modes.dispatch import run_backup
 from testbed._oauth import IntrospectionServer
 from testbed._proc import free_port
 from testbed.dovecot import start_dovecot
@@ -40,7 +41,7 @@ from tests.integration._mailsync_helpers import (
 
 pytestmark = pytest.mark.needs_dovecot
 
-MODES = ["asyncio", "threads", "gevent", "processes", "sequential"]
+MODES = list(Mode)
 TOKEN_ENV = "MAILSYNC_TEST_OAUTH_TOKEN"
 
 
@@ -70,7 +71,7 @@ def test_xoauth2_backup_from_token_command_in_every_mode(
         oauth_token_command=f"printf %s {oauth_imap.token}",
         connections=2,
     )
-    settings = mail_settings(account).model_copy(update={"mode": mode})
+    settings = mail_settings(account).model_copy(update={"mode": Mode(mode)})
     (report,) = run_backup(settings, [account], tmp_path)
     assert report.ok, report.errors
     truth = oauth_imap.truth
@@ -98,7 +99,7 @@ def test_xoauth2_token_from_password_env_over_tls(
         ca_file=oauth_imap.server.ca_cert,
     )
     for mode in ("asyncio", "threads"):
-        settings = mail_settings(account).model_copy(update={"mode": mode})
+        settings = mail_settings(account).model_copy(update={"mode": Mode(mode)})
         (report,) = run_backup(settings, [account], tmp_path / mode)
         assert report.ok, report.errors
         assert report.new_messages == len(oauth_imap.truth)

@@ -18,7 +18,7 @@ import brotli
 import pytest
 import zstandard
 
-from modes._exceptions import UsageError
+from foundation.errors import UsageError
 from testbed._fault_app import EXTERNAL_URL, LATIN1_TEXT, ROBOTS_OK, UTF16_TEXT
 from testbed.faults import ENDPOINTS, FaultServer, start_fault_server
 

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from imapclient import imap_utf7
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed.corpus import TruthRecord, read_truth
 from testbed.dovecot import DovecotServer, start_dovecot
 from testbed.imap_cli import cli

@@ -14,7 +14,7 @@ import aiohttp
 import psutil
 import pytest
 
-from modes._exceptions import UsageError
+from foundation.errors import UsageError
 from testbed.faults import FaultServer
 from testbed.proxy import start_proxy
 from tests.fixtures.proxy import ProxyFactory

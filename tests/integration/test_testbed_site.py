@@ -21,7 +21,7 @@ import psutil
 import pytest
 from protego import Protego
 
-from modes._exceptions import PortInUseError, TestbedError
+from foundation.errors import PortInUseError, TestbedError
 from testbed.nginx import NOT_FOUND_BODY
 from testbed.site import SiteServer, start_site_server
 from tests.fixtures.web import WebSite, WebSiteFactory, reference_links

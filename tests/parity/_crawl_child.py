@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from crawler.engine import seed_frontier
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
-from modes.dispatch import run_crawl
+from drivers.crawl_asyncio import seed_frontier
+from drivers.dispatch import run_crawl
 
 
 def main(argv: list[str]) -> int:

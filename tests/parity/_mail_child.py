@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from drivers.dispatch import run_backup
 from mailsync.settings import AccountSettings, MailSettings
-from modes.dispatch import run_backup
 
 
 def main(argv: list[str]) -> int:

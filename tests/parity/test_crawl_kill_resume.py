@@ -18,7 +18,7 @@ from crawler.cdxj import build_index
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
-from modes.dispatch import run_crawl
+from drivers.dispatch import run_crawl
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import check_archive, pages
 

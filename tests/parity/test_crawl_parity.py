@@ -2,7 +2,7 @@
 ground truth), the same payload digest per URL, the same errors, valid WARC records.
 
 The asyncio engine's archive is the reference; each other mode crawls the same nginx-served site
-into a fresh folder through :func:`modes.dispatch.run_crawl` (what ``crawler crawl --mode M``
+into a fresh folder through :func:`drivers.dispatch.run_crawl` (what ``crawler crawl --mode M``
 runs). A second test stops a threads crawl half-way and finishes it in another mode.
 """
 
@@ -15,11 +15,11 @@ import pytest
 
 from crawler.cdxj import build_index
 from crawler.core.urls import Scope
-from crawler.engine import seed_frontier
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
-from modes.dispatch import run_crawl
+from drivers.crawl_asyncio import seed_frontier
+from drivers.dispatch import run_crawl
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import archived_urls, check_archive, crawler_cmd, pages
 

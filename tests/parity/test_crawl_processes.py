@@ -23,11 +23,11 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import build_index
 from crawler.core.urls import Scope
-from crawler.engine import seed_frontier
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files, warc_series
-from modes.dispatch import run_crawl
+from drivers.crawl_asyncio import seed_frontier
+from drivers.dispatch import run_crawl
 from tests.integration.crawl_support import check_archive, pages
 
 PAGES = 60

@@ -12,7 +12,7 @@ import pytest
 from crawler.core.flow import FetchRequest, FetchResult
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.transports.requests_fetch import RequestsFetcher
-from modes._exceptions import (
+from foundation.errors import (
     ConnectError,
     ConnectionLost,
     FetchError,

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from drivers.dispatch import run_backup
+from foundation.mode import Mode
 from mailsync.settings import AccountSettings, MailSettings
-from modes.dispatch import run_backup
 from testbed.imap_load import append_messages
 from tests.fixtures.imap import FreshImapAccount, ImapCorpus
 from tests.fixtures.proxy import ProxyFactory
@@ -29,7 +30,7 @@ from tests.integration._mailsync_helpers import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ["asyncio", "threads", "gevent", "processes", "sequential"]
+MODES = list(Mode)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def settings_for(mode: str, *accounts: object, **extra: object) -> MailSettings:
     base = mail_settings(*accounts, **extra)  # type: ignore[arg-type]
-    return base.model_copy(update={"mode": mode})
+    return base.model_copy(update={"mode": Mode(mode)})
 
 
 def layout(root: Path) -> set[tuple[str, str]]:
@@ -111,15 +112,15 @@ def test_incremental_across_modes(
 
 @pytest.mark.needs_dovecot
 def test_mail_mode_limits_are_checked_first(tmp_path: Path) -> None:
-    from modes._exceptions import ModeError
+    from foundation.errors import ModeError
 
     with pytest.raises(ModeError, match="worker processes"):
         acct = AccountSettings(
             name="x", host="127.0.0.1", security="plain", username="x", connections=64
         )
-        run_backup(MailSettings(mode="processes", accounts=(acct, acct)), [], tmp_path)
+        run_backup(MailSettings(mode=Mode.PROCESSES, accounts=(acct, acct)), [], tmp_path)
     with pytest.raises(ModeError, match="imaplib"):
-        run_backup(MailSettings(mode="threads", imap_client="aioimaplib"), [], tmp_path)
+        run_backup(MailSettings(mode=Mode.THREADS, imap_client="aioimaplib"), [], tmp_path)
     assert not any(tmp_path.iterdir())
 
 

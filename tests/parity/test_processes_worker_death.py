@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from modes.worker_pipe import PipeSender, death_note
+from foundation.worker_pipe import PipeSender, death_note
 from tests.fixtures.imap import FreshImapAccount
 from tests.fixtures.proxy import ProxyFactory
 from tests.fixtures.web import WebSite
@@ -37,7 +37,7 @@ from tests.integration._mailsync_helpers import (
 from tests.integration.crawl_support import check_archive, pages
 
 ROOT = Path(__file__).resolve().parents[2]
-EXIT_WORKER_DIED = 1  # crawler.cli: WorkerDiedError, not the user's input (2 is usage)
+EXIT_WORKER_DIED = 1  # fetchlab.crawl_cli: WorkerDiedError, not the user's input (2 is usage)
 END_WITHIN = 15.0  # seconds from the kill to the command's own exit
 
 
@@ -134,7 +134,7 @@ def _one_clean_line(err: str, *needles: str) -> str:
 # -- the crawler ----------
 def _crawl_argv(*args: str) -> list[str]:
     flags = ["--concurrency", "4", "--per-host", "4", "--parse-workers", "0", "--no-progress"]
-    return [sys.executable, "-m", "crawler.cli", "crawl", *args, *flags]
+    return [sys.executable, "-m", "fetchlab.crawl_cli", "crawl", *args, *flags]
 
 
 def _rows(out: Path) -> int:
@@ -191,7 +191,7 @@ def _mail_settings(path: Path, proxy_port: int, user: str, mode: str) -> Path:
 
 
 def _mailsync(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mailsync.cli", *args]
+    return [sys.executable, "-m", "fetchlab.mail_cli", *args]
 
 
 def _messages(root: Path) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modes._exceptions import UsageError
+from foundation.errors import UsageError
 from testbed.corpus import (
     DEFAULT_FOLDERS,
     MALFORMED_KINDS,

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from crawler.core.decode import SUPPORTED_ENCODINGS, decode_body
-from modes._exceptions import DecodeError
+from foundation.errors import DecodeError
 
 PAYLOAD = b"<html><body>" + b"fetchlab " * 5000 + os.urandom(2000) + b"</body></html>"
 MIB = 1 << 20

@@ -19,7 +19,7 @@ from crawler.core.flow import (
 )
 from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules, rules_from_response
-from modes._exceptions import ConnectError, FetchError, FetchTimeout
+from foundation.errors import ConnectError, FetchError, FetchTimeout
 
 BASE = "http://a.test"
 UA = "testbot"

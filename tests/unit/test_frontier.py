@@ -18,7 +18,7 @@ import pytest
 
 from crawler.core.frontier import Frontier, FrontierCounts, FrontierItem, MemoryFrontier, NewURL
 from crawler.frontier_sqlite import SqliteFrontier
-from modes._exceptions import CorruptArchiveError, StorageError
+from foundation.errors import CorruptArchiveError, StorageError
 
 ROOT = Path(__file__).resolve().parents[2]
 

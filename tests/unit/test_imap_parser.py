@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation import ImapProtocolError
 from mailsync.core import parser as _parser_mod
 from mailsync.core.parser import (
     Capability,
@@ -25,7 +26,6 @@ from mailsync.core.parser import (
     capabilities_in,
     parse_internaldate,
 )
-from modes import ImapProtocolError
 
 DATA = Path(__file__).parent / "data" / "imap"
 

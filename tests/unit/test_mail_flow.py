@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from foundation.errors import FolderGone, ImapCommandError, ImapConnectError, ImapTLSError
 from mailsync.core import flow
 from mailsync.core.parser import FetchResp, ResponseParser, Tagged
 from mailsync.core.plan import FolderState, LocalMsg
 from mailsync.transports.native import translate_connect_error
-from modes._exceptions import FolderGone, ImapCommandError, ImapConnectError, ImapTLSError
 
 
 def result(wire: bytes) -> flow.CommandResult:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from modes.bench.exp_crawl import steady_rate
-from modes.bench.grid import Cell, RunResult, summarize
-from modes.bench.report import PUBLISHED, markdown
-from modes.bench.sections import FULL, QUICK
+from fetchlab.bench.exp_crawl import steady_rate
+from fetchlab.bench.grid import Cell, RunResult, summarize
+from fetchlab.bench.report import PUBLISHED, markdown
+from fetchlab.bench.sections import FULL, QUICK
 
 
 def run(cell: Cell, repeat: int, wall: float, *, items: int = 100, **kw: object) -> RunResult:

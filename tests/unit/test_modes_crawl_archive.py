@@ -12,6 +12,7 @@ from warcio.archiveiterator import ArchiveIterator
 from crawler.cdxj import build_index, lookup
 from crawler.core.flow import FetchResult
 from crawler.pages import iter_pages, last_complete_line
+from crawler.pages_commit import PagesCommitter
 from crawler.warc import (
     ArchiveJob,
     ArchiveWriter,
@@ -21,9 +22,8 @@ from crawler.warc import (
     warc_series,
     worker_warc_name,
 )
-from modes.crawl_archive import WorkerArchive
-from modes.crawl_commit import PagesCommitter
-from modes.crawl_processes import LinkFilter, host_shares
+from crawler.worker_archive import WorkerArchive
+from drivers.crawl_processes import LinkFilter, host_shares
 
 
 def hop(url: str, body: bytes) -> FetchResult:

@@ -8,18 +8,17 @@ from pathlib import Path
 
 import pytest
 
-import crawler.engine
-import modes.crawl_coordinator
+import drivers.crawl_asyncio
+import drivers.crawl_coordinator
 from crawler.core.flow import FetchResult, Outcome
 from crawler.core.frontier import FrontierItem, MemoryFrontier
 from crawler.core.parse import ParsedPage
-from crawler.pages import PAGE_FIELDS
+from crawler.pages import PAGE_FIELDS, page_row
 from crawler.settings import CrawlerSettings
-from modes import gevent_entry
-from modes._exceptions import ModeError
-from modes.crawl_common import page_row
-from modes.dispatch import MODES, check_crawl_mode, crawl_processes, run_crawl
-from modes.threads_util import (
+from drivers import gevent_entry
+from drivers.dispatch import MODES, check_crawl_mode, crawl_processes, run_crawl
+from foundation.errors import ModeError
+from foundation.limits import (
     MAX_THREADS,
     WARN_THREADS,
     check_gevent_installed,
@@ -74,7 +73,7 @@ def test_gevent_entry_without_gevent_names_the_extra(monkeypatch: pytest.MonkeyP
     # a None entry in sys.modules makes `import gevent` fail: nothing gets patched here
     monkeypatch.setitem(sys.modules, "gevent", None)
     with pytest.raises(ModeError, match=r"fetchlab\[gevent\]"):
-        gevent_entry.main(["modes.crawl_gevent:main", "job.json"])
+        gevent_entry.main(["drivers.crawl_gevent:main", "job.json"])
 
 
 def test_gevent_entry_usage() -> None:
@@ -113,7 +112,7 @@ def test_processes_count_from_environment(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_checkpoint_key_is_the_engines() -> None:
     # resumable by any mode: both drivers keep the same pages checkpoint
-    assert modes.crawl_coordinator.CHECKPOINT_KEY == crawler.engine.CHECKPOINT_KEY
+    assert drivers.crawl_coordinator.CHECKPOINT_KEY == drivers.crawl_asyncio.CHECKPOINT_KEY
 
 
 def test_page_row_has_the_engines_fields() -> None:
@@ -146,9 +145,9 @@ def test_drivers_handle_every_effect_of_the_flows() -> None:
 
     import crawler.core.flow
     import mailsync.core.flow
-    from modes import crawl_common, mail_blocking
+    from drivers import crawl_blocking, mail_blocking
 
-    assert set(get_args(crawler.core.flow.Effect)) == set(crawl_common.HANDLED_EFFECTS)
+    assert set(get_args(crawler.core.flow.Effect)) == set(crawl_blocking.HANDLED_EFFECTS)
     assert set(get_args(mailsync.core.flow.Effect)) == set(mail_blocking.HANDLED_EFFECTS)
 
 
@@ -157,7 +156,7 @@ def test_gevent_entry_imports_nothing_to_patch_before_patching() -> None:
     import subprocess
 
     code = (
-        "import sys, modes.gevent_entry; "
+        "import sys, drivers.gevent_entry; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('socket', 'ssl', 'threading', 'asyncio', 'selectors')))"
     )

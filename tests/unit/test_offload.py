@@ -10,7 +10,7 @@ from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 import psutil
 import pytest
 
-from modes.offload import BatchOffload
+from foundation.offload import BatchOffload
 
 
 def square(x: int) -> int:

@@ -255,7 +255,7 @@ def test_checkpoint_never_passes_an_unmarked_line(
     assert f.counts().queued == f.counts().leased == 0
 
 
-# -- the file and meta steps (modes.crawl_commit) ---------------------------------------------
+# -- the file and meta steps (crawler.pages_commit) ---------------------------------------------
 
 
 def test_resume_checkpoint_reads_after_the_saved_offset(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from crawler.core.frontier import NewURL
 from crawler.core.urls import host_key
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.warc import ArchiveJob, ArchiveWriter, gzip_member, payload_digest, warc_files
-from modes._exceptions import InvalidURLError
+from foundation.errors import InvalidURLError
 
 URLS = [
     "http://a.com",

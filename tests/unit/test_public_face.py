@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import modes
-from modes import _exceptions
+import foundation
+from foundation import errors as _exceptions
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNED = {
@@ -33,7 +33,7 @@ BANNED = {
 
 def test_error_tree_exported() -> None:
     for name in _exceptions.__all__:
-        assert getattr(modes, name) is getattr(_exceptions, name)
+        assert getattr(foundation, name) is getattr(_exceptions, name)
         assert issubclass(getattr(_exceptions, name), _exceptions.FetchlabError)
 
 
@@ -66,11 +66,16 @@ def test_core_is_pure(core: str) -> None:
     [
         "crawler",
         "mailsync",
-        "modes",
+        "foundation",
+        "drivers",
+        "drivers.dispatch",
+        "fetchlab",
+        "fetchlab.crawl_cli",
+        "fetchlab.mail_cli",
         "testbed",
-        "modes.settings",
-        "modes.offload",
-        "modes.progress",
+        "fetchlab.settings",
+        "foundation.offload",
+        "foundation.progress",
     ],
 )
 def test_modules_import(module: str) -> None:

@@ -7,7 +7,7 @@ import email.utils
 import pytest
 
 from crawler.core.retry import RetryPolicy, is_retryable_status, parse_retry_after
-from modes._exceptions import (
+from foundation.errors import (
     BodyTooLarge,
     ConnectError,
     ConnectionLost,

@@ -24,7 +24,7 @@ from crawler.core.robots import (
     robots_url,
     rules_from_response,
 )
-from modes._exceptions import InvalidURLError
+from foundation.errors import InvalidURLError
 
 
 class Case(NamedTuple):

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modes._exceptions import SettingsError
-from modes.settings import load_settings
+from fetchlab.settings import load_settings
+from foundation.errors import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_settings_path_from_env(tmp_path: Path) -> None:
 def test_frozen(tmp_path: Path) -> None:
     s = load_settings(None, env={})
     with pytest.raises(ValidationError):
-        s.crawler.concurrency = 3  # type: ignore[misc]
+        s.crawler.concurrency = 3
 
 
 def test_every_problem_named_with_key_and_file(tmp_path: Path) -> None:

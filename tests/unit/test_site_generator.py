@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from protego import Protego
 
-from modes._exceptions import TestbedError
+from foundation.errors import TestbedError
 from testbed.nginx import render_nginx_conf
 from testbed.site import SiteInfo, generate_site, load_site_info
 from tests.fixtures.web import reference_links

@@ -17,9 +17,10 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "format", "--check", "."],
         ["ruff", "check", "."],
-        ["mypy", "crawler", "mailsync", "modes", "testbed"],
+        ["mypy", "foundation", "crawler", "mailsync", "drivers", "fetchlab", "testbed", "tests"],
+        ["lint-imports"],
     ],
-    ids=["ruff-format", "ruff-lint", "mypy-strict"],
+    ids=["ruff-format", "ruff-lint", "mypy-strict", "import-layers"],
 )
 @pytest.mark.timeout(600)
 def test_static_check(argv: list[str]) -> None:

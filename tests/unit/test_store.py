@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import StorageError
 from mailsync.state import FolderRecord, MessageRow, StateDB
 from mailsync.store import AccountArchive, MaildirStore, SpillSink
-from modes._exceptions import StorageError
 
 BODY = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 

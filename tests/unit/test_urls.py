@@ -22,7 +22,7 @@ from crawler.core.urls import (
     read_url_lines,
     registered_domain,
 )
-from modes._exceptions import InvalidURLError, UnsupportedSchemeError
+from foundation.errors import InvalidURLError, UnsupportedSchemeError
 
 CANONICAL = [
     # (input, base, expected)

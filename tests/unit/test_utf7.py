@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from foundation import ImapProtocolError
 from mailsync.core.utf7 import decode_mailbox_name, decode_mutf7, encode_mutf7
-from modes import ImapProtocolError
 
 KNOWN = [
     ("INBOX", b"INBOX"),

@@ -1,0 +1,66 @@
+"""One URL's result as it travels from whoever fetched it to whoever commits it.
+
+A worker (an asyncio task, a thread, a greenlet, the sequential loop, or a coroutine in a worker
+process) turns a :class:`~crawler.core.frontier.FrontierItem` into a :class:`Work`: the flow's
+outcome and the parsed page. In the processes mode each worker writes its own WARC records and
+sends an :class:`ArchivedWork` instead. Both are picklable: they cross process boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crawler.core.flow import Outcome, parse_any
+from crawler.core.frontier import FrontierItem
+from crawler.core.parse import ParsedPage, ParseInput
+from crawler.core.robots import RobotsRules
+from crawler.page_steps import parse_input, wants_parse
+from crawler.settings import CrawlerSettings
+
+__all__ = ["ArchivedWork", "Work", "parse_outcome"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One URL's result, from a worker to the coordinator (picklable: crosses processes)."""
+
+    item: FrontierItem
+    outcome: Outcome
+    parsed: ParsedPage | None
+    # robots.txt verdicts fetched while crawling this URL (the coordinator seeds sitemaps)
+    robots: tuple[tuple[str, RobotsRules], ...] = ()
+
+
+@dataclass(frozen=True)
+class ArchivedWork:
+    """One URL whose records a worker process already wrote to its own WARC series: what the
+    coordinator needs to commit it, without the bodies (:mod:`drivers.crawl_processes`)."""
+
+    item: FrontierItem
+    worker: int
+    # the pages.jsonl row, WARC fields included; None: nothing archived, retry the URL later
+    row: dict[str, Any] | None
+    links: tuple[str, ...] = ()  # links to add to the frontier (empty when not following)
+    sitemap: bool = False  # the links come from a sitemap (added at the item's own depth)
+    robots: tuple[tuple[str, RobotsRules], ...] = ()
+    # (payload digest, target URI, WARC-Date, offset) of each response record written: the
+    # coordinator adds them to the shared digest index once the row is committed
+    digests: tuple[tuple[str, str, str, int], ...] = ()
+    retries: int = 0
+    retry_later: float | None = None
+    responses: int = 0
+    body_bytes: int = 0
+
+
+def parse_outcome(
+    settings: CrawlerSettings,
+    outcome: Outcome,
+    parse_fn: Callable[[ParseInput], ParsedPage] = parse_any,
+) -> ParsedPage | None:
+    """Parse the final response when the engine would; None when it would not."""
+    final = outcome.final
+    if final is None or not 200 <= final.status < 300 or not wants_parse(settings, final):
+        return None
+    return parse_fn(parse_input(settings, final))

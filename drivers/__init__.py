@@ -1,0 +1,1 @@
+"""The mode drivers: each maps the tools' effects onto one concurrency primitive."""

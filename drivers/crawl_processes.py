@@ -1,0 +1,424 @@
+"""``--mode processes``: "processes plus coroutines". P worker processes, each an asyncio loop
+with its own aiohttp session, fetch, parse and **write their own WARC series**; this process
+coordinates (frontier, politeness grants, pages.jsonl).
+
+Partitioning, politeness exact (the choice, and why):
+
+- The coordinator already holds every host to ``per_host`` URLs in flight in total (each URL's
+  flow does one request at a time), so concurrency per host is exact whatever the routing.
+- A host starts *pinned* to worker ``crc32(host) % P``: its robots.txt is fetched once, there.
+  When its verdict comes back with no Crawl-delay (and ``delay`` is 0 and ``per_host >= P``) the
+  host is *spread*: each URL goes to the least-loaded worker that has room in its share of the
+  host's slots (worker k gets ``per_host // P``, plus one for k < ``per_host % P``), and the
+  verdict is shipped to a worker before its first URL of that host, so robots.txt is fetched
+  once (per expiry); with ``robots`` off a host is spread from its first URL. A worker holds at
+  most its share of the host's requests, so its connection pool never opens more than that
+  share: the host sees at most ``per_host`` connections in total.
+  While pinned, the host gets only the pinned worker's share, for the same reason (so does a
+  host whose robots.txt gave only a temporary verdict, until a lasting one comes).
+- A host with a delay (``delay`` or a robots.txt Crawl-delay) stays pinned: one worker's slot
+  table spaces its requests exactly, and a delay already caps the host far below one worker's
+  speed. So does every host when ``per_host < P``.
+- A 429/503 back-off (Retry-After) pauses the host in the worker that got it at once, and in the
+  others a message later (the coordinator forwards it; requests already started finish).
+
+Archive: each worker writes its records to ``warc/fetchlab-w{N}-*.warc.gz``
+(:class:`~crawler.worker_archive.WorkerArchive`, flushed to the OS) and then sends the coordinator a
+small :class:`~drivers.crawl_blocking.ArchivedWork` (the row, the links, the digests); the
+coordinator adds the links, writes the pages.jsonl line, marks the URL done, in each worker's
+write order: a URL is complete only once its records are written. Workers ignore SIGINT: Ctrl-C
+is the coordinator's to handle.
+
+A worker that dies (SIGKILL, the OOM killer, a crash) ends the crawl at once with a
+:class:`~foundation.errors.WorkerDiedError` naming it, its PID and its signal or exit status; the
+other workers are killed (what they finish could not be committed) and the next run's repair cuts
+the records no pages.jsonl line names, so ``--resume``, in any mode, finishes the crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import signal
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any, cast
+
+from crawler.core.frontier import FrontierItem
+from crawler.core.robots import RobotsRules
+from crawler.core.urls import Scope
+from crawler.page_steps import ROBOTS_CACHE, LinkFilter, follows_links, sitemap_links
+from crawler.pages import page_row
+from crawler.settings import CrawlerSettings
+from crawler.transports.aiohttp_fetch import AiohttpFetcher
+from crawler.work import ArchivedWork, Work
+from crawler.worker_archive import WorkerArchive
+from drivers.crawl_async_effects import AsyncEffects
+from foundation.errors import ModeError, WorkerDiedError
+from foundation.limits import check_process_count
+from foundation.runtime import raise_nofile_limit, run
+from foundation.worker_pipe import PipeSender, death_note
+
+# what the workers use, imported once in the fork server (surt and uvloop load lazily elsewhere)
+PRELOAD = ("drivers.crawl_processes", "surt", "uvloop")
+SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
+DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the others get a turn)
+
+__all__ = [
+    "AsyncEffects",  # re-exported from drivers.crawl_async_effects
+    "LinkFilter",  # re-exported from crawler.page_steps
+    "ProcessBackend",
+    "archive_work",
+    "host_shares",
+    "worker_main",
+]
+
+
+# -- the worker process ----------
+# A worker filters the links it sends with its own LinkFilter: only new in-scope links cross to
+# the coordinator, whose own filter stays the one that decides (this one saves the IPC and the
+# coordinator's CPU: a page's ~40 links are mostly known).
+
+
+def archive_work(
+    settings: CrawlerSettings,
+    work: Work,
+    archive: WorkerArchive,
+    links: Callable[[tuple[str, ...]], tuple[str, ...]] = tuple,
+) -> ArchivedWork:
+    """Write one URL's records (unless it is to be retried) and say where they are; ``links``
+    picks the page's links to send (all of them by default)."""
+    item, outcome, parsed = work.item, work.outcome, work.parsed
+    if outcome.retry_later is not None and item.attempts < settings.retries:
+        return ArchivedWork(
+            item,
+            archive.worker,
+            None,
+            robots=work.robots,
+            retries=outcome.retries,
+            retry_later=outcome.retry_later,
+        )
+    row, _ = page_row(item, outcome, parsed)
+    final = outcome.final
+    follow = follows_links(settings, outcome, parsed)
+    rec = archive.write_records(outcome.hops)
+    if rec.sha1 is not None:
+        row["sha1"] = rec.sha1
+    # the same keys, in the same order, as crawler.warc.ArchiveWriter.write adds them
+    row["revisit"] = rec.revisit
+    row["warc"] = rec.warc
+    row["warc_offset"] = rec.start
+    row["warc_end"] = rec.end
+    return ArchivedWork(
+        item,
+        archive.worker,
+        row,
+        links=links(parsed.links) if follow and parsed is not None else (),
+        sitemap=final is not None and sitemap_links(settings, final),
+        robots=work.robots,
+        digests=rec.digests,
+        retries=outcome.retries,
+        responses=len(outcome.hops),
+        body_bytes=sum(len(h.body) for h in outcome.hops),
+    )
+
+
+def worker_main(
+    settings: CrawlerSettings,
+    scope: Scope | None,
+    index: int,
+    inq: Any,
+    outq: Connection,
+    concurrency: int,
+) -> None:
+    """Top-level (picklable) body of worker process ``index``; results leave on ``outq``, this
+    worker's own pipe (see :mod:`foundation.worker_pipe`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the loop hands results to the sender's thread: at the default 5 ms interval each
+    # hand-off waited for the GIL (cProfile: 0.4 ms per put)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    sender = PipeSender(outq, "crawl-outbox")
+    try:
+        run(_worker(settings, scope, index, inq, sender, concurrency), settings.loop)
+    finally:
+        sender.close()
+
+
+async def _worker(
+    settings: CrawlerSettings,
+    scope: Scope | None,
+    index: int,
+    inq: Any,
+    outq: PipeSender,
+    concurrency: int,
+) -> None:
+    raise_nofile_limit(concurrency + 256)
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[list[object] | None] = asyncio.Queue()
+
+    def reader() -> None:  # blocking pipe reads stay off the loop, and never wait for it
+        while True:
+            try:
+                batch = inq.recv()
+            except EOFError:
+                batch = None
+            loop.call_soon_threadsafe(inbox.put_nowait, batch)
+            if batch is None:
+                return
+
+    threading.Thread(target=reader, name="crawl-inbox", daemon=True).start()
+    archive = WorkerArchive(
+        settings.out,
+        index,
+        max_file_bytes=settings.warc_max_bytes,
+        gzip_level=settings.warc_gzip_level,
+    )
+    try:
+        archive.open()
+    except Exception as exc:
+        outq.put([("error", "(opening the archive)", f"{type(exc).__name__}: {exc}")])
+        return
+    fetcher = AiohttpFetcher(
+        concurrency=concurrency, per_host=settings.per_host, timeout=settings.timeout
+    )
+    tasks: set[asyncio.Task[None]] = set()
+    link_filter = LinkFilter(scope)
+    # results of one loop tick leave in one message (IPC costs per message, not per byte here)
+    out: list[object] = []
+
+    def send() -> None:
+        batch = out.copy()
+        out.clear()
+        outq.put(batch)
+
+    def emit(result: object) -> None:
+        if not out:
+            loop.call_soon(send)
+        out.append(result)
+
+    effects = AsyncEffects(
+        settings, scope, fetcher, on_backoff=lambda host, until: emit(("backoff", host, until))
+    )
+
+    async def one(item: FrontierItem) -> None:
+        try:
+            work = await effects.crawl(item)
+            # written and queued with no await between: results leave in write order
+            emit(archive_work(settings, work, archive, link_filter))
+        except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
+            emit(("error", item.url, f"{type(exc).__name__}: {exc}"))
+
+    try:
+        while (batch := await inbox.get()) is not None:
+            for msg in batch:
+                if isinstance(msg, FrontierItem):
+                    task = asyncio.create_task(one(msg))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                elif msg[0] == "robots":  # type: ignore[index]
+                    _, host, rules = cast(tuple[str, str, RobotsRules], msg)
+                    effects.install_robots(host, rules)
+                else:
+                    _, host, until = cast(tuple[str, str, float], msg)
+                    effects.backoff(host, until)
+        if tasks:
+            await asyncio.gather(*tasks)
+        await asyncio.sleep(0)  # the last send() runs
+    finally:
+        await fetcher.aclose()
+        archive.close()
+
+
+# -- the coordinator's side ----------
+def host_shares(per_host: int, workers: int) -> list[int]:
+    """Each worker's share of one spread host's ``per_host`` slots (they sum to ``per_host``)."""
+    return [per_host // workers + (k < per_host % workers) for k in range(workers)]
+
+
+class ProcessBackend:
+    """Starts the workers, routes URLs (see the module docstring), collects their results."""
+
+    writes_records = True  # the coordinator commits ArchivedWork, it writes no records itself
+
+    def __init__(self, settings: CrawlerSettings, scope: Scope | None, workers: int) -> None:
+        self.capacity = settings.concurrency
+        self._n = check_process_count(workers)
+        self._per_host = settings.per_host
+        self._shares = host_shares(settings.per_host, self._n)
+        self._can_spread = self._n > 1 and settings.delay == 0 and settings.per_host >= self._n
+        self._robots = settings.robots
+        self._ua = settings.user_agent
+        self._spread: dict[str, RobotsRules | None] = {}  # host -> verdict to ship
+        self._pinned: dict[str, None] = {}  # hosts with a Crawl-delay: one worker's for good
+        self._shipped: list[set[str]] = [set() for _ in range(self._n)]
+        self._load = [0] * self._n
+        self._host_load: dict[str, list[int]] = {}
+        ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
+        # the fork server imports the worker's modules once and forks every worker from it:
+        # each worker otherwise spent ~0.45 s of CPU importing aiohttp, lexbor & co. (no effect
+        # when this process already started its fork server)
+        ctx.set_forkserver_preload(list(PRELOAD))
+        # to each worker a pipe its reader thread drains at once (so sending never blocks for
+        # long), batched per dispatch round; back, a pipe from each (see foundation.worker_pipe: a
+        # worker that dies is then seen at once, by name, and cannot jam the others)
+        pipes = [ctx.Pipe(duplex=False) for _ in range(self._n)]
+        backs = [ctx.Pipe(duplex=False) for _ in range(self._n)]
+        self._inqs = [w for _, w in pipes]
+        self._outqs = [r for r, _ in backs]
+        self._theirs = [r for r, _ in pipes] + [w for _, w in backs]
+        self._outbox: list[list[object]] = [[] for _ in range(self._n)]
+        self._switch = sys.getswitchinterval()
+        self._died = False
+        self._out = settings.out
+        self._procs = [
+            ctx.Process(
+                target=worker_main,
+                args=(settings, scope, k, pipes[k][0], backs[k][1], settings.concurrency),
+                name=f"crawl-worker-{k}",
+                daemon=True,
+            )
+            for k in range(self._n)
+        ]
+
+    def start(self) -> None:
+        # this process hands the GIL to the queue's reader as often as the workers do
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        for proc in self._procs:
+            proc.start()
+        for end in self._theirs:  # the workers hold their own copies now
+            end.close()
+
+    def _pin(self, host: str) -> int:
+        return zlib.crc32(host.encode()) % self._n
+
+    def host_limit(self, host: str) -> int:
+        """How many URLs of ``host`` may be in flight across all workers now."""
+        if host in self._spread or host in self._pinned or not self._can_spread:
+            return self._per_host
+        if not self._robots:
+            return self._per_host
+        return self._shares[self._pin(host)]  # pinned until its robots.txt verdict is known
+
+    def submit(self, item: FrontierItem) -> None:
+        host = item.host
+        if self._can_spread and not self._robots and host not in self._spread:
+            self._spread[host] = None
+        loads = self._host_load.setdefault(host, [0] * self._n)
+        if host in self._spread:
+            free = [k for k in range(self._n) if loads[k] < self._shares[k]]
+            # the coordinator keeps the host under per_host, so some share has room
+            k = min(free, key=self._load.__getitem__) if free else self._pin(host)
+            rules = self._spread[host]
+            if rules is not None and host not in self._shipped[k]:
+                self._shipped[k].add(host)
+                self._outbox[k].append(("robots", host, rules))
+        else:
+            k = self._pin(host)
+        loads[k] += 1
+        self._load[k] += 1
+        self._outbox[k].append(item)
+
+    def _send(self) -> None:
+        for k, box in enumerate(self._outbox):
+            if box:
+                try:
+                    self._inqs[k].send(box)
+                except OSError:  # its end of the pipe is closed: the worker is gone
+                    raise self._death(k) from None
+                self._outbox[k] = []
+
+    def _death(self, k: int) -> WorkerDiedError:
+        """The error that ends the crawl when worker ``k`` died; the others are then stopped
+        at once by :meth:`close` (nothing they finish can be committed any more)."""
+        self._died = True
+        note = death_note(f"crawl worker {k}", self._procs[k])
+        return WorkerDiedError(
+            f"{note}; the archive is consistent: resume with crawler crawl --resume {self._out}"
+        )
+
+    def _take(self, batch: list[object], out: list[ArchivedWork]) -> None:
+        for got in batch:
+            if isinstance(got, tuple) and got[0] == "backoff":
+                self._backoff(got[1], got[2])
+            else:
+                out.append(self._take_one(got))
+
+    def _backoff(self, host: str, until: float) -> None:
+        """A worker got a 429/503 with a pause: the host's other workers pause too."""
+        if host not in self._spread:
+            return  # a pinned host lives in one worker, which knows already
+        for k in range(self._n):
+            self._outbox[k].append(("backoff", host, until))
+
+    def _take_one(self, got: object) -> ArchivedWork:
+        if not isinstance(got, ArchivedWork):
+            raise ModeError(f"a crawl worker process failed on {got[1]}: {got[2]}")  # type: ignore[index]
+        k, host = got.worker, got.item.host
+        self._load[k] -= 1
+        loads = self._host_load[host]
+        loads[k] -= 1
+        if not any(loads):
+            del self._host_load[host]
+        for rhost, rules in got.robots:
+            self._learn(rhost, rules)
+        return got
+
+    def _learn(self, host: str, rules: RobotsRules) -> None:
+        if not self._can_spread or host in self._spread or host in self._pinned:
+            return
+        if rules.crawl_delay(self._ua):
+            self._pinned[host] = None
+        elif not rules.temporary:  # a verdict that expires soon is not worth shipping
+            self._spread[host] = rules
+            self._shipped[self._pin(host)].add(host)
+        # bounded like the workers' robots caches: a host forgotten here goes back to its
+        # pinned worker (which knows its verdict), the polite side of the choice
+        for known in (self._spread, self._pinned):
+            if len(known) > ROBOTS_CACHE:
+                old = next(iter(known))
+                del known[old]
+                for shipped in self._shipped:
+                    shipped.discard(old)
+
+    def results(self, timeout: float) -> list[ArchivedWork]:
+        self._send()
+        out: list[ArchivedWork] = []
+        # a worker that dies closes its pipe: end-of-file makes the pipe ready, so a death is
+        # seen here at once, after whatever it had sent whole
+        for conn in wait(self._outqs, timeout):
+            assert isinstance(conn, Connection)
+            k = self._outqs.index(conn)
+            try:
+                for _ in range(DRAIN):
+                    self._take(conn.recv(), out)
+                    if not conn.poll():
+                        break
+            except (EOFError, OSError):
+                raise self._death(k) from None
+        return out
+
+    def close(self, abandon: bool) -> None:
+        abandon = abandon or self._died
+        for k, inq in enumerate(self._inqs):
+            with contextlib.suppress(OSError, ValueError):
+                if not abandon and self._outbox[k]:
+                    inq.send(self._outbox[k])
+                inq.send(None)
+        # after a death, no wait: what the others finish could not be committed (its records
+        # are cut off by the repair of the next run, like those of the dead worker)
+        deadline = time.monotonic() + (0.0 if self._died else 2.0 if abandon else 30.0)
+        for proc in self._procs:
+            if proc.pid is None:
+                continue
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for conn in (*self._inqs, *self._outqs):
+            conn.close()
+        sys.setswitchinterval(self._switch)

@@ -1,0 +1,397 @@
+"""The asyncio engine's account side: connections, the folder queue, helpers and retries.
+
+Each account opens one connection for LIST + a pipelined STATUS of all folders, then up to
+``connections`` workers take folders (largest first) from a queue, each on its own connection.
+A worker whose queue is empty helps the folder with the most body FETCHes left: it EXAMINEs that
+folder too and becomes one more lane of its :class:`~drivers.mail_asyncio_folder.FetchLanes`, so the
+last big folder is not left to a single connection.
+
+Connecting is retried with exponential backoff for transient failures (refused, reset, timed
+out), never for a wrong password or an untrusted certificate; a connection dropped mid-folder is
+reopened the same way and the folder restarts from the state, which already holds every batch
+written so far: nothing is fetched twice, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from drivers.mail_asyncio_folder import (
+    AccountReport,
+    FetchLanes,
+    FolderEffects,
+    HeaderOffload,
+    SessionFactory,
+)
+from foundation.errors import (
+    FolderGone,
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    ImapUnknownHost,
+    MailError,
+    ModeError,
+    StorageError,
+)
+from mailsync.auth import Secret, get_secret
+from mailsync.core import commands, flow
+from mailsync.core.plan import FolderState
+from mailsync.effects import backoff_delay
+from mailsync.settings import AccountSettings, MailSettings
+from mailsync.store import AccountArchive
+from mailsync.transports.base import ImapSession
+
+__all__ = ["AccountRun", "backoff_delay"]
+
+# messages in never-synced folders above which the header-parser pool is started at once
+_PRESTART_PARSER = 1000
+
+
+def _transient(exc: MailError) -> bool:
+    # retrying cannot make a certificate trusted, a password right or a host name resolve
+    return isinstance(exc, ImapConnectError) and not isinstance(exc, ImapTLSError | ImapUnknownHost)
+
+
+class _Once:
+    """Calls ``fn`` the first time it is called, then never again."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
+class AccountRun(FolderEffects):
+    """One account's backup: :meth:`run` returns its report (errors included, never raised)."""
+
+    def __init__(
+        self,
+        account: AccountSettings,
+        settings: MailSettings,
+        out: Path,
+        semaphore: asyncio.Semaphore,
+        offload: HeaderOffload,
+        factory: SessionFactory,
+    ) -> None:
+        self.account = account
+        self.settings = settings
+        self.archive = AccountArchive(out / account.name, fsync=settings.fsync)
+        self.sem = semaphore
+        self.offload = offload
+        self.factory = factory
+        self.report = AccountReport(account.name)
+        self.secret: Secret | None = None
+        self.sessions: list[ImapSession] = []
+        self.opts = flow.SyncOptions()
+        self.fetching: list[FetchLanes] = []  # folders with body FETCHes going: helpable
+        self._may_help = True
+        self._starting = 0  # folders taken from the queue that have not started fetching yet
+        self._change: asyncio.Event | None = None
+
+    # connections ------------------------------------------------------------------------------
+
+    async def _connect(self) -> ImapSession:
+        """A new session; transient failures are retried (``retries`` times, with backoff)."""
+        assert self.secret is not None
+        attempt = 0
+        while True:
+            try:
+                session = await self.factory(
+                    self.account, self.secret, self.settings, self.archive.root / ".spill"
+                )
+            except MailError as exc:
+                attempt += 1
+                if not _transient(exc) or attempt > self.settings.retries:
+                    raise
+                await asyncio.sleep(backoff_delay(attempt))
+                continue
+            self.sessions.append(session)
+            return session
+
+    def _tally(self) -> None:
+        for s in self.sessions:
+            self.report.commands += s.stats.commands
+            self.report.round_trips += s.stats.round_trips
+            self.report.wire_bytes += s.stats.wire_in
+        self.sessions.clear()
+
+    async def _close(self, session: ImapSession | None) -> None:
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.aclose()
+
+    async def _preopen(self) -> ImapSession:
+        """A connection holding one permit of the global semaphore."""
+        await self.sem.acquire()
+        try:
+            return await self._connect()
+        except BaseException:
+            self.sem.release()
+            raise
+
+    async def _drop_spare(self, task: asyncio.Task[ImapSession]) -> None:
+        if not task.done():
+            task.cancel()
+        try:
+            session = await task
+        except (asyncio.CancelledError, Exception):
+            return  # its permit was released by _preopen
+        await self._close(session)
+        self.sem.release()
+
+    # the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> AccountReport:
+        start = time.monotonic()
+        acct = self.account
+        try:
+            self.secret = await asyncio.to_thread(get_secret, acct)
+            await self.archive.open()
+            try:
+                await self._run()
+            finally:
+                await self.archive.aclose()
+        except (MailError, ModeError) as exc:
+            msg = str(exc)
+            prefix = f"account {acct.name}: "
+            self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
+        except StorageError as exc:
+            self.report.errors.append(f"account {acct.name}: archive: {exc}")
+        finally:
+            self._tally()
+            self.report.seconds = time.monotonic() - start
+        return self.report
+
+    async def _run(self) -> None:
+        records = await self.archive.run(self.archive.folder_records)
+        before = {
+            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
+            for name, r in records.items()
+        }
+        session = await self._preopen()
+        # a first backup will want every connection: open them while LIST/STATUS run (saves
+        # the login round trips on slow links); later runs open them only for changed folders
+        spares = (
+            [asyncio.create_task(self._preopen()) for _ in range(self.account.connections - 1)]
+            if not records
+            else []
+        )
+        try:
+            await self._discover_and_sync(session, before, spares)
+        finally:
+            for task in spares:
+                await self._drop_spare(task)
+            # bodies spilled for responses that were dropped (cut connection, failed folder)
+            await self.archive.run(self.archive.store.clear_spill)
+
+    async def _discover_and_sync(
+        self,
+        session: ImapSession,
+        before: dict[str, FolderState],
+        spares: list[asyncio.Task[ImapSession]],
+    ) -> None:
+        caps = session.capabilities
+        aioimaplib = self.settings.imap_client == "aioimaplib"
+        if aioimaplib:  # it drops the STATUS lines of a LIST-STATUS answer
+            caps = caps - {"LIST-STATUS"}
+        self.opts = flow.SyncOptions(
+            batch_messages=self.account.batch_messages,
+            batch_bytes=self.account.batch_bytes,
+            # aioimaplib serialises commands itself: one body FETCH at a time
+            pipeline_depth=1 if aioimaplib else self.settings.pipeline_depth,
+            condstore="CONDSTORE" in caps,
+            literal_plus="LITERAL+" in caps,
+            listing_chunk=500 if aioimaplib else None,
+        )
+        try:
+            jobs, gone = await self.drive(
+                flow.discover(caps, self.account.include, self.account.exclude, before),
+                session,
+                FetchLanes(),
+            )
+        except BaseException:
+            await self._close(session)
+            self.sem.release()
+            raise
+        if gone:
+            await self.archive.run(self._mark_folders_gone, gone)
+        todo = [j for j in jobs if not flow.is_unchanged(j, before)]
+        self.report.folders = len(jobs)
+        self.report.skipped = len(jobs) - len(todo)
+        self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
+        todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
+        first_time = sum(j.status.messages or 0 for j in todo if j.status and j.before is None)
+        if first_time > _PRESTART_PARSER:
+            self.offload.prestart()
+        queue = deque(todo)
+        if not queue:
+            await self._close(session)
+            self.sem.release()
+            return
+        # one folder per connection; a single big folder still gets every connection (helpers;
+        # not with aioimaplib, whose EXAMINE does not select)
+        self._may_help = not aioimaplib
+        count = self.account.connections if self._may_help else min(len(todo), len(queue))
+        workers = [asyncio.create_task(self._worker(session, queue))]
+        for _ in range(min(count, self.account.connections) - 1):
+            workers.append(
+                asyncio.create_task(self._worker(spares.pop() if spares else None, queue))
+            )
+        await asyncio.gather(*workers)
+
+    def _mark_folders_gone(self, names: list[str]) -> None:
+        self.archive.state.mark_folders_gone(names)
+        for name in names:
+            self.archive.state.mark_deleted(name, None, ())
+
+    async def _worker(
+        self,
+        initial: ImapSession | asyncio.Task[ImapSession] | None,
+        queue: deque[flow.FolderJob],
+    ) -> None:
+        """Take folders from the queue, then help others, on one connection (one permit)."""
+        session: ImapSession | None = None
+        if isinstance(initial, asyncio.Task):
+            try:
+                session = await initial
+            except MailError:
+                session = None  # _preopen gave its permit back: take one below
+            if session is None:
+                await self.sem.acquire()
+        elif initial is None:
+            await self.sem.acquire()
+        else:
+            session = initial
+        helped: list[FetchLanes] = []
+        try:
+            while True:
+                if queue:
+                    job = queue.popleft()
+                    self._starting += 1
+                    started = _Once(self._one_started)
+                    try:
+                        session = await self._sync_with_retries(session, job, started)
+                    finally:
+                        started()
+                    self.report.folders_done += 1
+                    continue
+                target = self._help_target(helped)
+                if target is not None:
+                    helped.append(target)
+                    session = await self._help(session, target)
+                elif self._starting and self._may_help:
+                    await self._wait_change()  # a folder may still start its body FETCHes
+                else:
+                    break
+        finally:
+            await self._close(session)
+            self.sem.release()
+
+    # helping ---------------------------------------------------------------------------------
+
+    def on_fetch_start(self, lanes: FetchLanes) -> None:
+        self.fetching.append(lanes)
+        if lanes.on_start is not None:
+            lanes.on_start()
+
+    def _one_started(self) -> None:
+        self._starting -= 1
+        if self._change is not None:  # wake the idle workers: something to help, or the end
+            self._change.set()
+            self._change = None
+
+    async def _wait_change(self) -> None:
+        if self._change is None:
+            self._change = asyncio.Event()
+        await self._change.wait()
+
+    def _help_target(self, helped: list[FetchLanes]) -> FetchLanes | None:
+        if not self._may_help:
+            return None
+        self.fetching = [f for f in self.fetching if f.queued]
+        candidates = [f for f in self.fetching if f.helpable and not any(f is h for h in helped)]
+        return max(candidates, key=lambda f: len(f.queued), default=None)
+
+    async def _help(self, session: ImapSession | None, lanes: FetchLanes) -> ImapSession | None:
+        """EXAMINE the folder of ``lanes`` on this connection and fetch some of its batches."""
+        try:
+            if session is None:
+                session = await self._connect()
+            (res,) = await session.pipeline(
+                [commands.examine(lanes.raw_name, literal_plus=self.opts.literal_plus)]
+            )
+        except MailError:
+            await self._close(session)
+            return None  # a helper only speeds things up: the folder goes on without it
+        uidvalidity = None
+        for resp in (*res.untagged, res.tagged):
+            uidvalidity = flow.code_int(resp, "UIDVALIDITY") or uidvalidity
+        if not res.ok or uidvalidity != lanes.uidvalidity or not lanes.queued:
+            return session
+        healthy = await asyncio.gather(*lanes.add_lane(session))
+        if all(healthy):
+            return session
+        await self._close(session)
+        return None
+
+    # one folder --------------------------------------------------------------------------------
+
+    async def _sync_with_retries(
+        self, session: ImapSession | None, job: flow.FolderJob, started: Callable[[], None]
+    ) -> ImapSession | None:
+        where = f"{self.account.name}/{job.name}"
+        attempt = 0
+        while True:
+            lanes = FetchLanes(job.raw_name, self.opts.pipeline_depth)
+            lanes.on_start = started
+            try:
+                if session is None:
+                    session = await self._connect()
+                result = await self.drive(flow.sync_folder(job, self.opts), session, lanes)
+            except ImapTLSError as exc:  # retrying cannot make a certificate trusted
+                await lanes.settle()
+                self.report.errors.append(f"{where}: {exc}")
+                return None
+            except FolderGone as exc:
+                await lanes.settle()
+                self.report.warnings.append(f"{where}: folder gone from the server ({exc.text})")
+                return session
+            except (ImapConnectError, ImapProtocolError) as exc:
+                await lanes.settle()
+                await self._close(session)
+                session = None
+                attempt += 1
+                if attempt > self.settings.retries:
+                    self.report.errors.append(f"{where}: {exc} (gave up after {attempt} tries)")
+                    return None
+                await asyncio.sleep(backoff_delay(attempt))
+                continue
+            except ImapAuthError as exc:
+                self.report.errors.append(f"{where}: {exc}")
+                await lanes.settle()
+                return session
+            except (ImapCommandError, StorageError) as exc:
+                await lanes.settle()
+                self.report.errors.append(f"{where}: {exc}")
+                return session
+            except BaseException:
+                await lanes.settle()
+                raise
+            self.report.synced += 1
+            self.report.flag_updates += result.flag_updates
+            self.report.gone += result.gone
+            if result.missing:
+                self.report.warnings.append(
+                    f"{where}: {len(result.missing)} messages vanished while fetching"
+                )
+            return session

@@ -1,0 +1,385 @@
+"""The blocking mailsync driver behind the threads, gevent and sequential modes.
+
+It drives the same generators as the asyncio engine (:func:`mailsync.core.flow.discover` and
+:func:`~mailsync.core.flow.sync_folder`) over the blocking imaplib transport
+(:mod:`mailsync.transports.imaplib_client`) and writes through the same
+:class:`~mailsync.store.AccountArchive` operations, so every mode leaves the same Maildirs and
+state rows and any mode resumes what another left. Accounts run side by side and each spreads its
+folders over ``connections`` workers (threads; greenlets when gevent has patched ``threading``;
+one after another in the sequential mode), every connection counted against one global
+``max_connections`` semaphore. Archive operations of an account are serialized by one lock: one
+writer at a time, "files durable, then rows committed" per batch, as in the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from foundation.errors import (
+    FolderGone,
+    ImapAuthError,
+    ImapCommandError,
+    ImapConnectError,
+    ImapProtocolError,
+    ImapTLSError,
+    MailError,
+    StorageError,
+)
+from mailsync import effects
+from mailsync.auth import Secret, get_secret
+from mailsync.core import flow
+from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.plan import FolderState
+from mailsync.report import AccountReport
+from mailsync.settings import AccountSettings, MailSettings
+from mailsync.store import AccountArchive
+from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
+
+__all__ = ["HANDLED_EFFECTS", "AccountRun", "BlockingKind", "backup_blocking"]
+
+BlockingKind = Literal["threads", "gevent", "sequential"]
+_R = TypeVar("_R")
+# every effect of mailsync.core.flow this driver performs (a unit test compares it with the flow)
+HANDLED_EFFECTS = (
+    flow.Send,
+    flow.StartFetch,
+    flow.NextFetch,
+    flow.LoadFolder,
+    flow.StoreBatch,
+    flow.UpdateFlags,
+    flow.MarkGone,
+    flow.NewGeneration,
+    flow.SaveFolder,
+)
+
+
+class _Window:
+    """The sliding window of body FETCHes (:class:`flow.StartFetch` / :class:`flow.NextFetch`)."""
+
+    def __init__(self) -> None:
+        self.queued: deque[flow.Command] = deque()
+        self.inflight: deque[str] = deque()
+
+    def launch(self, session: ImaplibSession) -> None:
+        if self.queued:
+            command = self.queued.popleft()
+            if not isinstance(command, bytes):
+                raise ImapProtocolError("a body FETCH with literal parts cannot be windowed")
+            self.inflight.append(session.send(command))
+
+
+class AccountRun:
+    def __init__(
+        self,
+        account: AccountSettings,
+        settings: MailSettings,
+        out: Path,
+        semaphore: threading.BoundedSemaphore,
+        kind: BlockingKind,
+    ) -> None:
+        self.account = account
+        self.settings = settings
+        self.kind = kind
+        self.archive = AccountArchive(out / account.name, fsync=settings.fsync)
+        self.sem = semaphore
+        self.report = AccountReport(account.name)
+        self.secret: Secret | None = None
+        self.opts = flow.SyncOptions()
+        self._lock = threading.Lock()  # one archive writer at a time
+        self._report_lock = threading.Lock()
+        self._sessions: list[ImaplibSession] = []
+
+    def _archive(self, fn: Callable[..., _R], *args: object) -> _R:
+        with self._lock:
+            return fn(*args)
+
+    def _connect(self) -> ImaplibSession:
+        assert self.secret is not None
+        session = open_blocking_session(
+            self.account,
+            self.secret,
+            timeout=self.settings.timeout,
+            spill_dir=self.archive.root / ".spill",
+            spill_threshold=self.settings.spill_threshold,
+        )
+        with self._report_lock:
+            self._sessions.append(session)
+        return session
+
+    def _close(self, session: ImaplibSession | None) -> None:
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.close()
+
+    def run(self) -> AccountReport:
+        start = time.monotonic()
+        acct = self.account
+        try:
+            self.secret = get_secret(acct)
+            # the archive's own writer thread is for the asyncio engine; here the lock above
+            # serializes the same operations
+            self.archive.open_blocking()
+            try:
+                self._run()
+            finally:
+                with contextlib.suppress(Exception):
+                    self.archive.close_blocking()
+        except MailError as exc:
+            msg = str(exc)
+            prefix = f"account {acct.name}: "
+            self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
+        except StorageError as exc:
+            self.report.errors.append(f"account {acct.name}: archive: {exc}")
+        finally:
+            for s in self._sessions:
+                self.report.commands += s.stats.commands
+                self.report.round_trips += s.stats.round_trips
+                self.report.wire_bytes += s.stats.wire_in
+            self.report.seconds = time.monotonic() - start
+        return self.report
+
+    def _run(self) -> None:
+        records = self._archive(self.archive.folder_records)
+        before = {
+            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
+            for name, r in records.items()
+        }
+        self.sem.acquire()
+        try:
+            session = self._connect()
+        except BaseException:
+            self.sem.release()
+            raise
+        caps = session.capabilities
+        self.opts = flow.SyncOptions(
+            batch_messages=self.account.batch_messages,
+            batch_bytes=self.account.batch_bytes,
+            pipeline_depth=self.settings.pipeline_depth,
+            condstore="CONDSTORE" in caps,
+            literal_plus="LITERAL+" in caps,
+        )
+        try:
+            jobs, gone = self._drive(
+                flow.discover(caps, self.account.include, self.account.exclude, before), session
+            )
+        except BaseException:
+            self._close(session)
+            self.sem.release()
+            raise
+        if gone:
+            self._archive(self._mark_folders_gone, gone)
+        todo = [j for j in jobs if not flow.is_unchanged(j, before)]
+        self.report.folders = len(jobs)
+        self.report.skipped = len(jobs) - len(todo)
+        self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
+        todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
+        self._distribute(session, todo)
+
+    def _distribute(self, session: ImaplibSession, todo: list[flow.FolderJob]) -> None:
+        """Sync ``todo`` on ``session`` plus up to ``connections - 1`` more workers (it owns
+        ``session`` and one semaphore slot from here on)."""
+        queue = deque(todo)
+        if not queue or self.kind == "sequential":
+            self._worker(session, queue, held=True)
+            return
+        crashes: list[BaseException] = []
+
+        def extra_worker() -> None:
+            try:
+                self._worker(None, queue, held=False)
+            except BaseException as exc:  # a bug: re-raised below, once every worker stopped
+                crashes.append(exc)
+                queue.clear()
+
+        extra = [
+            threading.Thread(target=extra_worker, name=f"mail-{self.account.name}")
+            for _ in range(min(self.account.connections, len(todo)) - 1)
+        ]
+        for thread in extra:
+            thread.start()
+        try:
+            self._worker(session, queue, held=True)
+        except BaseException:
+            queue.clear()
+            raise
+        finally:
+            # the archive closes after this returns: no worker may still be writing to it
+            for thread in extra:
+                thread.join()
+        if crashes:
+            raise crashes[0]
+
+    def _mark_folders_gone(self, names: list[str]) -> None:
+        self.archive.state.mark_folders_gone(names)
+        for name in names:
+            self.archive.state.mark_deleted(name, None, ())
+
+    def _worker(
+        self, session: ImaplibSession | None, queue: deque[flow.FolderJob], *, held: bool
+    ) -> None:
+        if not held:
+            self.sem.acquire()
+        try:
+            while True:
+                try:
+                    job = queue.popleft()  # deque.popleft is atomic: no lock needed
+                except IndexError:
+                    return
+                session = self._sync_with_retries(session, job)
+                with self._report_lock:
+                    self.report.folders_done += 1
+        finally:
+            self._close(session)
+            self.sem.release()
+
+    def _sync_with_retries(
+        self, session: ImaplibSession | None, job: flow.FolderJob
+    ) -> ImaplibSession | None:
+        where = f"{self.account.name}/{job.name}"
+        attempt = 0
+        while True:
+            try:
+                if session is None:
+                    session = self._connect()
+                result = self._drive(flow.sync_folder(job, self.opts), session)
+            except ImapTLSError as exc:  # retrying cannot make a certificate trusted
+                self._note("errors", f"{where}: {exc}")
+                return None
+            except FolderGone as exc:
+                self._note("warnings", f"{where}: folder gone from the server ({exc.text})")
+                return session
+            except (ImapConnectError, ImapProtocolError) as exc:
+                self._close(session)
+                session = None
+                attempt += 1
+                if attempt > self.settings.retries:
+                    self._note("errors", f"{where}: {exc} (gave up after {attempt} tries)")
+                    return None
+                time.sleep(effects.backoff_delay(attempt))
+                continue
+            except (ImapAuthError, ImapCommandError, StorageError) as exc:
+                self._note("errors", f"{where}: {exc}")
+                return session
+            self._note_result(job.name, result)
+            return session
+
+    def _note(self, kind: Literal["errors", "warnings"], text: str) -> None:
+        with self._report_lock:
+            getattr(self.report, kind).append(text)
+
+    def _note_result(self, name: str, result: flow.FolderResult) -> None:
+        """Count a synced folder (on a worker here; in the processes mode on the writer)."""
+        with self._report_lock:
+            self.report.synced += 1
+            self.report.flag_updates += result.flag_updates
+            self.report.gone += result.gone
+        if result.missing:
+            where = f"{self.account.name}/{name}"
+            self._note(
+                "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
+            )
+
+    # effects ---------------------------------------------------------------------------------
+    def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImaplibSession) -> _R:
+        value: object = None
+        window = _Window()
+        try:
+            while True:
+                try:
+                    effect = gen.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                value = self._perform(effect, session, window)
+        finally:
+            gen.close()
+            # a folder that stopped early (NO on a FETCH) leaves commands in flight: read their
+            # answers now, or they would be credited to the next folder's commands
+            for tag in window.inflight:
+                with contextlib.suppress(MailError):
+                    session.wait(tag)
+
+    def _perform(self, effect: flow.Effect, session: ImaplibSession, window: _Window) -> object:
+        if isinstance(effect, flow.Send):
+            return tuple(session.pipeline(effect.commands))
+        if isinstance(effect, flow.StartFetch):
+            window.queued.extend(effect.commands)
+            for _ in range(effect.window):
+                window.launch(session)
+            return None
+        if isinstance(effect, flow.NextFetch):
+            result = session.wait(window.inflight.popleft())
+            window.launch(session)  # refill the window before the flow stores this batch
+            return result
+        return self.perform_archive(effect)
+
+    def perform_archive(self, effect: flow.Effect) -> object:
+        """Perform an effect on the account's archive (every effect but the IMAP ones)."""
+        arch = self.archive
+        if isinstance(effect, flow.StoreBatch):
+            self._store(effect)
+            return None
+        if isinstance(effect, effects.ARCHIVE_EFFECTS):
+            fn, args = effects.archive_call(arch, effect)
+            return effects.archive_answer(effect, self._archive(fn, *args))
+        if isinstance(effect, flow.SaveFolder):
+            # every batch of this folder was stored synchronously before we got here
+            rec = effects.folder_record(effect)
+            self._archive(arch.state.save_folder, rec, time.time())
+            return None
+        raise AssertionError(f"unknown effect {effect!r}")
+
+    def _store(self, effect: flow.StoreBatch) -> None:
+        items, heads = effects.store_items(effect.messages)
+        arch = self.archive
+        stored = self._archive(
+            arch.store_batch,
+            effect.name,
+            effect.relpath,
+            effect.uidvalidity,
+            effect.generation,
+            items,
+        )
+        with self._report_lock:
+            self.report.new_messages += len(stored)
+            self.report.new_bytes += sum(s.size for s in stored)
+        for s in stored:
+            if s.uid not in heads:  # spilled: read the head back from the stored file
+                heads[s.uid] = effects.read_head(arch.root / s.path)
+        # parsed inline: in the threads mode on the worker, under the GIL (a mode's real cost)
+        infos: list[HeaderInfo] = [parse_headers(heads[s.uid]) for s in stored]
+        rows = effects.header_rows(effect.name, effect.uidvalidity, stored, infos)
+        self._archive(arch.state.set_headers, rows)
+
+
+def backup_blocking(
+    settings: MailSettings,
+    accounts: Sequence[AccountSettings],
+    out: Path,
+    *,
+    kind: BlockingKind,
+    on_start: Callable[[list[AccountReport]], None] | None = None,
+) -> list[AccountReport]:
+    """Back up ``accounts`` with blocking connections; one report per account, in order."""
+    semaphore = threading.BoundedSemaphore(settings.max_connections)
+    runs = [AccountRun(a, settings, out, semaphore, kind) for a in accounts]
+    if on_start is not None:
+        on_start([r.report for r in runs])
+    if kind == "sequential" or len(runs) == 1:
+        return [r.run() for r in runs]
+    reports: list[AccountReport | None] = [None] * len(runs)
+
+    def one(i: int) -> None:
+        reports[i] = runs[i].run()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(runs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r if r is not None else runs[i].report for i, r in enumerate(reports)]

@@ -1,0 +1,318 @@
+"""``crawler`` command line: thin: arguments -> frozen settings -> the asyncio engine.
+
+Exit codes: 0 done, 1 done with failed URLs or stopped by a dead ``--mode processes`` worker,
+2 usage or settings error, 130 interrupted (state saved: rerun the same command, or
+``crawler crawl --resume DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from crawler.cdxj import build_index
+from crawler.core.frontier import Frontier, MemoryFrontier
+from crawler.core.urls import BadLine, Scope, UrlLine, read_url_lines
+from crawler.frontier_sqlite import SqliteFrontier
+from crawler.settings import CrawlerSettings
+from crawler.stats import CrawlStats, summarize_archive
+from crawler.warc import warc_files
+from drivers.crawl_asyncio import EngineResult, seed_frontier, storage_check
+from drivers.dispatch import check_crawl_mode
+from drivers.dispatch import run_crawl as run_in_mode
+from fetchlab.settings import load_settings
+from foundation.errors import (
+    FetchlabError,
+    ModeError,
+    SettingsError,
+    StorageError,
+    UsageError,
+    WorkerDiedError,
+)
+from foundation.mode import Mode
+from foundation.progress import ProgressReporter
+
+__all__ = ["cli", "main", "run_crawl"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STATE_DB = "state.sqlite"
+ARGS_KEY = "cli_args"
+SEEDS_KEY = "scope_seeds"
+
+
+def _err(console: Console, message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Crawl URL lists or whole sites into WARC, resumably."""
+
+
+@cli.command("crawl")
+@click.argument("urls", nargs=-1)
+@click.option(
+    "-i", "--input", "inputs", multiple=True, help="File of URLs, one per line ('-': stdin)."
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder (rerun = resume).")
+@click.option("--resume", type=click.Path(path_type=Path), help="Resume the crawl in this folder.")
+@click.option("--settings", "settings_path", type=click.Path(path_type=Path), help="TOML file.")
+@click.option("--follow/--no-follow", default=None, help="Follow links within the scope.")
+@click.option("--scope", type=click.Choice(["host", "domain", "prefix"]), help="Follow scope.")
+@click.option("--max-depth", type=int, help="Link depth from the seeds.")
+@click.option("--max-pages", type=int, help="Pages in the archive, over all runs.")
+@click.option("--allow", multiple=True, help="Regex a followed URL must match (repeatable).")
+@click.option("--deny", multiple=True, help="Regex a followed URL must not match (repeatable).")
+@click.option("--sitemaps/--no-sitemaps", default=None, help="Seed from robots.txt sitemaps.")
+@click.option("--concurrency", type=int, help="Requests in flight (256).")
+@click.option("--per-host", type=int, help="Requests in flight per host (8).")
+@click.option("--delay", type=float, help="Seconds between requests to a host (0).")
+@click.option("--timeout", type=float, help="Seconds per request (30).")
+@click.option("--retries", type=int, help="Retries on errors, 5xx, 429 (3).")
+@click.option("--max-bytes", type=int, help="Body cap in bytes (50 MB).")
+@click.option("--user-agent", help="User-Agent, also for robots.txt.")
+@click.option("--no-robots", is_flag=True, default=False, help="Ignore robots.txt.")
+@click.option("--frontier", type=click.Choice(["sqlite", "memory"]), help="State backend.")
+@click.option("--parse-workers", type=int, help="Parser processes (2; 0 inline).")
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    help="Concurrency design (asyncio).",
+)
+@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), help="Event loop.")
+@click.option("--progress/--no-progress", default=True, help="Live display / periodic log lines.")
+def crawl_cmd(
+    urls: tuple[str, ...],
+    inputs: tuple[str, ...],
+    out: Path | None,
+    resume: Path | None,
+    settings_path: Path | None,
+    **flags: Any,
+) -> None:
+    """Fetch URLs (list mode) or crawl sites (--follow) into OUT."""
+    progress = flags.pop("progress")
+    code = run_crawl(urls, inputs, out, resume, settings_path, flags, progress=progress)
+    sys.exit(code)
+
+
+def _overrides(out: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
+    crawler: dict[str, Any] = {k: v for k, v in flags.items() if k != "no_robots"}
+    crawler["allow"] = tuple(flags["allow"]) or None
+    crawler["deny"] = tuple(flags["deny"]) or None
+    crawler["robots"] = False if flags.get("no_robots") else None
+    crawler["out"] = str(out) if out is not None else None
+    return {"crawler": crawler}
+
+
+class _Inputs:
+    """The URLs of the arguments, files and stdin, streamed (a list of millions stays on disk).
+
+    Bad lines are reported as they are met and counted in ``bad``.
+    """
+
+    def __init__(self, urls: Iterable[str], inputs: Iterable[str], console: Console) -> None:
+        self._urls = list(urls)
+        self._inputs = list(inputs)
+        self._console = console
+        self.bad = 0
+        for name in self._inputs:
+            if name != "-" and not os.access(name, os.R_OK):
+                raise UsageError(f"cannot read URL file {name}")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._lines("argument", self._urls)
+        for name in self._inputs:
+            if name == "-":
+                yield from self._lines("<stdin>", sys.stdin)
+                continue
+            try:
+                fh = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+            except OSError as exc:
+                raise UsageError(f"cannot read URL file {name}: {exc.strerror}") from exc
+            with fh:
+                yield from self._lines(name, fh)
+
+    def _lines(self, source: str, lines: Iterable[str]) -> Iterator[str]:
+        for entry in read_url_lines(lines, source):
+            if isinstance(entry, UrlLine):
+                yield entry.url
+            else:
+                assert isinstance(entry, BadLine)
+                self.bad += 1
+                where = f"{entry.source}:{entry.lineno}"
+                self._console.print(f"skipped {where}: {entry.reason}", highlight=False)
+
+
+def run_crawl(
+    urls: Iterable[str],
+    inputs: Iterable[str],
+    out: Path | None,
+    resume: Path | None,
+    settings_path: Path | None,
+    flags: dict[str, Any],
+    *,
+    progress: bool = True,
+) -> int:
+    """The whole ``crawler crawl`` command; returns the exit code."""
+    console = Console(file=sys.stderr, soft_wrap=True)
+    frontier: Frontier | None = None
+    try:
+        overrides = _overrides(out if resume is None else resume, flags)
+        if resume is not None:
+            saved = _saved_args(resume)
+            settings_path = settings_path or (
+                Path(saved["settings"]) if saved["settings"] else None
+            )
+            merged = dict(saved["overrides"].get("crawler", {}))
+            merged.update({k: v for k, v in overrides["crawler"].items() if v is not None})
+            overrides = {"crawler": merged}
+        elif out is None:
+            raise UsageError("--out DIR is required (or --resume DIR)")
+        settings = load_settings(settings_path, overrides).crawler
+        check_crawl_mode(settings)
+        given = _Inputs(urls, inputs, console)
+        storage_check(settings.out)
+        frontier = _open_frontier(settings)
+        scope = None
+        if settings.follow:
+            # follow mode: the seeds define the scope (and are few); kept for --resume
+            scope_seeds = _scope_seeds(frontier, list(given))
+            try:
+                scope = Scope(settings.scope, tuple(scope_seeds), settings.allow, settings.deny)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+            _save_args(frontier, settings_path, overrides, scope_seeds)
+            seed_frontier(frontier, scope_seeds)
+        else:
+            _save_args(frontier, settings_path, overrides, [])
+            seed_frontier(frontier, given)  # streamed in chunks into the frontier
+        bad = given.bad
+        if frontier.counts().total == 0:
+            raise UsageError("no valid URL to crawl (give URLs, -i FILE or -i -)")
+        stats = CrawlStats()
+        stats.total_hint = None if settings.follow else frontier.counts().total
+        result = _run_engine(settings, frontier, scope, stats, progress)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            _err(console, problem)
+        return EXIT_USAGE
+    except WorkerDiedError as exc:  # not the user's input: the archive is fine, resume it
+        _err(console, str(exc))
+        return EXIT_FAILED
+    except (UsageError, ModeError) as exc:
+        _err(console, str(exc))
+        return EXIT_USAGE
+    except StorageError as exc:
+        _err(console, str(exc))
+        return EXIT_USAGE
+    finally:
+        if frontier is not None:
+            frontier.close()
+    build_index(settings.out, warc_files(settings.out))
+    return _report(settings, result, bad, console)
+
+
+def _open_frontier(settings: CrawlerSettings) -> Frontier:
+    if settings.frontier == "memory":
+        return MemoryFrontier()
+    return SqliteFrontier(settings.out / STATE_DB)
+
+
+def _scope_seeds(frontier: Frontier, seeds: list[str]) -> list[str]:
+    get_meta = getattr(frontier, "get_meta", None)
+    saved = get_meta(SEEDS_KEY) if get_meta is not None else None
+    known = list(json.loads(saved)) if saved else []
+    return known + [s for s in seeds if s not in set(known)]
+
+
+def _save_args(
+    frontier: Frontier, path: Path | None, overrides: dict[str, Any], seeds: list[str]
+) -> None:
+    set_meta = getattr(frontier, "set_meta", None)
+    if set_meta is None:
+        return
+    args = {"settings": str(path) if path else None, "overrides": overrides}
+    set_meta(ARGS_KEY, json.dumps(args, default=list))
+    set_meta(SEEDS_KEY, json.dumps(seeds))
+
+
+def _saved_args(folder: Path) -> dict[str, Any]:
+    db = folder / STATE_DB
+    if not db.exists():
+        raise UsageError(f"{folder} holds no crawl to resume ({STATE_DB} missing)")
+    frontier = SqliteFrontier(db)
+    try:
+        raw = frontier.get_meta(ARGS_KEY)
+    finally:
+        frontier.close()
+    if not raw:
+        raise UsageError(f"{folder}: no saved arguments to resume with")
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+def _run_engine(
+    settings: CrawlerSettings,
+    frontier: Frontier,
+    scope: Scope | None,
+    stats: CrawlStats,
+    progress: bool,
+) -> EngineResult:
+    # the mode driver (asyncio engine, threads, gevent, processes, sequential) from the settings
+    with ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr):
+        return run_in_mode(settings, frontier, scope, stats)
+
+
+def _report(settings: CrawlerSettings, result: EngineResult, bad: int, console: Console) -> int:
+    stats = result.stats
+    out_console = Console(file=sys.stdout)
+    out_console.print(stats.summary())
+    if bad:
+        console.print(f"{bad} invalid URL line(s) skipped", highlight=False)
+    if stats.failed_urls:
+        console.print("failed URLs (all are in pages.jsonl):", highlight=False)
+        for url, why in stats.failed_urls[:20]:
+            console.print(f"  {url}  {why}", highlight=False, soft_wrap=True)
+        if len(stats.failed_urls) > 20:
+            console.print(f"  ... and {len(stats.failed_urls) - 20} more", highlight=False)
+    if result.interrupted:
+        console.print(
+            f"interrupted: state saved. Resume with: crawler crawl --resume {settings.out}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if stats.failed else EXIT_OK
+
+
+@cli.command("stats")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+def stats_cmd(folder: Path) -> None:
+    """Print the summary of the archive in FOLDER."""
+    summary = summarize_archive(folder, warc_files(folder))
+    Console(file=sys.stdout).print(summary.table(f"archive {folder}"))
+    sys.exit(EXIT_OK)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except FetchlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

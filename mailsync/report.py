@@ -1,0 +1,33 @@
+"""What one account's backup did: the row the CLI prints, filled by every mode's driver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["AccountReport"]
+
+
+@dataclass
+class AccountReport:
+    """One account's outcome; the CLI prints it as a row of the summary table."""
+
+    account: str
+    folders: int = 0
+    synced: int = 0
+    skipped: int = 0
+    new_messages: int = 0
+    new_bytes: int = 0
+    flag_updates: int = 0
+    gone: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    commands: int = 0
+    round_trips: int = 0
+    wire_bytes: int = 0
+    expected: int = 0  # messages the planned folders hold (for progress / ETA)
+    folders_done: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
