@@ -1,10 +1,7 @@
-"""What the asyncio engine and every other mode's driver share: the data shaping around the flow.
-
-The flow (:mod:`crawler.core.flow`) owns the behaviour; each mode only performs its effects with
-its own I/O (awaits, blocking calls, greenlets, worker processes). What is left between the two,
-the flow's configuration, which responses are parsed, the robots.txt cache, which links and
-sitemaps enter the frontier and how a page is counted, is the same in every mode and lives here,
-so the modes cannot drift apart.
+"""The data shaping around a crawl flow that every mode's driver does the same way: the flow's
+and the scheduler's configuration from the settings, which responses are parsed and with what,
+whether a page's links are followed, and how a finished URL is counted. The decisions themselves
+are :mod:`crawler.core.scheduler`'s; the behaviour of one URL is :mod:`crawler.core.flow`'s.
 
 No asyncio, threading or transport import: the gevent child and the worker processes import this
 as the asyncio engine does.
@@ -12,45 +9,48 @@ as the asyncio engine does.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from crawler.core.flow import FetchResult, FlowConfig, Outcome
-from crawler.core.frontier import Frontier, NewURL
+from crawler.core.frontier import Frontier
 from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
-from crawler.core.politeness import SlotTable
 from crawler.core.retry import RetryPolicy
-from crawler.core.robots import TEMPORARY_TTL, RobotsRules
-from crawler.core.urls import Scope, canonicalize
+from crawler.core.scheduler import SchedulerConfig
+from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
-from foundation.errors import InvalidURLError
 
 if TYPE_CHECKING:  # only for annotations: the worker processes need no rich tables
     from crawler.stats import CrawlStats
 
 __all__ = [
     "FAILED_URLS",
-    "ROBOTS_CACHE",
-    "SEEN_CACHE",
-    "LinkFilter",
-    "cached_robots",
     "complete_all",
     "count_page",
     "count_written",
     "flow_config",
     "follows_links",
     "parse_input",
-    "remember_robots",
+    "scheduler_config",
     "sitemap_links",
-    "sitemap_seeds",
-    "slot_wait",
     "wants_parse",
 ]
 
-ROBOTS_CACHE = 10_000  # hosts whose robots.txt verdict stays in memory
-SEEN_CACHE = 100_000  # links per generation of a duplicate-link cache (~10 MB)
 FAILED_URLS = 1000  # failed URLs kept for the summary
+
+
+def scheduler_config(settings: CrawlerSettings) -> SchedulerConfig:
+    """What the crawl scheduler decides with, for every mode."""
+    return SchedulerConfig(
+        per_host=settings.per_host,
+        max_pages=settings.max_pages,
+        retries=settings.retries,
+        robots_retry=settings.robots_retry,
+        max_depth=settings.max_depth,
+        follow=settings.follow,
+        sitemaps=settings.sitemaps,
+        delay=settings.delay,
+        user_agent=settings.user_agent,
+    )
 
 
 def flow_config(settings: CrawlerSettings, scope: Scope | None) -> FlowConfig:
@@ -101,86 +101,6 @@ def follows_links(settings: CrawlerSettings, outcome: Outcome, parsed: ParsedPag
         and final is not None
         and not final.truncated
     )
-
-
-# ------------------------------------------------------------------------------ politeness
-def slot_wait(wait: float) -> float:
-    """How long a fetch waiting for a host's slot sleeps before it looks again: woken earlier
-    when a fetch of the host ends, and never blind for more than a second."""
-    return 1.0 if wait == float("inf") else min(max(wait, 0.001), 1.0)
-
-
-def cached_robots(
-    cache: OrderedDict[str, RobotsRules], host: str, now: float, retry: float = TEMPORARY_TTL
-) -> RobotsRules | None:
-    """The host's cached verdict while it is fresh (marked recently used); None: fetch it."""
-    rules = cache.get(host)
-    if rules is None or rules.is_stale(now, retry=retry):
-        return None
-    cache.move_to_end(host)
-    return rules
-
-
-def remember_robots(
-    cache: OrderedDict[str, RobotsRules],
-    slots: SlotTable,
-    host: str,
-    rules: RobotsRules,
-    user_agent: str,
-) -> bool:
-    """Cache a fetched verdict (least recently used out) and apply its Crawl-delay to the host's
-    slot; True when it has one."""
-    cache[host] = rules
-    if len(cache) > ROBOTS_CACHE:
-        cache.popitem(last=False)
-    delay = rules.crawl_delay(user_agent)
-    if delay:
-        slots.set_delay(host, delay)
-        return True
-    return False
-
-
-# ----------------------------------------------------------------------------------- links
-class LinkFilter:
-    """A memory of the links already met, plus the scope: only new in-scope links are returned.
-
-    Most links of a site were met before: this skips the scope check and the frontier's SQL for
-    them (the canonical string is the key: its hash is cached, no digest to compute; measured: 40%
-    of the coordinator's CPU without it). Two generations keep memory bounded and recent links
-    known.
-    """
-
-    def __init__(self, scope: Scope | None, size: int = SEEN_CACHE) -> None:
-        self.scope = scope
-        self.size = size
-        self._new: set[str] = set()
-        self._old: set[str] = set()
-
-    def __call__(self, links: Iterable[str]) -> tuple[str, ...]:
-        new, old, scope = self._new, self._old, self.scope
-        out = []
-        for link in links:
-            if link in new or link in old:
-                continue
-            new.add(link)
-            if scope is None or scope.allows(link):
-                out.append(link)
-        if len(new) > self.size:
-            self._old, self._new = new, set()
-        return tuple(out)
-
-
-def sitemap_seeds(url: str, rules: RobotsRules, scope: Scope | None) -> list[NewURL]:
-    """The in-scope sitemaps of ``url``'s host (robots.txt's and /sitemap.xml), as seeds."""
-    found: list[NewURL] = []
-    for raw in (*rules.sitemaps(), "/sitemap.xml"):
-        try:
-            sm = canonicalize(raw, base=url)
-        except InvalidURLError:
-            continue
-        if scope is None or scope.allows(sm):
-            found.append(NewURL(sm, 0, None))
-    return found
 
 
 def complete_all(frontier: Frontier, urls: list[str]) -> None:

@@ -19,7 +19,7 @@ from crawler.core.robots import RobotsRules
 from crawler.page_steps import parse_input, wants_parse
 from crawler.settings import CrawlerSettings
 
-__all__ = ["ArchivedWork", "Work", "parse_outcome"]
+__all__ = ["ArchivedWork", "HostBackoff", "ShipRobots", "Work", "WorkerFailed", "parse_outcome"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,30 @@ def parse_outcome(
     if final is None or not 200 <= final.status < 300 or not wants_parse(settings, final):
         return None
     return parse_fn(parse_input(settings, final))
+
+
+# -- the other messages between the processes mode's coordinator and its workers --
+@dataclass(frozen=True)
+class HostBackoff:
+    """Both ways: a 429/503 paused ``host`` until wall-clock ``until`` (Retry-After); the
+    coordinator forwards a worker's pause to the host's other workers."""
+
+    host: str
+    until: float
+
+
+@dataclass(frozen=True)
+class ShipRobots:
+    """Coordinator to worker: the verdict another worker fetched for a host spread over several
+    workers (robots.txt is fetched once per host)."""
+
+    host: str
+    rules: RobotsRules
+
+
+@dataclass(frozen=True)
+class WorkerFailed:
+    """Worker to coordinator: a bug or a full disk while handling ``url``; the crawl stops."""
+
+    url: str
+    error: str

@@ -1,19 +1,19 @@
-"""The effects driver of a ``processes`` worker: one asyncio loop, its slot table, its robots
-cache, its aiohttp session (:mod:`drivers.crawl_processes` runs one per worker process).
+"""Performs a crawl flow's effects on one event loop: the asyncio engine and every worker
+process of the processes mode drive their flows through this one class.
 
-It drives the same flows as the engine (:func:`crawler.core.flow.url_flow`), with two additions
-for a host shared by several workers: verdicts fetched by another worker can be installed
-(:meth:`AsyncEffects.install_robots`), and a 429/503 pause is reported (``on_backoff``) and
-taken from the others (:meth:`AsyncEffects.backoff`).
+Each effect maps onto an asyncio primitive: a fetch waits for its host's politeness slot (a
+future per waiting fetch, woken when a fetch of that host ends), a robots.txt lookup either
+fetches the file (the first caller per host, :class:`crawler.core.scheduler.RobotsBook`) or
+awaits that caller's verdict, a sleep is ``asyncio.sleep`` (a 429/503 pause also pauses the
+host's slot). For a host shared by several worker processes, verdicts fetched by another worker
+can be installed and a pause reported (``on_backoff``) and taken from the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -23,6 +23,7 @@ from crawler.core.flow import (
     Outcome,
     RobotsEffect,
     SleepEffect,
+    host_of,
     robots_flow,
     url_flow,
 )
@@ -30,14 +31,9 @@ from crawler.core.frontier import FrontierItem
 from crawler.core.parse import ParsedPage
 from crawler.core.politeness import SlotTable
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, host_key
-from crawler.page_steps import (
-    ROBOTS_CACHE,
-    cached_robots,
-    flow_config,
-    remember_robots,
-    slot_wait,
-)
+from crawler.core.scheduler import RobotsBook, slot_wait
+from crawler.core.urls import Scope
+from crawler.page_steps import flow_config
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import Work, parse_outcome
@@ -45,9 +41,11 @@ from foundation.errors import FetchError
 
 __all__ = ["AsyncEffects"]
 
+Fresh = list[tuple[str, RobotsRules]]
+
 
 class AsyncEffects:
-    """Drives flows on one event loop: slot table, robots cache, aiohttp fetches."""
+    """Drives flows on one event loop: slot table, robots verdicts, aiohttp fetches."""
 
     def __init__(
         self,
@@ -55,43 +53,51 @@ class AsyncEffects:
         scope: Scope | None,
         fetcher: AiohttpFetcher,
         rand: Callable[[], float] = random.random,
+        *,
         on_backoff: Callable[[str, float], None] | None = None,
+        on_slot_free: Callable[[], None] | None = None,
     ) -> None:
         self.s = settings
-        self._on_backoff = on_backoff  # (host, wall-clock end): told to the other workers
         self.flow = flow_config(settings, scope)
         self.fetcher = fetcher
-        self._rand = rand
         self.slots = SlotTable(settings.per_host, settings.delay)
-        self._changed = asyncio.Event()
-        self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[RobotsRules]] = {}
+        self.robots = RobotsBook(settings.robots_retry)
+        self._rand = rand
+        self._on_backoff = on_backoff  # (host, wall-clock end): told to the other workers
+        self._on_slot_free = on_slot_free
+        self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._verdicts: dict[str, asyncio.Future[RobotsRules]] = {}
 
+    # ---------------------------------------------------------------------- from other workers
     def backoff(self, host: str, until: float) -> None:
         """Pause ``host`` until wall-clock ``until`` (another worker got a 429/503 from it)."""
         self.slots.set_backoff(host, time.monotonic() + max(0.0, until - time.time()))
-        self._notify()
+        self._wake(host)
 
     def install_robots(self, host: str, rules: RobotsRules) -> None:
         """Take a verdict another worker fetched (the coordinator ships it with a spread host)."""
-        if host not in self._robots:
-            self._robots[host] = rules
-            if len(self._robots) > ROBOTS_CACHE:
-                self._robots.popitem(last=False)
+        if not self.robots.known(host):
+            self.robots.install(host, rules)
+            self._apply_delay(host, rules)
+
+    # ------------------------------------------------------------------------------- flows
+    async def outcome(self, item: FrontierItem, fresh: Fresh | None = None) -> Outcome:
+        """Fetch one URL (robots, redirects, retries); verdicts fetched go to ``fresh``."""
+        got = await self.drive(url_flow(item.url, self.flow, self._rand), fresh)
+        assert isinstance(got, Outcome)
+        return got
 
     async def crawl(self, item: FrontierItem) -> Work:
-        fresh: list[tuple[str, RobotsRules]] = []
-        outcome = await self.drive(url_flow(item.url, self.flow, self._rand), fresh)
-        assert isinstance(outcome, Outcome)
+        """Fetch and parse (inline) one URL: a worker process's whole job for it."""
+        fresh: Fresh = []
+        outcome = await self.outcome(item, fresh)
         try:
             parsed = parse_outcome(self.s, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker
             parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
         return Work(item, outcome, parsed, tuple(fresh))
 
-    async def drive(
-        self, gen: Generator[Any, object, Any], fresh: list[tuple[str, RobotsRules]]
-    ) -> Any:
+    async def drive(self, gen: Generator[Any, object, Any], fresh: Fresh | None) -> Any:
         value: object = None
         while True:
             try:
@@ -112,48 +118,64 @@ class AsyncEffects:
             else:  # pragma: no cover - the flow yields only the effects above
                 raise TypeError(f"unknown effect {effect!r}")
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
+    # ----------------------------------------------------------------------------- effects
     async def _fetch(self, effect: FetchEffect) -> FetchResult | FetchError:
         host = effect.host
+        loop = asyncio.get_running_loop()
         while True:
             now = time.monotonic()
             if self.slots.can_start(host, now):
                 self.slots.start(host, now)
                 break
-            wait = self.slots.wait_time(host, now)
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), slot_wait(wait))
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._slot_waiters.setdefault(host, []).append(waiter)
+            await asyncio.wait([waiter], timeout=slot_wait(self.slots.wait_time(host, now)))
         try:
             return await self.fetcher.fetch(effect.request)
         except FetchError as exc:
             return exc
         finally:
             self.slots.finish(host, time.monotonic())
-            self._notify()
+            self._wake(host)
 
-    async def _robots_for(self, url: str, fresh: list[tuple[str, RobotsRules]]) -> RobotsRules:
-        host = host_key(url)
-        rules = cached_robots(self._robots, host, time.time(), self.s.robots_retry)
-        if rules is not None:
-            return rules
-        pending = self._pending.get(host)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[RobotsRules] = asyncio.get_running_loop().create_future()
-        self._pending[host] = fut
+    def _wake(self, host: str) -> None:
+        for waiter in self._slot_waiters.pop(host, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._on_slot_free is not None:
+            self._on_slot_free()
+
+    async def _robots_for(self, url: str, fresh: Fresh | None) -> RobotsRules:
+        host = host_of(url)
+        while True:
+            rules = self.robots.lookup(host, time.time())
+            if rules is not None:
+                return rules
+            if self.robots.claim(host):
+                break
+            # another flow fetches it: its verdict (or, if it failed, a new claim) comes next
+            pending = self._verdicts.get(host)
+            if pending is not None:
+                await asyncio.wait([pending])
+        verdict: asyncio.Future[RobotsRules] = asyncio.get_running_loop().create_future()
+        self._verdicts[host] = verdict
         try:
             got = await self.drive(robots_flow(url, self.flow, time.time()), fresh)
         except BaseException:
-            fut.cancel()
+            self.robots.release(host)
+            verdict.cancel()
             raise
         finally:
-            del self._pending[host]
+            del self._verdicts[host]
         assert isinstance(got, RobotsRules)
-        remember_robots(self._robots, self.slots, host, got, self.s.user_agent)
-        fresh.append((host, got))
-        fut.set_result(got)
+        self.robots.store(host, got)
+        self._apply_delay(host, got)
+        if fresh is not None:
+            fresh.append((host, got))
+        verdict.set_result(got)
         return got
+
+    def _apply_delay(self, host: str, rules: RobotsRules) -> None:
+        delay = rules.crawl_delay(self.s.user_agent)
+        if delay:
+            self.slots.set_delay(host, delay)

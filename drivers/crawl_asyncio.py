@@ -1,15 +1,13 @@
-"""The asyncio driver: leases URLs, keeps politeness, drives each URL's flow, parses, archives.
+"""``--mode asyncio``: one event loop; a task per URL, started as the scheduler says.
 
-One dispatcher coroutine leases URLs from the frontier into per-host queues and starts a task for
-a host only while that host has a free politeness slot, so one slow host holds at most
-``per_host`` of the ``concurrency`` tasks and never starves the others. Each task drives
-:func:`crawler.core.flow.url_flow`; parsing goes to a bounded, batched process pool
-(:class:`foundation.offload.BatchOffload`) and writing to the WARC writer thread. A task keeps its
-global slot until its page is committed, so when parsing or writing lag, fetching slows down:
-memory stays flat however fast the network is.
-
-Archiving goes through :class:`crawler.commit.CommitPipeline` (links committed, then records and
-the pages.jsonl line, then the URL marked done), which makes a SIGKILL at any instant safe.
+The decisions (which URL starts next within ``concurrency`` and ``per_host``, when, what a
+finished URL becomes, which links enter the frontier) are :class:`crawler.core.scheduler.
+CrawlScheduler`'s; effects run through :class:`drivers.crawl_async_effects.AsyncEffects`;
+parsing goes to a bounded, batched process pool (:class:`foundation.offload.BatchOffload`) and
+writing to the WARC writer thread (:class:`crawler.commit.CommitPipeline`: links committed, then
+records and the pages.jsonl line, then the URL marked done, which makes a SIGKILL at any instant
+safe). A task keeps its global place until its page is committed, so when parsing or writing lag,
+fetching slows down: memory stays flat however fast the network is.
 """
 
 from __future__ import annotations
@@ -19,40 +17,24 @@ import contextlib
 import random
 import sys
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crawler.commit import CHECKPOINT_KEY, CommitPipeline
-from crawler.core.flow import (
-    FetchEffect,
-    FetchResult,
-    Outcome,
-    RobotsEffect,
-    SleepEffect,
-    host_of,
-    parse_any,
-    robots_flow,
-    url_flow,
-)
+from crawler.core.flow import parse_any
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
 from crawler.core.parse import ParsedPage, ParseInput
-from crawler.core.politeness import SlotTable
 from crawler.core.robots import RobotsRules
+from crawler.core.scheduler import Commit, CrawlScheduler, Retry
 from crawler.core.urls import Scope
 from crawler.page_steps import (
-    LinkFilter,
-    cached_robots,
     count_written,
-    flow_config,
     follows_links,
     parse_input,
-    remember_robots,
+    scheduler_config,
     sitemap_links,
-    sitemap_seeds,
-    slot_wait,
     wants_parse,
 )
 from crawler.pages import page_row
@@ -60,17 +42,14 @@ from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.warc import ArchiveWriter
-from foundation.errors import FetchError, StorageError
+from drivers.crawl_async_effects import AsyncEffects
+from foundation.errors import StorageError
 from foundation.offload import BatchOffload
 from foundation.runtime import raise_nofile_limit
 
 __all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage_check"]
 
 STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
-# After a lease came back short (nothing ready), lease again only once URLs were added or this
-# many seconds passed (for not-before times): a lease is three SQL statements, and asking on every
-# wake-up cost about 0.1 ms per page in list mode, where the whole list is leased at once.
-DRY_RECHECK = 0.25
 SWITCH_INTERVAL = 0.001  # seconds; see Engine.run
 
 
@@ -94,44 +73,29 @@ class Engine:
         parse_fn: Callable[[ParseInput], ParsedPage] = parse_any,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.s = settings
+        self.settings = settings
         self.frontier = frontier
-        self.scope = scope
         self.stats = stats or CrawlStats()
+        self.sched = CrawlScheduler(scheduler_config(settings), scope)
+        self._scope = scope
         self._parse_fn = parse_fn
         self._rand = rand
-        self._flow = flow_config(settings, scope)
-        self.slots = SlotTable(settings.per_host, settings.delay)
-        self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
-        self._robots_pending: dict[str, asyncio.Future[RobotsRules]] = {}
-        self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._ready: dict[str, deque[FrontierItem]] = {}
-        self._buffered = 0
-        self._host_tasks: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._stopping = False
         self._hard_stop = False
         self._pending = asyncio.Semaphore(settings.max_pending_parse)
-        self._sitemap_hosts: set[str] = set()
-        self._delayed_hosts: set[str] = set()  # hosts with a robots.txt Crawl-delay
-        self._links = LinkFilter(scope)
-        self._dispatched = 0
-        self._dry_until = 0.0  # monotonic time before which the frontier has nothing ready
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
         self._commit: CommitPipeline | None = None
-        self._fetcher: AiohttpFetcher | None = None
+        self._effects: AsyncEffects | None = None
         self._offload: BatchOffload[ParseInput, ParsedPage] | None = None
 
-    # --------------------------------------------------------------------------------- control
     def stop(self) -> None:
         """Graceful stop (first Ctrl-C): no new URLs; in-flight ones finish. Second: hard stop."""
-        if self._stopping:
+        if self.sched.stopping:
             self._hard_stop = True
             for task in self._tasks:
                 task.cancel()
-        self._stopping = True
+        self.sched.stop()
         self._wake.set()
 
     async def run(self) -> EngineResult:
@@ -147,13 +111,9 @@ class Engine:
             sys.setswitchinterval(previous)
 
     async def _run(self) -> EngineResult:
-        self._loop = asyncio.get_running_loop()
-        raise_nofile_limit(self.s.concurrency + 512)
-        writer = ArchiveWriter(
-            self.s.out,
-            max_file_bytes=self.s.warc_max_bytes,
-            gzip_level=self.s.warc_gzip_level,
-        )
+        s = self.settings
+        raise_nofile_limit(s.concurrency + 512)
+        writer = ArchiveWriter(s.out, max_file_bytes=s.warc_max_bytes, gzip_level=s.warc_gzip_level)
         self._commit = CommitPipeline(self.frontier, writer)
         report = await self._commit.open()
         repaired = {
@@ -163,31 +123,30 @@ class Engine:
         }
         self.frontier.release_leases()
         counts = self.frontier.counts()
-        self.stats.previous = counts.done + counts.failed
-        fetcher = AiohttpFetcher(
-            concurrency=self.s.concurrency, per_host=self.s.per_host, timeout=self.s.timeout
+        self.stats.previous = self.sched.previous = counts.done + counts.failed
+        fetcher = AiohttpFetcher(concurrency=s.concurrency, per_host=s.per_host, timeout=s.timeout)
+        self._effects = AsyncEffects(
+            s, self._scope, fetcher, self._rand, on_slot_free=self._wake.set
         )
-        offload: BatchOffload[ParseInput, ParsedPage] = BatchOffload(
+        self._offload = BatchOffload(
             self._parse_fn,
-            workers=self.s.parse_workers,
-            batch_size=self.s.parse_batch,
-            max_pending=self.s.max_pending_parse,
+            workers=s.parse_workers,
+            batch_size=s.parse_batch,
+            max_pending=s.max_pending_parse,
         )
-        self._fetcher = fetcher
-        self._offload = offload
         # workers start while the first fetches run (a page's parse waits for them anyway)
-        warmup = asyncio.create_task(offload.start())
+        warmup = asyncio.create_task(self._offload.start())
         try:
             await self._dispatch()
         finally:
             with contextlib.suppress(Exception):
                 await warmup
-            await self._shutdown()
+            await self._shutdown(fetcher)
         if self._fatal is not None:
             raise self._fatal
-        return EngineResult(self.stats, interrupted=self._stopping, repaired=repaired)
+        return EngineResult(self.stats, interrupted=self.sched.stopping, repaired=repaired)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, fetcher: AiohttpFetcher) -> None:
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
             for task in pending:
@@ -195,102 +154,58 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._offload is not None:
             await self._offload.aclose()
-        if self._fetcher is not None:
-            await self._fetcher.aclose()
+        await fetcher.aclose()
         assert self._commit is not None
         await self._commit.close()
         self.frontier.release_leases()
 
     # ------------------------------------------------------------------------------ dispatching
-    def _buffer_cap(self) -> int:
-        return max(2 * self.s.concurrency, 64)
-
-    def _limit_left(self) -> int | None:
-        if self.s.max_pages is None:
-            return None
-        return self.s.max_pages - self.stats.previous - self._dispatched
-
     async def _dispatch(self) -> None:
+        sched, commit, effects = self.sched, self._commit, self._effects
+        assert commit is not None and effects is not None
+        capacity = self.settings.concurrency
         last_counts = 0.0
-        while True:
-            now = time.time()
-            if self._stopping:
-                break
-            left = self._limit_left()
-            want = self._buffer_cap() - self._buffered
-            if left is not None:
-                want = min(want, left - self._buffered)
-            # lease in batches: each lease is one SQL transaction
-            if (
-                want > 0
-                and (want >= min(64, self._buffer_cap() // 4) or not self._buffered)
-                and time.monotonic() >= self._dry_until
-            ):
-                self._fill(want, now)
-            self._start_ready()
-            if time.monotonic() - last_counts > 0.25:
-                self._refresh_counts()
-                last_counts = time.monotonic()
-            assert self._commit is not None
-            self._commit.save_checkpoint()
-            if not self._tasks and not self._buffered:
-                nra = self.frontier.next_ready_at()
-                if nra is None or (left is not None and left <= 0):
+        while not sched.stopping:  # in-flight URLs get STOP_GRACE to finish (_shutdown)
+            mono = time.monotonic()
+            want = sched.lease_want(mono, capacity)
+            if want:
+                items = self.frontier.lease(want, time.time())
+                sched.leased(self._not_committed(items), len(items) < want, mono)
+            for item in sched.start(capacity, can_start=self._slot_free):
+                task = asyncio.create_task(self._crawl(item))
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+            if mono - last_counts > 0.25:
+                self.stats.queued = self.frontier.counts().queued + sched.buffered
+                last_counts = mono
+            self.stats.in_flight = sched.in_flight
+            commit.save_checkpoint()
+            if sched.idle:
+                timeout = sched.end_or_wait(self.frontier.next_ready_at(), time.time())
+                if timeout is None:
                     break
-                timeout = min(max(nra - time.time(), 0.0), 1.0)
-                if timeout <= 0:
-                    self._dry_until = 0.0  # a URL is ready now: lease it without waiting
             else:
-                timeout = self._next_wake()
+                timeout = sched.wake_in(self._slot_wait)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _fill(self, want: int, now: float) -> None:
+    def _not_committed(self, items: list[FrontierItem]) -> Iterable[FrontierItem]:
         assert self._commit is not None
-        items = self.frontier.lease(want, now)
-        if len(items) < want:
-            self._dry_until = time.monotonic() + DRY_RECHECK
         for item in items:
             if self._commit.take_committed(item):
                 # committed to pages.jsonl before a crash: marked now, not fetched twice
                 self.stats.skipped += 1
                 continue
-            self._ready.setdefault(item.host, deque()).append(item)
-            self._buffered += 1
+            yield item
 
-    def _start_ready(self) -> None:
-        now = time.monotonic()
-        per_host = self.s.per_host
-        for host in list(self._ready):
-            queue = self._ready[host]
-            while (
-                queue
-                and len(self._tasks) < self.s.concurrency
-                and self._host_tasks.get(host, 0) < per_host
-                and self.slots.wait_time(host, now) <= 0
-            ):
-                item = queue.popleft()
-                self._buffered -= 1
-                self._dispatched += 1
-                self._host_tasks[host] = self._host_tasks.get(host, 0) + 1
-                task = asyncio.create_task(self._crawl(item))
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
-                if self.slots.delay > 0 or host in self._delayed_hosts:
-                    # a delayed host takes one start per wake-up: more would only queue up,
-                    # holding global slots, until the delay lets them through one by one
-                    break
-            if not queue:
-                del self._ready[host]
-            if len(self._tasks) >= self.s.concurrency:
-                break
+    def _slot_free(self, host: str) -> bool:
+        assert self._effects is not None
+        return self._effects.slots.can_start(host, time.monotonic())
 
-    def _next_wake(self) -> float:
-        now = time.monotonic()
-        waits = [self.slots.wait_time(h, now) for h in list(self._ready)[:1000]]
-        finite = [w for w in waits if w != float("inf")]
-        return min([0.5, *[max(w, 0.001) for w in finite]])
+    def _slot_wait(self, host: str) -> float:
+        assert self._effects is not None
+        return self._effects.slots.wait_time(host, time.monotonic())
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -300,154 +215,62 @@ class Engine:
             self._fatal = exc
             self.stop()
 
-    def _refresh_counts(self) -> None:
-        c = self.frontier.counts()
-        self.stats.queued = c.queued + self._buffered
-
     # ---------------------------------------------------------------------------- one URL
     async def _crawl(self, item: FrontierItem) -> None:
-        host = item.host
-        self.stats.in_flight += 1
-        held = False
+        assert self._effects is not None
+        fresh: list[tuple[str, RobotsRules]] = []
         try:
-            outcome = await self._drive(url_flow(item.url, self._flow, self._rand))
+            try:
+                outcome = await self._effects.outcome(item, fresh)
+            finally:
+                self.sched.fetched(item)
             self.stats.retries += outcome.retries
-            held = True
-            self.stats.held += 1
-            self.stats.max_held = max(self.stats.max_held, self.stats.held)
-            if outcome.retry_later is not None and (
-                self._stopping or item.attempts < self.s.retries
-            ):
-                if not self._stopping:  # when stopping, the lease is simply released
-                    # not before the host's robots.txt may be asked for again
-                    wait = max(outcome.retry_later, self.s.robots_retry)
-                    self.frontier.retry(item.url, time.time() + wait)
-                    self._dry_until = 0.0
+            for host, rules in fresh:
+                self._add(self.sched.robots_learned(host, item.url, rules))
+            plan = self.sched.finish(item, outcome.retry_later, time.time())
+            if isinstance(plan, Retry):
+                self.frontier.retry(item.url, plan.not_before)
+            if not isinstance(plan, Commit):  # when stopping, the lease is simply released
                 self.stats.skipped += 1
                 return
-            async with self._pending:
-                self.stats.pending += 1
-                self.stats.max_pending = max(self.stats.max_pending, self.stats.pending)
-                try:
-                    await self._finish(item, outcome)
-                finally:
-                    self.stats.pending -= 1
+            self.stats.held += 1
+            self.stats.max_held = max(self.stats.max_held, self.stats.held)
+            try:
+                async with self._pending:
+                    self.stats.pending += 1
+                    self.stats.max_pending = max(self.stats.max_pending, self.stats.pending)
+                    try:
+                        await self._finish(item, outcome)
+                    finally:
+                        self.stats.pending -= 1
+            finally:
+                self.stats.held -= 1
         finally:
-            self.stats.in_flight -= 1
-            self.stats.held -= held
-            n = self._host_tasks.get(host, 1) - 1
-            if n:
-                self._host_tasks[host] = n
-            else:
-                self._host_tasks.pop(host, None)
+            self.sched.done(item)
 
-    async def _finish(self, item: FrontierItem, outcome: Outcome) -> None:
-        final = outcome.final
+    async def _finish(self, item: FrontierItem, outcome: Any) -> None:
+        s, final = self.settings, outcome.final
         parsed: ParsedPage | None = None
-        if final is not None and 200 <= final.status < 300 and wants_parse(self.s, final):
+        if final is not None and 200 <= final.status < 300 and wants_parse(s, final):
             assert self._offload is not None
             try:
-                parsed = await self._offload.submit(parse_input(self.s, final))
+                parsed = await self._offload.submit(parse_input(s, final))
             except Exception as exc:  # a parser process crashed (the pool is replaced)
                 parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-            if follows_links(self.s, outcome, parsed):
-                # a sitemap's URLs count as seeds (its depth), a page's links one level deeper
-                sitemap = sitemap_links(self.s, final)
-                self._add_links(item, parsed, item.depth if sitemap else item.depth + 1)
+            if follows_links(s, outcome, parsed):
+                assert parsed is not None
+                self._add(self.sched.links(item, parsed.links, sitemap_links(s, final)))
         row, error_class = page_row(item, outcome, parsed)
         assert self._commit is not None
         written = await self._commit.write(item, error_class is None, outcome.hops, row)
         count_written(self.stats, item.url, row, outcome.hops, written.row)
 
-    def _add_links(self, item: FrontierItem, parsed: ParsedPage, depth: int) -> None:
-        if self.s.max_depth is not None and depth > self.s.max_depth:
-            return
-        new = [NewURL(link, depth, item.url) for link in self._links(parsed.links)]
+    def _add(self, new: list[NewURL]) -> None:
         if new:
             self.frontier.add(new)
-            self._dry_until = 0.0
             assert self._commit is not None
             self._commit.links_added()
-
-    # ----------------------------------------------------------------------------- effects
-    async def _drive(self, gen: Any) -> Any:
-        value: object = None
-        while True:
-            try:
-                effect = gen.send(value)
-            except StopIteration as stop:
-                return stop.value
-            if isinstance(effect, FetchEffect):
-                value = await self._fetch(effect)
-            elif isinstance(effect, RobotsEffect):
-                value = await self._robots_for(effect.url)
-            elif isinstance(effect, SleepEffect):
-                if effect.host is not None:
-                    self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
-                await asyncio.sleep(effect.seconds)
-                value = None
-            else:  # pragma: no cover - the flow yields only the effects above
-                raise TypeError(f"unknown effect {effect!r}")
-
-    async def _fetch(self, effect: FetchEffect) -> FetchResult | FetchError:
-        host = effect.host
-        await self._acquire(host)
-        assert self._fetcher is not None
-        try:
-            return await self._fetcher.fetch(effect.request)
-        except FetchError as exc:
-            return exc
-        finally:
-            self.slots.finish(host, time.monotonic())
-            for waiter in self._slot_waiters.pop(host, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
             self._wake.set()
-
-    async def _acquire(self, host: str) -> None:
-        assert self._loop is not None
-        while True:
-            now = time.monotonic()
-            if self.slots.can_start(host, now):
-                self.slots.start(host, now)
-                return
-            wait = self.slots.wait_time(host, now)
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._slot_waiters.setdefault(host, []).append(waiter)
-            await asyncio.wait([waiter], timeout=slot_wait(wait))
-
-    async def _robots_for(self, url: str) -> RobotsRules:
-        host = host_of(url)
-        rules = cached_robots(self._robots, host, time.time(), self.s.robots_retry)
-        if rules is not None:
-            return rules
-        pending = self._robots_pending.get(host)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        assert self._loop is not None
-        fut: asyncio.Future[RobotsRules] = self._loop.create_future()
-        self._robots_pending[host] = fut
-        try:
-            rules = await self._drive(robots_flow(url, self._flow, time.time()))
-        except BaseException:
-            fut.cancel()
-            raise
-        finally:
-            del self._robots_pending[host]
-        assert isinstance(rules, RobotsRules)
-        if remember_robots(self._robots, self.slots, host, rules, self.s.user_agent):
-            self._delayed_hosts.add(host)
-        if self.s.sitemaps and self.s.follow and host not in self._sitemap_hosts:
-            self._sitemap_hosts.add(host)
-            self._add_sitemaps(url, rules)
-        fut.set_result(rules)
-        return rules
-
-    def _add_sitemaps(self, url: str, rules: RobotsRules) -> None:
-        found = sitemap_seeds(url, rules, self.scope)
-        if found:
-            self.frontier.add(found)
-            self._dry_until = 0.0
 
 
 def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:

@@ -1,12 +1,11 @@
-"""What every non-asyncio crawl driver shares: one URL's work and the blocking effect driver.
+"""Performs a crawl flow's effects with blocking calls: the threads, gevent and sequential modes.
 
-A worker (thread, greenlet, the sequential loop, or a coroutine in a worker process) turns a
-:class:`~crawler.core.frontier.FrontierItem` into a :class:`Work`: the flow's outcome (driven
-through :func:`crawler.core.flow.url_flow`, which owns robots, redirects and retries) and the
-parsed page. The coordinator (:mod:`drivers.crawl_coordinator`) alone touches the frontier and
-pages.jsonl; in the processes mode each worker writes its own WARC records and returns an
-:class:`ArchivedWork` instead. The pages.jsonl row is built here with the same fields as the
-asyncio engine's, so every mode writes the same archive.
+Each effect maps onto a blocking primitive shared by every worker of the process: a fetch waits
+on one condition for its host's politeness slot (woken when a fetch ends), a robots.txt lookup
+either fetches the file (the first worker per host, :class:`crawler.core.scheduler.RobotsBook`)
+or waits on the condition for that worker's verdict, a sleep is ``time.sleep``. With gevent's
+patching the lock and condition are greenlet-aware, so the same code serves threads and
+greenlets. The decisions around the flows are the coordinator's scheduler's.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,7 @@ from crawler.core.flow import (
     Outcome,
     RobotsEffect,
     SleepEffect,
+    host_of,
     robots_flow,
     url_flow,
 )
@@ -31,13 +30,9 @@ from crawler.core.frontier import FrontierItem
 from crawler.core.parse import ParsedPage
 from crawler.core.politeness import SlotTable
 from crawler.core.robots import RobotsRules
-from crawler.core.urls import Scope, host_key
-from crawler.page_steps import (
-    cached_robots,
-    flow_config,
-    remember_robots,
-    slot_wait,
-)
+from crawler.core.scheduler import RobotsBook, slot_wait
+from crawler.core.urls import Scope
+from crawler.page_steps import flow_config
 from crawler.settings import CrawlerSettings
 from crawler.work import Work, parse_outcome
 from foundation.errors import FetchError
@@ -52,13 +47,7 @@ HANDLED_EFFECTS = (FetchEffect, RobotsEffect, SleepEffect)
 
 
 class BlockingEffects:
-    """Drives flows with blocking calls, shared by all workers of one process.
-
-    Politeness slots and the robots cache are shared data behind one lock; a worker waiting for a
-    host's slot waits on a condition (woken when any fetch of that host ends). Only one worker
-    fetches a host's robots.txt; the others wait for its verdict. With gevent's patching the lock
-    and condition are greenlet-aware, so the same code serves threads and greenlets.
-    """
+    """Drives flows with blocking calls; one instance serves every worker of the process."""
 
     def __init__(
         self,
@@ -72,9 +61,8 @@ class BlockingEffects:
         self.fetcher = fetcher
         self._rand = rand
         self.slots = SlotTable(settings.per_host, settings.delay)
+        self.robots = RobotsBook(settings.robots_retry)
         self._cond = threading.Condition()
-        self._robots: OrderedDict[str, RobotsRules] = OrderedDict()
-        self._robots_busy: set[str] = set()
         self._fresh = threading.local()  # robots verdicts this worker fetched for its item
 
     def crawl(self, item: FrontierItem) -> Work:
@@ -116,8 +104,7 @@ class BlockingEffects:
                 if self.slots.can_start(host, now):
                     self.slots.start(host, now)
                     break
-                wait = self.slots.wait_time(host, now)
-                self._cond.wait(slot_wait(wait))
+                self._cond.wait(slot_wait(self.slots.wait_time(host, now)))
         try:
             return self.fetcher.fetch(effect.request)
         except FetchError as exc:
@@ -128,26 +115,30 @@ class BlockingEffects:
                 self._cond.notify_all()
 
     def _robots_for(self, url: str) -> RobotsRules:
-        host = host_key(url)
+        host = host_of(url)
         with self._cond:
             while True:
-                rules = cached_robots(self._robots, host, time.time(), self.s.robots_retry)
+                rules = self.robots.lookup(host, time.time())
                 if rules is not None:
                     return rules
-                if host not in self._robots_busy:
-                    self._robots_busy.add(host)
+                if self.robots.claim(host):
                     break
                 self._cond.wait(1.0)
+        got: RobotsRules | None = None
         try:
-            rules = self.drive(robots_flow(url, self.flow, time.time()))
-            assert isinstance(rules, RobotsRules)
-            with self._cond:
-                remember_robots(self._robots, self.slots, host, rules, self.s.user_agent)
-            fresh = getattr(self._fresh, "robots", None)
-            if fresh is not None:
-                fresh.append((host, rules))
-            return rules
+            got = self.drive(robots_flow(url, self.flow, time.time()))
+            assert isinstance(got, RobotsRules)
         finally:
             with self._cond:
-                self._robots_busy.discard(host)
+                if got is None:
+                    self.robots.release(host)
+                else:
+                    self.robots.store(host, got)
+                    delay = got.crawl_delay(self.s.user_agent)
+                    if delay:
+                        self.slots.set_delay(host, delay)
                 self._cond.notify_all()
+        fresh = getattr(self._fresh, "robots", None)
+        if fresh is not None:
+            fresh.append((host, got))
+        return got

@@ -47,16 +47,17 @@ import time
 import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
-from typing import Any, cast
+from typing import Any
 
 from crawler.core.frontier import FrontierItem
 from crawler.core.robots import RobotsRules
+from crawler.core.scheduler import ROBOTS_CACHE, LinkFilter, retries_later
 from crawler.core.urls import Scope
-from crawler.page_steps import ROBOTS_CACHE, LinkFilter, follows_links, sitemap_links
+from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from crawler.work import ArchivedWork, Work
+from crawler.work import ArchivedWork, HostBackoff, ShipRobots, Work, WorkerFailed
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from foundation.errors import ModeError, WorkerDiedError
@@ -71,7 +72,7 @@ DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the o
 
 __all__ = [
     "AsyncEffects",  # re-exported from drivers.crawl_async_effects
-    "LinkFilter",  # re-exported from crawler.page_steps
+    "LinkFilter",  # re-exported from crawler.core.scheduler
     "ProcessBackend",
     "archive_work",
     "host_shares",
@@ -94,7 +95,7 @@ def archive_work(
     """Write one URL's records (unless it is to be retried) and say where they are; ``links``
     picks the page's links to send (all of them by default)."""
     item, outcome, parsed = work.item, work.outcome, work.parsed
-    if outcome.retry_later is not None and item.attempts < settings.retries:
+    if retries_later(item, outcome.retry_later, settings.retries):
         return ArchivedWork(
             item,
             archive.worker,
@@ -181,7 +182,7 @@ async def _worker(
     try:
         archive.open()
     except Exception as exc:
-        outq.put([("error", "(opening the archive)", f"{type(exc).__name__}: {exc}")])
+        outq.put([WorkerFailed("(opening the archive)", f"{type(exc).__name__}: {exc}")])
         return
     fetcher = AiohttpFetcher(
         concurrency=concurrency, per_host=settings.per_host, timeout=settings.timeout
@@ -202,7 +203,7 @@ async def _worker(
         out.append(result)
 
     effects = AsyncEffects(
-        settings, scope, fetcher, on_backoff=lambda host, until: emit(("backoff", host, until))
+        settings, scope, fetcher, on_backoff=lambda host, until: emit(HostBackoff(host, until))
     )
 
     async def one(item: FrontierItem) -> None:
@@ -211,7 +212,7 @@ async def _worker(
             # written and queued with no await between: results leave in write order
             emit(archive_work(settings, work, archive, link_filter))
         except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
-            emit(("error", item.url, f"{type(exc).__name__}: {exc}"))
+            emit(WorkerFailed(item.url, f"{type(exc).__name__}: {exc}"))
 
     try:
         while (batch := await inbox.get()) is not None:
@@ -220,12 +221,10 @@ async def _worker(
                     task = asyncio.create_task(one(msg))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                elif msg[0] == "robots":  # type: ignore[index]
-                    _, host, rules = cast(tuple[str, str, RobotsRules], msg)
-                    effects.install_robots(host, rules)
-                else:
-                    _, host, until = cast(tuple[str, str, float], msg)
-                    effects.backoff(host, until)
+                elif isinstance(msg, ShipRobots):
+                    effects.install_robots(msg.host, msg.rules)
+                elif isinstance(msg, HostBackoff):
+                    effects.backoff(msg.host, msg.until)
         if tasks:
             await asyncio.gather(*tasks)
         await asyncio.sleep(0)  # the last send() runs
@@ -316,7 +315,7 @@ class ProcessBackend:
             rules = self._spread[host]
             if rules is not None and host not in self._shipped[k]:
                 self._shipped[k].add(host)
-                self._outbox[k].append(("robots", host, rules))
+                self._outbox[k].append(ShipRobots(host, rules))
         else:
             k = self._pin(host)
         loads[k] += 1
@@ -343,8 +342,8 @@ class ProcessBackend:
 
     def _take(self, batch: list[object], out: list[ArchivedWork]) -> None:
         for got in batch:
-            if isinstance(got, tuple) and got[0] == "backoff":
-                self._backoff(got[1], got[2])
+            if isinstance(got, HostBackoff):
+                self._backoff(got.host, got.until)
             else:
                 out.append(self._take_one(got))
 
@@ -353,11 +352,12 @@ class ProcessBackend:
         if host not in self._spread:
             return  # a pinned host lives in one worker, which knows already
         for k in range(self._n):
-            self._outbox[k].append(("backoff", host, until))
+            self._outbox[k].append(HostBackoff(host, until))
 
     def _take_one(self, got: object) -> ArchivedWork:
         if not isinstance(got, ArchivedWork):
-            raise ModeError(f"a crawl worker process failed on {got[1]}: {got[2]}")  # type: ignore[index]
+            assert isinstance(got, WorkerFailed), got
+            raise ModeError(f"a crawl worker process failed on {got.url}: {got.error}")
         k, host = got.worker, got.item.host
         self._load[k] -= 1
         loads = self._host_load[host]
