@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from crawler.core.frontier import Frontier
+from crawler.page_steps import complete_all, count_page
 from crawler.pages import PagesLog
+from crawler.stats import CrawlStats
 from crawler.warc import ArchiveWriter, RepairReport
+from crawler.work import ArchivedWork
 from foundation.errors import StorageError
 
 __all__ = ["FSYNC_EVERY", "PagesCommitter"]
@@ -50,6 +54,33 @@ class PagesCommitter:
         """Append the URL's line; returns the pages.jsonl offset after it."""
         assert self._pages is not None
         return self._pages.append(row)
+
+    def commit_batch(
+        self, works: Sequence[ArchivedWork], frontier: Frontier, stats: CrawlStats
+    ) -> int:
+        """Append each URL's line in order, add its digests, count it, then mark the URLs in the
+        frontier; returns the pages.jsonl offset after the last line."""
+        done: list[str] = []
+        end = 0
+        for work in works:
+            row = work.row
+            assert row is not None
+            end = self.commit(row)
+            if row["error_class"] is None:
+                done.append(work.item.url)
+            else:
+                frontier.fail(work.item.url)
+            self.add_digests(work.worker, work.digests)
+            count_page(
+                stats,
+                work.item.url,
+                row,
+                body_bytes=work.body_bytes,
+                responses=work.responses,
+                revisit=bool(row.get("revisit")),
+            )
+        complete_all(frontier, done)
+        return end
 
     def add_digests(self, worker: int, digests: Iterable[tuple[str, str, str, int]]) -> None:
         """Digests of committed response records (a worker series has seq ``-1 - worker``)."""

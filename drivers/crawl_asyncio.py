@@ -23,20 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from crawler.commit import CHECKPOINT_KEY, CommitPipeline
-from crawler.core.flow import parse_any
+from crawler.core.flow import Outcome, parse_any
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
 from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.robots import RobotsRules
-from crawler.core.scheduler import Commit, CrawlScheduler, Retry
+from crawler.core.scheduler import Commit
 from crawler.core.urls import Scope
-from crawler.page_steps import (
-    count_written,
-    follows_links,
-    parse_input,
-    scheduler_config,
-    sitemap_links,
-    wants_parse,
-)
+from crawler.ledger import CrawlLedger
+from crawler.page_steps import count_written, parse_input, wants_parse
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
@@ -76,13 +70,13 @@ class Engine:
         self.settings = settings
         self.frontier = frontier
         self.stats = stats or CrawlStats()
-        self.sched = CrawlScheduler(scheduler_config(settings), scope)
+        self.ledger = CrawlLedger(settings, frontier, scope, self.stats, on_links=self._links_added)
+        self.sched = self.ledger.sched
         self._scope = scope
         self._parse_fn = parse_fn
         self._rand = rand
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._hard_stop = False
         self._pending = asyncio.Semaphore(settings.max_pending_parse)
         self._fatal: BaseException | None = None
         self._commit: CommitPipeline | None = None
@@ -92,7 +86,6 @@ class Engine:
     def stop(self) -> None:
         """Graceful stop (first Ctrl-C): no new URLs; in-flight ones finish. Second: hard stop."""
         if self.sched.stopping:
-            self._hard_stop = True
             for task in self._tasks:
                 task.cancel()
         self.sched.stop()
@@ -116,14 +109,7 @@ class Engine:
         writer = ArchiveWriter(s.out, max_file_bytes=s.warc_max_bytes, gzip_level=s.warc_gzip_level)
         self._commit = CommitPipeline(self.frontier, writer)
         report = await self._commit.open()
-        repaired = {
-            "pages_truncated": report.pages_truncated,
-            "warc_truncated": report.warc_truncated,
-            "files_removed": list(report.files_removed),
-        }
-        self.frontier.release_leases()
-        counts = self.frontier.counts()
-        self.stats.previous = self.sched.previous = counts.done + counts.failed
+        repaired = self.ledger.begin(report, self._commit.checkpoint)
         fetcher = AiohttpFetcher(concurrency=s.concurrency, per_host=s.per_host, timeout=s.timeout)
         self._effects = AsyncEffects(
             s, self._scope, fetcher, self._rand, on_slot_free=self._wake.set
@@ -159,45 +145,23 @@ class Engine:
         await self._commit.close()
         self.frontier.release_leases()
 
-    # ------------------------------------------------------------------------------ dispatching
     async def _dispatch(self) -> None:
-        sched, commit, effects = self.sched, self._commit, self._effects
-        assert commit is not None and effects is not None
-        capacity = self.settings.concurrency
-        last_counts = 0.0
+        sched, commit = self.sched, self._commit
+        assert commit is not None
         while not sched.stopping:  # in-flight URLs get STOP_GRACE to finish (_shutdown)
-            mono = time.monotonic()
-            want = sched.lease_want(mono, capacity)
-            if want:
-                items = self.frontier.lease(want, time.time())
-                sched.leased(self._not_committed(items), len(items) < want, mono)
-            for item in sched.start(capacity, can_start=self._slot_free):
+            self.ledger.lease(self.settings.concurrency)
+            for item in sched.start(self.settings.concurrency, can_start=self._slot_free):
                 task = asyncio.create_task(self._crawl(item))
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
-            if mono - last_counts > 0.25:
-                self.stats.queued = self.frontier.counts().queued + sched.buffered
-                last_counts = mono
-            self.stats.in_flight = sched.in_flight
+            self.ledger.tick()
             commit.save_checkpoint()
-            if sched.idle:
-                timeout = sched.end_or_wait(self.frontier.next_ready_at(), time.time())
-                if timeout is None:
-                    break
-            else:
-                timeout = sched.wake_in(self._slot_wait)
+            timeout = self.ledger.end_or_wait() if sched.idle else sched.wake_in(self._slot_wait)
+            if timeout is None:
+                break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-
-    def _not_committed(self, items: list[FrontierItem]) -> Iterable[FrontierItem]:
-        assert self._commit is not None
-        for item in items:
-            if self._commit.take_committed(item):
-                # committed to pages.jsonl before a crash: marked now, not fetched twice
-                self.stats.skipped += 1
-                continue
-            yield item
 
     def _slot_free(self, host: str) -> bool:
         assert self._effects is not None
@@ -207,6 +171,11 @@ class Engine:
         assert self._effects is not None
         return self._effects.slots.wait_time(host, time.monotonic())
 
+    def _links_added(self) -> None:
+        assert self._commit is not None
+        self._commit.links_added()
+        self._wake.set()
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._wake.set()
@@ -215,7 +184,6 @@ class Engine:
             self._fatal = exc
             self.stop()
 
-    # ---------------------------------------------------------------------------- one URL
     async def _crawl(self, item: FrontierItem) -> None:
         assert self._effects is not None
         fresh: list[tuple[str, RobotsRules]] = []
@@ -224,53 +192,37 @@ class Engine:
                 outcome = await self._effects.outcome(item, fresh)
             finally:
                 self.sched.fetched(item)
-            self.stats.retries += outcome.retries
-            for host, rules in fresh:
-                self._add(self.sched.robots_learned(host, item.url, rules))
-            plan = self.sched.finish(item, outcome.retry_later, time.time())
-            if isinstance(plan, Retry):
-                self.frontier.retry(item.url, plan.not_before)
-            if not isinstance(plan, Commit):  # when stopping, the lease is simply released
-                self.stats.skipped += 1
-                return
-            self.stats.held += 1
-            self.stats.max_held = max(self.stats.max_held, self.stats.held)
-            try:
-                async with self._pending:
-                    self.stats.pending += 1
-                    self.stats.max_pending = max(self.stats.max_pending, self.stats.pending)
-                    try:
+            plan = self.ledger.settle(item, outcome.retries, outcome.retry_later, fresh)
+            if isinstance(plan, Commit):
+                self.stats.held += 1
+                self.stats.max_held = max(self.stats.max_held, self.stats.held)
+                try:
+                    async with self._pending:
                         await self._finish(item, outcome)
-                    finally:
-                        self.stats.pending -= 1
-            finally:
-                self.stats.held -= 1
+                finally:
+                    self.stats.held -= 1
         finally:
             self.sched.done(item)
 
-    async def _finish(self, item: FrontierItem, outcome: Any) -> None:
-        s, final = self.settings, outcome.final
-        parsed: ParsedPage | None = None
-        if final is not None and 200 <= final.status < 300 and wants_parse(s, final):
-            assert self._offload is not None
-            try:
-                parsed = await self._offload.submit(parse_input(s, final))
-            except Exception as exc:  # a parser process crashed (the pool is replaced)
-                parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-            if follows_links(s, outcome, parsed):
-                assert parsed is not None
-                self._add(self.sched.links(item, parsed.links, sitemap_links(s, final)))
-        row, error_class = page_row(item, outcome, parsed)
-        assert self._commit is not None
-        written = await self._commit.write(item, error_class is None, outcome.hops, row)
-        count_written(self.stats, item.url, row, outcome.hops, written.row)
-
-    def _add(self, new: list[NewURL]) -> None:
-        if new:
-            self.frontier.add(new)
+    async def _finish(self, item: FrontierItem, outcome: Outcome) -> None:
+        s, final, stats = self.settings, outcome.final, self.stats
+        stats.pending += 1
+        stats.max_pending = max(stats.max_pending, stats.pending)
+        try:
+            parsed: ParsedPage | None = None
+            if final is not None and 200 <= final.status < 300 and wants_parse(s, final):
+                assert self._offload is not None
+                try:
+                    parsed = await self._offload.submit(parse_input(s, final))
+                except Exception as exc:  # a parser process crashed (the pool is replaced)
+                    parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
+                self.ledger.page_links(item, outcome, parsed)
+            row, error_class = page_row(item, outcome, parsed)
             assert self._commit is not None
-            self._commit.links_added()
-            self._wake.set()
+            written = await self._commit.write(item, error_class is None, outcome.hops, row)
+            count_written(stats, item.url, row, outcome.hops, written.row)
+        finally:
+            stats.pending -= 1
 
 
 def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:

@@ -24,18 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from crawler.core.checkpoint import PagesCheckpoint
-from crawler.core.frontier import Frontier, FrontierItem, NewURL
-from crawler.core.robots import RobotsRules
-from crawler.core.scheduler import Commit, CrawlScheduler, Plan, Retry
+from crawler.core.frontier import Frontier, FrontierItem
+from crawler.core.scheduler import Commit
 from crawler.core.urls import Scope
+from crawler.ledger import CrawlLedger
 from crawler.page_steps import (
-    complete_all,
-    count_page,
     count_written,
-    follows_links,
-    scheduler_config,
-    sitemap_links,
 )
 from crawler.pages import CHECKPOINT_KEY, page_row, resume_checkpoint, save_checkpoint
 from crawler.pages_commit import PagesCommitter
@@ -94,11 +88,10 @@ class Coordinator:
         self.frontier = frontier
         self.backend = backend
         self.stats = stats or CrawlStats()
-        self.sched = CrawlScheduler(scheduler_config(settings), scope)
+        self.ledger = CrawlLedger(settings, frontier, scope, self.stats)
+        self.sched = self.ledger.sched
         self._on_tick = on_tick
         self._hard = False
-        self._checkpoint = PagesCheckpoint()
-        self._counted_at = 0.0
         self._writer: ArchiveWriter | None = None
         self._committer: PagesCommitter | None = None
         self._host_limit: Callable[[str], int] | None = getattr(backend, "host_limit", None)
@@ -109,7 +102,6 @@ class Coordinator:
             self._hard = True
         self.sched.stop()
 
-    # ------------------------------------------------------------------------------------- run
     def run(self) -> RunOutcome:
         s = self.settings
         writer: ArchiveWriter | PagesCommitter
@@ -119,17 +111,10 @@ class Coordinator:
         else:
             writer = self._writer = ArchiveWriter(s.out, max_file_bytes=size, gzip_level=level)
         report = writer.open()
-        repaired = {
-            "pages_truncated": report.pages_truncated,
-            "warc_truncated": report.warc_truncated,
-            "files_removed": list(report.files_removed),
-        }
         try:
             # after the writer's repair, before the leases are released
-            self._checkpoint = resume_checkpoint(self.frontier, s.out / "pages.jsonl")
-            self.frontier.release_leases()
-            counts = self.frontier.counts()
-            self.stats.previous = self.sched.previous = counts.done + counts.failed
+            checkpoint = resume_checkpoint(self.frontier, s.out / "pages.jsonl")
+            repaired = self.ledger.begin(report, checkpoint)
             self.backend.start()
             try:
                 self._loop()
@@ -139,7 +124,7 @@ class Coordinator:
             writer.close()
             self.frontier.release_leases()
             # safe however the run ends: the checkpoint only ever covers marked lines
-            save_checkpoint(self.frontier, self._checkpoint, force=True)
+            save_checkpoint(self.frontier, self.ledger.checkpoint, force=True)
         return RunOutcome(self.stats, interrupted=self.sched.stopping, repaired=repaired)
 
     def _loop(self) -> None:
@@ -152,26 +137,24 @@ class Coordinator:
                     if self._hard or time.monotonic() > stop_at:
                         self._hard = True
                         return
-                mono = time.monotonic()
-                want = sched.lease_want(mono, capacity)
-                if want:
-                    items = self.frontier.lease(want, time.time())
-                    fresh = [i for i in items if not self._already_committed(i)]
-                    sched.leased(fresh, len(items) < want, mono)
+                self.ledger.lease(capacity)
                 for item in sched.start(capacity, host_limit=self._host_limit):
                     self.backend.submit(item)
-                self.stats.in_flight = sched.in_flight
+                self.ledger.tick()
                 if sched.idle:
-                    wait = sched.end_or_wait(self.frontier.next_ready_at(), time.time())
+                    wait = self.ledger.end_or_wait()
                     if wait is None:
                         return
                     time.sleep(wait)
                     continue
-                self._commit_all(self.backend.results(sched.wake_in()))
-                if time.monotonic() - self._counted_at > 0.25:
-                    self.stats.queued = self.frontier.counts().queued + sched.buffered
-                    self._counted_at = time.monotonic()
-                save_checkpoint(self.frontier, self._checkpoint)
+                works = self.backend.results(sched.wake_in())
+                if self._committer is not None:
+                    self._commit_archived([w for w in works if isinstance(w, ArchivedWork)])
+                else:
+                    for work in works:
+                        assert isinstance(work, Work)
+                        self._commit(work)
+                save_checkpoint(self.frontier, self.ledger.checkpoint)
                 if self._on_tick is not None:
                     self._on_tick()
             except Abandoned as exc:
@@ -182,59 +165,25 @@ class Coordinator:
             except KeyboardInterrupt:
                 self.stop()
 
-    def _already_committed(self, item: FrontierItem) -> bool:
-        if self._checkpoint.take(self.frontier, item.url):
-            # committed to pages.jsonl before a crash: marked now, not fetched twice
-            self.stats.skipped += 1
-            return True
-        return False
-
-    # -------------------------------------------------------------------------------- commit
-    def _commit_all(self, works: list[Work] | list[ArchivedWork]) -> None:
-        if self._committer is not None:
-            self._commit_archived([w for w in works if isinstance(w, ArchivedWork)])
-            self._committer.flush()
-            return
-        for work in works:
-            assert isinstance(work, Work)
-            self._commit(work)
-
-    def _plan(
-        self,
-        item: FrontierItem,
-        retries: int,
-        retry_later: float | None,
-        robots: tuple[tuple[str, RobotsRules], ...],
-    ) -> Plan:
-        """The scheduler's verdict on a URL that came back; a retry is queued here."""
+    def _settle(self, item: FrontierItem, retries: int, later: float | None, robots: Any) -> bool:
+        """True when the URL that came back is to be archived now."""
         self.sched.fetched(item)
         self.sched.done(item)
-        for host, rules in robots:
-            self._add(self.sched.robots_learned(host, item.url, rules))
-        self.stats.retries += retries
-        plan = self.sched.finish(item, retry_later, time.time())
-        if isinstance(plan, Retry):
-            self.frontier.retry(item.url, plan.not_before)
-        if not isinstance(plan, Commit):  # when stopping, the lease is simply released
-            self.stats.skipped += 1
-        return plan
+        return isinstance(self.ledger.settle(item, retries, later, robots), Commit)
 
     def _commit(self, work: Work) -> None:
         item, outcome, parsed = work.item, work.outcome, work.parsed
-        plan = self._plan(item, outcome.retries, outcome.retry_later, work.robots)
-        if not isinstance(plan, Commit):
+        if not self._settle(item, outcome.retries, outcome.retry_later, work.robots):
             return
-        row, error_class = page_row(item, outcome, parsed)
-        final = outcome.final
-        if follows_links(self.settings, outcome, parsed):
-            assert parsed is not None and final is not None
-            self._add(self.sched.links(item, parsed.links, sitemap_links(self.settings, final)))
+        self.ledger.page_links(item, outcome, parsed)
         self._flush_links()  # durable before the line that says this page is archived
+        row, error_class = page_row(item, outcome, parsed)
         assert self._writer is not None
-        self._checkpoint.begin()
+        checkpoint = self.ledger.checkpoint
+        checkpoint.begin()
         written = self._writer.write(ArchiveJob(outcome.hops, row))
         (self.frontier.complete if error_class is None else self.frontier.fail)(item.url)
-        self._checkpoint.marked(written.pages_offset)
+        checkpoint.marked(written.pages_offset)
         count_written(self.stats, item.url, row, outcome.hops, written.row)
 
     def _commit_archived(self, works: list[ArchivedWork]) -> None:
@@ -244,46 +193,21 @@ class Coordinator:
         records in the middle of its worker's file that no line names."""
         kept: list[ArchivedWork] = []
         for work in works:
-            item = work.item
-            # the worker archived nothing when the URL is to be tried again (row None)
+            # the worker archived nothing (row None) when the URL is to be tried again
             later = work.retry_later if work.row is None else None
-            self._plan(item, work.retries, later, work.robots)
-            if work.row is None:
-                continue
-            self._add(self.sched.links(item, work.links, work.sitemap))
-            kept.append(work)
-        if not kept:
-            return
-        self._flush_links()
+            self._settle(work.item, work.retries, later, work.robots)
+            if work.row is not None:
+                self.ledger.add(self.sched.links(work.item, work.links, work.sitemap))
+                kept.append(work)
         assert self._committer is not None
-        done: list[str] = []
-        end = 0
-        # begin()/marked() bracket the batch: an interruption between the lines and the marks
-        # freezes the checkpoint instead of letting it pass unmarked lines
-        self._checkpoint.begin()
-        for work in kept:
-            row = work.row
-            assert row is not None
-            end = self._committer.commit(row)
-            if row["error_class"] is None:
-                done.append(work.item.url)
-            else:
-                self.frontier.fail(work.item.url)
-            self._committer.add_digests(work.worker, work.digests)
-            count_page(
-                self.stats,
-                work.item.url,
-                row,
-                body_bytes=work.body_bytes,
-                responses=work.responses,
-                revisit=bool(row.get("revisit")),
-            )
-        complete_all(self.frontier, done)
-        self._checkpoint.marked(end)
-
-    def _add(self, new: list[NewURL]) -> None:
-        if new:
-            self.frontier.add(new)
+        if kept:
+            self._flush_links()
+            # begin()/marked() bracket the batch: an interruption between the lines and the
+            # marks freezes the checkpoint instead of letting it pass unmarked lines
+            self.ledger.checkpoint.begin()
+            end = self._committer.commit_batch(kept, self.frontier, self.stats)
+            self.ledger.checkpoint.marked(end)
+        self._committer.flush()
 
     def _flush_links(self) -> None:
         flush = getattr(self.frontier, "flush", None)
