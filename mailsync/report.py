@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailsync.core.schedule import FolderCounts, FolderPlan
+
 __all__ = ["AccountReport"]
 
 
@@ -27,7 +29,20 @@ class AccountReport:
     wire_bytes: int = 0
     expected: int = 0  # messages the planned folders hold (for progress / ETA)
     folders_done: int = 0
+    retries: int = 0  # connection attempts that failed and were tried again (any mode alike)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def planned(self, plan: FolderPlan) -> None:
+        self.folders = plan.folders
+        self.skipped = plan.skipped
+        self.expected = plan.expected
+
+    def synced_folder(self, counts: FolderCounts) -> None:
+        """Count one folder synced to the end (callers that share a report hold its lock)."""
+        self.synced += 1
+        self.flag_updates += counts.flag_updates
+        self.gone += counts.gone
+        self.warnings.extend(counts.warnings)
