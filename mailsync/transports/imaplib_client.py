@@ -29,6 +29,7 @@ from foundation.errors import (
     ImapConnectError,
     ImapProtocolError,
     ImapTLSError,
+    ImapUnknownHost,
     MailError,
 )
 from mailsync.auth import Secret
@@ -220,8 +221,10 @@ def _translate(exc: BaseException, account: AccountSettings) -> MailError:
     common = connect_failure(exc, where)
     if common is not None:
         return common
-    if isinstance(exc, socket.gaierror):
-        return ImapConnectError(f"account {account.name}: unknown host {account.host}")
+    if isinstance(exc, socket.gaierror):  # not retried: the same words as the native transport
+        return ImapUnknownHost(
+            f"account {account.name}: {account.host}: unknown host ({exc.strerror})"
+        )
     return ImapConnectError(f"{where}: {exc}")
 
 
