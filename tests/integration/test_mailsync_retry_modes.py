@@ -90,8 +90,7 @@ def test_a_wrong_password_is_one_error_and_one_connection(
     report = _backup(mode, account, tmp_path)
     # the same words in every mode: the account, the user and the server's answer with its code
     assert report.errors == [
-        f"account pw: login as {acct.user} failed: NO [AUTHENTICATIONFAILED] "
-        "Authentication failed."
+        f"account pw: login as {acct.user} failed: NO [AUTHENTICATIONFAILED] Authentication failed."
     ]
     assert proxy.stats.connections == 1 and report.retries == 0
     assert archive_files(tmp_path / "pw") == []
