@@ -352,18 +352,13 @@ class AccountRun(FolderEffects):
                 decision = retry.after_folder_failure(
                     exc, where, attempt, self.settings.backoff, random.random()
                 )
-                if isinstance(decision, retry.SkipFolder):
-                    self.report.warnings.append(decision.warning)
-                    return session
-                if isinstance(decision, retry.FailFolder) and decision.keep_session:
-                    self.report.errors.append(decision.message)
+                self.report.failed_attempt(decision)
+                if decision.keep_session:
                     return session
                 await self._close(session)
                 session = None
-                if isinstance(decision, retry.FailFolder):
-                    self.report.errors.append(decision.message)
+                if not isinstance(decision, retry.Retry):
                     return None
-                self.report.retries += 1
                 await asyncio.sleep(decision.delay)
                 continue
             except BaseException:

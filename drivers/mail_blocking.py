@@ -119,12 +119,9 @@ class AccountRun:
                 )
                 if isinstance(decision, retry.FailAccount):
                     raise retry.AccountFailed(decision.message) from None
-                self._count_retry()
+                with self._report_lock:
+                    self.report.retries += 1
                 time.sleep(decision.delay)
-
-    def _count_retry(self) -> None:
-        with self._report_lock:
-            self.report.retries += 1
 
     def _close(self, session: ImaplibSession | None) -> None:
         if session is not None:
@@ -264,18 +261,14 @@ class AccountRun:
                 decision = retry.after_folder_failure(
                     exc, where, attempt, self.settings.backoff, random.random()
                 )
-                if isinstance(decision, retry.SkipFolder):
-                    self._note("warnings", decision.warning)
-                    return session
-                if isinstance(decision, retry.FailFolder) and decision.keep_session:
-                    self._note("errors", decision.message)
+                with self._report_lock:
+                    self.report.failed_attempt(decision)
+                if decision.keep_session:
                     return session
                 self._close(session)
                 session = None
-                if isinstance(decision, retry.FailFolder):
-                    self._note("errors", decision.message)
+                if not isinstance(decision, retry.Retry):
                     return None
-                self._count_retry()
                 time.sleep(decision.delay)
                 continue
             self._note_result(job.name, result)

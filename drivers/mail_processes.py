@@ -154,15 +154,13 @@ class _Worker:
                 decision = retry.after_folder_failure(
                     exc, where, attempt, self.settings.backoff, random.random()
                 )
-                if isinstance(decision, retry.SkipFolder):
-                    return session, ("warnings", decision.warning)
-                if isinstance(decision, retry.FailFolder) and decision.keep_session:
-                    return session, ("errors", decision.message)
+                if decision.keep_session:  # the writer counts a failure in the report
+                    return session, ("failed", decision)
                 if session is not None:
                     await self._close(session)
                 session = None
-                if isinstance(decision, retry.FailFolder):
-                    return None, ("errors", decision.message)
+                if not isinstance(decision, retry.Retry):
+                    return None, ("failed", decision)
                 self.stats["retries"] += 1
                 await asyncio.sleep(decision.delay)
                 continue
@@ -317,7 +315,8 @@ class ProcessAccountRun(AccountRun):
                 assert isinstance(payload, flow.FolderResult)
                 self._note_result(msg[2], payload)
             else:
-                self._note(what, str(payload))
+                with self._report_lock:
+                    self.report.failed_attempt(payload)
             with self._report_lock:
                 self.report.folders_done += 1
         elif kind == "exit":

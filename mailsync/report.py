@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailsync.core.retry import FolderDecision, Retry, SkipFolder
 from mailsync.core.schedule import FolderCounts, FolderPlan
 
 __all__ = ["AccountReport"]
@@ -46,3 +47,12 @@ class AccountReport:
         self.flag_updates += counts.flag_updates
         self.gone += counts.gone
         self.warnings.extend(counts.warnings)
+
+    def failed_attempt(self, decision: FolderDecision) -> None:
+        """Count a folder attempt that failed, as :mod:`mailsync.core.retry` decided about it."""
+        if isinstance(decision, Retry):
+            self.retries += 1
+        elif isinstance(decision, SkipFolder):
+            self.warnings.append(decision.warning)
+        else:
+            self.errors.append(decision.message)

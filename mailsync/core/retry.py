@@ -25,6 +25,7 @@ change a setting, and repeating a wrong login can lock the account.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from foundation.errors import (
     FolderGone,
@@ -85,6 +86,7 @@ class Retry:
 
     attempt: int  # failed attempts so far
     delay: float
+    keep_session: ClassVar[bool] = False  # the connection broke, or may have
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class SkipFolder:
     """Not an error: the folder went away on the server; ``warning`` says so."""
 
     warning: str
+    keep_session: ClassVar[bool] = True  # the server answered: the connection is fine
 
 
 ConnectDecision = Retry | FailAccount

@@ -33,6 +33,7 @@ from mailsync.core.retry import (
     is_transient,
 )
 from mailsync.core.schedule import folder_counts, plan_folders
+from mailsync.report import AccountReport
 from mailsync.settings import MailSettings
 
 P = Backoff(retries=3, first=0.2, cap=5.0)
@@ -225,3 +226,14 @@ def test_folder_counts_warn_about_vanished_messages() -> None:
     assert (counts.flag_updates, counts.gone) == (2, 1)
     assert counts.warnings == ("a/INBOX: 2 messages vanished while fetching",)
     assert folder_counts("a/INBOX", FolderResult("INBOX")).warnings == ()
+
+
+def test_the_report_counts_each_decision() -> None:
+    report = AccountReport("a")
+    report.failed_attempt(Retry(1, 0.1))
+    report.failed_attempt(SkipFolder("a/X: folder gone from the server (gone)"))
+    report.failed_attempt(FailFolder("a/Y: UID FETCH: NO busy", keep_session=True))
+    assert report.retries == 1
+    assert report.warnings == ["a/X: folder gone from the server (gone)"]
+    assert report.errors == ["a/Y: UID FETCH: NO busy"]
+    assert not Retry(1, 0.1).keep_session and SkipFolder("w").keep_session
