@@ -6,16 +6,17 @@ A worker whose queue is empty helps the folder with the most body FETCHes left: 
 folder too and becomes one more lane of its :class:`~drivers.mail_asyncio_folder.FetchLanes`, so the
 last big folder is not left to a single connection.
 
-Connecting is retried with exponential backoff for transient failures (refused, reset, timed
-out), never for a wrong password or an untrusted certificate; a connection dropped mid-folder is
-reopened the same way and the folder restarts from the state, which already holds every batch
-written so far: nothing is fetched twice, nothing is lost.
+Which failures are retried, how long to wait and what the report says is decided by
+:mod:`mailsync.core.retry`, as in every mode; a connection dropped mid-folder is reopened and the
+folder restarts from the state, which already holds every batch written so far: nothing is
+fetched twice, nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,35 +29,19 @@ from drivers.mail_asyncio_folder import (
     HeaderOffload,
     SessionFactory,
 )
-from foundation.errors import (
-    FolderGone,
-    ImapAuthError,
-    ImapCommandError,
-    ImapConnectError,
-    ImapProtocolError,
-    ImapTLSError,
-    ImapUnknownHost,
-    MailError,
-    ModeError,
-    StorageError,
-)
+from foundation.errors import MailError, ModeError, StorageError
 from mailsync.auth import Secret, get_secret
-from mailsync.core import commands, flow
+from mailsync.core import commands, flow, retry
 from mailsync.core.plan import FolderState
-from mailsync.effects import backoff_delay
+from mailsync.core.schedule import folder_counts, plan_folders
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
 from mailsync.transports.base import ImapSession
 
-__all__ = ["AccountRun", "backoff_delay"]
+__all__ = ["AccountRun"]
 
 # messages in never-synced folders above which the header-parser pool is started at once
 _PRESTART_PARSER = 1000
-
-
-def _transient(exc: MailError) -> bool:
-    # retrying cannot make a certificate trusted, a password right or a host name resolve
-    return isinstance(exc, ImapConnectError) and not isinstance(exc, ImapTLSError | ImapUnknownHost)
 
 
 class _Once:
@@ -100,23 +85,30 @@ class AccountRun(FolderEffects):
 
     # connections ------------------------------------------------------------------------------
 
-    async def _connect(self) -> ImapSession:
-        """A new session; transient failures are retried (``retries`` times, with backoff)."""
+    async def _open(self) -> ImapSession:
+        """One attempt at a new session (the caller decides about retries)."""
         assert self.secret is not None
+        session = await self.factory(
+            self.account, self.secret, self.settings, self.archive.root / ".spill"
+        )
+        self.sessions.append(session)
+        return session
+
+    async def _connect(self) -> ImapSession:
+        """A new session, retried as :func:`mailsync.core.retry.after_connect_failure` says."""
         attempt = 0
         while True:
             try:
-                session = await self.factory(
-                    self.account, self.secret, self.settings, self.archive.root / ".spill"
-                )
+                return await self._open()
             except MailError as exc:
                 attempt += 1
-                if not _transient(exc) or attempt > self.settings.retries:
-                    raise
-                await asyncio.sleep(backoff_delay(attempt))
-                continue
-            self.sessions.append(session)
-            return session
+                decision = retry.after_connect_failure(
+                    exc, attempt, self.settings.backoff, random.random()
+                )
+                if isinstance(decision, retry.FailAccount):
+                    raise retry.AccountFailed(decision.message) from None
+                self.report.retries += 1
+                await asyncio.sleep(decision.delay)
 
     def _tally(self) -> None:
         for s in self.sessions:
@@ -225,15 +217,11 @@ class AccountRun(FolderEffects):
             raise
         if gone:
             await self.archive.run(self._mark_folders_gone, gone)
-        todo = [j for j in jobs if not flow.is_unchanged(j, before)]
-        self.report.folders = len(jobs)
-        self.report.skipped = len(jobs) - len(todo)
-        self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
-        todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
-        first_time = sum(j.status.messages or 0 for j in todo if j.status and j.before is None)
-        if first_time > _PRESTART_PARSER:
+        plan = plan_folders(jobs, before)
+        self.report.planned(plan)
+        if plan.first_time > _PRESTART_PARSER:
             self.offload.prestart()
-        queue = deque(todo)
+        queue = deque(plan.todo)
         if not queue:
             await self._close(session)
             self.sem.release()
@@ -241,7 +229,7 @@ class AccountRun(FolderEffects):
         # one folder per connection; a single big folder still gets every connection (helpers;
         # not with aioimaplib, whose EXAMINE does not select)
         self._may_help = not aioimaplib
-        count = self.account.connections if self._may_help else min(len(todo), len(queue))
+        count = self.account.connections if self._may_help else len(queue)
         workers = [asyncio.create_task(self._worker(session, queue))]
         for _ in range(min(count, self.account.connections) - 1):
             workers.append(
@@ -325,8 +313,8 @@ class AccountRun(FolderEffects):
     async def _help(self, session: ImapSession | None, lanes: FetchLanes) -> ImapSession | None:
         """EXAMINE the folder of ``lanes`` on this connection and fetch some of its batches."""
         try:
-            if session is None:
-                session = await self._connect()
+            if session is None:  # one attempt: a helper is not worth a backoff
+                session = await self._open()
             (res,) = await session.pipeline(
                 [commands.examine(lanes.raw_name, literal_plus=self.opts.literal_plus)]
             )
@@ -356,42 +344,25 @@ class AccountRun(FolderEffects):
             lanes.on_start = started
             try:
                 if session is None:
-                    session = await self._connect()
+                    session = await self._open()
                 result = await self.drive(flow.sync_folder(job, self.opts), session, lanes)
-            except ImapTLSError as exc:  # retrying cannot make a certificate trusted
+            except (MailError, StorageError) as exc:
                 await lanes.settle()
-                self.report.errors.append(f"{where}: {exc}")
-                return None
-            except FolderGone as exc:
-                await lanes.settle()
-                self.report.warnings.append(f"{where}: folder gone from the server ({exc.text})")
-                return session
-            except (ImapConnectError, ImapProtocolError) as exc:
-                await lanes.settle()
+                attempt += 1
+                decision = retry.after_folder_failure(
+                    exc, where, attempt, self.settings.backoff, random.random()
+                )
+                self.report.failed_attempt(decision)
+                if decision.keep_session:
+                    return session
                 await self._close(session)
                 session = None
-                attempt += 1
-                if attempt > self.settings.retries:
-                    self.report.errors.append(f"{where}: {exc} (gave up after {attempt} tries)")
+                if not isinstance(decision, retry.Retry):
                     return None
-                await asyncio.sleep(backoff_delay(attempt))
+                await asyncio.sleep(decision.delay)
                 continue
-            except ImapAuthError as exc:
-                self.report.errors.append(f"{where}: {exc}")
-                await lanes.settle()
-                return session
-            except (ImapCommandError, StorageError) as exc:
-                await lanes.settle()
-                self.report.errors.append(f"{where}: {exc}")
-                return session
             except BaseException:
                 await lanes.settle()
                 raise
-            self.report.synced += 1
-            self.report.flag_updates += result.flag_updates
-            self.report.gone += result.gone
-            if result.missing:
-                self.report.warnings.append(
-                    f"{where}: {len(result.missing)} messages vanished while fetching"
-                )
+            self.report.synced_folder(folder_counts(where, result))
             return session

@@ -14,6 +14,7 @@ writer at a time, "files durable, then rows committed" per batch, as in the engi
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections import deque
@@ -21,21 +22,13 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from foundation.errors import (
-    FolderGone,
-    ImapAuthError,
-    ImapCommandError,
-    ImapConnectError,
-    ImapProtocolError,
-    ImapTLSError,
-    MailError,
-    StorageError,
-)
+from foundation.errors import ImapProtocolError, MailError, StorageError
 from mailsync import effects
 from mailsync.auth import Secret, get_secret
-from mailsync.core import flow
+from mailsync.core import flow, retry
 from mailsync.core.headers import HeaderInfo, parse_headers
 from mailsync.core.plan import FolderState
+from mailsync.core.schedule import folder_counts, plan_folders
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
@@ -99,7 +92,8 @@ class AccountRun:
         with self._lock:
             return fn(*args)
 
-    def _connect(self) -> ImaplibSession:
+    def _open(self) -> ImaplibSession:
+        """One attempt at a new session (the caller decides about retries)."""
         assert self.secret is not None
         session = open_blocking_session(
             self.account,
@@ -111,6 +105,23 @@ class AccountRun:
         with self._report_lock:
             self._sessions.append(session)
         return session
+
+    def _connect(self) -> ImaplibSession:
+        """A new session, retried as :func:`mailsync.core.retry.after_connect_failure` says."""
+        attempt = 0
+        while True:
+            try:
+                return self._open()
+            except MailError as exc:
+                attempt += 1
+                decision = retry.after_connect_failure(
+                    exc, attempt, self.settings.backoff, random.random()
+                )
+                if isinstance(decision, retry.FailAccount):
+                    raise retry.AccountFailed(decision.message) from None
+                with self._report_lock:
+                    self.report.retries += 1
+                time.sleep(decision.delay)
 
     def _close(self, session: ImaplibSession | None) -> None:
         if session is not None:
@@ -174,12 +185,9 @@ class AccountRun:
             raise
         if gone:
             self._archive(self._mark_folders_gone, gone)
-        todo = [j for j in jobs if not flow.is_unchanged(j, before)]
-        self.report.folders = len(jobs)
-        self.report.skipped = len(jobs) - len(todo)
-        self.report.expected = sum((j.status.messages or 0) for j in todo if j.status)
-        todo.sort(key=lambda j: -(j.status.messages or 0 if j.status else 0))
-        self._distribute(session, todo)
+        plan = plan_folders(jobs, before)
+        self.report.planned(plan)
+        self._distribute(session, list(plan.todo))
 
     def _distribute(self, session: ImaplibSession, todo: list[flow.FolderJob]) -> None:
         """Sync ``todo`` on ``session`` plus up to ``connections - 1`` more workers (it owns
@@ -246,26 +254,23 @@ class AccountRun:
         while True:
             try:
                 if session is None:
-                    session = self._connect()
+                    session = self._open()
                 result = self._drive(flow.sync_folder(job, self.opts), session)
-            except ImapTLSError as exc:  # retrying cannot make a certificate trusted
-                self._note("errors", f"{where}: {exc}")
-                return None
-            except FolderGone as exc:
-                self._note("warnings", f"{where}: folder gone from the server ({exc.text})")
-                return session
-            except (ImapConnectError, ImapProtocolError) as exc:
+            except (MailError, StorageError) as exc:
+                attempt += 1
+                decision = retry.after_folder_failure(
+                    exc, where, attempt, self.settings.backoff, random.random()
+                )
+                with self._report_lock:
+                    self.report.failed_attempt(decision)
+                if decision.keep_session:
+                    return session
                 self._close(session)
                 session = None
-                attempt += 1
-                if attempt > self.settings.retries:
-                    self._note("errors", f"{where}: {exc} (gave up after {attempt} tries)")
+                if not isinstance(decision, retry.Retry):
                     return None
-                time.sleep(effects.backoff_delay(attempt))
+                time.sleep(decision.delay)
                 continue
-            except (ImapAuthError, ImapCommandError, StorageError) as exc:
-                self._note("errors", f"{where}: {exc}")
-                return session
             self._note_result(job.name, result)
             return session
 
@@ -275,15 +280,9 @@ class AccountRun:
 
     def _note_result(self, name: str, result: flow.FolderResult) -> None:
         """Count a synced folder (on a worker here; in the processes mode on the writer)."""
+        counts = folder_counts(f"{self.account.name}/{name}", result)
         with self._report_lock:
-            self.report.synced += 1
-            self.report.flag_updates += result.flag_updates
-            self.report.gone += result.gone
-        if result.missing:
-            where = f"{self.account.name}/{name}"
-            self._note(
-                "warnings", f"{where}: {len(result.missing)} messages vanished while fetching"
-            )
+            self.report.synced_folder(counts)
 
     # effects ---------------------------------------------------------------------------------
     def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImaplibSession) -> _R:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import random
 import signal
 import threading
 from collections import deque
@@ -31,21 +32,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drivers.mail_blocking import AccountRun
-from foundation.errors import (
-    FolderGone,
-    ImapAuthError,
-    ImapCommandError,
-    ImapConnectError,
-    ImapProtocolError,
-    ImapTLSError,
-    MailError,
-    StorageError,
-    WorkerDiedError,
-)
+from foundation.errors import MailError, StorageError, WorkerDiedError
 from foundation.worker_pipe import PipeSender, death_note
 from mailsync.auth import Secret
-from mailsync.core import flow
-from mailsync.effects import backoff_delay
+from mailsync.core import flow, retry
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession
@@ -103,7 +93,7 @@ class _Worker:
         self.replies = replies
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[object]] = {}
-        self.stats = {"commands": 0, "round_trips": 0, "wire_bytes": 0}
+        self.stats = {"commands": 0, "round_trips": 0, "wire_bytes": 0, "retries": 0}
 
     async def main(self, jobs: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -159,21 +149,21 @@ class _Worker:
                 if session is None:
                     session = await self._connect()
                 result = await self._drive(flow.sync_folder(job, self.opts), session)
-            except ImapTLSError as exc:
-                return session, ("errors", f"{where}: {exc}")
-            except FolderGone as exc:
-                return session, ("warnings", f"{where}: folder gone from the server ({exc.text})")
-            except (ImapConnectError, ImapProtocolError) as exc:
+            except (MailError, StorageError) as exc:
+                attempt += 1
+                decision = retry.after_folder_failure(
+                    exc, where, attempt, self.settings.backoff, random.random()
+                )
+                if decision.keep_session:  # the writer counts a failure in the report
+                    return session, ("failed", decision)
                 if session is not None:
                     await self._close(session)
                 session = None
-                attempt += 1
-                if attempt > self.settings.retries:
-                    return None, ("errors", f"{where}: {exc} (gave up after {attempt} tries)")
-                await asyncio.sleep(backoff_delay(attempt))
+                if not isinstance(decision, retry.Retry):
+                    return None, ("failed", decision)
+                self.stats["retries"] += 1
+                await asyncio.sleep(decision.delay)
                 continue
-            except (ImapAuthError, ImapCommandError, StorageError) as exc:
-                return session, ("errors", f"{where}: {exc}")
             return session, ("result", result)
 
     async def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImapSession) -> _R:
@@ -325,7 +315,8 @@ class ProcessAccountRun(AccountRun):
                 assert isinstance(payload, flow.FolderResult)
                 self._note_result(msg[2], payload)
             else:
-                self._note(what, str(payload))
+                with self._report_lock:
+                    self.report.failed_attempt(payload)
             with self._report_lock:
                 self.report.folders_done += 1
         elif kind == "exit":
@@ -333,6 +324,7 @@ class ProcessAccountRun(AccountRun):
             self.report.commands += stats["commands"]
             self.report.round_trips += stats["round_trips"]
             self.report.wire_bytes += stats["wire_bytes"]
+            self.report.retries += stats["retries"]
 
 
 def backup_processes(

@@ -11,7 +11,6 @@ imports it.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -32,7 +31,6 @@ __all__ = [
     "StoreItem",
     "archive_answer",
     "archive_call",
-    "backoff_delay",
     "folder_record",
     "header_block",
     "header_rows",
@@ -48,11 +46,6 @@ StoreItem = tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, st
 HeaderRow = tuple[
     str, int, int, str | None, str | None, str | None, str | None, str | None, str | None
 ]
-
-
-def backoff_delay(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (1, 2, ...): 0.2 s doubling, capped at 5 s, jittered."""
-    return min(5.0, 0.2 * 2.0 ** (attempt - 1)) * (0.5 + random.random())
 
 
 def header_block(body: bytes) -> bytes:

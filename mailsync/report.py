@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailsync.core.retry import FolderDecision, Retry, SkipFolder
+from mailsync.core.schedule import FolderCounts, FolderPlan
+
 __all__ = ["AccountReport"]
 
 
@@ -27,7 +30,29 @@ class AccountReport:
     wire_bytes: int = 0
     expected: int = 0  # messages the planned folders hold (for progress / ETA)
     folders_done: int = 0
+    retries: int = 0  # connection attempts that failed and were tried again (any mode alike)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def planned(self, plan: FolderPlan) -> None:
+        self.folders = plan.folders
+        self.skipped = plan.skipped
+        self.expected = plan.expected
+
+    def synced_folder(self, counts: FolderCounts) -> None:
+        """Count one folder synced to the end (callers that share a report hold its lock)."""
+        self.synced += 1
+        self.flag_updates += counts.flag_updates
+        self.gone += counts.gone
+        self.warnings.extend(counts.warnings)
+
+    def failed_attempt(self, decision: FolderDecision) -> None:
+        """Count a folder attempt that failed, as :mod:`mailsync.core.retry` decided about it."""
+        if isinstance(decision, Retry):
+            self.retries += 1
+        elif isinstance(decision, SkipFolder):
+            self.warnings.append(decision.warning)
+        else:
+            self.errors.append(decision.message)

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from foundation.frozen import FrozenModel
 from foundation.mode import Mode
+from mailsync.core.retry import Backoff
 
 __all__ = ["AccountSettings", "MailSettings", "is_loopback"]
 
@@ -77,9 +78,23 @@ class MailSettings(FrozenModel):
     timeout: float = Field(default=60.0, gt=0, le=3600)
     # Reconnects (with exponential backoff) of one connection before its folders fail.
     retries: int = Field(default=4, ge=0, le=100)
+    # Seconds before the first retry (doubling each time, jittered by +-50 %) and the longest wait.
+    retry_delay: float = Field(default=0.2, ge=0, le=60)
+    retry_max_delay: float = Field(default=5.0, ge=0, le=3600)
     # Header parser processes (0 = parse on the event loop) and messages per IPC batch.
     header_workers: int = Field(default=1, ge=0, le=64)
     header_batch: int = Field(default=64, ge=1, le=10_000)
     # fsync every message file and folder before the state records it (crash safety).
     fsync: bool = True
     accounts: tuple[AccountSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> MailSettings:
+        if self.retry_max_delay < self.retry_delay:
+            raise ValueError("retry_max_delay must not be smaller than retry_delay")
+        return self
+
+    @property
+    def backoff(self) -> Backoff:
+        """The retry policy every mode follows (:mod:`mailsync.core.retry`)."""
+        return Backoff(self.retries, self.retry_delay, self.retry_max_delay)

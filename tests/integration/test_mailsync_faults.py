@@ -78,9 +78,14 @@ async def test_password_command(imap_corpus: ImapCorpus, tmp_path: Path) -> None
 
 async def test_connection_refused(imap_corpus: ImapCorpus, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
-    settings = mail_settings(account_for(imap_corpus.server, "alice", name="refused", port=port))
+    settings = mail_settings(
+        account_for(imap_corpus.server, "alice", name="refused", port=port), retry_delay=0.01
+    )
     (report,) = await run_backup(settings, tmp_path)
-    assert report.errors == [f"account refused: 127.0.0.1:{port}: connection refused"]
+    assert report.errors == [
+        f"account refused: 127.0.0.1:{port}: connection refused (gave up after 5 tries)"
+    ]
+    assert report.retries == 4
 
 
 def test_plain_text_to_a_remote_host_is_refused_by_settings() -> None:
