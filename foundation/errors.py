@@ -22,6 +22,7 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
     │       ├── FetchTimeout (TimeoutError)
     │       ├── ConnectError (ConnectionError)     refused / DNS / unreachable
     │       ├── ConnectionLost (ConnectionError)   reset or closed mid-response
+    │       ├── BadResponse                        broken HTTP framing (no retry)
     │       ├── HTTPStatusError                    a final 4xx / 5xx after retries
     │       ├── TooManyRedirects                   more hops than allowed, or a loop
     │       ├── BodyTooLarge                       over --max-bytes (body kept, truncated)
@@ -41,6 +42,7 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
 from __future__ import annotations
 
 __all__ = [
+    "BadResponse",
     "BodyTooLarge",
     "ConnectError",
     "ConnectionLost",
@@ -152,6 +154,12 @@ class ConnectError(FetchError, ConnectionError):
 
 class ConnectionLost(FetchError, ConnectionError):
     """The server reset or closed the connection mid-response."""
+
+
+class BadResponse(FetchError):
+    """The response broke HTTP's framing (a malformed status line or chunk-size line): the
+    server's bytes are wrong, so fetching again would fail the same way. Not a
+    ``ConnectionError``, so the retry policy leaves it alone."""
 
 
 class HTTPStatusError(FetchError):

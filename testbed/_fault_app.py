@@ -37,6 +37,10 @@ ENDPOINTS: tuple[str, ...] = (
     "/redirect/self",
     "/redirect/relative",
     "/redirect/external",
+    "/redirect/body",
+    "/redirect/body?bytes=300000000",
+    "/chunked/bad-size",
+    "/chunked/cut",
     "/gzip-bomb",
     "/br-bomb",
     "/zstd-bomb",
@@ -243,6 +247,62 @@ async def redirect_external(request: web.Request) -> web.Response:
     return _redirect(EXTERNAL_URL)
 
 
+async def redirect_body(request: web.Request) -> web.StreamResponse:
+    # a redirect's body is part of its archived response: a client must read it like any other
+    total = _int(request, "bytes", 1000, hi=1 << 40)
+    status = _int(request, "status", 302, lo=300, hi=399)
+    resp = web.StreamResponse(
+        status=status, headers={hdrs.LOCATION: "/ok", hdrs.CONTENT_TYPE: "text/html"}
+    )
+    return await _stream_filler(request, resp, total, chunked=request.query.get("length") == "0")
+
+
+_CHUNKED_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def _send_raw(request: web.Request, parts: list[bytes]) -> web.StreamResponse:
+    """Write ``parts`` as they are (each after the previous left the server), then close (FIN).
+
+    aiohttp's response writer cannot produce broken framing, so these bytes bypass it."""
+    transport = request.transport
+    if transport is not None:
+        for i, part in enumerate(parts):
+            if i:
+                await _drained(transport)
+                await asyncio.sleep(0.02)  # a separate segment, not one read for the client
+            transport.write(part)
+        await _drained(transport)
+        transport.close()
+    return web.StreamResponse()  # never sent: the connection is closed
+
+
+async def _drained(transport: asyncio.Transport) -> None:
+    for _ in range(200):
+        if transport.is_closing() or transport.get_write_buffer_size() == 0:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def chunked_bad_size(request: web.Request) -> web.StreamResponse:
+    bad = b"zz-not-hex\r\nhello\r\n0\r\n\r\n"
+    if request.query.get("at") == "0":
+        # in the head's segment: a client parses both in one go
+        return await _send_raw(request, [_CHUNKED_HEAD + bad])
+    return await _send_raw(request, [_CHUNKED_HEAD, _chunk(_FILLER), bad])
+
+
+async def chunked_cut(request: web.Request) -> web.StreamResponse:
+    chunks = _int(request, "chunks", 3, lo=0, hi=1000)
+    return await _send_raw(request, [_CHUNKED_HEAD, *[_chunk(_FILLER)] * chunks])
+
+
 async def gzip_bomb_handler(request: web.Request) -> web.StreamResponse:
     mib = _int(request, "mib", 1024, lo=1, hi=4096)
     async with request.app[_BOMB_LOCK]:
@@ -279,10 +339,17 @@ async def zstd_bomb_handler(request: web.Request) -> web.Response:
 async def huge(request: web.Request) -> web.StreamResponse:
     total = _int(request, "bytes", 200_000_000, hi=1 << 40)
     resp = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/html"})
-    if request.query.get("length") == "1":
-        resp.content_length = total
-    else:
+    return await _stream_filler(request, resp, total, chunked=request.query.get("length") != "1")
+
+
+async def _stream_filler(
+    request: web.Request, resp: web.StreamResponse, total: int, *, chunked: bool
+) -> web.StreamResponse:
+    """Send ``total`` bytes of HTML filler, generated as it goes (never held in memory)."""
+    if chunked:
         resp.enable_chunked_encoding()
+    else:
+        resp.content_length = total
     await resp.prepare(request)
     block = (_FILLER * (_HUGE_CHUNK // len(_FILLER) + 1))[:_HUGE_CHUNK]
     head = b"<!doctype html><html><body>"
@@ -428,6 +495,9 @@ def make_app(robots_mode: RobotsMode = "ok") -> web.Application:
             web.get("/redirect/self", redirect_self),
             web.get("/redirect/relative", redirect_relative),
             web.get("/redirect/external", redirect_external),
+            web.get("/redirect/body", redirect_body),
+            web.get("/chunked/bad-size", chunked_bad_size),
+            web.get("/chunked/cut", chunked_cut),
             web.get("/gzip-bomb", gzip_bomb_handler),
             web.get("/br-bomb", br_bomb),
             web.get("/zstd-bomb", zstd_bomb_handler),

@@ -18,6 +18,11 @@ Endpoints (all GET; query parameters optional, defaults shown):
 - ``/redirect/loop/a`` <-> ``/redirect/loop/b``: 302 loop. ``/redirect/self``: 302 to itself.
 - ``/redirect/relative``: ``Location: ../ok`` (resolves to ``/ok``).
 - ``/redirect/external``: 302 to ``http://ext.example.invalid/`` (never to be fetched).
+- ``/redirect/body?bytes=1000&status=302&length=1``: ``status`` to ``/ok`` with ``bytes`` of
+  HTML filler as its body (``length=0``: chunked), streamed as generated.
+- ``/chunked/bad-size?at=1``: chunked 200 with a non-hex chunk-size line after one good chunk
+  (``at=0``: right after the head, in one segment), then close.
+- ``/chunked/cut?chunks=3``: chunked 200, ``chunks`` good chunks, then close without the last one.
 - ``/gzip-bomb?mib=1024``: ``Content-Encoding: gzip``, ~1 MB that inflates to ``mib`` MiB of
   spaces (deflate tops out near 1032:1). ``/br-bomb`` (~1 KB) and ``/zstd-bomb`` (~32 KB)
   likewise with brotli and zstd.

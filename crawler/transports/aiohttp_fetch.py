@@ -9,7 +9,10 @@ aiohttp errors are translated here, at the boundary, into the project's error tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import weakref
+from collections.abc import Iterator
 from types import TracebackType
 
 import aiohttp
@@ -17,6 +20,7 @@ from aiohttp import http_exceptions
 
 from crawler.core.flow import FetchRequest, FetchResult
 from foundation.errors import (
+    BadResponse,
     ConnectError,
     ConnectionLost,
     FetchError,
@@ -81,7 +85,12 @@ class AiohttpFetcher:
         except aiohttp.ClientResponseError as exc:
             if _is_head_too_large(exc):
                 raise HeadersTooLarge(f"response head too large: {exc.message}"[:300]) from exc
-            raise FetchError(f"bad response: {exc.message}"[:300]) from exc
+            raise BadResponse(_bad(exc.message)) from exc
+        except http_exceptions.LineTooLong as exc:
+            raise HeadersTooLarge(f"response head too large: {exc.message}"[:300]) from exc
+        except http_exceptions.HttpProcessingError as exc:
+            # aiohttp's pure-Python parser (no C extension) raises its own error on a bad chunk
+            raise BadResponse(_bad(exc.message)) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionLost(f"connection lost: {exc}"[:300]) from exc
         except aiohttp.ClientOSError as exc:
@@ -122,20 +131,8 @@ class AiohttpFetcher:
                 info = resp.connection.transport.get_extra_info("peername")
                 if isinstance(info, tuple) and info:
                     peer = str(info[0])
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            async for chunk in resp.content.iter_any():
-                if size + len(chunk) > request.max_bytes:
-                    chunks.append(chunk[: request.max_bytes - size])
-                    size = request.max_bytes
-                    truncated = True
-                    # drop the connection: reading the rest of a huge body only to discard it
-                    # would cost the time the cap is there to save
-                    resp.close()
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
+            with _parser_errors_reach_body(resp):
+                body, truncated = await _read_capped(resp, request.max_bytes)
             info_ = resp.request_info
             target = info_.url.raw_path_qs or "/"
             head = [f"GET {target} HTTP/1.1"]
@@ -148,7 +145,7 @@ class AiohttpFetcher:
                 reason=resp.reason or "",
                 http_version=f"{version.major}.{version.minor}" if version else "1.1",
                 headers=tuple(resp.raw_headers),
-                body=b"".join(chunks),
+                body=body,
                 truncated=truncated,
                 request_head=request_head,
                 started_at=started,
@@ -171,6 +168,67 @@ class AiohttpFetcher:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, bool]:
+    """The body up to ``max_bytes``; True when there was more."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        if size + len(chunk) > max_bytes:
+            chunks.append(chunk[: max_bytes - size])
+            # drop the connection: reading the rest of a huge body only to discard it would
+            # cost the time the cap is there to save
+            resp.close()
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
+# closed-futures that already have _retrieve attached (one per connection, not per response)
+_WATCHED: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
+
+
+def _retrieve(closed: asyncio.Future[None]) -> None:
+    # the future exists only because we asked for it: take its error so asyncio does not log it
+    if not closed.cancelled():
+        closed.exception()
+
+
+@contextlib.contextmanager
+def _parser_errors_reach_body(resp: aiohttp.ClientResponse) -> Iterator[None]:
+    """Make a malformed chunk fail the body read at once, as BadResponse.
+
+    aiohttp 3.14's C parser fails the connection's protocol on a bad chunk-size line after the
+    head, and closes it, but never tells the body stream: the read would wait for the total
+    timeout. Watching the connection's close puts the parser's error on the stream.
+    """
+    protocol = resp.connection.protocol if resp.connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if protocol is None or closed is None:
+        yield  # the body is already complete (or the connection already gone)
+        return
+
+    def on_closed(_: asyncio.Future[None]) -> None:
+        failure = protocol.exception()
+        if isinstance(failure, http_exceptions.HttpProcessingError) and not resp.content.is_eof():
+            resp.content.set_exception(BadResponse(_bad(failure.message)))
+
+    if closed not in _WATCHED:
+        _WATCHED.add(closed)
+        closed.add_done_callback(_retrieve)
+    closed.add_done_callback(on_closed)
+    try:
+        yield
+    finally:
+        # a pooled connection serves many responses: do not keep each one alive through it
+        closed.remove_done_callback(on_closed)
+
+
+def _bad(message: object) -> str:
+    # the C parser's messages draw a caret under the bad byte on extra lines
+    return " ".join(f"bad response: {message}".split())[:300]
 
 
 def _is_head_too_large(exc: aiohttp.ClientResponseError) -> bool:

@@ -6,6 +6,10 @@ body as received (``decode_content=False``, so the WARC record and its Content-E
 streamed with a byte cap, a total timeout, no cookies, no proxies from the environment (the test
 bed is loopback only), and third-party errors translated into the project's error tree here.
 
+Redirect responses are read like any other: ``Session.send`` would hand a 3xx to
+``resolve_redirects``, which reads the whole body (``resp.content``) even with
+``allow_redirects=False, stream=True``, so the request goes through the session's adapter instead.
+
 Each thread (or greenlet, when threading is monkey-patched) gets its own ``requests.Session``:
 sessions are not documented as thread-safe, and one session per worker keeps one keep-alive
 connection per worker, as the classic thread-pool crawler does.
@@ -17,6 +21,7 @@ import http.client
 import http.cookiejar
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +31,7 @@ import urllib3
 
 from crawler.core.flow import FetchRequest, FetchResult
 from foundation.errors import (
+    BadResponse,
     ConnectError,
     ConnectionLost,
     FetchError,
@@ -86,8 +92,12 @@ class RequestsFetcher:
                 raise ConnectError(f"cannot connect to {_netloc(request.url)}: {exc}") from exc
             if _is_head_too_large(exc):
                 raise HeadersTooLarge(f"response head too large: {exc}"[:300]) from exc
+            if _is_bad_framing(exc):
+                raise BadResponse(f"bad response: {exc}"[:300]) from exc
             raise ConnectionLost(f"connection lost: {exc}"[:300]) from exc
         except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
+            if _is_bad_framing(exc):
+                raise BadResponse(f"bad response: {exc}"[:300]) from exc
             raise ConnectionLost(f"connection lost: {exc}"[:300]) from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
             raise FetchError(f"invalid URL: {exc}") from exc
@@ -98,22 +108,18 @@ class RequestsFetcher:
         except http.client.HTTPException as exc:
             if _is_head_too_large(exc):
                 raise HeadersTooLarge(f"response head too large: {exc}"[:300]) from exc
-            raise FetchError(f"bad response: {exc}"[:300]) from exc
+            raise BadResponse(f"bad response: {exc}"[:300]) from exc
         except ConnectionError as exc:
             raise ConnectionLost(f"connection lost: {exc}"[:300]) from exc
 
     def _fetch(self, request: FetchRequest, started: float) -> FetchResult:
-        deadline = started + request.timeout
+        session = self._session()
         # requests' defaults (Accept */*, Accept-Encoding with br and zstd when their decoders
         # are installed) match what aiohttp sends; the flow's headers (User-Agent) win
-        headers = dict(request.headers)
-        resp = self._session().get(
-            request.url,
-            headers=headers,
-            allow_redirects=False,
-            stream=True,
-            timeout=(min(request.timeout, 15.0), request.timeout),
+        prepared = session.prepare_request(
+            requests.Request("GET", request.url, headers=dict(request.headers))
         )
+        resp = _send(session, prepared, request.timeout)
         try:
             raw = resp.raw
             pairs = [
@@ -124,21 +130,7 @@ class RequestsFetcher:
             if head_size > MAX_HEAD:
                 raise HeadersTooLarge(f"response head of {head_size} bytes (limit {MAX_HEAD})")
             peer = _peer(raw)
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            # read1, not stream(): stream(n) blocks until n bytes came, so a slow drip would
-            # outlive the total timeout; read1 returns what one socket read brought
-            while chunk := raw.read1(CHUNK, decode_content=False):
-                if time.time() > deadline:
-                    raise FetchTimeout(f"timed out after {time.time() - started:.1f} s")
-                if size + len(chunk) > request.max_bytes:
-                    chunks.append(chunk[: request.max_bytes - size])
-                    size = request.max_bytes
-                    truncated = True
-                    break  # the connection is dropped below, not drained
-                chunks.append(chunk)
-                size += len(chunk)
+            body, truncated = _read_capped(raw, request.max_bytes, started, request.timeout)
             version = {10: "1.0", 11: "1.1", 20: "2"}.get(int(raw.version or 11), "1.1")
             return FetchResult(
                 url=request.url,
@@ -146,9 +138,9 @@ class RequestsFetcher:
                 reason=resp.reason or "",
                 http_version=version,
                 headers=tuple(pairs),
-                body=b"".join(chunks),
+                body=body,
                 truncated=truncated,
-                request_head=_request_head(resp.request),
+                request_head=_request_head(prepared),
                 started_at=started,
                 received_at=time.time(),
                 peer=peer,
@@ -175,6 +167,46 @@ class RequestsFetcher:
         self.close()
 
 
+def _send(
+    session: requests.Session, prepared: requests.PreparedRequest, timeout: float
+) -> requests.Response:
+    """One GET through the session's adapter (its pool), never through ``Session.send``."""
+    adapter = session.get_adapter(prepared.url or "")
+    options: dict[str, Any] = {
+        "stream": True,
+        "timeout": (min(timeout, 15.0), timeout),
+        "verify": session.verify,
+        "cert": session.cert,
+        "proxies": {},  # trust_env is off: no proxy from the environment
+    }
+    try:
+        return adapter.send(prepared, **options)
+    except requests.exceptions.ConnectionError as exc:
+        if not _dropped_before_head(exc):
+            raise
+    # aiohttp re-sends an idempotent request once when the connection drops before the response
+    # head (RFC 9112 9.3.1: a reused keep-alive connection the server had just closed); the
+    # twin does the same, so both ports send a URL equally often
+    return adapter.send(prepared, **options)
+
+
+def _read_capped(raw: Any, max_bytes: int, started: float, timeout: float) -> tuple[bytes, bool]:
+    """The body as received up to ``max_bytes``; True when there was more (not drained)."""
+    chunks: list[bytes] = []
+    size = 0
+    # read1, not stream(): stream(n) blocks until n bytes came, so a slow drip would outlive the
+    # total timeout; read1 returns what one socket read brought
+    while chunk := raw.read1(CHUNK, decode_content=False):
+        if time.time() > started + timeout:
+            raise FetchTimeout(f"timed out after {time.time() - started:.1f} s")
+        if size + len(chunk) > max_bytes:
+            chunks.append(chunk[: max_bytes - size])
+            return b"".join(chunks), True  # the connection is dropped by the caller
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
 def _request_head(prepared: requests.PreparedRequest) -> bytes:
     target = prepared.path_url or "/"
     lines = [f"{prepared.method or 'GET'} {target} HTTP/1.1"]
@@ -199,26 +231,54 @@ def _peer(raw: Any) -> str | None:
     return str(info[0]) if isinstance(info, tuple) and info else None
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every error it wraps: urllib3 nests them in ``reason`` and ``args``,
+    http.client in ``__context__``."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        reason = getattr(node, "reason", None)
+        nested = (reason, *node.args, node.__cause__, node.__context__)
+        todo += [a for a in nested if isinstance(a, BaseException)]
+
+
 def _is_connect_failure(exc: BaseException) -> bool:
     # urllib3 wraps a refused/unreachable connect in MaxRetryError(reason=NewConnectionError)
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(
-            node, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError
-        ):
+    connect = urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError
+    return any(isinstance(node, connect) for node in _chain(exc))
+
+
+def _dropped_before_head(exc: requests.exceptions.ConnectionError) -> bool:
+    """Reset or closed after the request was sent and before a response head came."""
+    if isinstance(exc, requests.exceptions.Timeout) or _is_connect_failure(exc):
+        return False
+    return any(isinstance(node, ConnectionError) for node in _chain(exc))
+
+
+def _is_bad_framing(exc: BaseException) -> bool:
+    """The server sent bytes that are not HTTP (status line, chunk-size line), as opposed to
+    sending too few of them."""
+    for node in _chain(exc):
+        if isinstance(node, urllib3.exceptions.InvalidChunkLength):
             return True
-        reason = getattr(node, "reason", None)
-        if isinstance(reason, BaseException):
-            if isinstance(reason, urllib3.exceptions.NewConnectionError):
-                return True
-            node = reason
-            continue
-        args = getattr(node, "args", ())
-        nested = next((a for a in args if isinstance(a, BaseException)), None)
-        node = nested or node.__cause__ or node.__context__
+        if isinstance(node, http.client.BadStatusLine) and not isinstance(node, ConnectionError):
+            return True  # RemoteDisconnected is a BadStatusLine too, but a closed connection
+        if isinstance(node, http.client.IncompleteRead) and _bad_chunk_size(node):
+            return True
     return False
+
+
+def _bad_chunk_size(incomplete: http.client.IncompleteRead) -> bool:
+    # http.client reads a chunk-size line with int(line, 16) and turns the ValueError into
+    # IncompleteRead(b''): the line was b'' when the connection closed there, anything else
+    # when the server wrote garbage
+    cause = incomplete.__context__
+    return isinstance(cause, ValueError) and not str(cause).endswith("b''")
 
 
 def _is_head_too_large(exc: BaseException) -> bool:
