@@ -14,9 +14,15 @@ from typing import Any
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import lookup
+from crawler.core.urls import canonicalize
+from crawler.frontier_sqlite import SqliteFrontier
 from crawler.pages import iter_pages
+from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
+from drivers import dispatch
+from drivers.crawl_asyncio import seed_frontier
 from fetchlab.crawl_cli import run_crawl
+from foundation.mode import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,3 +123,18 @@ def archived_urls(out: Path) -> set[str]:
 
 def dump(out: Path) -> str:
     return "\n".join(json.dumps(r) for r in pages(out))
+
+
+def crawl_list(mode: Mode, out: Path, *urls: str, **extra: Any) -> dict[str, dict[str, Any]]:
+    """A list crawl of ``urls`` in ``mode``; pages.jsonl rows by URL."""
+    settings = CrawlerSettings.model_validate(
+        {"out": out, "mode": mode, "concurrency": 4, "parse_workers": 1, "timeout": 5, **extra}
+    )
+    out.mkdir(parents=True)
+    frontier = SqliteFrontier(out / "state.sqlite")
+    try:
+        seed_frontier(frontier, [canonicalize(u) for u in urls])
+        dispatch.run_crawl(settings, frontier)
+    finally:
+        frontier.close()
+    return {row["url"]: row for row in pages(out)}

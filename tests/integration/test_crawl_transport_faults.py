@@ -6,39 +6,19 @@ from __future__ import annotations
 
 import http.client
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.core.urls import canonicalize
-from crawler.frontier_sqlite import SqliteFrontier
-from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
-from drivers.crawl_asyncio import seed_frontier
-from drivers.dispatch import run_crawl
 from foundation.mode import Mode
 from testbed.faults import FaultServer
 from tests.fixtures.proxy import ProxyFactory
-from tests.integration.crawl_support import pages
+from tests.integration.crawl_support import crawl_list
 
 HUGE = 100_000_000
 CAP = 100_000
-
-
-def crawl_list(mode: Mode, out: Path, *urls: str, **extra: Any) -> dict[str, dict[str, Any]]:
-    """A list crawl of ``urls`` in ``mode``; pages.jsonl rows by URL."""
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "concurrency": 4, "parse_workers": 1, "timeout": 5, **extra}
-    )
-    out.mkdir(parents=True)
-    frontier = SqliteFrontier(out / "state.sqlite")
-    try:
-        seed_frontier(frontier, [canonicalize(u) for u in urls])
-        run_crawl(settings, frontier)
-    finally:
-        frontier.close()
-    return {row["url"]: row for row in pages(out)}
 
 
 def archived(out: Path, url: str) -> tuple[bytes, str | None]:
