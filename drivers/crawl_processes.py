@@ -2,29 +2,13 @@
 with its own aiohttp session, fetch, parse and **write their own WARC series**; this process
 coordinates (frontier, politeness grants, pages.jsonl).
 
-Partitioning, politeness exact (the choice, and why):
-
-- The coordinator already holds every host to ``per_host`` URLs in flight in total (each URL's
-  flow does one request at a time), so concurrency per host is exact whatever the routing.
-- A host starts *pinned* to worker ``crc32(host) % P``: its robots.txt is fetched once, there.
-  When its verdict comes back with no Crawl-delay (and ``delay`` is 0 and ``per_host >= P``) the
-  host is *spread*: each URL goes to the least-loaded worker that has room in its share of the
-  host's slots (worker k gets ``per_host // P``, plus one for k < ``per_host % P``), and the
-  verdict is shipped to a worker before its first URL of that host, so robots.txt is fetched
-  once (per expiry); with ``robots`` off a host is spread from its first URL. A worker holds at
-  most its share of the host's requests, so its connection pool never opens more than that
-  share: the host sees at most ``per_host`` connections in total.
-  While pinned, the host gets only the pinned worker's share, for the same reason (so does a
-  host whose robots.txt gave only a temporary verdict, until a lasting one comes).
-- A host with a delay (``delay`` or a robots.txt Crawl-delay) stays pinned: one worker's slot
-  table spaces its requests exactly, and a delay already caps the host far below one worker's
-  speed. So does every host when ``per_host < P``.
-- A 429/503 back-off (Retry-After) pauses the host in the worker that got it at once, and in the
-  others a message later (the coordinator forwards it; requests already started finish).
+Routing, with per-host politeness exact across workers, is
+:class:`crawler.core.routing.HostRouter`'s (pinned and spread hosts, robots.txt fetched once,
+pauses forwarded).
 
 Archive: each worker writes its records to ``warc/fetchlab-w{N}-*.warc.gz``
 (:class:`~crawler.worker_archive.WorkerArchive`, flushed to the OS) and then sends the coordinator a
-small :class:`~drivers.crawl_blocking.ArchivedWork` (the row, the links, the digests); the
+small :class:`~crawler.work.ArchivedWork` (the row, the links, the digests); the
 coordinator adds the links, writes the pages.jsonl line, marks the URL done, in each worker's
 write order: a URL is complete only once its records are written. Workers ignore SIGINT: Ctrl-C
 is the coordinator's to handle.
@@ -44,14 +28,13 @@ import signal
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from crawler.core.frontier import FrontierItem
-from crawler.core.robots import RobotsRules
-from crawler.core.scheduler import ROBOTS_CACHE, LinkFilter, retries_later
+from crawler.core.routing import HostRouter
+from crawler.core.scheduler import LinkFilter, retries_later
 from crawler.core.urls import Scope
 from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
@@ -70,14 +53,7 @@ PRELOAD = ("drivers.crawl_processes", "surt", "uvloop")
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
 DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the others get a turn)
 
-__all__ = [
-    "AsyncEffects",  # re-exported from drivers.crawl_async_effects
-    "LinkFilter",  # re-exported from crawler.core.scheduler
-    "ProcessBackend",
-    "archive_work",
-    "host_shares",
-    "worker_main",
-]
+__all__ = ["ProcessBackend", "archive_work", "worker_main"]
 
 
 # -- the worker process ----------
@@ -234,11 +210,6 @@ async def _worker(
 
 
 # -- the coordinator's side ----------
-def host_shares(per_host: int, workers: int) -> list[int]:
-    """Each worker's share of one spread host's ``per_host`` slots (they sum to ``per_host``)."""
-    return [per_host // workers + (k < per_host % workers) for k in range(workers)]
-
-
 class ProcessBackend:
     """Starts the workers, routes URLs (see the module docstring), collects their results."""
 
@@ -247,16 +218,14 @@ class ProcessBackend:
     def __init__(self, settings: CrawlerSettings, scope: Scope | None, workers: int) -> None:
         self.capacity = settings.concurrency
         self._n = check_process_count(workers)
-        self._per_host = settings.per_host
-        self._shares = host_shares(settings.per_host, self._n)
-        self._can_spread = self._n > 1 and settings.delay == 0 and settings.per_host >= self._n
-        self._robots = settings.robots
-        self._ua = settings.user_agent
-        self._spread: dict[str, RobotsRules | None] = {}  # host -> verdict to ship
-        self._pinned: dict[str, None] = {}  # hosts with a Crawl-delay: one worker's for good
-        self._shipped: list[set[str]] = [set() for _ in range(self._n)]
-        self._load = [0] * self._n
-        self._host_load: dict[str, list[int]] = {}
+        self.router = HostRouter(
+            self._n,
+            per_host=settings.per_host,
+            delay=settings.delay,
+            robots=settings.robots,
+            user_agent=settings.user_agent,
+        )
+        self.host_limit = self.router.host_limit  # the coordinator's per-host cap
         ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
         # the fork server imports the worker's modules once and forks every worker from it:
         # each worker otherwise spent ~0.45 s of CPU importing aiohttp, lexbor & co. (no effect
@@ -292,35 +261,11 @@ class ProcessBackend:
         for end in self._theirs:  # the workers hold their own copies now
             end.close()
 
-    def _pin(self, host: str) -> int:
-        return zlib.crc32(host.encode()) % self._n
-
-    def host_limit(self, host: str) -> int:
-        """How many URLs of ``host`` may be in flight across all workers now."""
-        if host in self._spread or host in self._pinned or not self._can_spread:
-            return self._per_host
-        if not self._robots:
-            return self._per_host
-        return self._shares[self._pin(host)]  # pinned until its robots.txt verdict is known
-
     def submit(self, item: FrontierItem) -> None:
-        host = item.host
-        if self._can_spread and not self._robots and host not in self._spread:
-            self._spread[host] = None
-        loads = self._host_load.setdefault(host, [0] * self._n)
-        if host in self._spread:
-            free = [k for k in range(self._n) if loads[k] < self._shares[k]]
-            # the coordinator keeps the host under per_host, so some share has room
-            k = min(free, key=self._load.__getitem__) if free else self._pin(host)
-            rules = self._spread[host]
-            if rules is not None and host not in self._shipped[k]:
-                self._shipped[k].add(host)
-                self._outbox[k].append(ShipRobots(host, rules))
-        else:
-            k = self._pin(host)
-        loads[k] += 1
-        self._load[k] += 1
-        self._outbox[k].append(item)
+        route = self.router.route(item.host)
+        if route.robots is not None:
+            self._outbox[route.worker].append(ShipRobots(item.host, route.robots))
+        self._outbox[route.worker].append(item)
 
     def _send(self) -> None:
         for k, box in enumerate(self._outbox):
@@ -349,41 +294,17 @@ class ProcessBackend:
 
     def _backoff(self, host: str, until: float) -> None:
         """A worker got a 429/503 with a pause: the host's other workers pause too."""
-        if host not in self._spread:
-            return  # a pinned host lives in one worker, which knows already
-        for k in range(self._n):
+        for k in self.router.pause_to(host):
             self._outbox[k].append(HostBackoff(host, until))
 
     def _take_one(self, got: object) -> ArchivedWork:
         if not isinstance(got, ArchivedWork):
             assert isinstance(got, WorkerFailed), got
             raise ModeError(f"a crawl worker process failed on {got.url}: {got.error}")
-        k, host = got.worker, got.item.host
-        self._load[k] -= 1
-        loads = self._host_load[host]
-        loads[k] -= 1
-        if not any(loads):
-            del self._host_load[host]
-        for rhost, rules in got.robots:
-            self._learn(rhost, rules)
+        self.router.returned(got.worker, got.item.host)
+        for host, rules in got.robots:
+            self.router.learn(host, rules)
         return got
-
-    def _learn(self, host: str, rules: RobotsRules) -> None:
-        if not self._can_spread or host in self._spread or host in self._pinned:
-            return
-        if rules.crawl_delay(self._ua):
-            self._pinned[host] = None
-        elif not rules.temporary:  # a verdict that expires soon is not worth shipping
-            self._spread[host] = rules
-            self._shipped[self._pin(host)].add(host)
-        # bounded like the workers' robots caches: a host forgotten here goes back to its
-        # pinned worker (which knows its verdict), the polite side of the choice
-        for known in (self._spread, self._pinned):
-            if len(known) > ROBOTS_CACHE:
-                old = next(iter(known))
-                del known[old]
-                for shipped in self._shipped:
-                    shipped.discard(old)
 
     def results(self, timeout: float) -> list[ArchivedWork]:
         self._send()

@@ -11,6 +11,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import build_index, lookup
 from crawler.core.flow import FetchResult
+from crawler.core.routing import host_shares
+from crawler.core.scheduler import LinkFilter
 from crawler.pages import iter_pages, last_complete_line
 from crawler.pages_commit import PagesCommitter
 from crawler.warc import (
@@ -23,7 +25,6 @@ from crawler.warc import (
     worker_warc_name,
 )
 from crawler.worker_archive import WorkerArchive
-from drivers.crawl_processes import LinkFilter, host_shares
 
 
 def hop(url: str, body: bytes) -> FetchResult:
