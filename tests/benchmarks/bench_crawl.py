@@ -124,9 +124,16 @@ def summarize(runs: list[Run]) -> list[Summary]:
     return out
 
 
-def measure(tool: str, argv: list[str], count: Callable[[], int], cwd: Path | None = None) -> Run:
-    """Run ``argv`` to the end; sample CPU and memory of its whole process tree."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def measure(
+    tool: str,
+    argv: list[str],
+    count: Callable[[], int],
+    cwd: Path | None = None,
+    code: Path = ROOT,
+) -> Run:
+    """Run ``argv`` to the end (importing the project from ``code``); sample CPU and memory of
+    its whole process tree."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
     before = os.times()
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -186,12 +193,21 @@ def _fetched(pages: Path) -> int:
         return sum(1 for line in fh if json.loads(line).get("status") is not None)
 
 
-def _fetchlab_crawl(base: str, out: Path) -> tuple[list[str], Callable[[], int]]:
+def cli_module(code: Path) -> str:
+    """The crawler's CLI module in the checkout ``code`` (it moved in the layout change)."""
+    return "fetchlab.crawl_cli" if (code / "fetchlab" / "crawl_cli.py").exists() else "crawler.cli"
+
+
+def _fetchlab_crawl(
+    base: str, out: Path, code: Path = ROOT, mode: str = "asyncio"
+) -> tuple[list[str], Callable[[], int]]:
     argv = [
         sys.executable,
         "-m",
-        "fetchlab.crawl_cli",
+        cli_module(code),
         "crawl",
+        "--mode",
+        mode,
         base + "/",
         "--follow",
         "--out",
@@ -244,7 +260,14 @@ def _scrapy_setup(work: Path, base: str) -> tuple[list[str], Path]:
     return [str(venv / "bin/scrapy"), "runspider", str(spider)], counter
 
 
-def crawl_section(work: Path, pages: int, runs: int, scrapy_runs: int) -> list[Run]:
+def crawl_section(
+    work: Path,
+    pages: int,
+    runs: int,
+    scrapy_runs: int,
+    baseline: Path | None = None,
+    modes: tuple[str, ...] = ("asyncio",),
+) -> list[Run]:
     info, server = serve_generated_site(work / "site", pages, 1, (100,), "nginx")
     expected = len(info.truth_obey_robots)
     scrapy_argv: list[str] | None = None
@@ -254,10 +277,14 @@ def crawl_section(work: Path, pages: int, runs: int, scrapy_runs: int) -> list[R
     results: list[Run] = []
     try:
         for i in range(runs):
-            out = work / f"fetchlab-{i}"
-            argv, count = _fetchlab_crawl(server.base_url, out)
-            results.append(measure("fetchlab (asyncio, WARC)", argv, count))
-            shutil.rmtree(out)  # 0.5 GB per full run: do not pile them up
+            for mode in modes:
+                codes = [("", ROOT)] + ([(" @baseline", baseline)] if baseline else [])
+                for label, code in codes:
+                    out = work / f"fetchlab-{mode}{label.strip()}-{i}"
+                    argv, count = _fetchlab_crawl(server.base_url, out, code, mode)
+                    tool = f"fetchlab ({mode}, WARC){label}"
+                    results.append(measure(tool, argv, count, code=code))
+                    shutil.rmtree(out)  # 0.5 GB per full run: do not pile them up
             if shutil.which("wget"):
                 wdir = work / f"wget-{i}"
                 wdir.mkdir()
@@ -366,7 +393,7 @@ def _targets(sections: dict[str, list[Run]]) -> str:
     lines = ["### Targets (crawler issue)", ""]
     for title, runs in sections.items():
         for s in summarize(runs):
-            if s.tool.startswith("fetchlab (asyncio"):
+            if s.tool == "fetchlab (asyncio, WARC)":
                 lines += [
                     f"- >= 800 pages/s: {s.rate:.0f} ({'met' if s.rate >= 800 else 'NOT met'})",
                     f"- < 2 CPU ms/page: {s.cpu_ms:.2f} ({'met' if s.cpu_ms < 2 else 'NOT met'})",
@@ -394,6 +421,14 @@ def main() -> None:
     parser.add_argument("--levels", default="10,100,1000", help="list concurrencies")
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs per tool")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks/crawl.*")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run the crawler from this checkout (e.g. a git worktree of an older commit),"
+        " interleaved with this one: before/after in one run",
+    )
+    parser.add_argument("--modes", default="asyncio", help="crawler modes of the crawl section")
     args = parser.parse_args()
     pages, urls = (20_000, 2_000) if args.full else (2_000, 500)
     levels = [int(x) for x in args.levels.split(",")]
@@ -405,7 +440,10 @@ def main() -> None:
         if args.section in ("crawl", "all"):
             title = f"Follow crawl of the {pages:,}-page site (robots + WARC), nginx"
             scrapy_runs = min(args.scrapy_runs, args.runs) if args.scrapy else 0
-            sections[title] = crawl_section(work, pages, args.runs, scrapy_runs)
+            modes = tuple(m.strip() for m in args.modes.split(","))
+            sections[title] = crawl_section(
+                work, pages, args.runs, scrapy_runs, args.baseline, modes
+            )
         if args.section in ("list", "all"):
             title = f"{urls:,} URLs at 100 ms latency (list mode, no robots)"
             sections[title] = list_section(work, urls, levels, args.runs)
