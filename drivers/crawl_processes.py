@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -60,6 +61,7 @@ from crawler.work import ArchivedWork, Work
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from foundation.errors import ModeError, WorkerDiedError
+from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender, death_note
@@ -277,8 +279,18 @@ class ProcessBackend:
         self._out = settings.out
         self._procs = [
             ctx.Process(
-                target=worker_main,
-                args=(settings, scope, k, pipes[k][0], backs[k][1], settings.concurrency),
+                # the fork server's child: it must watch this process to end with it
+                target=run_watched,
+                args=(
+                    os.getpid(),
+                    worker_main,
+                    settings,
+                    scope,
+                    k,
+                    pipes[k][0],
+                    backs[k][1],
+                    settings.concurrency,
+                ),
                 name=f"crawl-worker-{k}",
                 daemon=True,
             )

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
 import signal
 import threading
 from collections import deque
@@ -42,6 +43,7 @@ from foundation.errors import (
     StorageError,
     WorkerDiedError,
 )
+from foundation.lifeline import run_watched
 from foundation.worker_pipe import PipeSender, death_note
 from mailsync.auth import Secret
 from mailsync.core import flow
@@ -241,8 +243,11 @@ class ProcessAccountRun(AccountRun):
             jobs.put(None)
         procs = [
             ctx.Process(
-                target=folder_worker,
+                # the fork server's child: it must watch this process to end with it
+                target=run_watched,
                 args=(
+                    os.getpid(),
+                    folder_worker,
                     k,
                     self.settings,
                     self.account,

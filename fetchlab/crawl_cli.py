@@ -36,6 +36,7 @@ from foundation.errors import (
     UsageError,
     WorkerDiedError,
 )
+from foundation.lifeline import stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter
 
@@ -266,7 +267,11 @@ def _run_engine(
     progress: bool,
 ) -> EngineResult:
     # the mode driver (asyncio engine, threads, gevent, processes, sequential) from the settings
-    with ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr):
+    # SIGTERM (kill, a service manager) stops the crawl the way Ctrl-C does: state saved, 130
+    with (
+        stop_signals_as_interrupt(),
+        ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr),
+    ):
         return run_in_mode(settings, frontier, scope, stats)
 
 

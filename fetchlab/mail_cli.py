@@ -17,6 +17,7 @@ from rich.console import Console
 
 from fetchlab.settings import load_settings
 from foundation.errors import MailError, ModeError, SettingsError, UsageError
+from foundation.lifeline import stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter, human_bytes, summary_table
 from foundation.runtime import raise_nofile_limit, run
@@ -128,7 +129,8 @@ def backup(
     live: list[AccountReport] = []
     reporter = ProgressReporter("mailsync backup", lambda: _snapshot(live, start), enabled=progress)
     try:
-        with reporter:
+        # SIGTERM (kill, a service manager) stops the backup the way Ctrl-C does
+        with stop_signals_as_interrupt(), reporter:
             reports = _run_backup(settings, chosen, live)
     except KeyboardInterrupt:
         # every batch already committed stays; the next run resumes from the state
