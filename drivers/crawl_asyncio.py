@@ -66,7 +66,8 @@ from foundation.runtime import raise_nofile_limit
 
 __all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage_check"]
 
-STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
+STOP_GRACE = 1.0  # seconds in-flight work gets to finish after Ctrl-C / SIGTERM (then: back to
+# the frontier): the command must stop within 2 s, a service manager may not wait longer
 # After a lease came back short (nothing ready), lease again only once URLs were added or this
 # many seconds passed (for not-before times): a lease is three SQL statements, and asking on every
 # wake-up cost about 0.1 ms per page in list mode, where the whole list is leased at once.

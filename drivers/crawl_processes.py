@@ -423,7 +423,9 @@ class ProcessBackend:
                 inq.send(None)
         # after a death, no wait: what the others finish could not be committed (its records
         # are cut off by the repair of the next run, like those of the dead worker)
-        deadline = time.monotonic() + (0.0 if self._died else 2.0 if abandon else 30.0)
+        # abandoned (a stop past its grace): what is in flight goes back to the frontier, so the
+        # workers get only a moment to leave on their own
+        deadline = time.monotonic() + (0.0 if self._died else 0.2 if abandon else 30.0)
         for proc in self._procs:
             if proc.pid is None:
                 continue

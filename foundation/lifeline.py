@@ -24,6 +24,7 @@ import ctypes
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ from typing import Any
 __all__ = [
     "OWNER_ENV",
     "die_with_parent",
+    "exit_now",
+    "hard_stop_after",
     "run_watched",
     "stop_signals_as_interrupt",
     "watch_owner",
@@ -131,3 +134,48 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def exit_now(code: int) -> None:
+    """Flush the standard streams and end the process with ``code`` without waiting for
+    threads: after a stop whose state is saved, an abandoned thread (a request that is still
+    waiting for its timeout) must not hold the exit."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def hard_stop_after(grace: float, code: int, note: str) -> Iterator[None]:
+    """While inside, SIGINT raises KeyboardInterrupt as usual, and also arms a timer: if the
+    process has not ended ``grace`` seconds later, it prints ``note`` and exits with ``code``.
+
+    For a job whose files are consistent at any instant (what a SIGKILL leaves is repaired by
+    the next run) run by threads that cannot be interrupted: a stop then takes ``grace``
+    seconds at most, not as long as the slowest thread's current task. Combine it with
+    :func:`stop_signals_as_interrupt` for SIGTERM. Main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = False
+
+    def expire() -> None:
+        print(note, file=sys.stderr, flush=True)
+        exit_now(code)
+
+    def on_int(signum: int, frame: Any) -> None:
+        nonlocal armed
+        if not armed:
+            armed = True
+            timer = threading.Timer(grace, expire)
+            timer.daemon = True
+            timer.start()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, on_int)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -75,6 +75,7 @@ def test_sigint_and_sigterm_stop_the_crawler_then_a_rerun_finishes(
         assert "Traceback" not in err, err
         assert "--resume" in err, err
         assert took[sig.name] < STOP_WITHIN, took
+    print(f"stop times ({mode.value}): {took}")  # shown with -s: the figures in the docs
     assert _rows(out) < len(urls)
     again = runs.start(_argv(mode), tmp_path, env())
     _, err = again.communicate(timeout=60)
