@@ -43,7 +43,8 @@ from foundation.runtime import raise_nofile_limit
 
 __all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage_check"]
 
-STOP_GRACE = 15.0  # seconds in-flight work gets to finish after Ctrl-C
+STOP_GRACE = 1.0  # seconds in-flight work gets to finish after Ctrl-C / SIGTERM (then: back to
+# the frontier): the command must stop within 2 s, a service manager may not wait longer
 SWITCH_INTERVAL = 0.001  # seconds; see Engine.run
 
 

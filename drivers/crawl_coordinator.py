@@ -40,7 +40,7 @@ from crawler.work import ArchivedWork, Work
 
 __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]
 
-STOP_GRACE = 15.0  # seconds in-flight URLs get to finish after Ctrl-C (as in the engine)
+STOP_GRACE = 1.0  # seconds in-flight URLs get to finish after Ctrl-C / SIGTERM (as in the engine)
 
 
 class Abandoned(Exception):

@@ -16,8 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,12 +29,12 @@ from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.work import Work
 from drivers.crawl_coordinator import RunOutcome
+from drivers.gevent_entry import start_child
 from foundation.errors import ModeError
 from foundation.limits import check_gevent_installed, check_greenlet_count
 
 __all__ = ["GreenletBackend", "main", "run_gevent"]
 
-ROOT = Path(__file__).resolve().parents[1]
 _STAT_FIELDS = ("done", "failed", "bytes", "responses", "retries", "revisits", "skipped")
 _LIVE_FIELDS = ("in_flight", "queued", "previous")
 
@@ -206,12 +204,7 @@ def run_gevent(
             "progress": str(progress),
         }
         job_path.write_text(json.dumps(job), "utf-8")
-        env = dict(
-            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        )
-        entry = ("drivers.gevent_entry", "drivers.crawl_gevent:main")
-        argv = [sys.executable, "-m", *entry, str(job_path)]
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env)
+        proc = start_child("drivers.crawl_gevent:main", str(job_path))
         interrupted = False
         try:
             while proc.poll() is None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -44,6 +45,7 @@ from crawler.work import ArchivedWork, HostBackoff, ShipRobots, Work, WorkerFail
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from foundation.errors import ModeError, WorkerDiedError
+from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender, death_note
@@ -245,8 +247,18 @@ class ProcessBackend:
         self._out = settings.out
         self._procs = [
             ctx.Process(
-                target=worker_main,
-                args=(settings, scope, k, pipes[k][0], backs[k][1], settings.concurrency),
+                # the fork server's child: it must watch this process to end with it
+                target=run_watched,
+                args=(
+                    os.getpid(),
+                    worker_main,
+                    settings,
+                    scope,
+                    k,
+                    pipes[k][0],
+                    backs[k][1],
+                    settings.concurrency,
+                ),
                 name=f"crawl-worker-{k}",
                 daemon=True,
             )
@@ -332,7 +344,9 @@ class ProcessBackend:
                 inq.send(None)
         # after a death, no wait: what the others finish could not be committed (its records
         # are cut off by the repair of the next run, like those of the dead worker)
-        deadline = time.monotonic() + (0.0 if self._died else 2.0 if abandon else 30.0)
+        # abandoned (a stop past its grace): what is in flight goes back to the frontier, so the
+        # workers get only a moment to leave on their own
+        deadline = time.monotonic() + (0.0 if self._died else 0.2 if abandon else 30.0)
         for proc in self._procs:
             if proc.pid is None:
                 continue

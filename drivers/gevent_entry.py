@@ -7,14 +7,27 @@ and calls ``FUNCTION(list_of_args)``; its int return value is the exit status.
 Why a process of its own: patched threads and asyncio (or a ProcessPoolExecutor, whose management
 thread becomes a greenlet and hangs) must never share a process, and patching after ``ssl`` or
 ``socket`` were imported leaves half the program unpatched (gevent's own warning). Before
-:func:`gevent.monkey.patch_all` runs, only ``sys``, ``importlib``, gevent and the ``modes``
-package's error tree (pure: no sockets, no threads) are imported.
+:func:`gevent.monkey.patch_all` runs, only ``sys``, ``os``, ``importlib``, gevent, the error tree
+and :mod:`foundation.lifeline` (no sockets, no threads started) are imported.
+
+The parent starts this process with ``python -P`` in the user's working directory: relative
+paths of the job (``--out``, ``password_command``) mean what they mean in every other mode, and
+that directory stays off ``sys.path`` (its files cannot shadow the project's modules).
 """
 
-import importlib
-import sys
+from __future__ import annotations
 
-__all__ = ["main", "patch"]
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
+
+__all__ = ["main", "patch", "start_child"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def patch() -> None:
@@ -31,11 +44,35 @@ def patch() -> None:
         monkey.patch_all()
 
 
+def start_child(target: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``python -P -m drivers.gevent_entry TARGET ARG...`` (the parent's side): in the
+    caller's working directory, the project first on ``PYTHONPATH``, told who its parent is."""
+    import subprocess
+
+    from foundation.lifeline import OWNER_ENV
+
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, **{OWNER_ENV: str(os.getpid())})
+    argv = [sys.executable, "-P", "-m", "drivers.gevent_entry", target, *args]
+    return subprocess.Popen(argv, env=env)
+
+
+def _arm_lifeline() -> None:
+    """End with the parent (a SIGKILLed parent cannot stop this process any other way). Its
+    module touches no socket and starts no thread here, so patching after it is still safe."""
+    from foundation.lifeline import OWNER_ENV, die_with_parent
+
+    parent = os.environ.get(OWNER_ENV)
+    if parent:
+        die_with_parent(int(parent))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or ":" not in args[0]:
         print("usage: python -m drivers.gevent_entry MODULE:FUNCTION [ARG...]", file=sys.stderr)
         return 2
+    _arm_lifeline()
     patch()
     module_name, _, func_name = args[0].partition(":")
     target = getattr(importlib.import_module(module_name), func_name)

@@ -12,21 +12,18 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from drivers.gevent_entry import start_child
 from foundation.errors import ModeError
 from foundation.limits import check_gevent_installed
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 
 __all__ = ["main", "run_gevent_backup"]
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
@@ -61,11 +58,7 @@ def run_gevent_backup(
             "result": str(result),
         }
         job_path.write_text(json.dumps(job), "utf-8")
-        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        argv = [
-            sys.executable, "-m", "drivers.gevent_entry", "drivers.mail_gevent:main", str(job_path),
-        ]  # fmt: skip
-        proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=path))
+        proc = start_child("drivers.mail_gevent:main", str(job_path))
         try:
             proc.wait()
         except KeyboardInterrupt:

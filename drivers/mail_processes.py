@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
 import random
 import signal
 import threading
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 from drivers.mail_blocking import AccountRun
 from foundation.errors import MailError, StorageError, WorkerDiedError
+from foundation.lifeline import run_watched
 from foundation.worker_pipe import PipeSender, death_note
 from mailsync.auth import Secret
 from mailsync.core import flow, retry
@@ -231,8 +233,11 @@ class ProcessAccountRun(AccountRun):
             jobs.put(None)
         procs = [
             ctx.Process(
-                target=folder_worker,
+                # the fork server's child: it must watch this process to end with it
+                target=run_watched,
                 args=(
+                    os.getpid(),
+                    folder_worker,
                     k,
                     self.settings,
                     self.account,
@@ -248,15 +253,15 @@ class ProcessAccountRun(AccountRun):
             )
             for k in range(workers)
         ]
-        died = False
+        finished = False
         try:
             for proc in procs:
                 proc.start()
             for _, theirs in backs:  # the workers hold their own copies now
                 theirs.close()
             self._loop(procs, [mine for mine, _ in backs], replies)
+            finished = True
         except WorkerDiedError as exc:
-            died = True
             left = len(todo) - self.report.folders_done
             self._note(
                 "errors",
@@ -269,9 +274,12 @@ class ProcessAccountRun(AccountRun):
                     replies[k].put(None)
                 if proc.pid is None:
                     continue
-                if died:  # nothing more of theirs can be archived: stop them now
+                # a worker died, or Ctrl-C / SIGTERM / an error stopped this loop: nothing more
+                # of theirs can be archived (the archive is consistent as it is): stop them now
+                # (they waited for replies that would never come: ~10 s each)
+                if not finished:
                     proc.terminate()
-                proc.join(2 if died else 10)
+                proc.join(10 if finished else 2)
                 if proc.is_alive():
                     proc.kill()
                     proc.join(5)

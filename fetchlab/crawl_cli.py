@@ -1,8 +1,8 @@
 """``crawler`` command line: thin: arguments -> frozen settings -> the asyncio engine.
 
 Exit codes: 0 done, 1 done with failed URLs or stopped by a dead ``--mode processes`` worker,
-2 usage or settings error, 130 interrupted (state saved: rerun the same command, or
-``crawler crawl --resume DIR``).
+2 usage or settings error, 130 interrupted by Ctrl-C or SIGTERM (state saved: rerun the same
+command, or ``crawler crawl --resume DIR``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from foundation.errors import (
     UsageError,
     WorkerDiedError,
 )
+from foundation.lifeline import exit_now, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter
 
@@ -99,6 +100,9 @@ def crawl_cmd(
     """Fetch URLs (list mode) or crawl sites (--follow) into OUT."""
     progress = flags.pop("progress")
     code = run_crawl(urls, inputs, out, resume, settings_path, flags, progress=progress)
+    if code == EXIT_INTERRUPTED:
+        # the state is saved: a thread left with an abandoned request must not hold the exit
+        exit_now(code)
     sys.exit(code)
 
 
@@ -266,7 +270,11 @@ def _run_engine(
     progress: bool,
 ) -> EngineResult:
     # the mode driver (asyncio engine, threads, gevent, processes, sequential) from the settings
-    with ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr):
+    # SIGTERM (kill, a service manager) stops the crawl the way Ctrl-C does: state saved, 130
+    with (
+        stop_signals_as_interrupt(),
+        ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr),
+    ):
         return run_in_mode(settings, frontier, scope, stats)
 
 

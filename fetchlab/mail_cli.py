@@ -1,7 +1,8 @@
 """``mailsync``: back up IMAP accounts into Maildir, verify the archive, list folders.
 
 Exit codes: 0 everything archived / verified; 1 some items failed (named in the output);
-2 usage or settings errors. Expected errors print one line each, never a traceback.
+2 usage or settings errors; 130 interrupted by Ctrl-C or SIGTERM (rerun to resume). Expected
+errors print one line each, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from fetchlab.settings import load_settings
 from foundation.errors import MailError, ModeError, SettingsError, UsageError
+from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter, human_bytes, summary_table
 from foundation.runtime import raise_nofile_limit, run
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
 MODES: tuple[str, ...] = tuple(m.value for m in Mode)
 
 __all__ = ["main"]
+
+EXIT_INTERRUPTED = 130
+INTERRUPTED_NOTE = "mailsync: interrupted; run it again to resume"
+STOP_GRACE = 1.5  # seconds a blocking mode gets to stop after Ctrl-C / SIGTERM (then: exit)
 
 _settings_option = click.option(
     "--settings",
@@ -93,7 +99,10 @@ def _run_backup(
         )
     from drivers.dispatch import run_backup
 
-    return run_backup(settings, chosen, settings.out, on_start=live.extend)
+    # threads finish their current folder before they stop, which may take minutes: past the
+    # grace, leave as a SIGKILL would (the archive is consistent at any instant)
+    with hard_stop_after(STOP_GRACE, EXIT_INTERRUPTED, INTERRUPTED_NOTE):
+        return run_backup(settings, chosen, settings.out, on_start=live.extend)
 
 
 @main.command()
@@ -128,12 +137,13 @@ def backup(
     live: list[AccountReport] = []
     reporter = ProgressReporter("mailsync backup", lambda: _snapshot(live, start), enabled=progress)
     try:
-        with reporter:
+        # SIGTERM (kill, a service manager) stops the backup the way Ctrl-C does
+        with stop_signals_as_interrupt(), reporter:
             reports = _run_backup(settings, chosen, live)
     except KeyboardInterrupt:
         # every batch already committed stays; the next run resumes from the state
-        click.echo("mailsync: interrupted; run it again to resume", err=True)
-        sys.exit(130)
+        click.echo(INTERRUPTED_NOTE, err=True)
+        exit_now(EXIT_INTERRUPTED)  # abandoned threads must not hold the exit
     console = Console()
     rows = [
         (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import sys
 import types
@@ -28,7 +29,9 @@ from concurrent.futures import (
 )
 from typing import Generic, Literal, TypeVar
 
-__all__ = ["BatchOffload", "apply_batch", "ignore_sigint"]
+from foundation.lifeline import watch_owner
+
+__all__ = ["BatchOffload", "apply_batch", "ignore_sigint", "pool_worker_init"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -58,6 +61,15 @@ def ignore_sigint() -> None:
     """Pool worker initializer: Ctrl-C reaches the whole process group, but only the parent
     decides how to stop; a worker dying of KeyboardInterrupt would break the pool mid-shutdown."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def pool_worker_init(owner: int) -> None:
+    """Pool worker initializer: ignore Ctrl-C (see :func:`ignore_sigint`) and end with the
+    process that owns the pool. A worker is the fork server's child and holds its own job
+    queue's write end, so after a SIGKILL of the owner it would wait on that queue for ever
+    (and keep the fork server and the resource tracker alive with it)."""
+    ignore_sigint()
+    watch_owner(owner)
 
 
 class BatchOffload(Generic[In, Out]):
@@ -95,7 +107,10 @@ class BatchOffload(Generic[In, Out]):
         # forkserver: forking a process that runs an event loop and threads is unsafe
         ctx = multiprocessing.get_context("forkserver")
         pool = ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=ctx, initializer=ignore_sigint
+            max_workers=self._workers,
+            mp_context=ctx,
+            initializer=pool_worker_init,
+            initargs=(os.getpid(),),
         )
         # Start every worker now, while the main module is hidden: a worker would otherwise
         # re-import the program's __main__ (a CLI pulls in its HTTP client, WARC writer, UI...)

@@ -1,0 +1,87 @@
+"""``crawler crawl`` in every mode, as a real command: no process outlives it (even after
+SIGKILL), SIGINT and SIGTERM stop it within 2 s with exit 130 and the state saved, and relative
+paths mean the user's working directory (the runs start in a temporary cwd with ``--out out``)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from foundation.mode import Mode
+from tests.fixtures.web import WebSite
+from tests.integration.crawl_support import check_archive, pages
+from tests.parity._lifecycle import (
+    STOP_WITHIN,
+    Runs,
+    assert_all_gone,
+    env,
+    sigkill_main,
+    tree,
+    wait_for,
+)
+from tests.parity._lifecycle import stop_with as _stop_with
+
+
+def _argv(mode: Mode, *extra: str) -> list[str]:
+    flags = ["--concurrency", "4", "--per-host", "4", "--no-progress", "--mode", mode.value]
+    return ["-m", "fetchlab.crawl_cli", "crawl", "-i", "urls.txt", "--out", "out", *flags, *extra]
+
+
+def _rows(out: Path) -> int:
+    path = out / "pages.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _site(web_site: WebSite, cwd: Path, n: int) -> list[str]:
+    base = web_site.server.latency_url(100)  # 100 ms a response: the crawl is under way a while
+    urls = sorted({base + p for p in web_site.info.page_paths})[:n]
+    (cwd / "urls.txt").write_text("\n".join(urls) + "\n", "utf-8")
+    return urls
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.timeout(90)
+def test_sigkill_of_the_crawler_leaves_no_process(
+    mode: Mode, web_site: WebSite, tmp_path: Path, runs: Runs
+) -> None:
+    _site(web_site, tmp_path, 120)
+    proc = runs.start(_argv(mode, "--parse-workers", "2"), tmp_path, env())
+    wanted = {Mode.ASYNCIO: 4, Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
+    # the parse pool (its fork server, resource tracker, workers) or the mode's workers are up
+    wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
+    wait_for(lambda: _rows(tmp_path / "out") >= 3, proc, "3 pages were archived")
+    before = sigkill_main(proc, runs)
+    assert len(before) >= wanted
+    assert_all_gone(before)
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.timeout(120)
+def test_sigint_and_sigterm_stop_the_crawler_then_a_rerun_finishes(
+    mode: Mode, web_site: WebSite, tmp_path: Path, runs: Runs
+) -> None:
+    urls = _site(web_site, tmp_path, 60)
+    out = tmp_path / "out"
+    took: dict[str, float] = {}
+    # Ctrl-C in a terminal reaches the whole process group; ``kill`` only the command
+    for sig, group in ((signal.SIGINT, True), (signal.SIGTERM, False)):
+        at = _rows(out)
+        proc = runs.start(_argv(mode, "--parse-workers", "1"), tmp_path, env())
+        wait_for(lambda at=at: _rows(out) >= at + 3, proc, "3 more pages were archived")  # type: ignore[misc]
+        code, err, took[sig.name] = _stop_with(proc, runs, sig, group=group)
+        assert code == 130, err
+        assert "Traceback" not in err, err
+        assert "--resume" in err, err
+        assert took[sig.name] < STOP_WITHIN, took
+    print(f"stop times ({mode.value}): {took}")  # shown with -s: the figures in the docs
+    assert _rows(out) < len(urls)
+    again = runs.start(_argv(mode), tmp_path, env())
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    rows = pages(out)
+    assert sorted(r["url"] for r in rows) == urls, "every URL exactly once, in the cwd's out/"
+    assert all(r["status"] == 200 and r["error_class"] is None for r in rows)
+    check = check_archive(out)
+    assert set(check.responses) == set(urls) and max(check.responses.values()) == 1
