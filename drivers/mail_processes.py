@@ -28,6 +28,7 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +48,45 @@ __all__ = ["ProcessAccountRun", "backup_processes", "folder_worker"]
 
 _R = TypeVar("_R")
 _NETWORK = (flow.Send, flow.StartFetch, flow.NextFetch)
+
+
+# -- the messages between the workers and the writer (picklable, typed) ----------
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """Worker to writer: perform ``effect`` on the archive; the answer carries ``rid``."""
+
+    worker: int
+    rid: int
+    effect: flow.Effect
+
+
+@dataclass(frozen=True)
+class ArchiveReply:
+    """Writer to worker: the effect's value, or (``ok`` False) the storage error's text."""
+
+    rid: int
+    ok: bool
+    value: object
+
+
+@dataclass(frozen=True)
+class FolderDone:
+    """Worker to writer: a folder ended, with its result or the decision of its last failure."""
+
+    worker: int
+    folder: str
+    outcome: flow.FolderResult | retry.FolderDecision
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """Worker to writer: the worker's last message, with its transport counters."""
+
+    worker: int
+    stats: dict[str, int]
+
+
+WorkerMessage = ArchiveRequest | FolderDone | WorkerExit
 
 
 # -- the worker process ----------
@@ -102,31 +142,31 @@ class _Worker:
 
         def reader() -> None:  # replies from the writer, onto the loop
             while (msg := self.replies.get()) is not None:
-                loop.call_soon_threadsafe(self._resolve, *msg)
+                loop.call_soon_threadsafe(self._resolve, msg)
 
         threading.Thread(target=reader, name="archive-replies", daemon=True).start()
         session: ImapSession | None = None
         try:
             while (job := await asyncio.to_thread(jobs.get)) is not None:
                 session, outcome = await self._sync_with_retries(session, job)
-                self.requests.put(("done", self.index, job.name, outcome))
+                self.requests.put(FolderDone(self.index, job.name, outcome))
         finally:
             if session is not None:
                 await self._close(session)
-            self.requests.put(("exit", self.index, self.stats))
+            self.requests.put(WorkerExit(self.index, self.stats))
 
-    def _resolve(self, rid: int, ok: bool, value: object) -> None:
-        fut = self._waiting.pop(rid)
-        if ok:
-            fut.set_result(value)
+    def _resolve(self, reply: ArchiveReply) -> None:
+        fut = self._waiting.pop(reply.rid)
+        if reply.ok:
+            fut.set_result(reply.value)
         else:
-            fut.set_exception(StorageError(str(value)))
+            fut.set_exception(StorageError(str(reply.value)))
 
     async def _remote(self, effect: flow.Effect) -> object:
         rid = next(self._ids)
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut
-        self.requests.put(("effect", self.index, rid, effect))
+        self.requests.put(ArchiveRequest(self.index, rid, effect))
         return await fut
 
     async def _connect(self) -> ImapSession:
@@ -143,7 +183,7 @@ class _Worker:
 
     async def _sync_with_retries(
         self, session: ImapSession | None, job: flow.FolderJob
-    ) -> tuple[ImapSession | None, tuple[str, object]]:
+    ) -> tuple[ImapSession | None, flow.FolderResult | retry.FolderDecision]:
         where = f"{self.account.name}/{job.name}"
         attempt = 0
         while True:
@@ -157,16 +197,16 @@ class _Worker:
                     exc, where, attempt, self.settings.backoff, random.random()
                 )
                 if decision.keep_session:  # the writer counts a failure in the report
-                    return session, ("failed", decision)
+                    return session, decision
                 if session is not None:
                     await self._close(session)
                 session = None
                 if not isinstance(decision, retry.Retry):
-                    return None, ("failed", decision)
+                    return None, decision
                 self.stats["retries"] += 1
                 await asyncio.sleep(decision.delay)
                 continue
-            return session, ("result", result)
+            return session, result
 
     async def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImapSession) -> _R:
         value: object = None
@@ -303,32 +343,30 @@ class ProcessAccountRun(AccountRun):
                     msg = conn.recv()
                 except (EOFError, OSError):
                     raise WorkerDiedError(death_note(f"mail worker {k}", procs[k])) from None
-                if msg[0] == "exit":
+                if isinstance(msg, WorkerExit):
                     del live[k]
                 self._handle(msg, replies)
 
-    def _handle(self, msg: Any, replies: Sequence[Any]) -> None:
-        kind, k = msg[0], msg[1]
-        if kind == "effect":
-            rid, effect = msg[2], msg[3]
+    def _handle(self, msg: WorkerMessage, replies: Sequence[Any]) -> None:
+        if isinstance(msg, ArchiveRequest):
             try:
-                value = self.perform_archive(effect)
+                value = self.perform_archive(msg.effect)
             except (StorageError, MailError, OSError) as exc:
-                replies[k].put((rid, False, f"{type(exc).__name__}: {exc}"))
+                replies[msg.worker].put(
+                    ArchiveReply(msg.rid, False, f"{type(exc).__name__}: {exc}")
+                )
             else:
-                replies[k].put((rid, True, value))
-        elif kind == "done":
-            what, payload = msg[3]
-            if what == "result":
-                assert isinstance(payload, flow.FolderResult)
-                self._note_result(msg[2], payload)
+                replies[msg.worker].put(ArchiveReply(msg.rid, True, value))
+        elif isinstance(msg, FolderDone):
+            if isinstance(msg.outcome, flow.FolderResult):
+                self._note_result(msg.folder, msg.outcome)
             else:
                 with self._report_lock:
-                    self.report.failed_attempt(payload)
+                    self.report.failed_attempt(msg.outcome)
             with self._report_lock:
                 self.report.folders_done += 1
-        elif kind == "exit":
-            stats = msg[2]
+        else:
+            stats = msg.stats
             self.report.commands += stats["commands"]
             self.report.round_trips += stats["round_trips"]
             self.report.wire_bytes += stats["wire_bytes"]

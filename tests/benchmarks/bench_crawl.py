@@ -136,8 +136,9 @@ def measure(
     env = {**os.environ, "PYTHONPATH": str(code)}
     before = os.times()
     started = time.monotonic()
+    # `python -m` imports from its working directory first: a checkout's CLI runs from there
     proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd or code, env=env
     )
     peak_rss = peak_pss = 0
     cpu_seen: dict[int, float] = {}

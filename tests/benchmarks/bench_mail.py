@@ -98,7 +98,12 @@ def _tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
     return total
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None, budget: float | None = None) -> Sample:
+def _run(
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    budget: float | None = None,
+    cwd: Path = ROOT,
+) -> Sample:
     """Run one client to completion: wall, CPU (it and its reaped children), peak tree RSS.
 
     RSS is sampled (every 20 ms, summed over the process tree) because ru_maxrss of a forked
@@ -111,7 +116,7 @@ def _run(argv: list[str], env: dict[str, str] | None = None, budget: float | Non
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv,
-        cwd=ROOT,
+        cwd=cwd,  # `python -m` imports from its working directory first
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -143,7 +148,8 @@ def _run(argv: list[str], env: dict[str, str] | None = None, budget: float | Non
     return Sample(wall, cpu, peak / 1e6, timed_out)
 
 
-def _mailsync(out: Path, port: int, client: str) -> Callable[[], Sample]:
+def _mailsync(out: Path, port: int, client: str, code: Path = ROOT) -> Callable[[], Sample]:
+    """mailsync from the checkout ``code`` (this one, or ``--baseline``'s)."""
     settings = out.parent / f"{out.name}.toml"
     settings.write_text(
         f"""[mail]
@@ -159,17 +165,19 @@ password_env = "BENCH_PASSWORD"
 """,
         "utf-8",
     )
-    env = {**os.environ, "BENCH_PASSWORD": PASSWORD}
+    env = {**os.environ, "BENCH_PASSWORD": PASSWORD, "PYTHONPATH": str(code)}
+    # the CLI module moved in the layout change: a baseline checkout may have the old one
+    new = (code / "fetchlab" / "mail_cli.py").exists()
     argv = [
         sys.executable,
         "-m",
-        "fetchlab.mail_cli",
+        "fetchlab.mail_cli" if new else "mailsync.cli",
         "backup",
         "--settings",
         str(settings),
         "--no-progress",
     ]
-    return lambda: _run(argv, env)
+    return lambda: _run(argv, env, cwd=code)
 
 
 def _mbsync(out: Path, port: int) -> Callable[[], Sample]:
@@ -267,7 +275,12 @@ def _new_messages(server: DovecotServer, n: int, round_: int) -> None:
     )
 
 
+BASELINE: list[Path] = []  # --baseline: the other checkout mailsync-baseline runs from
+
+
 def _runner(tool: str, out: Path, port: int, budget: float) -> Callable[[], Sample]:
+    if tool == "mailsync-baseline":
+        return _mailsync(out, port, "native", BASELINE[0])
     if tool == "mbsync":
         return _mbsync(out, port)
     if tool == "offlineimap":
@@ -335,6 +348,13 @@ def main() -> None:
         default="mailsync,mbsync,offlineimap",
         help="comma-separated: mailsync, mbsync, offlineimap (peers only when installed)",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run mailsync from this checkout (e.g. a git worktree of an older commit) as"
+        " the tool mailsync-baseline: before/after in one run",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = ap.parse_args()
@@ -355,6 +375,9 @@ def main() -> None:
     wanted = {t.strip() for t in args.tools.split(",")}
     tools = ["mailsync"] if "mailsync" in wanted else []
     tools += ["mailsync-aioimaplib"] if args.aioimaplib else []
+    if args.baseline is not None:
+        BASELINE[:] = [args.baseline.resolve()]
+        tools.append("mailsync-baseline")
     tools += [t for t in ("mbsync", "offlineimap") if t in wanted and shutil.which(t)]
     corpus_line = ""
     try:
