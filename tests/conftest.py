@@ -11,6 +11,7 @@ from foundation.mode import Mode
 pytest_plugins = [
     "tests.fixtures.web",
     "tests.fixtures.faults",
+    "tests.fixtures.crawls",
     "tests.fixtures.imap",
     "tests.fixtures.oauth",
     "tests.fixtures.proxy",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import lookup
@@ -138,3 +139,53 @@ def crawl_list(mode: Mode, out: Path, *urls: str, **extra: Any) -> dict[str, dic
     finally:
         frontier.close()
     return {row["url"]: row for row in pages(out)}
+
+
+# the pages.jsonl fields that may differ between two runs of the same crawl: when and how long
+# a fetch took, where its records landed in which WARC file
+RUN_FIELDS = ("fetched_at", "elapsed_ms", "warc", "warc_offset", "warc_end")
+
+
+def comparable_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A pages.jsonl row without :data:`RUN_FIELDS`; ``error`` keeps the crawler's own words (the
+    text before the first ``:``, digits masked: "timed out after 1.0 s" took 1.0 or 1.1 s), not
+    the third-party library's message after it."""
+    out = {k: v for k, v in row.items() if k not in RUN_FIELDS}
+    if isinstance(out.get("error"), str):
+        out["error"] = "".join("#" if c.isdigit() else c for c in out["error"].split(":")[0])
+    return out
+
+
+def warc_payloads(out: Path) -> dict[str, list[tuple[str, str | None]]]:
+    """Target URI -> sorted (record type, payload digest) of its records in every WARC file.
+
+    ``revisit`` counts as ``response``: which of two identical payloads is stored in full and
+    which as a revisit depends on which fetch finished first, a race in any concurrent mode.
+    warcinfo records (one per WARC file) have no target URI and are left out.
+    """
+    records: dict[str, list[tuple[str, str | None]]] = {}
+    for path in warc_files(out):
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                uri = rec.rec_headers.get_header("WARC-Target-URI")
+                if uri is None:
+                    continue
+                kind = "response" if rec.rec_type == "revisit" else rec.rec_type
+                digest = rec.rec_headers.get_header("WARC-Payload-Digest")
+                records.setdefault(uri, []).append((kind, digest))
+    return {uri: sorted(recs, key=str) for uri, recs in records.items()}
+
+
+def modes(**drifts: str) -> list[Any]:
+    """Every mode as a parameter of the ``mode`` fixture (``indirect=True``); a mode named in
+    ``drifts`` is a strict xfail with that reason: ``modes(threads="drift: ...")``."""
+    return [
+        pytest.param(
+            m,
+            id=m.value,
+            marks=[pytest.mark.xfail(strict=True, reason=drifts[m.value])]
+            if m.value in drifts
+            else [],
+        )
+        for m in Mode
+    ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from crawler.core.urls import canonicalize
+from foundation.mode import Mode
 from testbed.faults import FaultServer
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import (
@@ -133,3 +136,34 @@ def test_slow_host_does_not_starve_others(
 
 def _ts(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_bad_input_in_every_mode(
+    mode: Mode, fault_server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Invalid lines, unsupported schemes and an empty list give the same rows, messages and exit
+    codes in every mode."""
+    f = tmp_path / "urls.txt"
+    good = [fault_server.url("/ok"), fault_server.url("/page/4")]
+    f.write_text(
+        f"{good[0]}\nnot a url at all\nhttp://\nmailto:someone@example.org\n"
+        f"ftp://example.org/file\n{good[1]}\nhttp://[::1/broken\n"
+    )
+    out = tmp_path / "out"
+    assert crawl(out, inputs=(str(f),), mode=mode.value) == 0
+    err = capsys.readouterr().err
+    for lineno in (2, 3, 4, 5, 7):
+        assert f"{f}:{lineno}" in err
+    assert "5 invalid URL line(s) skipped" in err
+    assert archived_urls(out) == set(good)
+    assert len(pages(out)) == 2
+    check_archive(out)
+    # nothing valid at all: a usage error before any request, whatever the mode
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n\n")
+    assert crawl(tmp_path / "o2", inputs=(str(empty),), mode=mode.value) == 2
+    assert "no valid URL" in capsys.readouterr().err
+    assert crawl(tmp_path / "o3", "ftp://example.org/x", "gopher://x/", mode=mode.value) == 2
+    err = capsys.readouterr().err
+    assert "unsupported scheme" in err.lower() and "no valid URL" in err
+    assert not pages(tmp_path / "o2") and not pages(tmp_path / "o3")

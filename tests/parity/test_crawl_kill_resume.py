@@ -19,8 +19,9 @@ from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
 from drivers.dispatch import run_crawl
+from foundation.mode import Mode
 from tests.fixtures.web import WebSite
-from tests.integration.crawl_support import check_archive, pages
+from tests.integration.crawl_support import check_archive, modes, pages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,9 +57,12 @@ def finish_in(mode: str, out: Path) -> Any:
     frontier = SqliteFrontier(out / "state.sqlite")
     try:
         result = run_crawl(settings, frontier)
-        counts = frontier.counts()
+        counts = frontier.counts()  # what the caller's frontier object says after the run
     finally:
         frontier.close()
+    with SqliteFrontier(out / "state.sqlite") as fresh:
+        stored = fresh.counts()  # what the state database holds
+    assert stored.done == len(pages(out)) and stored.queued == stored.leased == 0, stored
     build_index(out, warc_files(out))
     return result, counts
 
@@ -68,14 +72,24 @@ def _count_rows(out: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-@pytest.mark.needs_nginx
-@pytest.mark.parametrize(
-    ("first", "second", "kill_after"),
-    [("threads", "asyncio", 20), ("gevent", "threads", 20), ("processes", "sequential", 100)],
+# each mode is killed once and resumes the next one's crawl
+_ORDER = list(Mode)
+NEXT = {m: _ORDER[(i + 1) % len(_ORDER)] for i, m in enumerate(_ORDER)}
+
+
+STALE_COUNTS = (
+    "drift: after run_crawl in gevent mode the caller's SqliteFrontier.counts() are stale (kept "
+    "in memory; the gevent child crawled): resuming a SIGKILLed threads crawl in gevent, the "
+    "state database holds done=120 but the handle says queued=40 leased=61 done=19"
 )
-def test_sigkill_then_resume_in_another_mode(
-    first: str, second: str, kill_after: int, web_site: WebSite, tmp_path: Path
-) -> None:
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.parametrize("mode", modes(threads=STALE_COUNTS), indirect=True)
+def test_sigkill_then_resume_in_another_mode(mode: Mode, web_site: WebSite, tmp_path: Path) -> None:
+    first, second = mode.value, NEXT[mode].value
+    # processes mode commits in batches: wait for more rows so the kill lands mid-crawl
+    kill_after = 100 if mode is Mode.PROCESSES else 20
     urls, urls_file = latency_urls(web_site, tmp_path)
     out = tmp_path / "out"
     proc = start_child(first, out, urls_file)
@@ -100,11 +114,12 @@ def test_sigkill_then_resume_in_another_mode(
 
 
 @pytest.mark.needs_nginx
-@pytest.mark.parametrize("mode", ["threads", "gevent", "processes", "sequential"])
-def test_ctrl_c_stops_gracefully_then_resumes(mode: str, web_site: WebSite, tmp_path: Path) -> None:
+def test_ctrl_c_stops_gracefully_then_resumes(
+    mode: Mode, web_site: WebSite, tmp_path: Path
+) -> None:
     urls, urls_file = latency_urls(web_site, tmp_path, 80)
     out = tmp_path / "out"
-    proc = start_child(mode, out, urls_file)
+    proc = start_child(mode.value, out, urls_file)
     try:
         wait_rows(proc, out, 10)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the job
