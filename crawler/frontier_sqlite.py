@@ -110,8 +110,13 @@ class SqliteFrontier:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         elif version != SCHEMA_VERSION:
             raise StorageError(f"frontier {self.path}: schema {version}, expected {SCHEMA_VERSION}")
+        self.reload_counts()
+
+    def reload_counts(self) -> None:
+        """Count the states from the table again: another process (the gevent mode's child)
+        changed it, and the counts kept in memory would be stale."""
         counts = [0, 0, 0, 0]
-        for state, n in db.execute("SELECT state, COUNT(*) FROM urls GROUP BY state"):
+        for state, n in self._db.execute("SELECT state, COUNT(*) FROM urls GROUP BY state"):
             counts[int(state)] = int(n)
         self._counts = counts
 

@@ -220,6 +220,9 @@ def run_gevent(
             if proc.poll() is None:  # the parent itself is dying: do not leave the child behind
                 proc.kill()
                 proc.wait()
+        reload_counts = getattr(frontier, "reload_counts", None)
+        if reload_counts is not None:  # the child changed the table under this handle
+            reload_counts()
         data = _load_into(stats, result)
         if data is None:
             raise ModeError(f"the gevent crawl process failed (exit status {proc.returncode})")

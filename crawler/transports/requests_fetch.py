@@ -70,6 +70,17 @@ class RequestsFetcher:
             session = requests.Session()
             session.trust_env = False  # no proxies or netrc from the environment
             session.cookies.set_policy(_NoCookies())
+            # the same request head as the aiohttp port, in its order (the flow's User-Agent
+            # takes the first place): requests' defaults put Accept-Encoding before Accept and
+            # add "Connection: keep-alive" (HTTP/1.1's default anyway), so servers and the WARC
+            # request records saw another head in the blocking modes
+            session.headers = requests.structures.CaseInsensitiveDict(
+                {
+                    "User-Agent": requests.utils.default_user_agent(),
+                    "Accept": "*/*",
+                    "Accept-Encoding": requests.utils.DEFAULT_ACCEPT_ENCODING,
+                }
+            )
             with self._lock:
                 if self._closed:
                     session.close()

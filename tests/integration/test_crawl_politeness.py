@@ -19,7 +19,7 @@ import pytest
 
 from crawler.core.urls import canonicalize
 from foundation.mode import Mode
-from tests.integration.crawl_support import crawl, modes, pages
+from tests.integration.crawl_support import crawl, pages
 from tests.integration.recording_server import Hit, HostSpec, RecordingServer
 
 SLACK = 0.07  # seconds a gap may lose to uneven scheduling delays under load
@@ -130,19 +130,6 @@ def test_retry_after_is_honoured(
     assert row["status"] == 200 and row["retries"] == 1
 
 
-ROBOTS_WAIT_DRIFT = (
-    "drift: the blocking coordinator (threads/gevent/processes/sequential) re-queues a URL whose "
-    "robots.txt is unreachable after the flow's retry_later, not max(retry_later, robots_retry) "
-    "like the asyncio engine; the next attempt meets the cached 'unreachable' verdict, so with "
-    "retries = 2 robots.txt (answering 500) is asked 2 times instead of 3 before "
-    "RobotsDisallowed"
-)
-_BLOCKING_COORDINATOR = ("threads", "gevent", "processes", "sequential")
-
-
-@pytest.mark.parametrize(
-    "mode", modes(**dict.fromkeys(_BLOCKING_COORDINATOR, ROBOTS_WAIT_DRIFT)), indirect=True
-)
 def test_unreachable_robots_asked_again_after_robots_retry(
     mode: Mode, polite_runs: dict[Mode, Run], server: RecordingServer
 ) -> None:

@@ -21,7 +21,7 @@ from crawler.warc import warc_files
 from drivers.dispatch import run_crawl
 from foundation.mode import Mode
 from tests.fixtures.web import WebSite
-from tests.integration.crawl_support import check_archive, modes, pages
+from tests.integration.crawl_support import check_archive, pages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,15 +77,7 @@ _ORDER = list(Mode)
 NEXT = {m: _ORDER[(i + 1) % len(_ORDER)] for i, m in enumerate(_ORDER)}
 
 
-STALE_COUNTS = (
-    "drift: after run_crawl in gevent mode the caller's SqliteFrontier.counts() are stale (kept "
-    "in memory; the gevent child crawled): resuming a SIGKILLed threads crawl in gevent, the "
-    "state database holds done=120 but the handle says queued=40 leased=61 done=19"
-)
-
-
 @pytest.mark.needs_nginx
-@pytest.mark.parametrize("mode", modes(threads=STALE_COUNTS), indirect=True)
 def test_sigkill_then_resume_in_another_mode(mode: Mode, web_site: WebSite, tmp_path: Path) -> None:
     first, second = mode.value, NEXT[mode].value
     # processes mode commits in batches: wait for more rows so the kill lands mid-crawl
