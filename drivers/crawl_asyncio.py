@@ -173,9 +173,10 @@ class Engine:
         return self._effects.slots.wait_time(host, time.monotonic())
 
     def _links_added(self) -> None:
+        # no wake-up here: the page's task ends soon and wakes the dispatcher; one per page
+        # made the loop tick more often and the group commits smaller (cProfile: +14% SQL)
         assert self._commit is not None
         self._commit.links_added()
-        self._wake.set()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
