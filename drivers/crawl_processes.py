@@ -35,7 +35,7 @@ from typing import Any
 
 from crawler.core.frontier import FrontierItem
 from crawler.core.routing import HostRouter
-from crawler.core.scheduler import LinkFilter, retries_later
+from crawler.core.scheduler import LinkFilter, link_depth, retries_later
 from crawler.core.urls import Scope
 from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
@@ -84,7 +84,11 @@ def archive_work(
         )
     row, _ = page_row(item, outcome, parsed)
     final = outcome.final
-    follow = follows_links(settings, outcome, parsed)
+    sitemap = final is not None and sitemap_links(settings, final)
+    # links past max_depth must not enter the worker's memory of links met (see link_depth)
+    follow = follows_links(settings, outcome, parsed) and (
+        link_depth(item, sitemap, settings.max_depth) is not None
+    )
     rec = archive.write_records(outcome.hops)
     if rec.sha1 is not None:
         row["sha1"] = rec.sha1
@@ -98,7 +102,7 @@ def archive_work(
         archive.worker,
         row,
         links=links(parsed.links) if follow and parsed is not None else (),
-        sitemap=final is not None and sitemap_links(settings, final),
+        sitemap=sitemap,
         robots=work.robots,
         digests=rec.digests,
         retries=outcome.retries,

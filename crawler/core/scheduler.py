@@ -44,6 +44,7 @@ __all__ = [
     "Retry",
     "RobotsBook",
     "SchedulerConfig",
+    "link_depth",
     "retries_later",
     "sitemap_seeds",
     "slot_wait",
@@ -99,6 +100,15 @@ def retries_later(item: FrontierItem, retry_later: float | None, retries: int) -
     """True when an outcome that asks to be tried later (robots.txt unreachable) is retried
     rather than archived as a failure: the URL has tries left."""
     return retry_later is not None and item.attempts < retries
+
+
+def link_depth(item: FrontierItem, from_sitemap: bool, max_depth: int | None) -> int | None:
+    """The depth of the links found at ``item`` (a sitemap's URLs count as seeds: the
+    sitemap's own depth), or None when they are past ``max_depth``. Checked before any memory
+    of links met: a link first met too deep must still be taken when a shallower page (or a
+    sitemap) lists it later."""
+    depth = item.depth if from_sitemap else item.depth + 1
+    return None if max_depth is not None and depth > max_depth else depth
 
 
 def slot_wait(wait: float) -> float:
@@ -329,8 +339,8 @@ class CrawlScheduler:
     def links(self, item: FrontierItem, links: Iterable[str], from_sitemap: bool) -> list[NewURL]:
         """The new in-scope links of a page for the frontier: a sitemap's URLs count as seeds
         (the sitemap's depth), a page's links one level deeper."""
-        depth = item.depth if from_sitemap else item.depth + 1
-        if self.cfg.max_depth is not None and depth > self.cfg.max_depth:
+        depth = link_depth(item, from_sitemap, self.cfg.max_depth)
+        if depth is None:
             return []
         new = [NewURL(link, depth, item.url) for link in self._links(links)]
         if new:

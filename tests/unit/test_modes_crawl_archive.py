@@ -195,3 +195,30 @@ def test_link_filter_sends_each_in_scope_link_once() -> None:
     keep(("http://a.test/4", "http://a.test/5"))
     keep(("http://a.test/6", "http://a.test/7"))
     assert keep(("http://a.test/1",)) == ("http://a.test/1",)
+
+
+def test_worker_keeps_links_first_met_too_deep(tmp_path: Path) -> None:
+    """max_depth 0: a page's links are past the limit, a sitemap's are not. A worker that saw
+    the links on the page first must still send them when the sitemap lists them (the processes
+    mode lost them at random: which of the two a worker parsed first was a race)."""
+    from crawler.core.flow import Outcome
+    from crawler.core.frontier import FrontierItem
+    from crawler.core.parse import ParsedPage
+    from crawler.settings import CrawlerSettings
+    from crawler.work import Work
+    from drivers.crawl_processes import archive_work
+
+    settings = CrawlerSettings(out=tmp_path, follow=True, max_depth=0, sitemaps=True)
+    committer, archive, other = open_all(tmp_path)
+    seen = LinkFilter(None)
+    links = ("http://a/1", "http://a/2")
+    page = FrontierItem("http://a/", 0, "a:80", 0, None)
+    home = Work(page, Outcome(page.url, (hop(page.url, b"<a>"),)), ParsedPage(links=links))
+    assert archive_work(settings, home, archive, seen).links == ()
+    sm = FrontierItem("http://a/sitemap.xml", 0, "a:80", 0, None)
+    sm_hop = FetchResult(**{**hop(sm.url, b"<urlset/>").__dict__, "headers": ()})
+    smap = Work(sm, Outcome(sm.url, (sm_hop,)), ParsedPage(links=links))
+    sent = archive_work(settings, smap, archive, seen)
+    assert sent.sitemap and sent.links == links
+    for writer in (archive, other, committer):
+        writer.close()

@@ -172,3 +172,11 @@ def test_link_filter_generations() -> None:
     assert f(["x", "y", "x"]) == ("x", "y")
     assert f(["z"]) == ("z",)  # the new generation starts
     assert f(["x", "w"]) == ("w",)  # x still known in the old generation
+
+
+def test_link_depth() -> None:
+    from crawler.core.scheduler import link_depth
+
+    assert link_depth(item("http://a/", depth=2), False, None) == 3
+    assert link_depth(item("http://a/", depth=2), True, 2) == 2  # a sitemap's URLs: its depth
+    assert link_depth(item("http://a/", depth=2), False, 2) is None
