@@ -96,11 +96,14 @@ def test_usage_errors_exit_2(fault_server: FaultServer, tmp_path: Path) -> None:
     assert r.returncode == 2
 
 
-def test_rerun_resumes_without_refetching(fault_server: FaultServer, tmp_path: Path) -> None:
+def test_rerun_resumes_without_refetching(
+    mode: Mode, fault_server: FaultServer, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     urls = [fault_server.url(f"/page/{i}") for i in range(5)]
-    assert crawl(out, *urls[:3]) == 0
-    assert crawl(out, *urls) == 0  # same folder: the three done ones are not fetched again
+    assert crawl(out, *urls[:3], mode=mode.value) == 0
+    # same folder: the three done ones are not fetched again
+    assert crawl(out, *urls, mode=mode.value) == 0
     rows = pages(out)
     assert sorted(r["url"] for r in rows) == sorted(urls)
     assert check_archive(out).responses.total() == 5
@@ -116,8 +119,12 @@ def test_memory_frontier(fault_server: FaultServer, tmp_path: Path) -> None:
     assert not (out / "state.sqlite").exists()
 
 
+# sequential fetches one URL at a time by design: a slow host holds everything up there
+@pytest.mark.parametrize(
+    "mode", [m for m in Mode if m is not Mode.SEQUENTIAL], ids=str, indirect=True
+)
 def test_slow_host_does_not_starve_others(
-    fault_server: FaultServer, web_site: WebSite, tmp_path: Path
+    mode: Mode, fault_server: FaultServer, web_site: WebSite, tmp_path: Path
 ) -> None:
     slow = [
         fault_server.url(f"/slow-drip?bytes=200&interval=0.1&chunk=20&n={i}") for i in range(16)
@@ -125,7 +132,7 @@ def test_slow_host_does_not_starve_others(
     fast = [web_site.base_url + p for p in web_site.info.page_paths[:40]]
     out = tmp_path / "out"
     # slow URLs first in the list: a FIFO crawler would fill every slot with them
-    assert crawl(out, *slow, *fast, concurrency=16, per_host=4) == 0
+    assert crawl(out, *slow, *fast, concurrency=16, per_host=4, mode=mode.value) == 0
     rows = {r["url"]: r for r in pages(out)}
     start = min(_ts(r["fetched_at"]) for r in rows.values())
     slow_end = max(_ts(rows[canonicalize(u)]["fetched_at"]) for u in slow)
