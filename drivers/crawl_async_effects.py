@@ -160,7 +160,7 @@ class AsyncEffects:
         verdict: asyncio.Future[RobotsRules] = asyncio.get_running_loop().create_future()
         self._verdicts[host] = verdict
         try:
-            got = await self.drive(robots_flow(url, self.flow, time.time()), fresh)
+            got = await self.drive(robots_flow(url, self.flow, time.time(), self._rand), fresh)
         except BaseException:
             self.robots.release(host)
             verdict.cancel()

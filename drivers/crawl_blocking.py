@@ -126,7 +126,7 @@ class BlockingEffects:
                 self._cond.wait(1.0)
         got: RobotsRules | None = None
         try:
-            got = self.drive(robots_flow(url, self.flow, time.time()))
+            got = self.drive(robots_flow(url, self.flow, time.time(), self._rand))
             assert isinstance(got, RobotsRules)
         finally:
             with self._cond:

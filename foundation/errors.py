@@ -20,7 +20,10 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
     │   ├── OutOfScope                             follow mode: the link leaves the scope
     │   └── FetchError (OSError)                   one URL failed to fetch
     │       ├── FetchTimeout (TimeoutError)
-    │       ├── ConnectError (ConnectionError)     refused / DNS / unreachable
+    │       ├── ConnectError (ConnectionError)     no connection (unreachable ...)
+    │       │   ├── ConnectionRefused              nothing listens on the port
+    │       │   ├── UnknownHost                    the host name does not resolve
+    │       │   └── TLSError                       TLS handshake or certificate failed
     │       ├── ConnectionLost (ConnectionError)   reset or closed mid-response
     │       ├── BadResponse                        broken HTTP framing (no retry)
     │       ├── HTTPStatusError                    a final 4xx / 5xx after retries
@@ -46,6 +49,7 @@ __all__ = [
     "BodyTooLarge",
     "ConnectError",
     "ConnectionLost",
+    "ConnectionRefused",
     "CorruptArchiveError",
     "CrawlError",
     "DecodeError",
@@ -69,9 +73,11 @@ __all__ = [
     "RobotsDisallowed",
     "SettingsError",
     "StorageError",
+    "TLSError",
     "TestbedError",
     "TooManyRedirects",
     "UIDValidityChanged",
+    "UnknownHost",
     "UnsupportedSchemeError",
     "UsageError",
 ]
@@ -150,6 +156,18 @@ class FetchTimeout(FetchError, TimeoutError):
 
 class ConnectError(FetchError, ConnectionError):
     """Connection refused, DNS failure, host unreachable."""
+
+
+class ConnectionRefused(ConnectError):
+    """The host answered, but nothing listens on the port."""
+
+
+class UnknownHost(ConnectError):
+    """The host name does not resolve."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed or the certificate is not trusted."""
 
 
 class ConnectionLost(FetchError, ConnectionError):

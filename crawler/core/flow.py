@@ -21,9 +21,9 @@ from typing import Literal
 
 from crawler.core.parse import ParsedPage, ParseInput, is_sitemap, parse_page, parse_sitemap
 from crawler.core.retry import RetryPolicy, parse_retry_after
-from crawler.core.robots import RobotsRules, robots_url, rules_from_response
+from crawler.core.robots import RobotsRules, robots_url, rules_from_response, unreachable_rules
 from crawler.core.urls import canonicalize, host_key
-from foundation.errors import FetchError, InvalidURLError
+from foundation.errors import ConnectError, FetchError, InvalidURLError
 
 __all__ = [
     "REDIRECT_STATUSES",
@@ -201,6 +201,9 @@ def url_flow(url: str, cfg: FlowConfig, rand: Callable[[], float]) -> FlowGen:
             rules = yield RobotsEffect(current)
             assert isinstance(rules, RobotsRules)
             if not rules.allowed(current, cfg.user_agent):
+                if rules.cause is not None:  # the host cannot be connected to at all
+                    cls, why = rules.cause
+                    return Outcome(url, tuple(hops), cls, why, retries)
                 if rules.temporary and not hops:
                     return Outcome(
                         url,
@@ -289,15 +292,29 @@ def url_flow(url: str, cfg: FlowConfig, rand: Callable[[], float]) -> FlowGen:
 RobotsGen = Generator[Effect, object, RobotsRules]
 
 
-def robots_flow(page_url: str, cfg: FlowConfig, now: float) -> RobotsGen:
+def robots_flow(
+    page_url: str, cfg: FlowConfig, now: float, rand: Callable[[], float] = lambda: 0.5
+) -> RobotsGen:
     """Fetch the robots.txt for ``page_url``'s site (up to five redirects) and return its rules.
 
-    ``now`` stamps the rules when no response came back at all (unreachable).
+    ``now`` stamps the rules when no response came back at all (unreachable). A failure to
+    connect (refused, unknown host, TLS) is retried with the policy's backoff -- seconds, while
+    the host's other URLs wait for this verdict -- and then becomes a verdict that fails the
+    host's URLs with that cause (:func:`unreachable_rules`).
     """
     current = robots_url(page_url)
     seen = {current}
-    for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+    attempts = 0
+    hops = 0
+    while hops <= ROBOTS_MAX_REDIRECTS:
         result = yield FetchEffect(cfg.request(current), purpose="robots")
+        if isinstance(result, ConnectError):
+            attempts += 1
+            if cfg.policy.should_retry(attempts, None, result):
+                yield SleepEffect(cfg.policy.delay(attempts, None, rand()))
+                continue
+            cause = f"{host_key(current)} unreachable: {result}"
+            return unreachable_rules(type(result).__name__, cause, now)
         if isinstance(result, FetchError):
             return rules_from_response(None, b"", now)
         assert isinstance(result, FetchResult)
@@ -311,6 +328,8 @@ def robots_flow(page_url: str, cfg: FlowConfig, now: float) -> RobotsGen:
                 break
             seen.add(target)
             current = target
+            hops += 1
+            attempts = 0
             continue
         # a truncated robots.txt is still parsed: RFC 9309 only needs the first 500 KiB
         return rules_from_response(result.status, result.body, result.received_at)

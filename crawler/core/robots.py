@@ -61,6 +61,9 @@ class RobotsRules:
     body: bytes = b""
     fetched_at: float = 0.0
     temporary: bool = False
+    # the host could not be connected to (error class, message): its URLs fail with this cause
+    # until the verdict expires, instead of waiting for robots.txt (see unreachable_rules)
+    cause: tuple[str, str] | None = None
 
     @cached_property
     def _parser(self) -> Protego:
@@ -132,3 +135,11 @@ def rules_from_response(status: int | None, body: bytes, now: float) -> RobotsRu
         cut = body.rfind(b"\n", 0, MAX_ROBOTS_BYTES)
         body = body[: cut + 1 if cut >= 0 else MAX_ROBOTS_BYTES]
     return RobotsRules("parsed", body=body, fetched_at=now)
+
+
+def unreachable_rules(error_class: str, message: str, now: float) -> RobotsRules:
+    """The verdict for a host that refused the connection, does not resolve or failed TLS on
+    every try: nothing can be fetched there, so its URLs fail at once with the real cause
+    (``error_class``) until the verdict expires (``robots_retry``), rather than being retried
+    for minutes as "robots.txt unreachable" (RFC 9309's rule for 5xx answers still holds)."""
+    return RobotsRules("disallow_all", fetched_at=now, temporary=True, cause=(error_class, message))

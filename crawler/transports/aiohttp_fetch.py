@@ -23,9 +23,12 @@ from foundation.errors import (
     BadResponse,
     ConnectError,
     ConnectionLost,
+    ConnectionRefused,
     FetchError,
     FetchTimeout,
     HeadersTooLarge,
+    TLSError,
+    UnknownHost,
 )
 
 __all__ = ["AiohttpFetcher"]
@@ -81,7 +84,10 @@ class AiohttpFetcher:
         except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError on 3.11
             raise FetchTimeout(f"timed out after {time.time() - started:.1f} s") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+            kind = _connect_error_class(exc)
+            raise kind(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+        except aiohttp.ClientSSLError as exc:
+            raise TLSError(f"TLS failed: {exc}"[:300]) from exc
         except aiohttp.ClientResponseError as exc:
             if _is_head_too_large(exc):
                 raise HeadersTooLarge(f"response head too large: {exc.message}"[:300]) from exc
@@ -237,3 +243,14 @@ def _is_head_too_large(exc: aiohttp.ClientResponseError) -> bool:
         return True
     text = str(exc.message)
     return "Got more than" in text or "Too many headers" in text or "too long" in text.lower()
+
+
+def _connect_error_class(exc: aiohttp.ClientConnectorError) -> type[ConnectError]:
+    """Which failure to connect (the requests port tells the same ones apart)."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TLSError
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return UnknownHost
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return ConnectionRefused
+    return ConnectError

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import http.cookiejar
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -34,9 +35,12 @@ from foundation.errors import (
     BadResponse,
     ConnectError,
     ConnectionLost,
+    ConnectionRefused,
     FetchError,
     FetchTimeout,
     HeadersTooLarge,
+    TLSError,
+    UnknownHost,
 )
 
 __all__ = ["RequestsFetcher"]
@@ -99,8 +103,9 @@ class RequestsFetcher:
         except requests.exceptions.Timeout as exc:
             raise FetchTimeout(f"timed out after {time.time() - started:.1f} s") from exc
         except requests.exceptions.ConnectionError as exc:
-            if _is_connect_failure(exc):
-                raise ConnectError(f"cannot connect to {_netloc(request.url)}: {exc}") from exc
+            if _is_connect_failure(exc) or isinstance(exc, requests.exceptions.SSLError):
+                kind = _connect_error_class(exc)
+                raise kind(f"cannot connect to {_netloc(request.url)}: {_reason(exc)}") from exc
             if _is_head_too_large(exc):
                 raise HeadersTooLarge(f"response head too large: {exc}"[:300]) from exc
             if _is_bad_framing(exc):
@@ -264,9 +269,30 @@ def _is_connect_failure(exc: BaseException) -> bool:
     return any(isinstance(node, connect) for node in _chain(exc))
 
 
+def _connect_error_class(exc: BaseException) -> type[ConnectError]:
+    """The same class the aiohttp port raises for the same failure to connect."""
+    nodes = list(_chain(exc))
+    if any(isinstance(n, requests.exceptions.SSLError | ssl.SSLError) for n in nodes):
+        return TLSError
+    if any(isinstance(n, urllib3.exceptions.NameResolutionError) for n in nodes):
+        return UnknownHost
+    if any(isinstance(n, ConnectionRefusedError) for n in nodes):
+        return ConnectionRefused
+    return ConnectError
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's words ("[Errno 111] Connection refused"), not urllib3's
+    "HTTPConnectionPool(...): Max retries exceeded" wrapping."""
+    nodes = [n for n in _chain(exc) if str(n)]
+    return str(nodes[-1] if nodes else exc)[:300]
+
+
 def _dropped_before_head(exc: requests.exceptions.ConnectionError) -> bool:
     """Reset or closed after the request was sent and before a response head came."""
-    if isinstance(exc, requests.exceptions.Timeout) or _is_connect_failure(exc):
+    if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.SSLError):
+        return False
+    if _is_connect_failure(exc):
         return False
     return any(isinstance(node, ConnectionError) for node in _chain(exc))
 

@@ -19,7 +19,13 @@ from crawler.core.flow import (
 )
 from crawler.core.retry import RetryPolicy
 from crawler.core.robots import RobotsRules, rules_from_response
-from foundation.errors import ConnectError, FetchError, FetchTimeout
+from foundation.errors import (
+    ConnectError,
+    ConnectionRefused,
+    FetchError,
+    FetchTimeout,
+    UnknownHost,
+)
 
 BASE = "http://a.test"
 UA = "testbot"
@@ -209,7 +215,8 @@ def test_truncated_body_recorded() -> None:
         ([resp(f"{BASE}/robots.txt", 200, body=b"User-agent: *\nDisallow: /x\n")], "parsed"),
         ([resp(f"{BASE}/robots.txt", 404)], "allow_all"),
         ([resp(f"{BASE}/robots.txt", 500)], "disallow_all"),
-        ([ConnectError("down")], "disallow_all"),
+        ([ConnectError("down")] * 4, "disallow_all"),  # refused on every try
+        ([FetchTimeout("slow")], "disallow_all"),  # reachable but slow: RFC 9309's "later"
     ],
 )
 def test_robots_flow_statuses(answers: list[FetchResult | FetchError], kind: str) -> None:
@@ -238,3 +245,27 @@ def test_redirect_out_of_scope_not_followed() -> None:
     assert isinstance(out, Outcome)
     assert out.error_class == "OutOfScope" and len(out.hops) == 1
     assert script.fetched == [url]
+
+
+def test_robots_connect_failures_retried_then_the_cause_fails_the_url() -> None:
+    """A dead host: robots.txt is retried with backoff (seconds), then the URL fails with the
+    real cause at once, not "RobotsDisallowed ... try again later" for minutes."""
+    robots = f"{BASE}/robots.txt"
+    script = Script({robots: [ConnectionRefused("cannot connect: refused")] * 3})
+    cfg = FlowConfig(user_agent=UA, policy=RetryPolicy(retries=2))
+    rules = script.drive(robots_flow(f"{BASE}/p", cfg, 7.0, lambda: 0.5))
+    assert isinstance(rules, RobotsRules) and rules.temporary and rules.fetched_at == 7.0
+    assert rules.cause is not None and rules.cause[0] == "ConnectionRefused"
+    assert [round(s.seconds, 2) for s in script.sleeps] == [0.5, 1.0]  # the policy's backoff
+    assert script.fetched == [robots] * 3
+    out, page = run(f"{BASE}/p", {}, robots=rules)
+    assert out.error_class == "ConnectionRefused" and "unreachable" in (out.error or "")
+    assert out.retry_later is None and page.fetched == []
+
+
+def test_robots_recovers_after_a_refused_connect() -> None:
+    robots = f"{BASE}/robots.txt"
+    answers: list[FetchResult | FetchError] = [UnknownHost("no such host")]
+    answers.append(resp(robots, 200, body=b"User-agent: *\nDisallow: /x\n"))
+    rules = Script({robots: answers}).drive(robots_flow(f"{BASE}/", FlowConfig(user_agent=UA), 0.0))
+    assert isinstance(rules, RobotsRules) and rules.kind == "parsed" and rules.cause is None
