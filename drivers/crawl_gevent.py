@@ -3,12 +3,12 @@
 The parent (:func:`run_gevent`, called by :mod:`drivers.dispatch`) hands the job to
 :func:`drivers.gevent_child.run_child`, which starts ``python -m drivers.gevent_entry
 drivers.crawl_gevent:main JOB.json``; the entry patches the standard library before anything else
-is imported, then the child runs the same coordinator as
-the threads mode with greenlets instead of threads (patched ``threading`` makes the shared slot
-table's lock and condition greenlet-aware). Parsing runs inline: a process pool under patched
-threads hangs (gevent's own warning). The child opens the SQLite frontier itself, so this mode
-needs ``frontier = "sqlite"``; it reports its counters to a file that the parent reads for the
-live progress display and the summary.
+is imported, then the child runs the same coordinator as the threads mode with greenlets instead
+of threads (patched ``threading`` makes the shared slot table's lock and condition
+greenlet-aware). Parsing runs inline: a process pool under patched threads hangs (gevent's own
+warning). The child opens the SQLite frontier itself, so this mode needs ``frontier = "sqlite"``;
+it starts from the parent's counters (:meth:`CrawlStats.to_json`) and reports them back, which
+the parent loads for the live progress display and the summary.
 """
 
 from __future__ import annotations
@@ -135,17 +135,13 @@ def run_gevent(
         flush()  # the seeds must be committed before the child opens the database
     job: dict[str, Any] = {
         "settings": settings.model_dump(mode="json"),
-        "scope": None,
         "frontier": str(path),
         "stats": stats.to_json(),
-    }
-    if scope is not None:
-        job["scope"] = {
-            "kind": scope.kind,
-            "seeds": list(scope.seeds),
-            "allow": list(scope.allow),
-            "deny": list(scope.deny),
-        }
+        "scope": None if scope is None else {
+            "kind": scope.kind, "seeds": list(scope.seeds),
+            "allow": list(scope.allow), "deny": list(scope.deny),
+        },
+    }  # fmt: skip
     try:
         run = run_child("drivers.crawl_gevent:main", job, what="crawl", on_progress=stats.load_json)
     finally:
