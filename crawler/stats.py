@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from crawler.pages import iter_pages
 from foundation.progress import human_bytes, summary_table
 
 __all__ = ["ArchiveSummary", "CrawlStats", "summarize_archive"]
+
+# clocks of the process that made the object: meaningless in another, never sent
+PROCESS_LOCAL = frozenset({"started", "cpu_start"})
 
 
 @dataclass
@@ -49,6 +52,37 @@ class CrawlStats:
     @property
     def elapsed(self) -> float:
         return max(1e-9, time.monotonic() - self.started)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every counter as JSON-able data, for a run in another process (the gevent mode's
+        child); the clocks (:data:`PROCESS_LOCAL`) stay behind."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in PROCESS_LOCAL}
+        data["errors"] = dict(self.errors)
+        data["failed_urls"] = [list(pair) for pair in self.failed_urls]
+        return data
+
+    def load_json(self, data: Mapping[str, Any]) -> None:
+        """Set every counter from :meth:`to_json` data, in place (a live display may hold this
+        object); this process's clocks are kept."""
+        for f in fields(self):
+            if f.name in PROCESS_LOCAL:
+                continue
+            value = data[f.name]
+            if f.name == "errors":
+                self.errors = Counter({str(k): int(v) for k, v in value.items()})
+            elif f.name == "failed_urls":
+                self.failed_urls = [(str(url), str(why)) for url, why in value]
+            elif f.name == "total_hint":
+                self.total_hint = None if value is None else int(value)
+            else:
+                setattr(self, f.name, int(value))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CrawlStats:
+        """A new object (with this process's clocks) holding the counters of ``data``."""
+        stats = cls()
+        stats.load_json(data)
+        return stats
 
     def snapshot(self) -> Mapping[str, object]:
         el = self.elapsed

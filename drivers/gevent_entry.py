@@ -10,9 +10,10 @@ thread becomes a greenlet and hangs) must never share a process, and patching af
 :func:`gevent.monkey.patch_all` runs, only ``sys``, ``os``, ``importlib``, gevent, the error tree
 and :mod:`foundation.lifeline` (no sockets, no threads started) are imported.
 
-The parent starts this process with ``python -P`` in the user's working directory: relative
-paths of the job (``--out``, ``password_command``) mean what they mean in every other mode, and
-that directory stays off ``sys.path`` (its files cannot shadow the project's modules).
+The parent (:func:`drivers.gevent_child.run_child`) starts this process with ``python -P`` in the
+user's working directory: relative paths of the job (``--out``, ``password_command``) mean what
+they mean in every other mode, and that directory stays off ``sys.path`` (its files cannot shadow
+the project's modules).
 """
 
 from __future__ import annotations
@@ -20,14 +21,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import subprocess
-
-__all__ = ["main", "patch", "start_child"]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+__all__ = ["main", "patch"]
 
 
 def patch() -> None:
@@ -42,19 +37,6 @@ def patch() -> None:
         ) from None
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
-
-
-def start_child(target: str, *args: str) -> subprocess.Popen[bytes]:
-    """Start ``python -P -m drivers.gevent_entry TARGET ARG...`` (the parent's side): in the
-    caller's working directory, the project first on ``PYTHONPATH``, told who its parent is."""
-    import subprocess
-
-    from foundation.lifeline import OWNER_ENV
-
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=path, **{OWNER_ENV: str(os.getpid())})
-    argv = [sys.executable, "-P", "-m", "drivers.gevent_entry", target, *args]
-    return subprocess.Popen(argv, env=env)
 
 
 def _arm_lifeline() -> None:
