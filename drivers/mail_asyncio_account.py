@@ -30,10 +30,12 @@ from drivers.mail_asyncio_folder import (
     SessionFactory,
 )
 from foundation.errors import MailError, ModeError, StorageError
+from mailsync import account
 from mailsync.auth import Secret, get_secret
 from mailsync.core import commands, flow, retry
 from mailsync.core.plan import FolderState
-from mailsync.core.schedule import folder_counts, plan_folders
+from mailsync.core.schedule import folder_where
+from mailsync.report import FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
 from mailsync.transports.base import ImapSession
@@ -111,10 +113,7 @@ class AccountRun(FolderEffects):
                 await asyncio.sleep(decision.delay)
 
     def _tally(self) -> None:
-        for s in self.sessions:
-            self.report.commands += s.stats.commands
-            self.report.round_trips += s.stats.round_trips
-            self.report.wire_bytes += s.stats.wire_in
+        self.report.count_transport(s.stats for s in self.sessions)
         self.sessions.clear()
 
     async def _close(self, session: ImapSession | None) -> None:
@@ -145,37 +144,28 @@ class AccountRun(FolderEffects):
 
     async def run(self) -> AccountReport:
         start = time.monotonic()
-        acct = self.account
         try:
-            self.secret = await asyncio.to_thread(get_secret, acct)
+            self.secret = await asyncio.to_thread(get_secret, self.account)
             await self.archive.open()
             try:
                 await self._run()
             finally:
                 await self.archive.aclose()
-        except (MailError, ModeError) as exc:
-            msg = str(exc)
-            prefix = f"account {acct.name}: "
-            self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
-        except StorageError as exc:
-            self.report.errors.append(f"account {acct.name}: archive: {exc}")
+        except (MailError, ModeError, StorageError) as exc:
+            self.report.account_failed(exc)
         finally:
             self._tally()
             self.report.seconds = time.monotonic() - start
         return self.report
 
     async def _run(self) -> None:
-        records = await self.archive.run(self.archive.folder_records)
-        before = {
-            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
-            for name, r in records.items()
-        }
+        before = await self.archive.run(self.archive.folder_states)
         session = await self._preopen()
         # a first backup will want every connection: open them while LIST/STATUS run (saves
         # the login round trips on slow links); later runs open them only for changed folders
         spares = (
             [asyncio.create_task(self._preopen()) for _ in range(self.account.connections - 1)]
-            if not records
+            if not before
             else []
         )
         try:
@@ -194,20 +184,10 @@ class AccountRun(FolderEffects):
     ) -> None:
         caps = session.capabilities
         aioimaplib = self.settings.imap_client == "aioimaplib"
-        if aioimaplib:  # it drops the STATUS lines of a LIST-STATUS answer
-            caps = caps - {"LIST-STATUS"}
-        self.opts = flow.SyncOptions(
-            batch_messages=self.account.batch_messages,
-            batch_bytes=self.account.batch_bytes,
-            # aioimaplib serialises commands itself: one body FETCH at a time
-            pipeline_depth=1 if aioimaplib else self.settings.pipeline_depth,
-            condstore="CONDSTORE" in caps,
-            literal_plus="LITERAL+" in caps,
-            listing_chunk=500 if aioimaplib else None,
-        )
+        self.opts = account.sync_options(self.account, self.settings, caps, aioimaplib=aioimaplib)
         try:
             jobs, gone = await self.drive(
-                flow.discover(caps, self.account.include, self.account.exclude, before),
+                account.discover(self.account, caps, before, aioimaplib=aioimaplib),
                 session,
                 FetchLanes(),
             )
@@ -216,9 +196,8 @@ class AccountRun(FolderEffects):
             self.sem.release()
             raise
         if gone:
-            await self.archive.run(self._mark_folders_gone, gone)
-        plan = plan_folders(jobs, before)
-        self.report.planned(plan)
+            await self.archive.run(self.archive.mark_folders_gone, gone)
+        plan = account.plan_run(self.report, jobs, before)
         if plan.first_time > _PRESTART_PARSER:
             self.offload.prestart()
         queue = deque(plan.todo)
@@ -236,11 +215,6 @@ class AccountRun(FolderEffects):
                 asyncio.create_task(self._worker(spares.pop() if spares else None, queue))
             )
         await asyncio.gather(*workers)
-
-    def _mark_folders_gone(self, names: list[str]) -> None:
-        self.archive.state.mark_folders_gone(names)
-        for name in names:
-            self.archive.state.mark_deleted(name, None, ())
 
     async def _worker(
         self,
@@ -268,10 +242,10 @@ class AccountRun(FolderEffects):
                     self._starting += 1
                     started = _Once(self._one_started)
                     try:
-                        session = await self._sync_with_retries(session, job, started)
+                        session, outcome = await self._sync_with_retries(session, job, started)
                     finally:
                         started()
-                    self.report.folders_done += 1
+                    self.report.folder_ended(job.name, outcome)
                     continue
                 target = self._help_target(helped)
                 if target is not None:
@@ -336,8 +310,8 @@ class AccountRun(FolderEffects):
 
     async def _sync_with_retries(
         self, session: ImapSession | None, job: flow.FolderJob, started: Callable[[], None]
-    ) -> ImapSession | None:
-        where = f"{self.account.name}/{job.name}"
+    ) -> tuple[ImapSession | None, FolderOutcome]:
+        where = folder_where(self.account.name, job.name)
         attempt = 0
         while True:
             lanes = FetchLanes(job.raw_name, self.opts.pipeline_depth)
@@ -352,17 +326,17 @@ class AccountRun(FolderEffects):
                 decision = retry.after_folder_failure(
                     exc, where, attempt, self.settings.backoff, random.random()
                 )
-                self.report.failed_attempt(decision)
+                if isinstance(decision, retry.Retry):
+                    self.report.failed_attempt(decision)  # the last decision: folder_ended
                 if decision.keep_session:
-                    return session
+                    return session, decision
                 await self._close(session)
                 session = None
                 if not isinstance(decision, retry.Retry):
-                    return None
+                    return None, decision
                 await asyncio.sleep(decision.delay)
                 continue
             except BaseException:
                 await lanes.settle()
                 raise
-            self.report.synced_folder(folder_counts(where, result))
-            return session
+            return session, result

@@ -15,7 +15,6 @@ flow no later than its own batch: the flow's routing by UID keeps working over s
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import TypeVar
@@ -181,6 +180,16 @@ class FetchLanes:
             await asyncio.gather(*self.headers, return_exceptions=True)
             self.headers.clear()
 
+    async def writes_done(self) -> None:
+        """Wait for every batch write and header index of the folder; raise the first failure."""
+        outcomes = await asyncio.gather(*self.stores, return_exceptions=True)
+        outcomes += await asyncio.gather(*self.headers, return_exceptions=True)
+        self.stores.clear()
+        self.headers.clear()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
 
 class FolderEffects:
     """Performs the effects of :mod:`mailsync.core.flow` generators for one account."""
@@ -232,34 +241,17 @@ class FolderEffects:
                 t.result()  # a failed write stops the folder here
             return None
         if isinstance(effect, effects.ARCHIVE_EFFECTS):
+            if isinstance(effect, flow.SaveFolder):
+                await lanes.writes_done()  # the folder's STATUS is recorded after its batches
             fn, args = effects.archive_call(arch, effect)
             return effects.archive_answer(effect, await arch.run(fn, *args))
-        if isinstance(effect, flow.SaveFolder):
-            outcomes = await asyncio.gather(*lanes.stores, return_exceptions=True)
-            outcomes += await asyncio.gather(*lanes.headers, return_exceptions=True)
-            lanes.stores.clear()
-            lanes.headers.clear()
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            rec = effects.folder_record(effect)
-            await arch.run(arch.state.save_folder, rec, time.time())
-            return None
         raise AssertionError(f"unknown effect {effect!r}")
 
     async def _store(self, effect: flow.StoreBatch, lanes: FetchLanes) -> None:
         items, heads = effects.store_items(effect.messages)
         arch = self.archive
-        stored = await arch.run(
-            arch.store_batch,
-            effect.name,
-            effect.relpath,
-            effect.uidvalidity,
-            effect.generation,
-            items,
-        )
-        self.report.new_messages += len(stored)
-        self.report.new_bytes += sum(s.size for s in stored)
+        stored = await arch.run(effects.store_batch, arch, effect, items)
+        self.report.stored(stored)
         # headers are parsed on the side: the fetch window waits for the disk, not the parser
         # (the task gets names and header blocks only: holding `effect` would keep the bodies)
         task = self._headers(effect.name, effect.uidvalidity, stored, heads)
@@ -269,14 +261,14 @@ class FolderEffects:
         self, folder: str, uidvalidity: int, stored: list[StoredMessage], heads: dict[int, bytes]
     ) -> None:
         arch = self.archive
-        for s in stored:
-            if s.uid not in heads:  # spilled: read the head back from the stored file
-                heads[s.uid] = await arch.run(effects.read_head, arch.root / s.path)
+        if effects.heads_in_memory(stored, heads):
+            blocks = effects.header_blocks(arch.root, stored, heads)
+        else:  # spilled: read the heads back from the stored files, off the loop
+            blocks = await arch.run(effects.header_blocks, arch.root, stored, heads)
         infos = [
             h if isinstance(h, HeaderInfo) else HeaderInfo(None, None, None, None, None, repr(h))
             for h in await asyncio.gather(
-                *(self.offload.submit(heads[s.uid]) for s in stored), return_exceptions=True
+                *(self.offload.submit(block) for block in blocks), return_exceptions=True
             )
         ]
-        rows = effects.header_rows(folder, uidvalidity, stored, infos)
-        await arch.run(arch.state.set_headers, rows)
+        await arch.run(effects.save_headers, arch, folder, uidvalidity, stored, infos)

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from foundation.errors import ImapProtocolError, MailError, StorageError
-from mailsync import effects
+from mailsync import account, effects
 from mailsync.auth import Secret, get_secret
 from mailsync.core import flow, retry
-from mailsync.core.headers import HeaderInfo, parse_headers
-from mailsync.core.plan import FolderState
-from mailsync.core.schedule import folder_counts, plan_folders
-from mailsync.report import AccountReport
+from mailsync.core.headers import parse_headers
+from mailsync.core.schedule import folder_where
+from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
 from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
@@ -130,9 +129,8 @@ class AccountRun:
 
     def run(self) -> AccountReport:
         start = time.monotonic()
-        acct = self.account
         try:
-            self.secret = get_secret(acct)
+            self.secret = get_secret(self.account)
             # the archive's own writer thread is for the asyncio engine; here the lock above
             # serializes the same operations
             self.archive.open_blocking()
@@ -141,26 +139,15 @@ class AccountRun:
             finally:
                 with contextlib.suppress(Exception):
                     self.archive.close_blocking()
-        except MailError as exc:
-            msg = str(exc)
-            prefix = f"account {acct.name}: "
-            self.report.errors.append(msg if msg.startswith(prefix) else prefix + msg)
-        except StorageError as exc:
-            self.report.errors.append(f"account {acct.name}: archive: {exc}")
+        except (MailError, StorageError) as exc:
+            self.report.account_failed(exc)
         finally:
-            for s in self._sessions:
-                self.report.commands += s.stats.commands
-                self.report.round_trips += s.stats.round_trips
-                self.report.wire_bytes += s.stats.wire_in
+            self.report.count_transport(s.stats for s in self._sessions)
             self.report.seconds = time.monotonic() - start
         return self.report
 
     def _run(self) -> None:
-        records = self._archive(self.archive.folder_records)
-        before = {
-            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
-            for name, r in records.items()
-        }
+        before = self._archive(self.archive.folder_states)
         self.sem.acquire()
         try:
             session = self._connect()
@@ -168,25 +155,16 @@ class AccountRun:
             self.sem.release()
             raise
         caps = session.capabilities
-        self.opts = flow.SyncOptions(
-            batch_messages=self.account.batch_messages,
-            batch_bytes=self.account.batch_bytes,
-            pipeline_depth=self.settings.pipeline_depth,
-            condstore="CONDSTORE" in caps,
-            literal_plus="LITERAL+" in caps,
-        )
+        self.opts = account.sync_options(self.account, self.settings, caps)
         try:
-            jobs, gone = self._drive(
-                flow.discover(caps, self.account.include, self.account.exclude, before), session
-            )
+            jobs, gone = self._drive(account.discover(self.account, caps, before), session)
         except BaseException:
             self._close(session)
             self.sem.release()
             raise
         if gone:
-            self._archive(self._mark_folders_gone, gone)
-        plan = plan_folders(jobs, before)
-        self.report.planned(plan)
+            self._archive(self.archive.mark_folders_gone, gone)
+        plan = account.plan_run(self.report, jobs, before)
         self._distribute(session, list(plan.todo))
 
     def _distribute(self, session: ImaplibSession, todo: list[flow.FolderJob]) -> None:
@@ -223,11 +201,6 @@ class AccountRun:
         if crashes:
             raise crashes[0]
 
-    def _mark_folders_gone(self, names: list[str]) -> None:
-        self.archive.state.mark_folders_gone(names)
-        for name in names:
-            self.archive.state.mark_deleted(name, None, ())
-
     def _worker(
         self, session: ImaplibSession | None, queue: deque[flow.FolderJob], *, held: bool
     ) -> None:
@@ -239,17 +212,17 @@ class AccountRun:
                     job = queue.popleft()  # deque.popleft is atomic: no lock needed
                 except IndexError:
                     return
-                session = self._sync_with_retries(session, job)
+                session, outcome = self._sync_with_retries(session, job)
                 with self._report_lock:
-                    self.report.folders_done += 1
+                    self.report.folder_ended(job.name, outcome)
         finally:
             self._close(session)
             self.sem.release()
 
     def _sync_with_retries(
         self, session: ImaplibSession | None, job: flow.FolderJob
-    ) -> ImaplibSession | None:
-        where = f"{self.account.name}/{job.name}"
+    ) -> tuple[ImaplibSession | None, FolderOutcome]:
+        where = folder_where(self.account.name, job.name)
         attempt = 0
         while True:
             try:
@@ -261,28 +234,18 @@ class AccountRun:
                 decision = retry.after_folder_failure(
                     exc, where, attempt, self.settings.backoff, random.random()
                 )
-                with self._report_lock:
-                    self.report.failed_attempt(decision)
+                if isinstance(decision, retry.Retry):
+                    with self._report_lock:  # the last decision: folder_ended
+                        self.report.failed_attempt(decision)
                 if decision.keep_session:
-                    return session
+                    return session, decision
                 self._close(session)
                 session = None
                 if not isinstance(decision, retry.Retry):
-                    return None
+                    return None, decision
                 time.sleep(decision.delay)
                 continue
-            self._note_result(job.name, result)
-            return session
-
-    def _note(self, kind: Literal["errors", "warnings"], text: str) -> None:
-        with self._report_lock:
-            getattr(self.report, kind).append(text)
-
-    def _note_result(self, name: str, result: flow.FolderResult) -> None:
-        """Count a synced folder (on a worker here; in the processes mode on the writer)."""
-        counts = folder_counts(f"{self.account.name}/{name}", result)
-        with self._report_lock:
-            self.report.synced_folder(counts)
+            return session, result
 
     # effects ---------------------------------------------------------------------------------
     def _drive(self, gen: Generator[flow.Effect, object, _R], session: ImaplibSession) -> _R:
@@ -321,39 +284,22 @@ class AccountRun:
         """Perform an effect on the account's archive (every effect but the IMAP ones)."""
         arch = self.archive
         if isinstance(effect, flow.StoreBatch):
-            self._store(effect)
+            items, heads = effects.store_items(effect.messages)
+            stored = self._archive(effects.store_batch, arch, effect, items)
+            with self._report_lock:
+                self.report.stored(stored)
+            # parsed inline: in the threads mode on the worker, under the GIL (a mode's real cost)
+            blocks = effects.header_blocks(arch.root, stored, heads)
+            infos = [parse_headers(block) for block in blocks]
+            self._archive(
+                effects.save_headers, arch, effect.name, effect.uidvalidity, stored, infos
+            )
             return None
         if isinstance(effect, effects.ARCHIVE_EFFECTS):
+            # a SaveFolder: every batch of its folder was stored synchronously before it came
             fn, args = effects.archive_call(arch, effect)
             return effects.archive_answer(effect, self._archive(fn, *args))
-        if isinstance(effect, flow.SaveFolder):
-            # every batch of this folder was stored synchronously before we got here
-            rec = effects.folder_record(effect)
-            self._archive(arch.state.save_folder, rec, time.time())
-            return None
         raise AssertionError(f"unknown effect {effect!r}")
-
-    def _store(self, effect: flow.StoreBatch) -> None:
-        items, heads = effects.store_items(effect.messages)
-        arch = self.archive
-        stored = self._archive(
-            arch.store_batch,
-            effect.name,
-            effect.relpath,
-            effect.uidvalidity,
-            effect.generation,
-            items,
-        )
-        with self._report_lock:
-            self.report.new_messages += len(stored)
-            self.report.new_bytes += sum(s.size for s in stored)
-        for s in stored:
-            if s.uid not in heads:  # spilled: read the head back from the stored file
-                heads[s.uid] = effects.read_head(arch.root / s.path)
-        # parsed inline: in the threads mode on the worker, under the GIL (a mode's real cost)
-        infos: list[HeaderInfo] = [parse_headers(heads[s.uid]) for s in stored]
-        rows = effects.header_rows(effect.name, effect.uidvalidity, stored, infos)
-        self._archive(arch.state.set_headers, rows)
 
 
 def backup_blocking(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import multiprocessing
 import os
@@ -39,9 +40,10 @@ from foundation.lifeline import run_watched
 from foundation.worker_pipe import PipeSender, death_note
 from mailsync.auth import Secret
 from mailsync.core import flow, retry
-from mailsync.report import AccountReport
+from mailsync.core.schedule import folder_where
+from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
-from mailsync.transports.base import ImapSession
+from mailsync.transports.base import ImapSession, TransportStats
 from mailsync.transports.imaplib_client import ImaplibSession
 
 __all__ = ["ProcessAccountRun", "backup_processes", "folder_worker"]
@@ -75,15 +77,17 @@ class FolderDone:
 
     worker: int
     folder: str
-    outcome: flow.FolderResult | retry.FolderDecision
+    outcome: FolderOutcome
 
 
 @dataclass(frozen=True)
 class WorkerExit:
-    """Worker to writer: the worker's last message, with its transport counters."""
+    """Worker to writer: the worker's last message, with the transport counters of each of its
+    connections and its folder attempts tried again."""
 
     worker: int
-    stats: dict[str, int]
+    stats: tuple[TransportStats, ...]
+    retries: int
 
 
 WorkerMessage = ArchiveRequest | FolderDone | WorkerExit
@@ -135,7 +139,8 @@ class _Worker:
         self.replies = replies
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[object]] = {}
-        self.stats = {"commands": 0, "round_trips": 0, "wire_bytes": 0, "retries": 0}
+        self.stats: list[TransportStats] = []  # of the connections closed
+        self.retries = 0
 
     async def main(self, jobs: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -153,7 +158,7 @@ class _Worker:
         finally:
             if session is not None:
                 await self._close(session)
-            self.requests.put(WorkerExit(self.index, self.stats))
+            self.requests.put(WorkerExit(self.index, tuple(self.stats), self.retries))
 
     def _resolve(self, reply: ArchiveReply) -> None:
         fut = self._waiting.pop(reply.rid)
@@ -175,16 +180,14 @@ class _Worker:
         return await open_account_session(self.account, self.secret, self.settings, self.spill_dir)
 
     async def _close(self, session: ImapSession) -> None:
-        self.stats["commands"] += session.stats.commands
-        self.stats["round_trips"] += session.stats.round_trips
-        self.stats["wire_bytes"] += session.stats.wire_in
+        self.stats.append(dataclasses.replace(session.stats))  # as it was before the LOGOUT
         with contextlib.suppress(Exception):
             await session.aclose()
 
     async def _sync_with_retries(
         self, session: ImapSession | None, job: flow.FolderJob
-    ) -> tuple[ImapSession | None, flow.FolderResult | retry.FolderDecision]:
-        where = f"{self.account.name}/{job.name}"
+    ) -> tuple[ImapSession | None, FolderOutcome]:
+        where = folder_where(self.account.name, job.name)
         attempt = 0
         while True:
             try:
@@ -203,7 +206,7 @@ class _Worker:
                 session = None
                 if not isinstance(decision, retry.Retry):
                     return None, decision
-                self.stats["retries"] += 1
+                self.retries += 1
                 await asyncio.sleep(decision.delay)
                 continue
             return session, result
@@ -303,11 +306,11 @@ class ProcessAccountRun(AccountRun):
             finished = True
         except WorkerDiedError as exc:
             left = len(todo) - self.report.folders_done
-            self._note(
-                "errors",
-                f"account {self.account.name}: {exc}; {left} folder(s) not finished; the "
-                "archive is consistent: run the backup again to resume",
-            )
+            with self._report_lock:
+                self.report.errors.append(
+                    f"account {self.account.name}: {exc}; {left} folder(s) not finished; the "
+                    "archive is consistent: run the backup again to resume"
+                )
         finally:
             for k, proc in enumerate(procs):
                 with contextlib.suppress(OSError, ValueError):
@@ -358,19 +361,11 @@ class ProcessAccountRun(AccountRun):
             else:
                 replies[msg.worker].put(ArchiveReply(msg.rid, True, value))
         elif isinstance(msg, FolderDone):
-            if isinstance(msg.outcome, flow.FolderResult):
-                self._note_result(msg.folder, msg.outcome)
-            else:
-                with self._report_lock:
-                    self.report.failed_attempt(msg.outcome)
             with self._report_lock:
-                self.report.folders_done += 1
+                self.report.folder_ended(msg.folder, msg.outcome)
         else:
-            stats = msg.stats
-            self.report.commands += stats["commands"]
-            self.report.round_trips += stats["round_trips"]
-            self.report.wire_bytes += stats["wire_bytes"]
-            self.report.retries += stats["retries"]
+            self.report.count_transport(msg.stats)
+            self.report.retries += msg.retries
 
 
 def backup_processes(

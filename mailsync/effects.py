@@ -7,10 +7,17 @@ lock). The data shaping around that I/O -- the items a batch is stored as, the h
 message is parsed from, the folder record a SaveFolder writes, the header rows -- lives here once,
 so that every mode leaves the same Maildirs and state rows. No asyncio here: the gevent mode
 imports it.
+
+A StoreBatch is performed in steps, each driver putting its own I/O between them:
+:func:`store_items` (no I/O), :func:`store_batch` (on the archive), :func:`header_blocks` (reads
+back spilled bodies only), parsing the blocks (inline, or in a process pool),
+:func:`save_headers` (on the archive). Every other archive effect is one operation:
+:func:`archive_call`, then :func:`archive_answer`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -33,8 +40,12 @@ __all__ = [
     "archive_call",
     "folder_record",
     "header_block",
+    "header_blocks",
     "header_rows",
+    "heads_in_memory",
     "read_head",
+    "save_headers",
+    "store_batch",
     "store_items",
 ]
 
@@ -102,9 +113,53 @@ def store_items(messages: Iterable[FetchResp]) -> tuple[list[StoreItem], dict[in
     return items, heads
 
 
-# the effects that are one archive operation each, performed the same way in every mode
-ArchiveEffect = flow.LoadFolder | flow.UpdateFlags | flow.MarkGone | flow.NewGeneration
-ARCHIVE_EFFECTS = (flow.LoadFolder, flow.UpdateFlags, flow.MarkGone, flow.NewGeneration)
+def store_batch(
+    arch: AccountArchive, effect: flow.StoreBatch, items: list[StoreItem]
+) -> list[StoredMessage]:
+    """Write a StoreBatch's ``items`` (from :func:`store_items`) durably, then their state rows;
+    runs on the archive (its writer thread, or under the driver's lock)."""
+    return arch.store_batch(
+        effect.name, effect.relpath, effect.uidvalidity, effect.generation, items
+    )
+
+
+def heads_in_memory(stored: Sequence[StoredMessage], heads: Mapping[int, bytes]) -> bool:
+    """True when every stored message's header block is in ``heads`` (none was spilled):
+    :func:`header_blocks` then reads no file."""
+    return all(s.uid in heads for s in stored)
+
+
+def header_blocks(
+    root: Path, stored: Sequence[StoredMessage], heads: Mapping[int, bytes]
+) -> list[bytes]:
+    """The header block of each ``stored`` message, in order: from ``heads`` (the in-memory
+    bodies, :func:`store_items`), else read back from the stored file under ``root``."""
+    return [heads[s.uid] if s.uid in heads else read_head(root / s.path) for s in stored]
+
+
+def save_headers(
+    arch: AccountArchive,
+    folder: str,
+    uidvalidity: int,
+    stored: Sequence[StoredMessage],
+    infos: Sequence[HeaderInfo],
+) -> None:
+    """Index the parsed headers (``infos``, in the order of ``stored``); runs on the archive."""
+    arch.state.set_headers(header_rows(folder, uidvalidity, stored, infos))
+
+
+# the effects that are one archive operation each, performed the same way in every mode (the
+# asyncio driver first waits for the folder's writes in flight before a SaveFolder)
+ArchiveEffect = (
+    flow.LoadFolder | flow.UpdateFlags | flow.MarkGone | flow.NewGeneration | flow.SaveFolder
+)
+ARCHIVE_EFFECTS = (
+    flow.LoadFolder,
+    flow.UpdateFlags,
+    flow.MarkGone,
+    flow.NewGeneration,
+    flow.SaveFolder,
+)
 
 
 def archive_call(
@@ -118,6 +173,9 @@ def archive_call(
         return arch.update_flags, (effect.name, effect.relpath, effect.uidvalidity, effect.changes)
     if isinstance(effect, flow.MarkGone):
         return arch.state.mark_deleted, (effect.name, effect.uidvalidity, effect.uids)
+    if isinstance(effect, flow.SaveFolder):
+        # every batch of the folder is durable, its headers indexed: record its STATUS
+        return arch.state.save_folder, (folder_record(effect), time.time())
     return arch.state.mark_generation_gone, (effect.name, effect.old_uidvalidity)
 
 

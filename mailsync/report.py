@@ -1,13 +1,29 @@
-"""What one account's backup did: the row the CLI prints, filled by every mode's driver."""
+"""What one account's backup did: the row the CLI prints, filled by every mode's driver.
+
+Every driver records into it through the methods below, so that the same run gives the same
+counts, errors and warnings in every mode; a driver whose threads share a report holds its lock
+around each call.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from foundation.errors import StorageError
+from mailsync.core.flow import FolderResult
 from mailsync.core.retry import FolderDecision, Retry, SkipFolder
-from mailsync.core.schedule import FolderCounts, FolderPlan
+from mailsync.core.schedule import FolderCounts, FolderPlan, folder_counts, folder_where
 
-__all__ = ["AccountReport"]
+if TYPE_CHECKING:
+    from mailsync.store import StoredMessage
+    from mailsync.transports.base import TransportStats
+
+__all__ = ["AccountReport", "FolderOutcome"]
+
+# how a folder ended: synced to the end, or the decision about its last failed attempt
+FolderOutcome = FolderResult | FolderDecision
 
 
 @dataclass
@@ -56,3 +72,34 @@ class AccountReport:
             self.warnings.append(decision.warning)
         else:
             self.errors.append(decision.message)
+
+    def folder_ended(self, folder: str, outcome: FolderOutcome) -> None:
+        """Count the folder ``folder`` as done: synced (its counts and warnings), or failed or
+        skipped as the decision about its last attempt says."""
+        if isinstance(outcome, FolderResult):
+            self.synced_folder(folder_counts(folder_where(self.account, folder), outcome))
+        else:
+            self.failed_attempt(outcome)
+        self.folders_done += 1
+
+    def stored(self, messages: Sequence[StoredMessage]) -> None:
+        """Count a batch of messages written to the archive."""
+        self.new_messages += len(messages)
+        self.new_bytes += sum(m.size for m in messages)
+
+    def count_transport(self, stats: Iterable[TransportStats]) -> None:
+        """Add what crossed the account's connections (one ``stats`` per connection)."""
+        for s in stats:
+            self.commands += s.commands
+            self.round_trips += s.round_trips
+            self.wire_bytes += s.wire_in
+
+    def account_failed(self, exc: Exception) -> None:
+        """Record the error that stopped the whole account: an archive error as such, any other
+        (IMAP, mode) with the account's name in front, unless its text starts with it already."""
+        prefix = f"account {self.account}: "
+        if isinstance(exc, StorageError):
+            self.errors.append(f"{prefix}archive: {exc}")
+            return
+        msg = str(exc)
+        self.errors.append(msg if msg.startswith(prefix) else prefix + msg)

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from foundation.errors import StorageError
 from mailsync.core.maildir import message_filename, subdir_for
+from mailsync.core.plan import FolderState
 from mailsync.state import FolderRecord, MessageRow, StateDB
 
 __all__ = [
@@ -359,6 +360,23 @@ class AccountArchive:
 
     def folder_records(self) -> dict[str, FolderRecord]:
         return self.state.folders()
+
+    def folder_states(self) -> dict[str, FolderState]:
+        """Each recorded folder's state after its last complete sync, by name: the "before" that
+        :func:`mailsync.core.flow.discover` and :func:`mailsync.core.schedule.plan_folders` take
+        (empty for an account never backed up)."""
+        return {
+            name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
+            for name, r in self.folder_records().items()
+        }
+
+    def mark_folders_gone(self, names: Iterable[str]) -> None:
+        """Folders no longer on the server: marked gone, their messages deleted on the server
+        (the files stay)."""
+        gone = list(names)
+        self.state.mark_folders_gone(gone)
+        for name in gone:
+            self.state.mark_deleted(name, None, ())
 
     def load_folder(
         self, name: str, relpath: str, uidvalidity: int

@@ -3,7 +3,7 @@ the same in every concurrency mode, so that their reports compare.
 
 The drivers discover the folders (:func:`mailsync.core.flow.discover`), ask :func:`plan_folders`
 for the work, hand it to their connections in the order given, and count each folder's outcome
-with :func:`folder_counts`.
+with :func:`folder_counts`. Messages about a folder name it as :func:`folder_where` does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from mailsync.core.flow import FolderJob, FolderResult, is_unchanged
 from mailsync.core.plan import FolderState
 
-__all__ = ["FolderCounts", "FolderPlan", "folder_counts", "plan_folders"]
+__all__ = ["FolderCounts", "FolderPlan", "folder_counts", "folder_where", "plan_folders"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class FolderCounts:
     flag_updates: int
     gone: int
     warnings: tuple[str, ...]
+
+
+def folder_where(account: str, folder: str) -> str:
+    """How errors, warnings and retries name a folder: ``account/folder``."""
+    return f"{account}/{folder}"
 
 
 def folder_counts(where: str, result: FolderResult) -> FolderCounts:
