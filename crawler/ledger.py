@@ -17,11 +17,11 @@ from typing import Any
 from crawler.core.checkpoint import PagesCheckpoint
 from crawler.core.flow import Outcome
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
-from crawler.core.parse import ParsedPage
 from crawler.core.robots import RobotsRules
 from crawler.core.scheduler import Commit, CrawlScheduler, Plan, Retry
 from crawler.core.urls import Scope
 from crawler.page_steps import follows_links, scheduler_config, sitemap_links
+from crawler.parse import ParsedPage
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.warc import RepairReport

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from crawler.core.flow import FetchResult, FlowConfig, Outcome
 from crawler.core.frontier import Frontier
-from crawler.core.parse import ParsedPage, ParseInput, is_html, is_sitemap
 from crawler.core.retry import RetryPolicy
 from crawler.core.scheduler import SchedulerConfig
 from crawler.core.urls import Scope
+from crawler.parse import ParsedPage, ParseInput, is_html, is_sitemap
 from crawler.settings import CrawlerSettings
 
 if TYPE_CHECKING:  # only for annotations: the worker processes need no rich tables

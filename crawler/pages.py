@@ -21,7 +21,7 @@ from foundation.errors import StorageError
 if TYPE_CHECKING:  # only for annotations: this module stays importable without asyncio
     from crawler.core.flow import Outcome
     from crawler.core.frontier import Frontier, FrontierItem
-    from crawler.core.parse import ParsedPage
+    from crawler.parse import ParsedPage
 
 __all__ = [
     "CHECKPOINT_EVERY",

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crawler.core.flow import Outcome, parse_any
+from crawler.core.flow import Outcome
 from crawler.core.frontier import FrontierItem
-from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.robots import RobotsRules
 from crawler.page_steps import parse_input, wants_parse
+from crawler.parse import ParsedPage, ParseInput, parse_any
 from crawler.settings import CrawlerSettings
 
 __all__ = ["ArchivedWork", "HostBackoff", "ShipRobots", "Work", "WorkerFailed", "parse_outcome"]

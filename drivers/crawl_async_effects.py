@@ -28,12 +28,12 @@ from crawler.core.flow import (
     url_flow,
 )
 from crawler.core.frontier import FrontierItem
-from crawler.core.parse import ParsedPage
 from crawler.core.politeness import SlotTable
 from crawler.core.robots import RobotsRules
 from crawler.core.scheduler import RobotsBook, slot_wait
 from crawler.core.urls import Scope
 from crawler.page_steps import flow_config
+from crawler.parse import ParsedPage
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import Work, parse_outcome

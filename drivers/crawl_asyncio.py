@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from crawler.commit import CHECKPOINT_KEY, CommitPipeline
-from crawler.core.flow import Outcome, parse_any
+from crawler.core.flow import Outcome
 from crawler.core.frontier import Frontier, FrontierItem, NewURL
-from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.robots import RobotsRules
 from crawler.core.scheduler import Commit
 from crawler.core.urls import Scope
 from crawler.ledger import CrawlLedger
 from crawler.page_steps import count_written, parse_input, wants_parse
 from crawler.pages import page_row
+from crawler.parse import ParsedPage, ParseInput, parse_any
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from crawler.core.parse import ParsedPage, ParseInput, is_sitemap, parse_page, parse_sitemap
 from crawler.core.retry import RetryPolicy, parse_retry_after
 from crawler.core.robots import RobotsRules, robots_url, rules_from_response, unreachable_rules
 from crawler.core.urls import canonicalize, host_key
@@ -37,7 +36,6 @@ __all__ = [
     "SleepEffect",
     "header_value",
     "host_of",
-    "parse_any",
     "robots_flow",
     "url_flow",
 ]
@@ -335,10 +333,3 @@ def robots_flow(
         return rules_from_response(result.status, result.body, result.received_at)
     # redirects unresolved after five hops, or a loop: "unavailable" (allow all), as Google does
     return rules_from_response(310, b"", now)
-
-
-def parse_any(inp: ParseInput) -> ParsedPage:
-    """Sitemaps by name/type, everything else as HTML (top level: runs in the parse pool)."""
-    if is_sitemap(inp.url, inp.content_type):
-        return parse_sitemap(inp)
-    return parse_page(inp)

@@ -1,4 +1,4 @@
-"""robots.txt rules with RFC 9309 status semantics, parsed once per host by protego.
+"""robots.txt rules with RFC 9309 status semantics, parsed once per host (by protego).
 
 Status handling (RFC 9309 section 2.3.1): a 2xx body is parsed (only its first 500 KiB); 4xx means
 "unavailable": everything is allowed; 5xx or no answer at all means "unreachable": everything is
@@ -6,16 +6,19 @@ disallowed for now and the file is fetched again later (``temporary``). Two choi
 RFC, both Google's: 429 counts as unreachable (the server asks us to slow down, so we do not
 treat it as permission), and a redirect chain still unresolved after the engine's five hops counts
 as unavailable (allow all).
+
+The core imports no third-party code: the rules of a 2xx body are matched by a
+:class:`RobotsMatcher` that a port (:func:`bind_matcher`) builds; :mod:`crawler.adapters` binds
+protego's parser to it when the ``crawler`` package is imported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
-
-from protego import Protego
 
 from foundation.errors import InvalidURLError
 
@@ -23,7 +26,9 @@ __all__ = [
     "MAX_ROBOTS_BYTES",
     "ROBOTS_TTL",
     "TEMPORARY_TTL",
+    "RobotsMatcher",
     "RobotsRules",
+    "bind_matcher",
     "robots_url",
     "rules_from_response",
 ]
@@ -53,6 +58,24 @@ def robots_url(url: str) -> str:
     return f"{scheme}://{netloc}/robots.txt"
 
 
+class RobotsMatcher(Protocol):
+    """The parsed rules of one robots.txt file (protego's parser has this face)."""
+
+    def can_fetch(self, url: str, user_agent: str) -> bool: ...
+    def crawl_delay(self, user_agent: str) -> float | None: ...
+    @property
+    def sitemaps(self) -> Iterable[str]: ...
+
+
+_parse_rules: Callable[[str], RobotsMatcher] | None = None
+
+
+def bind_matcher(parse: Callable[[str], RobotsMatcher]) -> None:
+    """Bind the library that parses and matches a robots.txt body."""
+    global _parse_rules
+    _parse_rules = parse
+
+
 @dataclass(frozen=True)
 class RobotsRules:
     """One host's robots.txt verdict; the protego parse is cached on first use."""
@@ -66,7 +89,7 @@ class RobotsRules:
     cause: tuple[str, str] | None = None
 
     @cached_property
-    def _parser(self) -> Protego:
+    def _parser(self) -> RobotsMatcher:
         # cached_property writes the instance __dict__ directly, which a frozen dataclass allows.
         body = self.body
         # Skip a UTF-8 BOM, even a truncated one, as Google's parser does.
@@ -74,7 +97,9 @@ class RobotsRules:
             if body.startswith(bom):
                 body = body[len(bom) :]
                 break
-        return Protego.parse(body.decode("utf-8", "replace"))
+        if _parse_rules is None:
+            raise RuntimeError("no robots.txt matcher bound (import the crawler package)")
+        return _parse_rules(body.decode("utf-8", "replace"))
 
     def allowed(self, url: str, user_agent: str) -> bool:
         """May ``user_agent`` fetch ``url``? ``/robots.txt`` itself is always allowed."""

@@ -8,6 +8,10 @@ non-ASCII made safe) plus what w3lib leaves alone: default ports dropped, empty 
 A fast path handles the common link shape (ASCII host, plain path, at most one simple query
 argument) without w3lib: links are the hot loop of parsing, and w3lib costs ~8 µs per URL. The
 fast path is checked against the slow one by a property test.
+
+The core imports no third-party code: w3lib's ``canonicalize_url`` reaches the slow path through a
+port (:func:`bind_canonicalizer`) that :mod:`crawler.adapters` binds when the ``crawler`` package
+is imported, before any of its modules runs.
 """
 
 from __future__ import annotations
@@ -15,13 +19,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
-
-from w3lib.url import canonicalize_url
 
 from foundation.errors import InvalidURLError, UnsupportedSchemeError
 
@@ -30,6 +32,7 @@ __all__ = [
     "BadLine",
     "Scope",
     "UrlLine",
+    "bind_canonicalizer",
     "canonicalize",
     "fingerprint",
     "host_key",
@@ -171,6 +174,16 @@ def canonicalize(url: str, base: str | None = None) -> str:
     return _slow(url)
 
 
+# the full canonical form of any URL (w3lib's canonicalize_url, fragments dropped): a port
+_full_canonical: Callable[[str], str] | None = None
+
+
+def bind_canonicalizer(full: Callable[[str], str]) -> None:
+    """Bind the library that canonicalises what the fast path does not handle."""
+    global _full_canonical
+    _full_canonical = full
+
+
 def _slow(url: str) -> str:
     if _ALPHA_SCHEME.match(url) is None:
         raise InvalidURLError(f"no scheme in {url[:80]!r} (did you mean http://{url[:60]}?)")
@@ -178,7 +191,9 @@ def _slow(url: str) -> str:
     if scheme not in _DEFAULT_PORTS:
         raise UnsupportedSchemeError(f"unsupported scheme {scheme!r}: only http and https")
     try:
-        canon = canonicalize_url(url, keep_fragments=False)
+        if _full_canonical is None:
+            raise RuntimeError("no URL canonicaliser bound (import the crawler package)")
+        canon = _full_canonical(url)
         parts = urlsplit(canon)
         host = parts.hostname
         port = parts.port

@@ -36,7 +36,7 @@ def prepare(spec: dict[str, Any]) -> None:
 
 def load_pages(docroot: Path, paths: list[str], origin: str, repeat: int) -> list[Any]:
     """ParseInputs for ``paths`` under ``docroot`` (``"/"`` is index.html), ``repeat`` times."""
-    from crawler.core.parse import ParseInput
+    from crawler.parse import ParseInput
 
     out = []
     for path in paths:
@@ -55,7 +55,7 @@ def load_pages(docroot: Path, paths: list[str], origin: str, repeat: int) -> lis
 
 
 def run_parse(spec: dict[str, Any]) -> dict[str, Any]:
-    from crawler.core.parse import parse_page
+    from crawler.parse import parse_page
 
     items = _loaded.pop("items", None) or load_pages(
         Path(spec["docroot"]), spec["paths"], spec["origin"], spec["repeat"]
@@ -74,7 +74,7 @@ def run_parse(spec: dict[str, Any]) -> dict[str, Any]:
 def _offloaded(items: list[Any], kind: str, workers: int, spec: dict[str, Any]) -> int:
     import asyncio
 
-    from crawler.core.parse import ParsedPage, ParseInput, parse_page
+    from crawler.parse import ParsedPage, ParseInput, parse_page
     from foundation.offload import BatchOffload
 
     async def main() -> int:

@@ -24,8 +24,8 @@ __all__ = ["prepare", "run"]
 
 
 def prepare(spec: dict[str, Any]) -> None:
-    import crawler.core.parse
     import crawler.frontier_sqlite
+    import crawler.parse
     import crawler.warc  # noqa: F401
     import drivers.crawl_coordinator
 

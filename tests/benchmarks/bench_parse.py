@@ -1,4 +1,4 @@
-"""Parse CPU per page: ``crawler.core.parse.parse_page`` on generated HTML (a script, not a test).
+"""Parse CPU per page: ``crawler.parse.parse_page`` on generated HTML (a script, not a test).
 
     .venv/bin/python -m tests.benchmarks.bench_parse [--rounds 5] [--pages 200]
 
@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from crawler.core.parse import ParseInput, parse_page
 from crawler.core.urls import canonicalize
+from crawler.parse import ParseInput, parse_page
 
 ORIGIN = "http://127.0.0.1:8080"
 WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "crawler", "archive", "café", "München")

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import psutil
 
-from crawler.core.flow import parse_any
 from crawler.core.frontier import MemoryFrontier
-from crawler.core.parse import ParsedPage, ParseInput
 from crawler.core.urls import Scope
+from crawler.parse import ParsedPage, ParseInput, parse_any
 from drivers.crawl_asyncio import Engine, seed_frontier
 from fetchlab.settings import load_settings
 from tests.fixtures.web import WebSite

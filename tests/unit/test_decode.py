@@ -12,7 +12,7 @@ import brotli
 import pytest
 import zstandard
 
-from crawler.core.decode import SUPPORTED_ENCODINGS, decode_body
+from crawler.decode import SUPPORTED_ENCODINGS, decode_body
 from foundation.errors import DecodeError
 
 PAYLOAD = b"<html><body>" + b"fetchlab " * 5000 + os.urandom(2000) + b"</body></html>"

@@ -203,7 +203,7 @@ def test_worker_keeps_links_first_met_too_deep(tmp_path: Path) -> None:
     mode lost them at random: which of the two a worker parsed first was a race)."""
     from crawler.core.flow import Outcome
     from crawler.core.frontier import FrontierItem
-    from crawler.core.parse import ParsedPage
+    from crawler.parse import ParsedPage
     from crawler.settings import CrawlerSettings
     from crawler.work import Work
     from drivers.crawl_processes import archive_work

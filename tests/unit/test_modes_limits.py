@@ -12,8 +12,8 @@ import drivers.crawl_asyncio
 import drivers.crawl_coordinator
 from crawler.core.flow import FetchResult, Outcome
 from crawler.core.frontier import FrontierItem, MemoryFrontier
-from crawler.core.parse import ParsedPage
 from crawler.pages import PAGE_FIELDS, page_row
+from crawler.parse import ParsedPage
 from crawler.settings import CrawlerSettings
 from drivers import gevent_entry
 from drivers.dispatch import MODES, check_crawl_mode, crawl_processes, run_crawl

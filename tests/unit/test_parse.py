@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.core.parse import (
+from crawler.parse import (
     ParsedPage,
     ParseInput,
     detect_charset,

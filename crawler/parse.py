@@ -22,8 +22,8 @@ from w3lib.encoding import (
     resolve_encoding,
 )
 
-from crawler.core.decode import decode_body
 from crawler.core.urls import canonicalize
+from crawler.decode import decode_body
 from foundation.errors import InvalidURLError
 
 __all__ = [
@@ -310,3 +310,10 @@ def _xml_locs(body: bytes) -> list[str]:
     if root is None:
         raise ValueError("not an XML sitemap")
     return [(el.text or "").strip() for el in root.iter("{*}loc")]
+
+
+def parse_any(inp: ParseInput) -> ParsedPage:
+    """Sitemaps by name/type, everything else as HTML (top level: runs in the parse pool)."""
+    if is_sitemap(inp.url, inp.content_type):
+        return parse_sitemap(inp)
+    return parse_page(inp)
