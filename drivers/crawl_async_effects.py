@@ -57,7 +57,7 @@ class AsyncEffects:
         on_backoff: Callable[[str, float], None] | None = None,
         on_slot_free: Callable[[], None] | None = None,
     ) -> None:
-        self.s = settings
+        self.settings = settings
         self.flow = flow_config(settings, scope)
         self.fetcher = fetcher
         self.slots = SlotTable(settings.per_host, settings.delay)
@@ -92,7 +92,7 @@ class AsyncEffects:
         fresh: Fresh = []
         outcome = await self.outcome(item, fresh)
         try:
-            parsed = parse_outcome(self.s, outcome)
+            parsed = parse_outcome(self.settings, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker
             parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
         return Work(item, outcome, parsed, tuple(fresh))
@@ -176,6 +176,6 @@ class AsyncEffects:
         return got
 
     def _apply_delay(self, host: str, rules: RobotsRules) -> None:
-        delay = rules.crawl_delay(self.s.user_agent)
+        delay = rules.crawl_delay(self.settings.user_agent)
         if delay:
             self.slots.set_delay(host, delay)

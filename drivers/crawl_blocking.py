@@ -56,7 +56,7 @@ class BlockingEffects:
         fetcher: RequestsFetcher,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.s = settings
+        self.settings = settings
         self.flow = flow_config(settings, scope)
         self.fetcher = fetcher
         self._rand = rand
@@ -71,7 +71,7 @@ class BlockingEffects:
         outcome = self.drive(url_flow(item.url, self.flow, self._rand))
         assert isinstance(outcome, Outcome)
         try:
-            parsed = parse_outcome(self.s, outcome)
+            parsed = parse_outcome(self.settings, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker
             parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
         return Work(item, outcome, parsed, tuple(self._fresh.robots))
@@ -134,7 +134,7 @@ class BlockingEffects:
                     self.robots.release(host)
                 else:
                     self.robots.store(host, got)
-                    delay = got.crawl_delay(self.s.user_agent)
+                    delay = got.crawl_delay(self.settings.user_agent)
                     if delay:
                         self.slots.set_delay(host, delay)
                 self._cond.notify_all()
