@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import foundation
-from foundation import errors as _exceptions
+from foundation import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNED = {
@@ -33,16 +33,16 @@ BANNED = {
 
 
 def test_error_tree_exported() -> None:
-    for name in _exceptions.__all__:
-        assert getattr(foundation, name) is getattr(_exceptions, name)
-        assert issubclass(getattr(_exceptions, name), _exceptions.FetchlabError)
+    for name in errors.__all__:
+        assert getattr(foundation, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), errors.FetchlabError)
 
 
 def test_errors_inherit_expected_builtins() -> None:
-    assert issubclass(_exceptions.FetchTimeout, TimeoutError)
-    assert issubclass(_exceptions.ConnectError, ConnectionError)
-    assert issubclass(_exceptions.SettingsError, ValueError)
-    assert issubclass(_exceptions.ImapAuthError, PermissionError)
+    assert issubclass(errors.FetchTimeout, TimeoutError)
+    assert issubclass(errors.ConnectError, ConnectionError)
+    assert issubclass(errors.SettingsError, ValueError)
+    assert issubclass(errors.ImapAuthError, PermissionError)
 
 
 @pytest.mark.parametrize("core", ["crawler/core", "mailsync/core"])
