@@ -230,8 +230,13 @@ def _config(
     tls_port: int,
     account: _Account,
     oauth2_introspection_url: str | None = None,
+    compress: bool = True,
 ) -> str:
     mechs, passwd_mechs, oauth2_passdb = _oauth2_parts(workdir, oauth2_introspection_url)
+    # the zlib plugins exist only to offer COMPRESS=DEFLATE; loaded, they cost Dovecot's imap
+    # process CPU even for a client that never compresses (FACTS.md: mbsync 13.7 s without them,
+    # 33-36 s with them), so a benchmark runs the stock config unless it asks for COMPRESS
+    zlib, imap_zlib = ("zlib", " imap_zlib") if compress else ("", "")
     root = os.geteuid() == 0
     # as root: login processes chroot and run as dovenull (the Debian defaults); otherwise every
     # service runs as us, unchrooted
@@ -278,10 +283,10 @@ namespace inbox {{
 mail_fsync = never
 # keep CRLF on disk: the Maildir files are exactly what FETCH BODY[] serves
 mail_save_crlf = yes
-mail_plugins = zlib
+mail_plugins = {zlib}
 
 protocol imap {{
-  mail_plugins = $mail_plugins imap_zlib
+  mail_plugins = $mail_plugins{imap_zlib}
   mail_max_userip_connections = 1000
 }}
 service imap-login {{
@@ -347,6 +352,7 @@ def start_dovecot(
     port: int | None = None,
     tls_port: int | None = None,
     oauth2_introspection_url: str | None = None,
+    compress: bool = True,
 ) -> DovecotServer:
     """Write config, users and certificates into ``workdir`` and start Dovecot on loopback.
 
@@ -357,6 +363,9 @@ def start_dovecot(
     bearer token checked by POSTing it to that RFC 7662 introspection endpoint (see
     testbed/_oauth.py); the answer must say ``active: true`` and name the user logging in.
     LOGIN / PLAIN keep using the passwd-file users.
+
+    ``compress`` (default on, what the tests need): load the zlib plugins that offer
+    COMPRESS=DEFLATE. Off is Dovecot's stock configuration, the one benchmarks compare on.
     """
     url = oauth2_introspection_url
     if url is not None and (
@@ -384,7 +393,8 @@ def start_dovecot(
     ca_cert = _make_certs(workdir / "tls")
     _write_passwd(workdir, accounts)
     conf = workdir / "dovecot.conf"
-    conf.write_text(_config(workdir, port, tls_port, account, oauth2_introspection_url), "utf-8")
+    config = _config(workdir, port, tls_port, account, oauth2_introspection_url, compress)
+    conf.write_text(config, "utf-8")
     proc = start_process(
         "dovecot", [dovecot, "-c", str(conf), "-F"], log_path=workdir / "dovecot.out"
     )

@@ -67,6 +67,7 @@ class Sample:
     cpu: float
     rss_mb: float
     timed_out: bool = False
+    server_cpu: float = 0.0  # Dovecot's CPU seconds during the run (all its processes)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,39 @@ class Row:
     cpu: float
     rss_mb: float
     timed_out: bool = False  # stopped at --peer-budget: messages = what it archived by then
+    server_cpu: float = 0.0  # Dovecot's CPU seconds: near the wall time, the server is the limit
+
+
+SERVER: list[int] = []  # the Dovecot master's PID: its whole tree is the server
+
+
+def _server_snapshot() -> tuple[float, dict[int, float]]:
+    """The Dovecot master's CPU seconds, its exited children's included, and each live child's.
+
+    imap processes come and go within a run; an exited one's time moves into the master's
+    children times. So the server's CPU over a run is the master's growth, plus what the
+    processes alive at the end have used, minus what those alive at the start had used.
+    """
+    if not SERVER:
+        return 0.0, {}
+    try:
+        master = psutil.Process(SERVER[0])
+        t = master.cpu_times()
+        kids = master.children(recursive=True)
+    except psutil.Error:
+        return 0.0, {}
+    total = t.user + t.system + t.children_user + t.children_system
+    alive: dict[int, float] = {}
+    for p in kids:
+        with contextlib.suppress(psutil.Error):
+            c = p.cpu_times()
+            alive[p.pid] = c.user + c.system
+    return total, alive
+
+
+def _server_cpu_since(before: tuple[float, dict[int, float]]) -> float:
+    after = _server_snapshot()
+    return after[0] - before[0] + sum(after[1].values()) - sum(before[1].values())
 
 
 def _tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
@@ -113,6 +147,7 @@ def _run(
     running after ``budget`` seconds is stopped (its process group, by PID) and the sample says
     so.
     """
+    server_before = _server_snapshot()
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv,
@@ -138,6 +173,7 @@ def _run(
             peak = max(peak, _tree_rss(ps, grandchildren_cpu))
         time.sleep(0.02)
     wall = time.perf_counter() - start
+    server = _server_cpu_since(server_before)
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
     if proc.stderr:
@@ -145,7 +181,7 @@ def _run(
     if proc.returncode != 0 and not timed_out:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime + sum(grandchildren_cpu.values())
-    return Sample(wall, cpu, peak / 1e6, timed_out)
+    return Sample(wall, cpu, peak / 1e6, timed_out, server)
 
 
 def _mailsync(out: Path, port: int, client: str, code: Path = ROOT) -> Callable[[], Sample]:
@@ -259,6 +295,7 @@ def _median(samples: list[Sample]) -> Sample:
         statistics.median(s.cpu for s in samples),
         max(s.rss_mb for s in samples),
         any(s.timed_out for s in samples),
+        statistics.median(s.server_cpu for s in samples),
     )
 
 
@@ -349,6 +386,13 @@ def main() -> None:
         help="comma-separated: mailsync, mbsync, offlineimap (peers only when installed)",
     )
     ap.add_argument(
+        "--server",
+        choices=["stock", "compress"],
+        default="stock",
+        help="Dovecot's configuration: stock (default), or with the zlib plugins that offer "
+        "COMPRESS=DEFLATE (a second, labelled configuration: it makes the server the limit)",
+    )
+    ap.add_argument(
         "--baseline",
         type=Path,
         default=None,
@@ -367,7 +411,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fetchlab-bench-mail-"))
     work.chmod(0o755)  # Dovecot's unprivileged mail user must traverse it
     try:
-        server = start_dovecot(work / "dovecot", users={USER: PASSWORD})
+        # stock Dovecot unless asked: the zlib plugins that offer COMPRESS cost the server CPU
+        # even for clients that never compress, and a server-bound run measures the server
+        server = start_dovecot(
+            work / "dovecot", users={USER: PASSWORD}, compress=args.server == "compress"
+        )
+        SERVER[:] = [server.process.pid]
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -422,6 +471,9 @@ def main() -> None:
             f"{args.peer_budget:.0f} s; its msgs/s is then what it archived in that time)",
             "- tools: " + "; ".join(f"{t}: {_tool_version(t)}" for t in tools),
             "- delay: added by testbed.proxy in each direction (a round trip gains 2x)",
+            f"- server: Dovecot, {args.server} configuration"
+            + (" (zlib plugins loaded for COMPRESS)" if args.server == "compress" else "")
+            + "; server CPU s is all its processes' CPU during the run",
         ]
         _write_markdown(args.markdown, meta, table)
 
@@ -454,13 +506,48 @@ def _scenarios(
             done = _count_messages(out)
             console.print(f"{tool} {delay} ms: stopped after {s.wall:.0f} s, {done} archived")
             rows.append(
-                Row(tool, delay, "full", done, _archived_mb(out), s.wall, s.cpu, s.rss_mb, True)
+                Row(
+                    tool,
+                    delay,
+                    "full",
+                    done,
+                    _archived_mb(out),
+                    s.wall,
+                    s.cpu,
+                    s.rss_mb,
+                    True,
+                    s.server_cpu,
+                )
             )
             continue
-        rows.append(Row(tool, delay, "full", len(truth), total_mb, s.wall, s.cpu, s.rss_mb))
+        rows.append(
+            Row(
+                tool,
+                delay,
+                "full",
+                len(truth),
+                total_mb,
+                s.wall,
+                s.cpu,
+                s.rss_mb,
+                False,
+                s.server_cpu,
+            )
+        )
         none = _median([_runner(tool, out, port, args.peer_budget)() for _ in range(runs)])
         rows.append(
-            Row(tool, delay, "no-change", 0, 0, none.wall, none.cpu, none.rss_mb, none.timed_out)
+            Row(
+                tool,
+                delay,
+                "no-change",
+                0,
+                0,
+                none.wall,
+                none.cpu,
+                none.rss_mb,
+                none.timed_out,
+                none.server_cpu,
+            )
         )
         complete.append(tool)
     added: dict[str, list[Sample]] = {t: [] for t in complete}
@@ -471,7 +558,20 @@ def _scenarios(
             added[tool].append(_runner(tool, work / f"{tool}-{delay}", port, args.peer_budget)())
     for tool in complete:
         s = _median(added[tool])
-        rows.append(Row(tool, delay, "+100 new", 100, 0.4, s.wall, s.cpu, s.rss_mb, s.timed_out))
+        rows.append(
+            Row(
+                tool,
+                delay,
+                "+100 new",
+                100,
+                0.4,
+                s.wall,
+                s.cpu,
+                s.rss_mb,
+                s.timed_out,
+                s.server_cpu,
+            )
+        )
     for tool in tools:
         set_aside(work / f"{tool}-{delay}", work)
         set_aside(work / f"{tool}-{delay}.meta", work)
@@ -500,6 +600,7 @@ def _report(console: Console, rows: list[Row]) -> list[tuple[str, ...]]:
                 f"{r.messages / r.wall:.0f}" if r.messages else "-",
                 f"{r.mbytes / r.wall:.1f}" if r.mbytes else "-",
                 f"{r.cpu:.2f}",
+                f"{r.server_cpu:.2f}",
                 f"{r.rss_mb:.0f}",
                 ratio,
             )
@@ -522,6 +623,7 @@ HEADERS = (
     "msgs/s",
     "MB/s",
     "CPU s",
+    "server CPU s",
     "RSS MB",
     "vs mbsync",
 )

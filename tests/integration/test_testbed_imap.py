@@ -157,6 +157,25 @@ def test_compress_deflate_works(dovecot: DovecotServer) -> None:
     assert b"c OK" in text and b"* BYE" in text
 
 
+def test_stock_config_offers_no_compress() -> None:
+    """compress=False is Dovecot's stock configuration (no zlib plugins): what the benchmarks
+    compare on, so a server-bound COMPRESS setup cannot flatter a client with more connections."""
+    # not tmp_path: its 0700 parent would keep Dovecot's unprivileged mail user out
+    workdir = Path(tempfile.mkdtemp(prefix="fetchlab-dovecot-"))
+    server = start_dovecot(workdir, compress=False)
+    try:
+        with imaplib.IMAP4(server.host, server.port, timeout=30) as client:
+            client.login("alice", "secret")
+            typ, data = client.capability()
+            assert typ == "OK" and isinstance(data[0], bytes)
+            caps = set(data[0].split())
+        assert b"COMPRESS=DEFLATE" not in caps and b"CONDSTORE" in caps
+        assert "zlib" not in (workdir / "dovecot.conf").read_text()
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_many_parallel_connections(dovecot: DovecotServer) -> None:
     def session(number: int) -> str:
         with _login(dovecot) as client:
