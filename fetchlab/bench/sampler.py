@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["TreeSample", "TreeSampler"]
+__all__ = ["ServerCPU", "TreeSample", "TreeSampler"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,40 @@ class TreeSampler:
         return TreeSample(
             cpu_s=sum(self._cpu.values()), peak_tree_rss_mb=self._peak, own_cpu_s=self._own_cpu
         )
+
+
+class ServerCPU:
+    """CPU seconds a server (a master process and its workers) spends while a client runs.
+
+    Workers may come and go within a run (Dovecot forks an imap process per connection), and an
+    exited one's time moves into its master's children times: so the server's CPU over a run is
+    the master's growth (its reaped children included), plus what the processes alive at the
+    end have used, minus what those alive at the start had used. A figure near the wall time
+    means the server, not the client, was the limit.
+    """
+
+    def __init__(self, master_pid: int | None) -> None:
+        self._pid = master_pid
+
+    def snapshot(self) -> tuple[float, dict[int, float]]:
+        if self._pid is None:
+            return 0.0, {}
+        try:
+            master = psutil.Process(self._pid)
+            own = master.cpu_times()
+            workers = master.children(recursive=True)
+        except psutil.Error:
+            return 0.0, {}
+        total = own.user + own.system + own.children_user + own.children_system
+        alive: dict[int, float] = {}
+        for proc in workers:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            alive[proc.pid] = times.user + times.system
+        return total, alive
+
+    def since(self, before: tuple[float, dict[int, float]]) -> float:
+        after = self.snapshot()
+        return after[0] - before[0] + sum(after[1].values()) - sum(before[1].values())

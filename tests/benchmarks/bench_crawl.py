@@ -43,6 +43,8 @@ from pathlib import Path
 import psutil
 from rich.console import Console
 
+from fetchlab.bench.grid import set_aside
+from fetchlab.bench.sampler import ServerCPU
 from foundation.progress import summary_table
 from testbed.site import serve_generated_site
 
@@ -57,6 +59,7 @@ COLUMNS = [
     "CPU ms/page",
     "peak RSS MB",
     "peak PSS MB",
+    "server CPU s",
 ]
 
 
@@ -68,6 +71,7 @@ class Run:
     cpu: float
     peak_rss: int
     peak_pss: int
+    server_cpu: float = 0.0  # the web server's CPU seconds during the run (nginx master+workers)
 
     @property
     def rate(self) -> float:
@@ -90,6 +94,7 @@ class Summary:
     cpu_ms: float
     rss_mb: float
     pss_mb: float
+    server_cpu: float
 
     @property
     def row(self) -> list[object]:
@@ -102,6 +107,7 @@ class Summary:
             f"{self.cpu_ms:.2f}",
             f"{self.rss_mb:.0f}",
             f"{self.pss_mb:.0f}",
+            f"{self.server_cpu:.1f}",
         ]
 
 
@@ -119,6 +125,7 @@ def summarize(runs: list[Run]) -> list[Summary]:
                 statistics.median(r.cpu_ms for r in mine),
                 statistics.median(r.peak_rss for r in mine) / 1e6,
                 statistics.median(r.peak_pss for r in mine) / 1e6,
+                statistics.median(r.server_cpu for r in mine),
             )
         )
     return out
@@ -130,10 +137,13 @@ def measure(
     count: Callable[[], int],
     cwd: Path | None = None,
     code: Path = ROOT,
+    server: ServerCPU | None = None,
 ) -> Run:
     """Run ``argv`` to the end (importing the project from ``code``); sample CPU and memory of
     its whole process tree."""
     env = {**os.environ, "PYTHONPATH": str(code)}
+    server = server or ServerCPU(None)
+    server_before = server.snapshot()
     before = os.times()
     started = time.monotonic()
     # `python -m` imports from its working directory first: a checkout's CLI runs from there
@@ -186,7 +196,7 @@ def measure(
     cpu = max(cpu, sum(cpu_seen.values()))
     if proc.returncode not in (0, 1, 8):  # 1: some 404s (fetchlab), 8: the same for wget
         raise SystemExit(f"{tool} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return Run(tool, count(), wall, cpu, peak_rss, peak_pss)
+    return Run(tool, count(), wall, cpu, peak_rss, peak_pss, server.since(server_before))
 
 
 def _fetched(pages: Path) -> int:
@@ -272,8 +282,11 @@ def crawl_section(
     scrapy_runs: int,
     baseline: Path | None = None,
     modes: tuple[str, ...] = ("asyncio",),
-    flags: tuple[str, ...] = TUNED,
+    variants: tuple[tuple[str, ...], ...] = ((), TUNED),
 ) -> list[Run]:
+    """Interleaved rounds: per round, every mode x flag variant (the crawler's defaults first,
+    then tuned), the baseline checkout after each, then wget; every output is set aside, not
+    deleted (see set_aside), for every tool alike."""
     info, server = serve_generated_site(work / "site", pages, 1, (100,), "nginx")
     expected = len(info.truth_obey_robots)
     scrapy_argv: list[str] | None = None
@@ -282,26 +295,39 @@ def crawl_section(
         scrapy_argv, counter = _scrapy_setup(work, server.base_url)
     results: list[Run] = []
     try:
+        cpu = ServerCPU(server.process.pid)
         for i in range(runs):
-            for mode in modes:
-                codes = [("", ROOT)] + ([(" @baseline", baseline)] if baseline else [])
-                for label, code in codes:
-                    out = work / f"fetchlab-{mode}{label.strip()}-{i}"
-                    argv, count = _fetchlab_crawl(server.base_url, out, code, mode, flags)
-                    shown = " ".join(flags) if flags else "default flags"
-                    tool = f"fetchlab ({mode}, WARC, {shown}){label}"
-                    results.append(measure(tool, argv, count, code=code))
-                    shutil.rmtree(out)  # 0.5 GB per full run: do not pile them up
+            for flags in variants:
+                for mode in modes:
+                    codes = [("", ROOT)] + ([(" @baseline", baseline)] if baseline else [])
+                    for label, code in codes:
+                        out = work / f"fetchlab-{mode}{label.strip()}-{len(flags)}-{i}"
+                        argv, count = _fetchlab_crawl(server.base_url, out, code, mode, flags)
+                        shown = " ".join(flags) if flags else "default flags"
+                        tool = f"fetchlab ({mode}, WARC, {shown}){label}"
+                        results.append(measure(tool, argv, count, code=code, server=cpu))
+                        set_aside(out, work)
             if shutil.which("wget"):
                 wdir = work / f"wget-{i}"
                 wdir.mkdir()
                 results.append(
-                    measure("wget --warc-file", _wget(server.base_url), lambda: expected, wdir)
+                    measure(
+                        "wget --warc-file",
+                        _wget(server.base_url),
+                        lambda: expected,
+                        wdir,
+                        server=cpu,
+                    )
                 )
-                shutil.rmtree(wdir)
+                set_aside(wdir, work)
             if scrapy_argv is not None and i < scrapy_runs:
                 results.append(
-                    measure("scrapy (no WARC)", scrapy_argv, lambda: int(counter.read_text()))
+                    measure(
+                        "scrapy (no WARC)",
+                        scrapy_argv,
+                        lambda: int(counter.read_text()),
+                        server=cpu,
+                    )
                 )
     finally:
         server.stop()
@@ -340,7 +366,7 @@ def list_section(work: Path, urls: int, levels: list[int], runs: int) -> list[Ru
                 results.append(
                     measure(f"fetchlab list, concurrency {c}", argv, partial(_fetched, pages))
                 )
-                shutil.rmtree(out)
+                set_aside(out, work)
     finally:
         server.stop()
     return results
@@ -438,8 +464,9 @@ def main() -> None:
     parser.add_argument("--modes", default="asyncio", help="crawler modes of the crawl section")
     parser.add_argument(
         "--flags",
-        default=" ".join(TUNED),
-        help="the crawler's flags in the crawl section ('' for its defaults)",
+        default=None,
+        help="only these crawler flags in the crawl section ('' for its defaults); by default"
+        " the defaults first, then '" + " ".join(TUNED) + "', labelled",
     )
     args = parser.parse_args()
     pages, urls = (20_000, 2_000) if args.full else (2_000, 500)
@@ -453,8 +480,9 @@ def main() -> None:
             title = f"Follow crawl of the {pages:,}-page site (robots + WARC), nginx"
             scrapy_runs = min(args.scrapy_runs, args.runs) if args.scrapy else 0
             modes = tuple(m.strip() for m in args.modes.split(","))
+            variants = ((), TUNED) if args.flags is None else (tuple(args.flags.split()),)
             sections[title] = crawl_section(
-                work, pages, args.runs, scrapy_runs, args.baseline, modes, tuple(args.flags.split())
+                work, pages, args.runs, scrapy_runs, args.baseline, modes, variants
             )
         if args.section in ("list", "all"):
             title = f"{urls:,} URLs at 100 ms latency (list mode, no robots)"

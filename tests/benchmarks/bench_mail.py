@@ -50,6 +50,7 @@ import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from fetchlab.bench.grid import set_aside  # noqa: E402
+from fetchlab.bench.sampler import ServerCPU  # noqa: E402
 from foundation.progress import summary_table  # noqa: E402
 from testbed.corpus import generate_corpus  # noqa: E402
 from testbed.dovecot import DovecotServer, start_dovecot  # noqa: E402
@@ -84,36 +85,7 @@ class Row:
     server_cpu: float = 0.0  # Dovecot's CPU seconds: near the wall time, the server is the limit
 
 
-SERVER: list[int] = []  # the Dovecot master's PID: its whole tree is the server
-
-
-def _server_snapshot() -> tuple[float, dict[int, float]]:
-    """The Dovecot master's CPU seconds, its exited children's included, and each live child's.
-
-    imap processes come and go within a run; an exited one's time moves into the master's
-    children times. So the server's CPU over a run is the master's growth, plus what the
-    processes alive at the end have used, minus what those alive at the start had used.
-    """
-    if not SERVER:
-        return 0.0, {}
-    try:
-        master = psutil.Process(SERVER[0])
-        t = master.cpu_times()
-        kids = master.children(recursive=True)
-    except psutil.Error:
-        return 0.0, {}
-    total = t.user + t.system + t.children_user + t.children_system
-    alive: dict[int, float] = {}
-    for p in kids:
-        with contextlib.suppress(psutil.Error):
-            c = p.cpu_times()
-            alive[p.pid] = c.user + c.system
-    return total, alive
-
-
-def _server_cpu_since(before: tuple[float, dict[int, float]]) -> float:
-    after = _server_snapshot()
-    return after[0] - before[0] + sum(after[1].values()) - sum(before[1].values())
+SERVER = [ServerCPU(None)]  # the Dovecot in use (set in main)
 
 
 def _tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
@@ -147,7 +119,7 @@ def _run(
     running after ``budget`` seconds is stopped (its process group, by PID) and the sample says
     so.
     """
-    server_before = _server_snapshot()
+    server_before = SERVER[0].snapshot()
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv,
@@ -173,7 +145,7 @@ def _run(
             peak = max(peak, _tree_rss(ps, grandchildren_cpu))
         time.sleep(0.02)
     wall = time.perf_counter() - start
-    server = _server_cpu_since(server_before)
+    server = SERVER[0].since(server_before)
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
     if proc.stderr:
@@ -416,7 +388,7 @@ def main() -> None:
         server = start_dovecot(
             work / "dovecot", users={USER: PASSWORD}, compress=args.server == "compress"
         )
-        SERVER[:] = [server.process.pid]
+        SERVER[0] = ServerCPU(server.process.pid)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
