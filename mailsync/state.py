@@ -66,6 +66,8 @@ class FolderRecord:
     uidnext: int | None
     highestmodseq: int | None
     messages: int | None
+    # the folder left the server after this sync (its messages are marked deleted on server)
+    gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,15 @@ class StateDB:
 
     def folders(self) -> dict[str, FolderRecord]:
         cur = self._db.execute(
-            "SELECT name, relpath, uidvalidity, generation, uidnext, highestmodseq, messages "
-            "FROM folders"
+            "SELECT name, relpath, uidvalidity, generation, uidnext, highestmodseq, messages,"
+            " gone_on_server FROM folders"
         )
-        return {row[0]: FolderRecord(*row) for row in cur}
+        out: dict[str, FolderRecord] = {}
+        for name, relpath, validity, generation, uidnext, modseq, messages, gone in cur:
+            out[name] = FolderRecord(
+                name, relpath, validity, generation, uidnext, modseq, messages, bool(gone)
+            )
+        return out
 
     def save_folder(self, rec: FolderRecord, synced_at: float | None) -> None:
         self._write(
@@ -211,7 +218,9 @@ class StateDB:
     ) -> None:
         """``changes``: (uid, new flags, new path) after the file was renamed."""
         self._write(
-            "UPDATE messages SET flags=?, path=? WHERE folder=? AND uidvalidity=? AND uid=?",
+            # a message whose flags the server reports is on the server: not deleted there
+            "UPDATE messages SET flags=?, path=?, deleted_on_server=0"
+            " WHERE folder=? AND uidvalidity=? AND uid=?",
             [(" ".join(f), p, folder, uidvalidity, uid) for uid, f, p in changes],
         )
 

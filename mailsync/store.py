@@ -365,9 +365,12 @@ class AccountArchive:
         """Each recorded folder's state after its last complete sync, by name: the "before" that
         :func:`mailsync.core.flow.discover` and :func:`mailsync.core.schedule.plan_folders` take
         (empty for an account never backed up)."""
+        # a folder that left the server and came back (renamed away and back, same UIDVALIDITY)
+        # has an unchanged STATUS but its messages marked deleted: it is synced in full again
         return {
             name: FolderState(name, r.uidvalidity, r.uidnext, r.highestmodseq, r.messages)
             for name, r in self.folder_records().items()
+            if not r.gone
         }
 
     def mark_folders_gone(self, names: Iterable[str]) -> None:

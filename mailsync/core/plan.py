@@ -145,7 +145,9 @@ def plan_folder(
         have = local.get(msg.uid)
         if have is None or have.size != msg.size:
             wanted.append(msg)
-        elif not _same_flags(have.flags, msg.flags):
+        elif not _same_flags(have.flags, msg.flags) or have.deleted_on_server:
+            # marked deleted, yet on the server again (its folder was renamed away and back):
+            # the flag update clears the mark
             flag_updates.append((msg.uid, normalize_flags(msg.flags)))
     gone: list[int] = []
     if not partial:

@@ -149,3 +149,11 @@ def test_plan_properties(on_server: set[int], have: set[int], count: int, max_by
     # applying the plan converges: a second plan has nothing to do
     after = {u: loc(u, size=u * 7) for u in on_server}
     assert plan(server, after).fetch == ()
+
+
+def test_message_back_on_the_server_is_no_longer_deleted() -> None:
+    """Marked deleted (its folder left the server), then listed again with the same flags (the
+    folder was renamed back): the flag update is what clears the mark; nothing is fetched."""
+    p = plan([srv(1, flags=("\\Seen",)), srv(2)], {1: loc(1, flags=("\\Seen",), gone=True)})
+    assert p.flag_updates == ((1, ("\\Seen",)),)
+    assert p.fetch == ((2,),) and p.gone == ()
