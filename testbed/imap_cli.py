@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import time
@@ -33,7 +34,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     help="Work directory (config, Maildirs, truth.jsonl); default: a new one in /tmp, kept.",
 )
 @click.option("--user", default="alice", show_default=True)
-@click.option("--password", default="secret", show_default=True)
+@click.option(
+    "--password-env",
+    default="TESTBED_IMAP_PASSWORD",
+    show_default=True,
+    help="Environment variable holding the user's password (not an option: `ps` would show"
+    " it); unset: the throw-away password 'secret'.",
+)
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None, help="Cap total size.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Plain IMAP port.")
 @click.option("--tls-port", type=click.IntRange(1, 65535), default=None, help="IMAPS port.")
@@ -48,13 +55,14 @@ def cli(
     seed: int,
     workdir: Path | None,
     user: str,
-    password: str,
+    password_env: str,
     max_bytes: int | None,
     port: int | None,
     tls_port: int | None,
     duration: float | None,
 ) -> None:
     """Run Dovecot on 127.0.0.1 with a deterministic mail corpus and its ground truth."""
+    password = os.environ.get(password_env) or "secret"
     workdir = workdir or Path(tempfile.mkdtemp(prefix="fetchlab-imap-"))
     try:
         corpus = generate_corpus(messages=messages, seed=seed, max_bytes=max_bytes)
@@ -77,7 +85,8 @@ def cli(
         click.echo(f"port       {server.port}  (plain IMAP, STARTTLS)")
         click.echo(f"tls_port   {server.tls_port}  (implicit TLS)")
         click.echo(f"user       {user}")
-        click.echo(f"password   {password}")
+        shown = f"from ${password_env}" if os.environ.get(password_env) else password
+        click.echo(f"password   {shown}")
         click.echo(f"ca_file    {server.ca_cert}")
         click.echo(f"truth      {truth_path}")
         click.echo(f"maildir    {server.maildir(user)}")

@@ -210,12 +210,10 @@ def url_flow(url: str, cfg: FlowConfig, rand: Callable[[], float]) -> FlowGen:
                         retries=retries,
                         retry_later=cfg.policy.delay(retries, None, rand()),
                     )
+                # the row and the summary already name the URL: say it once
+                where = "it" if current == url else f"the redirect target {current}"
                 return Outcome(
-                    url,
-                    tuple(hops),
-                    "RobotsDisallowed",
-                    f"robots.txt disallows {current}",
-                    retries,
+                    url, tuple(hops), "RobotsDisallowed", f"robots.txt disallows {where}", retries
                 )
         result = yield FetchEffect(cfg.request(current))
         attempts += 1

@@ -322,3 +322,18 @@ def test_cli_loads_prints_and_stops(workdir: Path) -> None:
     assert len(truth) == 12 and all(r.uid for r in truth)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+def test_cli_takes_the_password_from_the_environment(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a --password option would show the password to every `ps` on the machine
+    assert "--password" not in {o for p in cli.params for o in p.opts}
+    monkeypatch.setenv("TESTBED_IMAP_PASSWORD", "s3cr3t-from-env")
+    result = CliRunner().invoke(cli, ["--messages", "2", "--dir", str(workdir), "--duration", "0"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "s3cr3t" not in result.output and "password   from $TESTBED_IMAP_PASSWORD" in result.output
+    )
+    user_file = workdir / "users.d" / "alice"
+    assert "s3cr3t-from-env" in user_file.read_text()

@@ -269,3 +269,14 @@ def test_robots_recovers_after_a_refused_connect() -> None:
     answers.append(resp(robots, 200, body=b"User-agent: *\nDisallow: /x\n"))
     rules = Script({robots: answers}).drive(robots_flow(f"{BASE}/", FlowConfig(user_agent=UA), 0.0))
     assert isinstance(rules, RobotsRules) and rules.kind == "parsed" and rules.cause is None
+
+
+def test_robots_refusal_names_the_url_once() -> None:
+    """The summary prints "URL  RobotsDisallowed: <error>": the error does not repeat the URL,
+    only a redirect target that differs from it."""
+    rules = rules_from_response(200, b"User-agent: *\nDisallow: /x\n", 0.0)
+    out, _ = run(f"{BASE}/x", {}, robots=rules)
+    assert out.error == "robots.txt disallows it"
+    hop = resp(f"{BASE}/a", 301, {"Location": "/x/y"})
+    out, _ = run(f"{BASE}/a", {f"{BASE}/a": [hop]}, robots=rules)
+    assert out.error == f"robots.txt disallows the redirect target {BASE}/x/y"
