@@ -19,7 +19,10 @@ from rich.table import Table
 from crawler.pages import iter_pages
 from foundation.progress import human_bytes, summary_table
 
-__all__ = ["ArchiveSummary", "CrawlStats", "summarize_archive"]
+__all__ = ["NO_RESPONSE", "ArchiveSummary", "CrawlStats", "is_archive", "summarize_archive"]
+
+# the status label of a page that got no HTTP response (connection error, timeout, robots)
+NO_RESPONSE = "no response"
 
 # clocks of the process that made the object: meaningless in another, never sent
 PROCESS_LOCAL = frozenset({"started", "cpu_start"})
@@ -146,9 +149,22 @@ class ArchiveSummary:
             ("WARC files", self.warc_files),
             ("WARC bytes", human_bytes(self.warc_bytes)),
         ]
-        rows += [(f"status {k}", v) for k, v in sorted(self.statuses.items())]
+        rows += [
+            (k if k == NO_RESPONSE else f"status {k}", v) for k, v in sorted(self.statuses.items())
+        ]
         rows += [(f"error: {k}", v) for k, v in sorted(self.errors.items())]
         return summary_table(title, ["", "value"], rows)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as JSON-able data (``crawler stats --json``)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["failed_urls"] = [list(pair) for pair in self.failed_urls]
+        return data
+
+
+def is_archive(out: Path, warcs: Iterable[Path]) -> bool:
+    """True when ``out`` holds (the start of) a crawl: pages, crawl state or WARC files."""
+    return (out / "pages.jsonl").is_file() or (out / "state.sqlite").is_file() or any(warcs)
 
 
 def summarize_archive(out: Path, warcs: Iterable[Path]) -> ArchiveSummary:
@@ -159,7 +175,8 @@ def summarize_archive(out: Path, warcs: Iterable[Path]) -> ArchiveSummary:
     failed_urls: list[tuple[str, str]] = []
     for row in iter_pages(out / "pages.jsonl"):
         pages += 1
-        statuses[str(row.get("status"))] += 1
+        status = row.get("status")
+        statuses[NO_RESPONSE if status is None else str(status)] += 1
         size += int(row.get("bytes") or 0)
         revisits += bool(row.get("revisit"))
         err: Any = row.get("error_class")

@@ -1,16 +1,19 @@
 """``crawler`` command line: thin: arguments -> frozen settings -> the asyncio engine.
 
-Exit codes: 0 done, 1 done with failed URLs or stopped by a dead ``--mode processes`` worker,
-2 usage or settings error, 130 interrupted by Ctrl-C or SIGTERM (state saved: rerun the same
-command, or ``crawler crawl --resume DIR``).
+Exit codes (README.md, the same for both tools): 0 all done, 1 done with failures (counting the
+whole archive, resumed or not) or stopped by a dead ``--mode processes`` worker, 2 usage, settings
+or lock error (a run that fails before any work leaves nothing behind), 130 interrupted by Ctrl-C
+or SIGTERM (state saved: rerun the same command, or ``crawler crawl --resume DIR``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from crawler.core.frontier import Frontier, MemoryFrontier
 from crawler.core.urls import BadLine, Scope, UrlLine, read_url_lines
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
-from crawler.stats import CrawlStats, summarize_archive
+from crawler.stats import CrawlStats, is_archive, summarize_archive
 from crawler.warc import warc_files
 from drivers.crawl_asyncio import EngineResult, seed_frontier, storage_check
 from drivers.dispatch import check_crawl_mode
@@ -48,11 +51,48 @@ ARGS_KEY = "cli_args"
 SEEDS_KEY = "scope_seeds"
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (``\\x1b``): a bad
+    line of a URL file must not drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def _err(console: Console, message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print("[bold red]error:[/] ", end="", highlight=False)
+    console.print(_printable(message), highlight=False, markup=False)
+
+
+def _default(key: str) -> str:
+    """The model's default of ``key``, as ``--help`` prints it (never written by hand)."""
+    value = CrawlerSettings.model_fields[key].default
+    if value is None:
+        return "unlimited"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ", ".join(value) if value else "none"
+    if isinstance(value, Mode):
+        return value.value
+    return str(value)
+
+
+def _help(text: str, key: str) -> str:
+    return f"{text} [default: {_default(key)}]"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("fetchlab")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="crawler", message="%(prog)s %(version)s")
 def cli() -> None:
     """Crawl URL lists or whole sites into WARC, resumably."""
 
@@ -62,33 +102,77 @@ def cli() -> None:
 @click.option(
     "-i", "--input", "inputs", multiple=True, help="File of URLs, one per line ('-': stdin)."
 )
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder (rerun = resume).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help=_help("Output folder (rerun = resume); also `out` in the settings file.", "out"),
+)
 @click.option("--resume", type=click.Path(path_type=Path), help="Resume the crawl in this folder.")
-@click.option("--settings", "settings_path", type=click.Path(path_type=Path), help="TOML file.")
-@click.option("--follow/--no-follow", default=None, help="Follow links within the scope.")
-@click.option("--scope", type=click.Choice(["host", "domain", "prefix"]), help="Follow scope.")
-@click.option("--max-depth", type=int, help="Link depth from the seeds.")
-@click.option("--max-pages", type=int, help="Pages in the archive, over all runs.")
-@click.option("--allow", multiple=True, help="Regex a followed URL must match (repeatable).")
-@click.option("--deny", multiple=True, help="Regex a followed URL must not match (repeatable).")
-@click.option("--sitemaps/--no-sitemaps", default=None, help="Seed from robots.txt sitemaps.")
-@click.option("--concurrency", type=int, help="Requests in flight (256).")
-@click.option("--per-host", type=int, help="Requests in flight per host (8).")
-@click.option("--delay", type=float, help="Seconds between requests to a host (0).")
-@click.option("--timeout", type=float, help="Seconds per request (30).")
-@click.option("--retries", type=int, help="Retries on errors, 5xx, 429 (3).")
-@click.option("--max-bytes", type=int, help="Body cap in bytes (50 MB).")
-@click.option("--user-agent", help="User-Agent, also for robots.txt.")
-@click.option("--no-robots", is_flag=True, default=False, help="Ignore robots.txt.")
-@click.option("--frontier", type=click.Choice(["sqlite", "memory"]), help="State backend.")
-@click.option("--parse-workers", type=int, help="Parser processes (2; 0 inline).")
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(path_type=Path),
+    help="TOML settings file (or $FETCHLAB_SETTINGS).",
+)
+@click.option(
+    "--follow/--no-follow", default=None, help=_help("Follow links within the scope.", "follow")
+)
+@click.option(
+    "--scope", type=click.Choice(["host", "domain", "prefix"]), help=_help("Follow scope.", "scope")
+)
+@click.option("--max-depth", type=int, help=_help("Link depth from the seeds.", "max_depth"))
+@click.option(
+    "--max-pages", type=int, help=_help("Pages in the archive, over all runs.", "max_pages")
+)
+@click.option(
+    "--allow",
+    multiple=True,
+    help=_help("Regex a followed URL must match (repeatable).", "allow"),
+)
+@click.option(
+    "--deny",
+    multiple=True,
+    help=_help("Regex a followed URL must not match (repeatable).", "deny"),
+)
+@click.option(
+    "--sitemaps/--no-sitemaps",
+    default=None,
+    help=_help("Seed from robots.txt sitemaps.", "sitemaps"),
+)
+@click.option("--concurrency", type=int, help=_help("Requests in flight.", "concurrency"))
+@click.option("--per-host", type=int, help=_help("Requests in flight per host.", "per_host"))
+@click.option("--delay", type=float, help=_help("Seconds between requests to a host.", "delay"))
+@click.option("--timeout", type=float, help=_help("Seconds per request.", "timeout"))
+@click.option("--retries", type=int, help=_help("Retries on errors, 5xx, 429.", "retries"))
+@click.option("--max-bytes", type=int, help=_help("Body cap in bytes.", "max_bytes"))
+@click.option("--user-agent", help=_help("User-Agent, also for robots.txt.", "user_agent"))
+@click.option(
+    "--no-robots",
+    is_flag=True,
+    default=False,
+    help="Ignore robots.txt (sets robots = false). " + f"[default: robots = {_default('robots')}]",
+)
+@click.option(
+    "--frontier",
+    type=click.Choice(["sqlite", "memory"]),
+    help=_help("State backend.", "frontier"),
+)
+@click.option(
+    "--parse-workers",
+    type=int,
+    help=_help("Parser processes (0: parse inline).", "parse_workers"),
+)
 @click.option(
     "--mode",
     type=click.Choice([m.value for m in Mode]),
-    help="Concurrency design (asyncio).",
+    help=_help("Concurrency design.", "mode"),
 )
-@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), help="Event loop.")
-@click.option("--progress/--no-progress", default=True, help="Live display / periodic log lines.")
+@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), help=_help("Event loop.", "loop"))
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Live display on stderr / no progress output at all (the summary is still printed).",
+)
 def crawl_cmd(
     urls: tuple[str, ...],
     inputs: tuple[str, ...],
@@ -151,7 +235,9 @@ class _Inputs:
                 assert isinstance(entry, BadLine)
                 self.bad += 1
                 where = f"{entry.source}:{entry.lineno}"
-                self._console.print(f"skipped {where}: {entry.reason}", highlight=False)
+                self._console.print(
+                    _printable(f"skipped {where}: {entry.reason}"), highlight=False, markup=False
+                )
 
 
 def run_crawl(
@@ -167,6 +253,7 @@ def run_crawl(
     """The whole ``crawler crawl`` command; returns the exit code."""
     console = Console(file=sys.stderr, soft_wrap=True)
     frontier: Frontier | None = None
+    created: _Created | None = None
     try:
         overrides = _overrides(out if resume is None else resume, flags)
         if resume is not None:
@@ -177,11 +264,10 @@ def run_crawl(
             merged = dict(saved["overrides"].get("crawler", {}))
             merged.update({k: v for k, v in overrides["crawler"].items() if v is not None})
             overrides = {"crawler": merged}
-        elif out is None:
-            raise UsageError("--out DIR is required (or --resume DIR)")
-        settings = load_settings(settings_path, overrides).crawler
+        settings = load_settings(settings_path, overrides, tool="crawler").crawler
         check_crawl_mode(settings)
         given = _Inputs(urls, inputs, console)
+        created = _Created(settings.out)
         storage_check(settings.out)
         frontier = _open_frontier(settings)
         scope = None
@@ -202,7 +288,9 @@ def run_crawl(
             raise UsageError("no valid URL to crawl (give URLs, -i FILE or -i -)")
         stats = CrawlStats()
         stats.total_hint = None if settings.follow else frontier.counts().total
+        created = None  # the work starts: from here on the folder is an archive
         result = _run_engine(settings, frontier, scope, stats, progress)
+        archive_failed = max(frontier.counts().failed, result.stats.failed)
     except SettingsError as exc:
         for problem in exc.problems:
             _err(console, problem)
@@ -219,8 +307,26 @@ def run_crawl(
     finally:
         if frontier is not None:
             frontier.close()
+        if created is not None:  # failed before any work: leave nothing behind
+            created.undo()
     build_index(settings.out, warc_files(settings.out))
-    return _report(settings, result, bad, console)
+    return _report(settings, result, bad, archive_failed, console)
+
+
+class _Created:
+    """What a run made in the output folder before its work started, to undo on failure."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.fresh = not out.exists()
+        self.had_state = (out / STATE_DB).exists()
+
+    def undo(self) -> None:
+        if self.fresh:
+            shutil.rmtree(self.out, ignore_errors=True)
+        elif not self.had_state:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                (self.out / (STATE_DB + suffix)).unlink(missing_ok=True)
 
 
 def _open_frontier(settings: CrawlerSettings) -> Frontier:
@@ -242,7 +348,7 @@ def _save_args(
     set_meta = getattr(frontier, "set_meta", None)
     if set_meta is None:
         return
-    args = {"settings": str(path) if path else None, "overrides": overrides}
+    args = {"settings": str(path.resolve()) if path else None, "overrides": overrides}
     set_meta(ARGS_KEY, json.dumps(args, default=list))
     set_meta(SEEDS_KEY, json.dumps(seeds))
 
@@ -278,7 +384,15 @@ def _run_engine(
         return run_in_mode(settings, frontier, scope, stats)
 
 
-def _report(settings: CrawlerSettings, result: EngineResult, bad: int, console: Console) -> int:
+def _report(
+    settings: CrawlerSettings,
+    result: EngineResult,
+    bad: int,
+    archive_failed: int,
+    console: Console,
+) -> int:
+    """Print the summary; the exit code counts the failures of the whole archive (a resumed
+    finished crawl with failed URLs exits 1, as its first run did)."""
     stats = result.stats
     out_console = Console(file=sys.stdout)
     out_console.print(stats.summary())
@@ -287,7 +401,9 @@ def _report(settings: CrawlerSettings, result: EngineResult, bad: int, console: 
     if stats.failed_urls:
         console.print("failed URLs (all are in pages.jsonl):", highlight=False)
         for url, why in stats.failed_urls[:20]:
-            console.print(f"  {url}  {why}", highlight=False, soft_wrap=True)
+            console.print(
+                _printable(f"  {url}  {why}"), highlight=False, soft_wrap=True, markup=False
+            )
         if len(stats.failed_urls) > 20:
             console.print(f"  ... and {len(stats.failed_urls) - 20} more", highlight=False)
     if result.interrupted:
@@ -297,15 +413,33 @@ def _report(settings: CrawlerSettings, result: EngineResult, bad: int, console: 
             soft_wrap=True,
         )
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if stats.failed else EXIT_OK
+    earlier = archive_failed - stats.failed
+    if earlier > 0:
+        console.print(
+            f"{earlier} URL(s) failed in earlier runs (crawler stats {settings.out} lists them)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    return EXIT_FAILED if archive_failed else EXIT_OK
 
 
 @cli.command("stats")
 @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
-def stats_cmd(folder: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def stats_cmd(folder: Path, as_json: bool) -> None:
     """Print the summary of the archive in FOLDER."""
+    if not is_archive(folder, warc_files(folder)):
+        _err(
+            Console(file=sys.stderr, soft_wrap=True),
+            f"{folder} is not a crawl archive (no pages.jsonl, {STATE_DB} or warc/ files)",
+        )
+        sys.exit(EXIT_USAGE)
     summary = summarize_archive(folder, warc_files(folder))
-    Console(file=sys.stdout).print(summary.table(f"archive {folder}"))
+    if as_json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        Console(file=sys.stdout).print(summary.table(f"archive {folder}"))
     sys.exit(EXIT_OK)
 
 

@@ -8,13 +8,15 @@ naming the key and where its value came from (file, environment variable or comm
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -22,7 +24,7 @@ from crawler.settings import CrawlerSettings
 from foundation.errors import SettingsError
 from mailsync.settings import MailSettings
 
-__all__ = ["ENV_PREFIX", "SETTINGS_ENV", "AppSettings", "load_settings"]
+__all__ = ["ENV_PREFIX", "SECTIONS", "SETTINGS_ENV", "AppSettings", "load_settings"]
 
 ENV_PREFIX = "FETCHLAB_"
 SETTINGS_ENV = "FETCHLAB_SETTINGS"
@@ -70,6 +72,69 @@ class AppSettings(BaseSettings):
 
 
 _CURRENT_FILE_DATA: dict[str, Any] = {}
+
+SECTIONS = ("crawler", "mail")
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model inside an annotation (``X``, ``X | None``, ``tuple[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_path(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    return any(_is_path(arg) for arg in typing.get_args(annotation))
+
+
+def _resolve_paths(model: type[BaseModel], data: Any, base: Path) -> Any:
+    """``data`` with every relative path of a ``Path`` field made relative to ``base`` (the
+    settings file's folder), recursively through nested sections and lists of them."""
+    if isinstance(data, list):
+        return [_resolve_paths(model, item, base) for item in data]
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        if name not in out:
+            continue
+        value = out[name]
+        if _is_path(field.annotation) and isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            out[name] = str(path if path.is_absolute() else base / path)
+        elif (inner := _model_in(field.annotation)) is not None:
+            out[name] = _resolve_paths(inner, value, base)
+    return out
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The settings model that holds the key at ``loc`` (for spelling suggestions)."""
+    model: type[BaseModel] = AppSettings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _suggest(loc: tuple[str | int, ...]) -> str:
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    model = _model_at(loc)
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(loc[-1].lower(), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -137,8 +202,14 @@ def _describe(
         else:
             where = "defaults"
         value = err.get("input")
-        shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
-        problems.append(f"{where}: {key}: {err['msg']}{shown}")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + _suggest(loc)
+        shown = ""
+        quiet = err["type"] in {"extra_forbidden", "value_error"}
+        if not quiet and value is not None and not isinstance(value, dict | list | tuple):
+            shown = f" (got {value!r})"
+        problems.append(f"{where}: {key}: {msg}{shown}")
     return problems
 
 
@@ -146,20 +217,39 @@ def load_settings(
     path: Path | str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    tool: str | None = None,
 ) -> AppSettings:
     """Load, validate and freeze the settings.
 
     ``path`` falls back to ``$FETCHLAB_SETTINGS``; no file means defaults. ``overrides`` holds the
     command line's values as a nested dict (``{"crawler": {"concurrency": 10}}``); ``None`` values
-    in it mean "not given" and are dropped. Raises :class:`SettingsError` listing every problem.
+    in it mean "not given" and are dropped. A relative path in the file (``out``) is relative to
+    the file's folder. ``tool`` (``"crawler"`` or ``"mail"``) validates only that tool's section:
+    a mistake in the other tool's section does not stop this one (the other section is then left
+    at its defaults). Raises :class:`SettingsError` listing every problem.
     """
     global _CURRENT_FILE_DATA
-    environ = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if path is None and environ.get(SETTINGS_ENV):
         path = environ[SETTINGS_ENV]
     file_path = Path(path) if path is not None else None
     file_data = _read_toml(file_path) if file_path is not None else {}
+    if file_path is not None:
+        file_data = _resolve_paths(AppSettings, file_data, file_path.parent)
     cli = _drop_none(overrides or {})
+    if tool is not None:
+        if tool not in SECTIONS:
+            raise ValueError(f"unknown tool section {tool!r}")
+        others = [ENV_PREFIX + s.upper() for s in SECTIONS if s != tool]
+        file_data = {k: v for k, v in file_data.items() if k not in SECTIONS or k == tool}
+        cli = {k: v for k, v in cli.items() if k not in SECTIONS or k == tool}
+        environ = {
+            k: v
+            for k, v in environ.items()
+            if not any(k.upper() == o or k.upper().startswith(o + "__") for o in others)
+        }
+        env = environ
     _CURRENT_FILE_DATA = file_data
     try:
         if env is None:
