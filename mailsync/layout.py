@@ -89,11 +89,14 @@ def private_dirs(path: Path) -> None:
             break
         p = p.parent
     for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(d, DIR_MODE)
-    os.chmod(path, DIR_MODE)
-    for d in missing[1:]:
-        os.chmod(d, DIR_MODE)
+        except FileExistsError:
+            if not d.is_dir():  # a file in the way: never chmod it
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(d)) from None
+        os.chmod(d, DIR_MODE)  # at once: a umask like 0o277 would leave it unwritable
+    if not missing:
+        os.chmod(path, DIR_MODE)
 
 
 def private_file(path: Path) -> None:

@@ -142,3 +142,28 @@ def test_unwritable_output_folder_is_exit_2(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "cannot write the output folder" in res.output and "not a folder" in res.output
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_private_dirs_and_files_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    from mailsync.layout import private_dirs, private_file
+
+    old = os.umask(umask)
+    try:
+        private_dirs(tmp_path / "a" / "b" / "c")
+        private_file(tmp_path / "a" / "b" / "c" / "f")
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a" / "b" / "c" / "f").stat().st_mode) == 0o600
+
+
+def test_private_dirs_never_chmods_a_file_in_the_way(tmp_path: Path) -> None:
+    from mailsync.layout import private_dirs
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "f").chmod(0o644)
+    with pytest.raises(NotADirectoryError):
+        private_dirs(tmp_path / "f")
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o644
