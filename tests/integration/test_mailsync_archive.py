@@ -141,12 +141,23 @@ def test_second_run_on_a_locked_archive_exits_2(
     with ArchiveLock(root, shared=True):
         ok = runner.invoke(main, ["verify", "--settings", str(settings)])
         assert ok.exit_code == 0, ok.output
-    # the driver's own lock (a run that started between the check and the open)
-    acct_settings = account_for(acct.server, acct.user, name="acct")
-    mail = MailSettings(accounts=(acct_settings,), header_workers=0, timeout=20.0)
-    with ArchiveLock(root):
-        (report,) = run_backup(mail, [acct_settings], tmp_path / "archive")
-    assert report.busy and "PID" in report.errors[0]
+
+
+@pytest.mark.needs_dovecot
+@pytest.mark.parametrize("mode", list(Mode))
+def test_every_mode_takes_the_archive_lock(
+    mode: Mode, fresh_imap_account: FreshImapAccount, tmp_path: Path
+) -> None:
+    """The driver's own lock: a run that started between the CLI's check and the open."""
+    acct = fresh_imap_account(messages=2)
+    account = account_for(acct.server, acct.user, name="acct")
+    mail = MailSettings(accounts=(account,), header_workers=0, timeout=20.0, mode=mode)
+    (first,) = run_backup(mail, [account], tmp_path)
+    assert first.ok, first.errors
+    with ArchiveLock(tmp_path / "acct"):
+        (report,) = run_backup(mail, [account], tmp_path)
+    assert report.busy, report
+    assert f"PID {os.getpid()}" in report.errors[0] and report.new_messages == 0
 
 
 @pytest.mark.needs_dovecot
