@@ -174,7 +174,7 @@ class AccountRun(FolderEffects):
             for task in spares:
                 await self._drop_spare(task)
             # bodies spilled for responses that were dropped (cut connection, failed folder)
-            await self.archive.run(self.archive.store.clear_spill)
+            await self.archive.run(self.archive.clear_spill)
 
     async def _discover_and_sync(
         self,

@@ -1,8 +1,9 @@
 """``mailsync``: back up IMAP accounts into Maildir, verify the archive, list folders.
 
 Exit codes: 0 everything archived / verified; 1 some items failed (named in the output);
-2 usage or settings errors; 130 interrupted by Ctrl-C or SIGTERM (rerun to resume). Expected
-errors print one line each, never a traceback.
+2 usage or settings errors, an output folder that cannot be written, an archive another run
+holds (its PID is named) or whose state DB cannot be opened; 130 interrupted by Ctrl-C or
+SIGTERM (rerun to resume). Expected errors print one line each, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import click
 from rich.console import Console
 
 from fetchlab.settings import load_settings
-from foundation.errors import MailError, ModeError, SettingsError, UsageError
+from foundation.errors import MailError, ModeError, SettingsError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter, human_bytes, summary_table
@@ -69,7 +70,33 @@ def _pick(settings: MailSettings, names: Sequence[str]) -> list[AccountSettings]
     return [by_name[n] for n in names] if names else list(settings.accounts)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fetchlab")
+    except PackageNotFoundError:
+        return "unknown (fetchlab is not installed)"
+
+
+def _check_out(settings: MailSettings, chosen: Sequence[AccountSettings]) -> None:
+    """Exit 2 at once when the output folder cannot be written or an archive is in use."""
+    from mailsync.layout import check_free, unwritable_reason
+
+    reason = unwritable_reason(settings.out)
+    if reason is not None:
+        click.echo(f"mailsync: cannot write the output folder {settings.out}: {reason}", err=True)
+        sys.exit(2)
+    try:
+        for acct in chosen:
+            check_free(settings.out / acct.name)
+    except StorageError as exc:
+        click.echo(f"mailsync: {exc}", err=True)
+        sys.exit(2)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="mailsync", message="%(prog)s %(version)s")
 def main() -> None:
     """Back up whole IMAP accounts into Maildir, incrementally and byte-exact."""
 
@@ -132,6 +159,7 @@ def backup(
         chosen = _pick(settings, accounts)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    _check_out(settings, chosen)
     raise_nofile_limit(settings.max_connections * 4 + 256)
     start = time.monotonic()
     live: list[AccountReport] = []
@@ -169,6 +197,8 @@ def backup(
             click.echo(f"warning: {w}", err=True)
         for e in r.errors:
             click.echo(f"error: {e}", err=True)
+    if any(r.busy for r in reports):
+        sys.exit(2)  # another run started meanwhile and holds an archive
     sys.exit(0 if all(r.ok for r in reports) else 1)
 
 
@@ -192,7 +222,11 @@ def verify(
     async def _all() -> list[VerifyReport]:
         return [await verify_account(a, settings, settings.out, deep=deep) for a in chosen]
 
-    reports = run(_all(), settings.loop)
+    try:
+        reports = run(_all(), settings.loop)
+    except StorageError as exc:  # state DB unreadable, or a backup holds the archive
+        click.echo(f"mailsync: {exc}", err=True)
+        sys.exit(2)
     bad = False
     for rep in reports:
         for kind in ("missing", "extra", "mismatched", "errors"):
@@ -221,6 +255,9 @@ def folders(settings_file: Path | None, account: str, out: Path | None) -> None:
 
     try:
         infos = run(list_folders(acct, settings, settings.out), settings.loop)
+    except StorageError as exc:  # state DB unreadable, or a backup holds the archive
+        click.echo(f"mailsync: {exc}", err=True)
+        sys.exit(2)
     except MailError as exc:
         click.echo(f"error: {account}: {exc}", err=True)
         sys.exit(1)

@@ -15,6 +15,7 @@ from foundation.errors import StorageError
 from mailsync.core.flow import FolderResult
 from mailsync.core.retry import FolderDecision, Retry, SkipFolder
 from mailsync.core.schedule import FolderCounts, FolderPlan, folder_counts, folder_where
+from mailsync.layout import ArchiveBusyError
 
 if TYPE_CHECKING:
     from mailsync.store import StoredMessage
@@ -47,6 +48,7 @@ class AccountReport:
     expected: int = 0  # messages the planned folders hold (for progress / ETA)
     folders_done: int = 0
     retries: int = 0  # connection attempts that failed and were tried again (any mode alike)
+    busy: bool = False  # another run held the archive's lock: nothing was done
 
     @property
     def ok(self) -> bool:
@@ -99,6 +101,7 @@ class AccountReport:
         (IMAP, mode) with the account's name in front, unless its text starts with it already."""
         prefix = f"account {self.account}: "
         if isinstance(exc, StorageError):
+            self.busy = self.busy or isinstance(exc, ArchiveBusyError)
             self.errors.append(f"{prefix}archive: {exc}")
             return
         msg = str(exc)

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from foundation.frozen import FrozenModel
 from foundation.mode import Mode
@@ -48,6 +48,14 @@ class AccountSettings(FrozenModel):
     ca_file: Path | None = None
     verify_tls: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _one_path_segment(cls, name: str) -> str:
+        # the archive is <out>/<name>: "." or ".." would be <out> itself or its parent
+        if name in (".", "..") or "/" in name or "\0" in name:
+            raise ValueError(f"{name!r} is not a folder name: it must be one safe path segment")
+        return name
+
     @model_validator(mode="after")
     def _plain_only_to_loopback(self) -> AccountSettings:
         # a password in clear text over a real network is refused unless explicitly forced
@@ -87,6 +95,20 @@ class MailSettings(FrozenModel):
     # fsync every message file and folder before the state records it (crash safety).
     fsync: bool = True
     accounts: tuple[AccountSettings, ...] = ()
+
+    @field_validator("accounts")
+    @classmethod
+    def _names_unique(cls, accounts: tuple[AccountSettings, ...]) -> tuple[AccountSettings, ...]:
+        # two accounts with one name would share (and fight over) one archive folder
+        seen: dict[str, int] = {}
+        for i, acct in enumerate(accounts):
+            if acct.name in seen:
+                raise ValueError(
+                    f"account name {acct.name!r} is used twice (accounts[{seen[acct.name]}] and "
+                    f"accounts[{i}]): each account needs a name of its own"
+                )
+            seen[acct.name] = i
+        return accounts
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> MailSettings:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import StorageError
+from mailsync.layout import private_dirs, private_file
 
 __all__ = ["FolderRecord", "MessageRow", "StateDB"]
 
@@ -97,7 +98,8 @@ class StateDB:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
+            private_file(path)  # 0600 before SQLite creates it; -wal and -shm take its mode
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode is durable across application crashes (only a power loss can
@@ -105,7 +107,7 @@ class StateDB:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"{path}: cannot open state DB: {exc}") from exc
 
     def close(self) -> None:

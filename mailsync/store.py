@@ -27,6 +27,13 @@ from typing import TypeVar
 from foundation.errors import StorageError
 from mailsync.core.maildir import message_filename, subdir_for
 from mailsync.core.plan import FolderState
+from mailsync.layout import (
+    ArchiveLock,
+    has_state,
+    migrate_legacy_state,
+    private_dirs,
+    state_path,
+)
 from mailsync.state import FolderRecord, MessageRow, StateDB
 
 __all__ = [
@@ -60,7 +67,7 @@ class SpillSink:
     """LiteralSink that streams a large literal to a temp file, hashing as it goes."""
 
     def __init__(self, directory: Path, size: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dirs(directory)
         fd, name = tempfile.mkstemp(dir=directory, prefix="spill-", suffix=f".{size}")
         self._fh = os.fdopen(fd, "wb")
         self._path = Path(name)
@@ -121,7 +128,7 @@ class MaildirStore:
         self._ready: set[str] = set()
         self._sync_pool: ThreadPoolExecutor | None = None
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            private_dirs(root)
         except OSError as exc:
             raise StorageError(f"{root}: cannot create archive folder: {exc.strerror}") from exc
 
@@ -132,8 +139,9 @@ class MaildirStore:
     def folder_dir(self, relpath: str) -> Path:
         base = self.root / relpath
         if relpath not in self._ready:
+            private_dirs(base)
             for sub in ("tmp", "new", "cur"):
-                (base / sub).mkdir(parents=True, exist_ok=True)
+                private_dirs(base / sub)
             self._ready.add(relpath)
         return base
 
@@ -300,6 +308,8 @@ class AccountArchive:
         self._state: StateDB | None = None
         self._store: MaildirStore | None = None
         self._fsync = fsync
+        self._lock: ArchiveLock | None = None
+        self._opened = False
 
     async def _call(self, fn: Callable[..., _R], *args: object) -> _R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -309,30 +319,61 @@ class AccountArchive:
 
         For drivers that serialise archive work themselves (the blocking modes): they then call
         the operations below directly, in one thread at a time, and :meth:`close_blocking`.
+
+        An archive that exists is locked here (:class:`~mailsync.layout.ArchiveBusyError` if
+        another run holds it). One that does not is created -- folder, lock, state DB -- only
+        when the run first needs it (after the login): a run that fails before any work leaves
+        nothing behind.
         """
-        self._store = MaildirStore(self.root, fsync=self._fsync)
-        self._store.clear_spill()
-        self._state = StateDB(self.root / "state.sqlite")
+        self._opened = True
+        if has_state(self.root):
+            self._create()
+
+    def _create(self) -> None:
+        if self._state is not None:
+            return
+        try:
+            private_dirs(self.root)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.root}: cannot create archive folder: {exc.strerror}"
+            ) from exc
+        lock = ArchiveLock(self.root)
+        lock.acquire()
+        try:
+            store = MaildirStore(self.root, fsync=self._fsync)
+            store.clear_spill()
+            migrate_legacy_state(self.root)
+            state = StateDB(state_path(self.root))
+        except BaseException:
+            lock.release()
+            raise
+        self._lock, self._store, self._state = lock, store, state
 
     def close_blocking(self) -> None:
         """Close what :meth:`open_blocking` opened (idempotent); the writer thread too."""
         try:
-            if self._state is not None:
-                self._state.close()
-                self._state = None
+            self._close_files()
         finally:
-            if self._store is not None:
-                self._store.close()
             self._pool.shutdown(wait=False)
 
     @property
+    def created(self) -> bool:
+        """True once the archive's files are open (created if they were missing)."""
+        return self._state is not None
+
+    @property
     def state(self) -> StateDB:
-        assert self._state is not None, "archive not opened"
+        assert self._opened, "archive not opened"
+        self._create()
+        assert self._state is not None
         return self._state
 
     @property
     def store(self) -> MaildirStore:
-        assert self._store is not None, "archive not opened"
+        assert self._opened, "archive not opened"
+        self._create()
+        assert self._store is not None
         return self._store
 
     async def open(self) -> None:
@@ -340,17 +381,28 @@ class AccountArchive:
 
     async def aclose(self) -> None:
         try:
-            if self._state is not None or self._store is not None:
+            if self._state is not None or self._store is not None or self._lock is not None:
                 await self._call(self._close_files)
         finally:
             self._pool.shutdown(wait=True)
 
     def _close_files(self) -> None:
-        if self._state is not None:
-            self._state.close()
-            self._state = None
+        self._opened = False
+        try:
+            if self._state is not None:
+                self._state.close()
+                self._state = None
+            if self._store is not None:
+                self._store.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def clear_spill(self) -> None:
+        """Empty ``.spill/`` (bodies of dropped responses), if the archive exists."""
         if self._store is not None:
-            self._store.close()
+            self._store.clear_spill()
 
     async def run(self, fn: Callable[..., _R], *args: object) -> _R:
         """Run any blocking archive operation in the writer thread."""
@@ -359,6 +411,8 @@ class AccountArchive:
     # operations (each runs in the writer thread) ----------------------------------------------
 
     def folder_records(self) -> dict[str, FolderRecord]:
+        if not self.created:
+            return {}  # nothing recorded yet: do not create the archive just to say so
         return self.state.folders()
 
     def folder_states(self) -> dict[str, FolderState]:

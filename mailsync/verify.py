@@ -18,6 +18,7 @@ from foundation.errors import ImapCommandError, MailError, StorageError
 from mailsync.core import commands
 from mailsync.core.flow import code_int
 from mailsync.core.parser import FetchResp, ListResp, StatusResp
+from mailsync.layout import ArchiveLock, existing_state
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import MessageRow, StateDB
 from mailsync.store import SpilledLiteral
@@ -90,13 +91,23 @@ async def verify_account(
     deep: bool = False,
     factory: SessionFactory = open_account_session,
 ) -> VerifyReport:
+    """Raises :class:`~foundation.errors.StorageError` (no report) when the archive cannot be
+    read: its state DB does not open, or a backup holds it
+    (:class:`~mailsync.layout.ArchiveBusyError`)."""
     report = VerifyReport(account.name)
     root = out / account.name
-    if not (root / "state.sqlite").exists():
+    path = existing_state(root)
+    if path is None:
         report.errors.append(f"{account.name}: no archive at {root}")
         return report
     # SQLite calls block (disk, locks): they run in worker threads, never on the event loop
-    state = await asyncio.to_thread(StateDB, root / "state.sqlite")
+    lock = ArchiveLock(root, shared=True)  # a backup writing meanwhile would show "missing"
+    await asyncio.to_thread(lock.acquire)
+    try:
+        state = await asyncio.to_thread(StateDB, path)
+    except BaseException:
+        lock.release()
+        raise
     try:
         session = await _open(account, settings, root, factory)
         try:
@@ -111,6 +122,7 @@ async def verify_account(
         report.errors.append(f"{account.name}: {exc}")
     finally:
         await asyncio.to_thread(state.close)
+        lock.release()
     return report
 
 
@@ -197,12 +209,16 @@ async def _deep(
                 report.mismatched.append(f"{where} uid {r.uid}: file bytes differ from the server")
 
 
-def _counts(path: Path) -> dict[str, tuple[int, int]]:
-    state = StateDB(path)
-    try:
-        return state.counts()
-    finally:
-        state.close()
+def _counts(root: Path) -> dict[str, tuple[int, int]]:
+    path = existing_state(root)
+    if path is None:
+        return {}
+    with ArchiveLock(root, shared=True):
+        state = StateDB(path)
+        try:
+            return state.counts()
+        finally:
+            state.close()
 
 
 async def list_folders(
@@ -213,9 +229,7 @@ async def list_folders(
     factory: SessionFactory = open_account_session,
 ) -> list[FolderInfo]:
     root = out / account.name
-    counts: dict[str, tuple[int, int]] = {}
-    if (root / "state.sqlite").exists():
-        counts = await asyncio.to_thread(_counts, root / "state.sqlite")
+    counts = await asyncio.to_thread(_counts, root)
     session = await _open(account, settings, root, factory)
     try:
         folders = await _list(session)

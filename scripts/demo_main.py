@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _banner("results")
     print(f"web archive:  {out / 'crawl'}  (warc/, pages.jsonl, index.cdxj)")
-    print(f"mail archive: {out / 'mail'}  (one Maildir per folder, state.sqlite)")
+    print(f"mail archive: {out / 'mail'}  (one Maildir per folder, .fetchlab/state.sqlite)")
     print(f"settings:     {out / 'settings.toml'}")
     print("demo " + ("finished" if status == 0 else f"finished with exit status {status}"))
     return status

@@ -14,6 +14,9 @@ share a path) and stable (the same name always gives the same path):
 * an empty level (``a//b``, a trailing delimiter, the empty name) -> ``%``;
 * a segment over 200 UTF-8 bytes is cut and ends in ``%~`` + 16 hex digits of its SHA-256.
 
+No segment ever starts with ``.``: the archive's own files live in :data:`INTERNAL_DIR`
+(``.fetchlab``) and ``.spill`` beside the folders, where no server folder can reach them.
+
 Every ``%`` the mapping writes is followed by two hex digits, ``u``, ``~`` or nothing (the
 empty level) -- and a literal ``%`` in a name is always escaped -- which is why no two names
 collide. Letter case is kept: on a case-insensitive file system ``Foo`` and ``foo`` still meet.
@@ -25,8 +28,10 @@ import hashlib
 import re
 from pathlib import PurePosixPath
 
-__all__ = ["MAX_SEGMENT_BYTES", "safe_relpath", "safe_segment"]
+__all__ = ["INTERNAL_DIR", "MAX_SEGMENT_BYTES", "safe_relpath", "safe_segment"]
 
+# the archive's own folder (state DB, lock): a leading dot, which no mapped segment has
+INTERNAL_DIR = ".fetchlab"
 MAX_SEGMENT_BYTES = 200  # below NAME_MAX (255) on every common file system
 _HASH_CHARS = 16
 

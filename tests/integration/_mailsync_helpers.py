@@ -12,6 +12,7 @@ from typing import Any
 
 from drivers.mail_asyncio import AccountReport, backup_accounts
 from mailsync.core.flow import Command, CommandResult
+from mailsync.layout import INTERNAL_DIR, state_path
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession, TransportStats
 from testbed.corpus import TruthRecord
@@ -63,7 +64,7 @@ async def run_backup(settings: MailSettings, out: Path) -> list[AccountReport]:
 
 
 def state_rows(root: Path) -> list[sqlite3.Row]:
-    db = sqlite3.connect(root / "state.sqlite")
+    db = sqlite3.connect(state_path(root))
     db.row_factory = sqlite3.Row
     try:
         return list(db.execute("SELECT * FROM messages ORDER BY folder, uidvalidity, uid"))
@@ -80,7 +81,7 @@ def archive_files(root: Path) -> list[Path]:
             assert not filenames, f"partial files left in {dirpath}: {filenames}"
         if base in ("new", "cur"):
             files += [Path(dirpath) / f for f in filenames]
-        dirnames[:] = [d for d in dirnames if d != ".spill"]
+        dirnames[:] = [d for d in dirnames if d not in (".spill", INTERNAL_DIR)]
     return files
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetchlab.mail_cli import _snapshot, main
+from mailsync.layout import state_path
 from mailsync.report import AccountReport
 from testbed.imap_load import (
     append_messages,
@@ -122,7 +123,7 @@ async def test_incremental_new_flags_deleted_and_uidvalidity(
         assert row["deleted_on_server"] == 1 and (root / row["path"]).exists()
     gen2 = [r for r in rows if r["folder"] == "Redo" and r["uidvalidity"] == new_validity]
     assert len(gen2) == 1 and gen2[0]["generation"] == 1
-    db = sqlite3.connect(root / "state.sqlite")
+    db = sqlite3.connect(state_path(root))
     try:
         (gen,) = db.execute("SELECT generation FROM folders WHERE name='Redo'").fetchone()
     finally:

@@ -25,6 +25,7 @@ from fetchlab.mail_cli import main
 from foundation.errors import TestbedError, UsageError
 from foundation.mode import Mode
 from mailsync.auth import Secret
+from mailsync.layout import state_path
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession
 from testbed._oauth import IntrospectionServer
@@ -176,7 +177,7 @@ def test_refused_token_is_one_line_naming_the_account_and_never_shown(
     for name in ("revoked", "unknown"):
         root = tmp_path / "archive" / name
         assert not root.exists() or not archive_files(root)
-        if (root / "state.sqlite").exists():
+        if state_path(root).exists():
             assert state_rows(root) == []
     # the tokens are nowhere: CLI output, Python logs, the server's log
     leaks = [

@@ -118,7 +118,8 @@ def test_mail_mode_limits_are_checked_first(tmp_path: Path) -> None:
         acct = AccountSettings(
             name="x", host="127.0.0.1", security="plain", username="x", connections=64
         )
-        run_backup(MailSettings(mode=Mode.PROCESSES, accounts=(acct, acct)), [], tmp_path)
+        other = acct.model_copy(update={"name": "y"})  # names must differ (one archive each)
+        run_backup(MailSettings(mode=Mode.PROCESSES, accounts=(acct, other)), [], tmp_path)
     with pytest.raises(ModeError, match="imaplib"):
         run_backup(MailSettings(mode=Mode.THREADS, imap_client="aioimaplib"), [], tmp_path)
     assert not any(tmp_path.iterdir())
