@@ -50,7 +50,8 @@ _settings_option = click.option(
 
 def _load(settings_file: Path | None, out: Path | None, mode: str | None = None) -> MailSettings:
     try:
-        settings = load_settings(settings_file, overrides={"mail": {"out": out, "mode": mode}})
+        overrides = {"mail": {"out": out, "mode": mode}}
+        settings = load_settings(settings_file, overrides, tool="mail")
     except SettingsError as exc:
         for problem in exc.problems:
             click.echo(f"mailsync: {problem}", err=True)
