@@ -61,7 +61,10 @@ def _load(settings_file: Path | None, out: Path | None, mode: str | None = None)
 
 def _pick(settings: MailSettings, names: Sequence[str]) -> list[AccountSettings]:
     if not settings.accounts:
-        raise UsageError("no accounts configured: add [[mail.accounts]] to the settings file")
+        raise UsageError(
+            "no accounts configured: add [[mail.accounts]] to a settings file and name it with"
+            " --settings FILE or FETCHLAB_SETTINGS (settings.example.toml shows every key)"
+        )
     by_name = {a.name: a for a in settings.accounts}
     unknown = [n for n in names if n not in by_name]
     if unknown:
@@ -136,7 +139,12 @@ def _run_backup(
 @main.command()
 @_settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The archive folder (default: the settings' mail.out).",
+)
 @click.option("--progress/--no-progress", default=True, help="Live progress (TTY) or log lines.")
 @click.option("--mode", type=click.Choice(list(MODES)), help="Concurrency design (asyncio).")
 def backup(
@@ -179,6 +187,8 @@ def backup(
             r.account,
             f"{r.synced}/{r.folders}" + (f" ({r.skipped} unchanged)" if r.skipped else ""),
             r.new_messages,
+            r.flag_updates,
+            r.gone,
             human_bytes(r.new_bytes),
             f"{r.seconds:.2f}",
             r.round_trips,
@@ -189,7 +199,17 @@ def backup(
     console.print(
         summary_table(
             f"mailsync backup -> {settings.out}",
-            ["account", "folders", "new messages", "bytes", "time s", "round trips", "errors"],
+            [
+                "account",
+                "folders",
+                "new messages",
+                "flags changed",
+                "deleted on server",
+                "bytes",
+                "time s",
+                "round trips",
+                "errors",
+            ],
             rows,
         )
     )
@@ -206,7 +226,12 @@ def backup(
 @main.command()
 @_settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The archive folder (default: the settings' mail.out).",
+)
 @click.option("--deep", is_flag=True, help="Fetch every message again and compare SHA-256.")
 def verify(
     settings_file: Path | None, accounts: tuple[str, ...], out: Path | None, deep: bool
@@ -243,15 +268,26 @@ def verify(
 
 @main.command()
 @_settings_option
-@click.option("--account", required=True, help="The account to list.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
-def folders(settings_file: Path | None, account: str, out: Path | None) -> None:
+@click.option(
+    "--account", default=None, help="The account to list (needed when several are configured)."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The archive folder (default: the settings' mail.out).",
+)
+def folders(settings_file: Path | None, account: str | None, out: Path | None) -> None:
     """List the server's folders, their message counts and what the archive holds."""
     settings = _load(settings_file, out)
     try:
-        (acct,) = _pick(settings, [account])
+        if account is None and len(settings.accounts) > 1:
+            names = ", ".join(a.name for a in settings.accounts)
+            raise UsageError(f"several accounts are configured ({names}): name one with --account")
+        (acct,) = _pick(settings, [account] if account is not None else [])
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    account = acct.name
     from mailsync.verify import list_folders
 
     try:
@@ -268,7 +304,7 @@ def folders(settings_file: Path | None, account: str, out: Path | None) -> None:
             ["folder", "on server", "archived", "deleted on server"],
             [
                 (f.name, "?" if f.messages is None else f.messages, f.archived, f.deleted_on_server)
-                for f in infos
+                for f in sorted(infos, key=lambda f: f.name)
             ],
         )
     )
