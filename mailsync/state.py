@@ -182,6 +182,20 @@ class StateDB:
             )
         return out
 
+    def folder_paths(self, folder: str) -> set[str]:
+        """Every message file path of ``folder`` the state names, all generations."""
+        cur = self._db.execute("SELECT path FROM messages WHERE folder=?", (folder,))
+        return {str(r[0]) for r in cur}
+
+    def mark_damaged(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> None:
+        """Files verify found missing or damaged: the next backup fetches them again (a size
+        no server sends makes the planner re-fetch; a forgotten UIDNEXT makes it look)."""
+        rows = [(folder, uidvalidity, uid) for uid in uids]
+        if not rows:
+            return
+        self._write("UPDATE messages SET size=-1 WHERE folder=? AND uidvalidity=? AND uid=?", rows)
+        self._write("UPDATE folders SET uidnext=NULL WHERE name=?", [(folder,)])
+
     def all_messages(self) -> list[MessageRow]:
         cur = self._db.execute(
             "SELECT folder, uidvalidity, generation, uid, size, sha256, flags, internaldate, path,"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from foundation.errors import ImapCommandError, MailError, StorageError
 from mailsync.core import commands
-from mailsync.core.flow import code_int
+from mailsync.core.flow import code_int, match_folder
 from mailsync.core.parser import FetchResp, ListResp, StatusResp
 from mailsync.layout import ArchiveLock, existing_state
 from mailsync.settings import AccountSettings, MailSettings
@@ -112,6 +112,10 @@ async def verify_account(
         session = await _open(account, settings, root, factory)
         try:
             for folder in await _list(session):
+                if not match_folder(
+                    folder.name, folder.delimiter, account.include, account.exclude
+                ):
+                    continue  # excluded from backups: not expected in the archive
                 try:
                     await _verify_folder(session, state, root, folder, deep, report, settings)
                 except ImapCommandError as exc:
@@ -153,9 +157,15 @@ async def _verify_folder(
         await asyncio.to_thread(state.messages, name, uidvalidity) if uidvalidity else {}
     )
     where = f"{report.account}/{name}"
-    await asyncio.to_thread(_compare, server, rows, root, where, report)
+    damaged = await asyncio.to_thread(_compare, server, rows, root, where, report)
     if deep and server:
-        await _deep(session, root, rows, sorted(server), where, report, settings)
+        # a file already reported (missing, or the wrong size) is not reported again
+        fine = {uid: row for uid, row in rows.items() if uid not in damaged}
+        damaged |= await _deep(session, root, fine, sorted(server), where, report, settings)
+    known = await asyncio.to_thread(state.folder_paths, name)
+    await asyncio.to_thread(_strays, root, known, rows, where, report)
+    if damaged and uidvalidity:
+        await asyncio.to_thread(state.mark_damaged, name, uidvalidity, damaged)
 
 
 def _compare(
@@ -164,18 +174,45 @@ def _compare(
     root: Path,
     where: str,
     report: VerifyReport,
-) -> None:
+) -> set[int]:
+    """Report missing and mis-sized messages; returns the UIDs whose row exists but whose file
+    is missing or damaged (the next backup fetches them again)."""
+    damaged: set[int] = set()
     for uid, size in sorted(server.items()):
         report.checked += 1
         row = rows.get(uid)
         path = root / row.path if row is not None else None
         if row is None or path is None or not path.exists():
             report.missing.append(f"{where} uid {uid}")
+            if row is not None:
+                damaged.add(uid)
         elif row.size != size or os.path.getsize(path) != size:
-            report.mismatched.append(f"{where} uid {uid}: size {size} on server, {row.size} here")
+            on_disk = os.path.getsize(path)
+            report.mismatched.append(
+                f"{where} uid {uid}: size {size} on server, {row.size} in the state,"
+                f" {on_disk} on disk"
+            )
+            damaged.add(uid)
     for uid, row in rows.items():
         if uid not in server and not row.deleted_on_server:
             report.extra.append(f"{where} uid {uid} (not on the server, not marked deleted)")
+    return damaged
+
+
+def _strays(
+    root: Path, known: set[str], rows: dict[int, MessageRow], where: str, report: VerifyReport
+) -> None:
+    """Files in the folder's Maildir (cur/, new/) that no state row names."""
+    folders = {Path(r.path).parent.parent for r in rows.values()}
+    for maildir in sorted(folders):
+        for sub in ("cur", "new"):
+            base = root / maildir / sub
+            if not base.is_dir():
+                continue
+            for entry in sorted(base.iterdir()):
+                rel = str(entry.relative_to(root))
+                if entry.is_file() and rel not in known:
+                    report.extra.append(f"{where}: stray file {rel} (no state row names it)")
 
 
 async def _deep(
@@ -186,7 +223,9 @@ async def _deep(
     where: str,
     report: VerifyReport,
     settings: MailSettings,
-) -> None:
+) -> set[int]:
+    """Compare every body's SHA-256; returns the UIDs whose file differs from the server."""
+    damaged: set[int] = set()
     batch = 100
     for i in range(0, len(uids), batch):
         res = await session.execute(commands.uid_fetch_bodies(uids[i : i + batch]))
@@ -201,12 +240,15 @@ async def _deep(
             else:
                 continue
             row = rows.get(r.uid)
-            if row is None:
-                continue  # already reported missing
+            if row is None or not (root / row.path).exists():
+                continue  # already reported: each problem once
             if row.sha256 != digest:
                 report.mismatched.append(f"{where} uid {r.uid}: SHA-256 differs from the state")
+                damaged.add(r.uid)
             elif await asyncio.to_thread(_sha_file, root / row.path) != digest:
                 report.mismatched.append(f"{where} uid {r.uid}: file bytes differ from the server")
+                damaged.add(r.uid)
+    return damaged
 
 
 def _counts(root: Path) -> dict[str, tuple[int, int]]:
