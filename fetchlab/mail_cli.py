@@ -145,8 +145,18 @@ def _run_backup(
     default=None,
     help="The archive folder (default: the settings' mail.out).",
 )
-@click.option("--progress/--no-progress", default=True, help="Live progress (TTY) or log lines.")
-@click.option("--mode", type=click.Choice(list(MODES)), help="Concurrency design (asyncio).")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Live progress on a terminal (a log line every 10 s otherwise); --no-progress prints"
+    " only the summary.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(list(MODES)),
+    help="Concurrency design (mail.mode)."
+    f" [default: {MailSettings.model_fields['mode'].default.value}]",
+)
 def backup(
     settings_file: Path | None,
     accounts: tuple[str, ...],
