@@ -92,6 +92,8 @@ class CrawlLedger:
         way are learned (a host's sitemaps seeded once)."""
         for host, rules in robots:
             self.add(self.sched.robots_learned(host, item.url, rules))
+            if rules.cause is not None:  # refused, unknown, TLS: shown live and summed up
+                self.stats.note_unreachable(host, ": ".join(rules.cause))
         self.stats.retries += retries
         plan = self.sched.finish(item, retry_later, time.time())
         if isinstance(plan, Retry):

@@ -26,6 +26,7 @@ NO_RESPONSE = "no response"
 
 # clocks of the process that made the object: meaningless in another, never sent
 PROCESS_LOCAL = frozenset({"started", "cpu_start"})
+UNREACHABLE_HOSTS = 1000  # hosts kept with their cause for the display and the summary
 
 
 @dataclass
@@ -50,7 +51,13 @@ class CrawlStats:
     previous: int = 0  # pages archived by earlier runs of this output folder
     errors: Counter[str] = field(default_factory=Counter)
     failed_urls: list[tuple[str, str]] = field(default_factory=list)
+    # hosts that could not be connected to (refused, unknown, TLS): their URLs fail at once
+    unreachable: dict[str, str] = field(default_factory=dict)
     cpu_start: float = field(default_factory=time.process_time)
+
+    def note_unreachable(self, host: str, cause: str) -> None:
+        if host in self.unreachable or len(self.unreachable) < UNREACHABLE_HOSTS:
+            self.unreachable[host] = cause
 
     @property
     def elapsed(self) -> float:
@@ -75,6 +82,8 @@ class CrawlStats:
                 self.errors = Counter({str(k): int(v) for k, v in value.items()})
             elif f.name == "failed_urls":
                 self.failed_urls = [(str(url), str(why)) for url, why in value]
+            elif f.name == "unreachable":
+                self.unreachable = {str(host): str(why) for host, why in value.items()}
             elif f.name == "total_hint":
                 self.total_hint = None if value is None else int(value)
             else:
@@ -100,6 +109,10 @@ class CrawlStats:
         }
         if self.errors:
             snap["errors"] = ", ".join(f"{k} {v}" for k, v in self.errors.most_common(4))
+        if self.unreachable:
+            host, why = next(iter(self.unreachable.items()))
+            more = f" (+{len(self.unreachable) - 1} more)" if len(self.unreachable) > 1 else ""
+            snap["unreachable"] = f"{host}: {why.split(':', 1)[0]}{more}"
         if self.total_hint and pages:
             left = max(0, self.total_hint - pages - self.previous)
             snap["ETA"] = f"{left / (pages / el):.0f} s"
@@ -122,6 +135,8 @@ class CrawlStats:
         ]
         if self.previous:
             rows.insert(0, ("archived by earlier runs", self.previous))
+        if self.unreachable:
+            rows.append(("hosts unreachable", len(self.unreachable)))
         rows += [(f"error: {k}", v) for k, v in self.errors.most_common()]
         return summary_table("crawl summary", ["", "value"], rows)
 

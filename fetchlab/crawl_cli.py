@@ -406,6 +406,12 @@ def _report(
             )
         if len(stats.failed_urls) > 20:
             console.print(f"  ... and {len(stats.failed_urls) - 20} more", highlight=False)
+    if stats.unreachable:
+        console.print("unreachable hosts (their URLs failed at once):", highlight=False)
+        for host, why in list(stats.unreachable.items())[:10]:
+            console.print(_printable(f"  {host}  {why}"), highlight=False, markup=False)
+        if len(stats.unreachable) > 10:
+            console.print(f"  ... and {len(stats.unreachable) - 10} more", highlight=False)
     if result.interrupted:
         console.print(
             f"interrupted: state saved. Resume with: crawler crawl --resume {settings.out}",

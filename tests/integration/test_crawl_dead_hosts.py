@@ -12,10 +12,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from crawler.core.urls import canonicalize
+from crawler.frontier_sqlite import SqliteFrontier
+from crawler.settings import CrawlerSettings
+from crawler.stats import CrawlStats
+from drivers.crawl_asyncio import seed_frontier
+from drivers.dispatch import run_crawl
 from foundation.mode import Mode
 from testbed._proc import free_port
 from testbed.faults import FaultServer
-from tests.integration.crawl_support import crawl_list
+from tests.integration.crawl_support import crawl_list, pages
 
 # the defaults that made a dead host cost three minutes
 DEFAULTS = {"retries": 3, "robots_retry": 60.0}
@@ -40,3 +46,43 @@ def test_dead_hosts_fail_fast_with_their_cause(
     assert all("unreachable" in rows[u]["error"] for u in urls)
     # three retries with backoff (0.5, 1, 2 s, jittered +-50%): seconds, not minutes
     assert elapsed < 20, elapsed
+
+
+def test_unreachable_hosts_are_counted_for_the_display(
+    mode: Mode, fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """The live display, the log lines and the summary name each dead host and its cause,
+    in every mode (the gevent child sends its counters back as JSON, the processes workers
+    send the verdicts with their results)."""
+    refused = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "out"
+    out.mkdir()
+    settings = CrawlerSettings.model_validate(
+        {"out": out, "mode": mode, "retries": 1, "parse_workers": 0, "timeout": 5}
+    )
+    stats = CrawlStats()
+    frontier = SqliteFrontier(out / "state.sqlite")
+    try:
+        urls = [f"http://{refused}/a", "http://no-such-host.invalid/b", fault_server.url("/ok")]
+        seed_frontier(frontier, [canonicalize(u) for u in urls])
+        run_crawl(settings, frontier, stats=stats)
+    finally:
+        frontier.close()
+    assert set(stats.unreachable) == {refused, "no-such-host.invalid:80"}
+    assert stats.unreachable[refused].startswith("ConnectionRefused: ")
+    assert stats.unreachable["no-such-host.invalid:80"].startswith("UnknownHost: ")
+    assert "unreachable" in stats.snapshot()
+    assert len(pages(out)) == 3
+
+
+def test_the_summary_lists_unreachable_hosts(tmp_path: Path) -> None:
+    from tests.integration.crawl_support import crawler_cmd
+
+    refused = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "out"
+    result = crawler_cmd(
+        "crawl", f"http://{refused}/x", "--out", str(out), "--retries", "1", "--no-progress"
+    )
+    assert result.returncode == 1, result.stderr
+    text = result.stdout + result.stderr
+    assert "unreachable hosts" in text and f"{refused}  ConnectionRefused: " in text

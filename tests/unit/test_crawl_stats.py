@@ -28,6 +28,7 @@ SAMPLE: dict[str, Any] = {
     "previous": 14,
     "errors": Counter({"FetchTimeout": 2, "ConnectError": 1}),
     "failed_urls": [("http://a.test/x", "FetchTimeout: slow"), ("http://b.test/", "refused")],
+    "unreachable": {"dead.test:80": "ConnectionRefused: dead.test:80 unreachable: refused"},
 }
 
 
