@@ -99,6 +99,14 @@ def _check_out(settings: MailSettings, chosen: Sequence[AccountSettings]) -> Non
         sys.exit(2)
 
 
+_out_option = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The archive folder (default: the settings' mail.out).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), "--version", prog_name="mailsync", message="%(prog)s %(version)s")
 def main() -> None:
@@ -139,12 +147,7 @@ def _run_backup(
 @main.command()
 @_settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The archive folder (default: the settings' mail.out).",
-)
+@_out_option
 @click.option(
     "--progress/--no-progress",
     default=True,
@@ -236,12 +239,7 @@ def backup(
 @main.command()
 @_settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The archive folder (default: the settings' mail.out).",
-)
+@_out_option
 @click.option("--deep", is_flag=True, help="Fetch every message again and compare SHA-256.")
 def verify(
     settings_file: Path | None, accounts: tuple[str, ...], out: Path | None, deep: bool
@@ -281,12 +279,7 @@ def verify(
 @click.option(
     "--account", default=None, help="The account to list (needed when several are configured)."
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The archive folder (default: the settings' mail.out).",
-)
+@_out_option
 def folders(settings_file: Path | None, account: str | None, out: Path | None) -> None:
     """List the server's folders, their message counts and what the archive holds."""
     settings = _load(settings_file, out)
