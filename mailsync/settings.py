@@ -56,6 +56,13 @@ class AccountSettings(FrozenModel):
             raise ValueError(f"{name!r} is not a folder name: it must be one safe path segment")
         return name
 
+    @field_validator("host")
+    @classmethod
+    def _bare_ipv6_literal(cls, host: str) -> str:
+        # "[::1]" is how URLs spell an IPv6 literal; sockets, TLS and the loopback check take
+        # "::1" (with the brackets every transport failed with "unknown host")
+        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
     @model_validator(mode="after")
     def _plain_only_to_loopback(self) -> AccountSettings:
         # a password in clear text over a real network is refused unless explicitly forced

@@ -30,7 +30,7 @@ from mailsync.auth import Secret
 from mailsync.core.flow import Command, CommandResult
 from mailsync.core.parser import ResponseParser, Tagged
 from mailsync.settings import AccountSettings, MailSettings
-from mailsync.transports.base import TransportStats, socket_host
+from mailsync.transports.base import TransportStats
 from mailsync.transports.connection import make_ssl_context, spill_factory
 from mailsync.transports.native import translate_connect_error
 
@@ -183,12 +183,12 @@ async def open_session(
 
     if ctx is not None:
         client = aioimaplib.IMAP4_SSL(
-            socket_host(account.host), account.port, timeout=settings.timeout, ssl_context=ctx
+            account.host, account.port, timeout=settings.timeout, ssl_context=ctx
         )
         client.protocol.conn_lost_cb = lost
     else:
         client = aioimaplib.IMAP4(
-            socket_host(account.host), account.port, timeout=settings.timeout, conn_lost_cb=lost
+            account.host, account.port, timeout=settings.timeout, conn_lost_cb=lost
         )
     try:
         await client.wait_hello_from_server()

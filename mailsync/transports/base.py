@@ -14,7 +14,7 @@ from typing import Protocol
 
 from mailsync.core.flow import Command, CommandResult
 
-__all__ = ["Command", "CommandResult", "ImapSession", "TransportStats", "socket_host"]
+__all__ = ["Command", "CommandResult", "ImapSession", "TransportStats"]
 
 
 @dataclass
@@ -40,12 +40,3 @@ class ImapSession(Protocol):
     async def pipeline(self, commands: Sequence[Command]) -> list[CommandResult]: ...
 
     async def aclose(self) -> None: ...
-
-
-def socket_host(host: str) -> str:
-    """The host as sockets take it: an IPv6 literal without its URL brackets ("[::1]" -> "::1").
-
-    Settings accept both spellings (the loopback check strips the brackets); every transport
-    connects to this form, or "[::1]" passed the check and then failed as an unknown host.
-    """
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host

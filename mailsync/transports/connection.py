@@ -22,7 +22,6 @@ from mailsync.auth import Secret
 from mailsync.core import commands
 from mailsync.core.parser import LiteralSink, capabilities_in
 from mailsync.settings import AccountSettings, is_loopback
-from mailsync.transports.base import socket_host
 from mailsync.transports.native import NativeConnection, connect
 from mailsync.transports.tls import make_ssl_context
 
@@ -92,7 +91,7 @@ async def open_session(
     """Connect, secure, authenticate and (maybe) compress. Raises MailError subclasses."""
     ctx = make_ssl_context(account) if account.security != "plain" else None
     conn = await connect(
-        socket_host(account.host),
+        account.host,
         account.port,
         tls=ctx if account.security == "tls" else None,
         op_timeout=op_timeout,

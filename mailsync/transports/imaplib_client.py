@@ -43,7 +43,7 @@ from mailsync.core.parser import (
     Untagged,
 )
 from mailsync.settings import AccountSettings
-from mailsync.transports.base import TransportStats, socket_host
+from mailsync.transports.base import TransportStats
 from mailsync.transports.tls import connect_failure, make_ssl_context
 
 __all__ = ["ImaplibSession", "open_blocking_session"]
@@ -294,13 +294,13 @@ def open_blocking_session(
     try:
         if account.security == "tls":
             conn = imaplib.IMAP4_SSL(
-                socket_host(account.host),
+                account.host,
                 account.port,
                 ssl_context=make_ssl_context(account),
                 timeout=timeout,
             )
         else:
-            conn = imaplib.IMAP4(socket_host(account.host), account.port, timeout=timeout)
+            conn = imaplib.IMAP4(account.host, account.port, timeout=timeout)
             if account.security == "starttls":
                 conn.starttls(make_ssl_context(account))
         if conn.state != "AUTH":  # PREAUTH greetings skip the login
