@@ -61,7 +61,9 @@ class AsyncEffects:
         self.flow = flow_config(settings, scope)
         self.fetcher = fetcher
         self.slots = SlotTable(settings.per_host, settings.delay)
-        self.robots = RobotsBook(settings.robots_retry)
+        self.robots = RobotsBook(
+            settings.robots_retry, user_agent=settings.user_agent, on_delay=self.slots.set_delay
+        )
         self._rand = rand
         self._on_backoff = on_backoff  # (host, wall-clock end): told to the other workers
         self._on_slot_free = on_slot_free
@@ -78,7 +80,6 @@ class AsyncEffects:
         """Take a verdict another worker fetched (the coordinator ships it with a spread host)."""
         if not self.robots.known(host):
             self.robots.install(host, rules)
-            self._apply_delay(host, rules)
 
     # ------------------------------------------------------------------------------- flows
     async def outcome(self, item: FrontierItem, fresh: Fresh | None = None) -> Outcome:
@@ -169,13 +170,7 @@ class AsyncEffects:
             del self._verdicts[host]
         assert isinstance(got, RobotsRules)
         self.robots.store(host, got)
-        self._apply_delay(host, got)
         if fresh is not None:
             fresh.append((host, got))
         verdict.set_result(got)
         return got
-
-    def _apply_delay(self, host: str, rules: RobotsRules) -> None:
-        delay = rules.crawl_delay(self.settings.user_agent)
-        if delay:
-            self.slots.set_delay(host, delay)

@@ -61,7 +61,9 @@ class BlockingEffects:
         self.fetcher = fetcher
         self._rand = rand
         self.slots = SlotTable(settings.per_host, settings.delay)
-        self.robots = RobotsBook(settings.robots_retry)
+        self.robots = RobotsBook(
+            settings.robots_retry, user_agent=settings.user_agent, on_delay=self.slots.set_delay
+        )
         self._cond = threading.Condition()
         self._fresh = threading.local()  # robots verdicts this worker fetched for its item
 
@@ -133,10 +135,7 @@ class BlockingEffects:
                 if got is None:
                     self.robots.release(host)
                 else:
-                    self.robots.store(host, got)
-                    delay = got.crawl_delay(self.settings.user_agent)
-                    if delay:
-                        self.slots.set_delay(host, delay)
+                    self.robots.store(host, got)  # its Crawl-delay reaches the slot table
                 self._cond.notify_all()
         fresh = getattr(self._fresh, "robots", None)
         if fresh is not None:

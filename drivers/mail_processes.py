@@ -49,7 +49,6 @@ from mailsync.transports.imaplib_client import ImaplibSession
 __all__ = ["ProcessAccountRun", "backup_processes", "folder_worker"]
 
 _R = TypeVar("_R")
-_NETWORK = (flow.Send, flow.StartFetch, flow.NextFetch)
 
 
 # -- the messages between the workers and the writer (picklable, typed) ----------

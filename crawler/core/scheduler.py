@@ -123,11 +123,22 @@ class RobotsBook:
 
     ``lookup`` -> a fresh verdict, or None; then ``claim`` -> True: fetch it and ``store`` (or
     ``release`` on failure); False: another caller is fetching it, wait and look up again.
+    A verdict with a Crawl-delay for ``user_agent`` is passed on to ``on_delay(host, seconds)``
+    (the driver's politeness slot table) as it is stored.
     """
 
-    def __init__(self, retry: float = TEMPORARY_TTL, size: int = ROBOTS_CACHE) -> None:
+    def __init__(
+        self,
+        retry: float = TEMPORARY_TTL,
+        size: int = ROBOTS_CACHE,
+        *,
+        user_agent: str = "*",
+        on_delay: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.retry = retry
         self.size = size
+        self._user_agent = user_agent
+        self._on_delay = on_delay
         self._rules: OrderedDict[str, RobotsRules] = OrderedDict()
         self._busy: set[str] = set()
 
@@ -154,6 +165,9 @@ class RobotsBook:
         self._rules.move_to_end(host)
         if len(self._rules) > self.size:
             self._rules.popitem(last=False)
+        delay = rules.crawl_delay(self._user_agent)
+        if delay and self._on_delay is not None:
+            self._on_delay(host, delay)
 
     def release(self, host: str) -> None:
         self._busy.discard(host)

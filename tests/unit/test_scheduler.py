@@ -180,3 +180,13 @@ def test_link_depth() -> None:
     assert link_depth(item("http://a/", depth=2), False, None) == 3
     assert link_depth(item("http://a/", depth=2), True, 2) == 2  # a sitemap's URLs: its depth
     assert link_depth(item("http://a/", depth=2), False, 2) is None
+
+
+def test_robots_book_passes_a_crawl_delay_to_the_slot_table() -> None:
+    delays: list[tuple[str, float]] = []
+    book = RobotsBook(user_agent="ua", on_delay=lambda host, s: delays.append((host, s)))
+    assert book.claim("a")
+    book.store("a", rules_from_response(200, b"User-agent: *\nCrawl-delay: 2\n", 0.0))
+    book.install("b", rules_from_response(200, b"User-agent: *\nDisallow: /x\n", 0.0))
+    book.install("c", rules_from_response(200, b"User-agent: *\nCrawl-delay: 0.5\n", 0.0))
+    assert delays == [("a", 2.0), ("c", 0.5)]
