@@ -71,14 +71,20 @@ class CommitPipeline:
         self._links_dirty = True
 
     async def write(
-        self, item: FrontierItem, ok: bool, hops: tuple[FetchResult, ...], row: dict[str, Any]
+        self,
+        item: FrontierItem,
+        ok: bool,
+        hops: tuple[FetchResult, ...],
+        row: dict[str, Any],
+        robots: tuple[FetchResult, ...] = (),
     ) -> WrittenPage:
-        """Archive one URL; returns once its line is written and the URL marked in the frontier."""
+        """Archive one URL (after ``robots``, the robots.txt fetches not archived yet); returns
+        once its line is written and the URL marked in the frontier."""
         assert self._loop is not None
         fut: asyncio.Future[WrittenPage] = self._loop.create_future()
         if not self._to_submit:
             self._loop.call_soon(self._submit_jobs)
-        self._to_submit.append((_Token(item, ok, fut), ArchiveJob(hops, row)))
+        self._to_submit.append((_Token(item, ok, fut), ArchiveJob(hops, row, robots)))
         # shielded: on Ctrl-C the write still completes and is acknowledged in order
         return await asyncio.shield(fut)
 

@@ -3,8 +3,9 @@
 ``parse_page`` is what the process pool runs: bytes in (the body as received, maybe compressed),
 a small frozen ``ParsedPage`` out. It is the crawler's CPU hot spot, so it parses with lexbor
 (selectolax), collects every interesting element with one CSS query, drops duplicate hrefs
-before canonicalizing, joins root-relative hrefs by concatenation and lets ``canonicalize`` take
-its fast path for the common link shapes.
+before resolving, joins root-relative hrefs by concatenation and lets ``exact_url`` take its fast
+path for the common link shapes. Links come out in their exact form (what the page linked to, see
+:mod:`crawler.core.urls`); the frontier dedups them by their canonical form.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from w3lib.encoding import (
     resolve_encoding,
 )
 
-from crawler.core.urls import canonicalize
+from crawler.core.urls import exact_url
 from crawler.decode import decode_body
 from foundation.errors import InvalidURLError
 
@@ -201,7 +202,7 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
                 # HTML: the first <base href> sets the base for the whole document.
                 base_seen = True
                 try:
-                    candidate = canonicalize(node.attrs.get("href") or "", url)
+                    candidate = exact_url(node.attrs.get("href") or "", url)
                 except InvalidURLError:
                     pass
                 else:
@@ -240,18 +241,19 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
 
 
 class _Resolver:
-    """Canonical absolute URL of an href, or None (a link to the page itself, or invalid)."""
+    """Exact absolute URL of an href, or None (a link to the page itself, or invalid)."""
 
     __slots__ = ("base", "origin")
     origin: str | None
 
     def __init__(self, base: str) -> None:
-        # A canonical base lets canonicalize() splice relative links without urljoin.
+        # An exact base in the common shape lets exact_url() splice relative links without
+        # urljoin.
         try:
-            self.base = canonicalize(base)
+            self.base = exact_url(base)
         except InvalidURLError:
             self.base = base
-        # scheme://host[:port] of a canonical base, for root-relative links (the most common).
+        # scheme://host[:port] of the base, for root-relative links (the most common).
         cut = self.base.find("/", self.base.find("//") + 2)
         self.origin = self.base[:cut] if self.base.startswith("http") and cut > 0 else None
 
@@ -261,8 +263,8 @@ class _Resolver:
             return None
         try:
             if self.origin is not None and href[0] == "/" and href[1:2] != "/":
-                return canonicalize(self.origin + href)
-            return canonicalize(href, self.base)
+                return exact_url(self.origin + href)
+            return exact_url(href, self.base)
         except InvalidURLError:
             return None
 
@@ -288,7 +290,7 @@ def parse_sitemap(inp: ParseInput) -> ParsedPage:
             continue
         try:
             # The protocol requires fully qualified URLs: no resolution against the sitemap.
-            url = canonicalize(loc)
+            url = exact_url(loc)
         except InvalidURLError:
             continue
         if url not in seen:

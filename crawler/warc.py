@@ -205,10 +205,16 @@ def response_head(hop: FetchResult) -> bytes:
 
 @dataclass(frozen=True)
 class ArchiveJob:
-    """Everything to write for one URL: its hops' records, then its pages.jsonl row."""
+    """Everything to write for one URL: its hops' records, then its pages.jsonl row.
+
+    ``robots``: robots.txt fetches (request and response, every hop) made since the last
+    job, written first: evidence of what the crawl was allowed, as wget and Heritrix keep it.
+    They sit inside this URL's committed range, so a crash before its line drops them with it
+    and the rerun, which fetches robots.txt again, archives them again."""
 
     hops: tuple[FetchResult, ...]
     row: Mapping[str, Any]
+    robots: tuple[FetchResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -444,26 +450,14 @@ class ArchiveWriter:
         revisit = False
         row = dict(job.row)
         lines: list[str] = []
+        for hop in job.robots:
+            size, _, _, line = self._write_hop(hop, seq, name)
+            written += size
+            lines.append(line)
         for hop in job.hops:
-            digest = payload_digest(hop.body)
-            offset = self._fh.tell()
-            date = _warc_date(hop.started_at)
-            records, revisit = self._records_for(hop, digest, date, seq, offset)
-            sizes = self._emit(records)
-            written += sum(sizes)
-            ctype = None if revisit else hop.header("Content-Type")
-            lines.append(
-                cdxj_line(
-                    hop.url,
-                    date,
-                    "warc/revisit" if revisit else ctype,
-                    hop.status,
-                    digest,
-                    sizes[0],
-                    offset,
-                    name,
-                )
-            )
+            size, revisit, digest, line = self._write_hop(hop, seq, name)
+            written += size
+            lines.append(line)
             if hop is job.hops[-1]:
                 row["sha1"] = digest
         if lines:
@@ -478,6 +472,19 @@ class ArchiveWriter:
         offset = self._pages.append(row)
         self._maybe_sync()
         return WrittenPage(row, offset, written)
+
+    def _write_hop(self, hop: FetchResult, seq: int, name: str) -> tuple[int, bool, str, str]:
+        """Append one hop's records: (bytes written, revisit, payload digest, CDXJ line)."""
+        assert self._fh is not None
+        digest = payload_digest(hop.body)
+        offset = self._fh.tell()
+        date = _warc_date(hop.started_at)
+        records, revisit = self._records_for(hop, digest, date, seq, offset)
+        sizes = self._emit(records)
+        ctype = None if revisit else hop.header("Content-Type")
+        kind = "warc/revisit" if revisit else ctype
+        line = cdxj_line(hop.url, date, kind, hop.status, digest, sizes[0], offset, name)
+        return sum(sizes), revisit, digest, line
 
     # --------------------------------------------------------------------------- digest index
     def _lookup(self, digest: str) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crawler.core.flow import Outcome
+from crawler.core.flow import FetchResult, Outcome
 from crawler.core.frontier import FrontierItem
 from crawler.core.robots import RobotsRules
 from crawler.page_steps import parse_input, wants_parse
@@ -31,6 +31,8 @@ class Work:
     parsed: ParsedPage | None
     # robots.txt verdicts fetched while crawling this URL (the coordinator seeds sitemaps)
     robots: tuple[tuple[str, RobotsRules], ...] = ()
+    # robots.txt responses fetched since the worker's last Work, to archive (every hop)
+    robots_records: tuple[FetchResult, ...] = ()
 
 
 @dataclass(frozen=True)

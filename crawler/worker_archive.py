@@ -23,14 +23,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from crawler.cdxj import cdxj_line
 from crawler.core.flow import FetchResult
 from crawler.warc import (
     WARC_DIR,
     ArchiveWriter,
     _seq,
-    _warc_date,
-    payload_digest,
     warc_files,
     warc_series,
     worker_warc_name,
@@ -75,6 +72,7 @@ class WorkerArchive(ArchiveWriter):
         self.worker = worker
         self._local: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._written: list[tuple[str, str, str, int]] = []
+        self._robots_held: list[FetchResult] = []
         self._shared: sqlite3.Connection | None = None
         self._seq = 0
 
@@ -97,8 +95,14 @@ class WorkerArchive(ArchiveWriter):
         self._seq = seq
         self._open_file(self.out / WARC_DIR / worker_warc_name(self.worker, seq))
 
+    def hold_robots(self, records: tuple[FetchResult, ...]) -> None:
+        """robots.txt fetches to archive with the next URL written (a URL to be retried writes
+        nothing; see :class:`crawler.warc.ArchiveJob`)."""
+        self._robots_held.extend(records)
+
     def write_records(self, hops: tuple[FetchResult, ...]) -> Records:
-        """Append the records of one URL's hops and their index lines; flushed to the OS."""
+        """Append the records of one URL's hops (after any robots.txt records held) and their
+        index lines; flushed to the OS."""
         assert self._fh is not None and self._path is not None and self._index is not None
         if self._fh.tell() >= self.max_file_bytes:
             self._new_file(self._seq + 1)
@@ -109,16 +113,13 @@ class WorkerArchive(ArchiveWriter):
         revisit = False
         sha1: str | None = None
         lines: list[str] = []
+        seq = -1 - self.worker  # the digest index's key for this worker's uncommitted files
+        for hop in self._robots_held:
+            lines.append(self._write_hop(hop, seq, name)[3])
+        self._robots_held.clear()
         for hop in hops:
-            digest = payload_digest(hop.body)
-            offset = self._fh.tell()
-            date = _warc_date(hop.started_at)
-            records, revisit = self._records_for(hop, digest, date, -1 - self.worker, offset)
-            sizes = self._emit(records)
-            mime = None if revisit else hop.header("Content-Type")
-            kind = "warc/revisit" if revisit else mime
-            lines.append(cdxj_line(hop.url, date, kind, hop.status, digest, sizes[0], offset, name))
-            sha1 = digest
+            _, revisit, sha1, line = self._write_hop(hop, seq, name)
+            lines.append(line)
         if lines:
             self._index.write("".join(lines))
             self._index.flush()

@@ -69,6 +69,7 @@ class AsyncEffects:
         self._on_slot_free = on_slot_free
         self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._verdicts: dict[str, asyncio.Future[RobotsRules]] = {}
+        self._robots_records: list[FetchResult] = []
 
     # ---------------------------------------------------------------------- from other workers
     def backoff(self, host: str, until: float) -> None:
@@ -96,7 +97,12 @@ class AsyncEffects:
             parsed = parse_outcome(self.settings, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker
             parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-        return Work(item, outcome, parsed, tuple(fresh))
+        return Work(item, outcome, parsed, tuple(fresh), self.take_robots_records())
+
+    def take_robots_records(self) -> tuple[FetchResult, ...]:
+        """The robots.txt responses fetched since the last call, to archive once each."""
+        taken, self._robots_records = tuple(self._robots_records), []
+        return taken
 
     async def drive(self, gen: Generator[Any, object, Any], fresh: Fresh | None) -> Any:
         value: object = None
@@ -107,6 +113,8 @@ class AsyncEffects:
                 return stop.value
             if isinstance(effect, FetchEffect):
                 value = await self._fetch(effect)
+                if effect.purpose == "robots" and isinstance(value, FetchResult):
+                    self._robots_records.append(value)
             elif isinstance(effect, RobotsEffect):
                 value = await self._robots_for(effect.url, fresh)
             elif isinstance(effect, SleepEffect):

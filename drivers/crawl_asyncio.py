@@ -221,7 +221,9 @@ class Engine:
                 self.ledger.page_links(item, outcome, parsed)
             row, error_class = page_row(item, outcome, parsed)
             assert self._commit is not None
-            written = await self._commit.write(item, error_class is None, outcome.hops, row)
+            assert self._effects is not None
+            robots = self._effects.take_robots_records()
+            written = await self._commit.write(item, error_class is None, outcome.hops, row, robots)
             count_written(stats, item.url, row, outcome.hops, written.row)
         finally:
             stats.pending -= 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class BlockingEffects:
         )
         self._cond = threading.Condition()
         self._fresh = threading.local()  # robots verdicts this worker fetched for its item
+        self._robots_records: deque[FetchResult] = deque()
 
     def crawl(self, item: FrontierItem) -> Work:
         """Fetch (with robots, redirects, retries) and parse one URL."""
@@ -76,7 +78,17 @@ class BlockingEffects:
             parsed = parse_outcome(self.settings, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker
             parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-        return Work(item, outcome, parsed, tuple(self._fresh.robots))
+        return Work(item, outcome, parsed, tuple(self._fresh.robots), self._take_robots_records())
+
+    def _take_robots_records(self) -> tuple[FetchResult, ...]:
+        """The robots.txt responses fetched (by any worker) since the last call, each handed
+        out once: deque pops are atomic, so no two workers' Work carries the same one."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._robots_records.popleft())
+            except IndexError:
+                return tuple(taken)
 
     def drive(self, gen: Generator[Any, object, Any]) -> Any:
         value: object = None
@@ -87,6 +99,8 @@ class BlockingEffects:
                 return stop.value
             if isinstance(effect, FetchEffect):
                 value = self._fetch(effect)
+                if effect.purpose == "robots" and isinstance(value, FetchResult):
+                    self._robots_records.append(value)
             elif isinstance(effect, RobotsEffect):
                 value = self._robots_for(effect.url)
             elif isinstance(effect, SleepEffect):

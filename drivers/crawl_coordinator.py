@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crawler.core.flow import FetchResult
 from crawler.core.frontier import Frontier, FrontierItem
 from crawler.core.scheduler import Commit
 from crawler.core.urls import Scope
@@ -94,6 +95,7 @@ class Coordinator:
         self._hard = False
         self._writer: ArchiveWriter | None = None
         self._committer: PagesCommitter | None = None
+        self._robots_held: list[FetchResult] = []  # robots.txt responses not archived yet
         self._host_limit: Callable[[str], int] | None = getattr(backend, "host_limit", None)
 
     def stop(self) -> None:
@@ -173,6 +175,7 @@ class Coordinator:
 
     def _commit(self, work: Work) -> None:
         item, outcome, parsed = work.item, work.outcome, work.parsed
+        self._robots_held.extend(work.robots_records)  # archived with the next line written
         if not self._settle(item, outcome.retries, outcome.retry_later, work.robots):
             return
         self.ledger.page_links(item, outcome, parsed)
@@ -181,7 +184,8 @@ class Coordinator:
         assert self._writer is not None
         checkpoint = self.ledger.checkpoint
         checkpoint.begin()
-        written = self._writer.write(ArchiveJob(outcome.hops, row))
+        written = self._writer.write(ArchiveJob(outcome.hops, row, tuple(self._robots_held)))
+        self._robots_held.clear()
         (self.frontier.complete if error_class is None else self.frontier.fail)(item.url)
         checkpoint.marked(written.pages_offset)
         count_written(self.stats, item.url, row, outcome.hops, written.row)

@@ -73,6 +73,7 @@ def archive_work(
     """Write one URL's records (unless it is to be retried) and say where they are; ``links``
     picks the page's links to send (all of them by default)."""
     item, outcome, parsed = work.item, work.outcome, work.parsed
+    archive.hold_robots(work.robots_records)
     if retries_later(item, outcome.retry_later, settings.retries):
         return ArchivedWork(
             item,

@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 
 from testbed._bombs import MIB, brotli_bomb, gzip_bomb, zstd_bomb
 
-__all__ = ["ENDPOINTS", "RobotsMode", "make_app"]
+__all__ = ["ENDPOINTS", "URL_CASES", "URL_REDIRECT_TARGET", "RobotsMode", "make_app"]
 
 RobotsMode = Literal["ok", "404", "500", "slow"]
 
@@ -69,6 +69,22 @@ _COUNTS = web.AppKey("counts", Counter[str])
 _KEYS = web.AppKey("keys", Counter[str])
 _ROBOTS = web.AppKey("robots", str)
 _BOMB_LOCK = web.AppKey("bomb_lock", asyncio.Lock)
+_TARGETS = web.AppKey("targets", list[str])
+
+# /urls/: links spelled as real pages spell them, and the exact request targets a browser sends
+# for them (the only ones answered 200: a crawler that rewrites a URL gets a 404)
+URL_CASES: dict[str, str] = {
+    "x.forbidden?ok": "/urls/x.forbidden?ok",  # not ?ok=
+    "a b?q=a b": "/urls/a%20b?q=a%20b",  # not q=a+b
+    "p%20q?q=a%20b+c": "/urls/p%20q?q=a%20b+c",
+    "s?x=%2F&y=%2f": "/urls/s?x=%2F&y=%2f",  # escapes kept, case kept
+    "%zz": "/urls/%zz",  # an invalid escape is sent as it is, not as %25zz
+    "q?b=2&a=1": "/urls/q?b=2&a=1",  # the first spelling met is the one fetched ...
+    "q?a=1&b=2": "/urls/q?b=2&a=1",  # ... this one is the same page
+    "caf\u00e9?n=\u00fc": "/urls/caf%C3%A9?n=%C3%BC",
+    "redirect-utf8": "/urls/redirect-utf8",
+}
+URL_REDIRECT_TARGET = "/urls/target%20dir/%C3%BCn%C3%AF%20page.html"
 
 
 def _page(title: str, links: list[str], body: str = "") -> str:
@@ -136,6 +152,8 @@ async def _reset(request: web.Request) -> None:
 async def _stats_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
     if not request.path.startswith("/stats"):
         request.app[_COUNTS][request.path] += 1
+        if request.raw_path.startswith("/urls/"):
+            request.app[_TARGETS].append(request.raw_path)
     return await handler(request)
 
 
@@ -462,12 +480,27 @@ async def echo_headers(request: web.Request) -> web.Response:
     return web.json_response(headers)
 
 
+async def urls_page(request: web.Request) -> web.StreamResponse:
+    raw = request.raw_path
+    if raw == "/urls/":
+        return _html("exact URLs", list(URL_CASES))
+    if raw == "/urls/redirect-utf8":
+        # a raw UTF-8 Location, as some servers send it; aiohttp writes header text as UTF-8
+        return web.Response(status=302, headers={"Location": "target dir/\u00fcn\u00ef page.html"})
+    if raw in URL_CASES.values() or raw == URL_REDIRECT_TARGET:
+        return _html(f"exact {raw}", [])
+    return _html(f"rewritten: {raw}", [], status=404)
+
+
 async def stats(request: web.Request) -> web.Response:
     counts = request.app[_COUNTS]
-    return web.json_response({"total": sum(counts.values()), "paths": dict(counts)})
+    return web.json_response(
+        {"total": sum(counts.values()), "paths": dict(counts), "targets": request.app[_TARGETS]}
+    )
 
 
 async def stats_reset(request: web.Request) -> web.Response:
+    request.app[_TARGETS].clear()
     request.app[_COUNTS].clear()
     request.app[_KEYS].clear()
     return web.json_response({"total": 0, "paths": {}})
@@ -480,6 +513,7 @@ def make_app(robots_mode: RobotsMode = "ok") -> web.Application:
     app[_KEYS] = Counter()
     app[_ROBOTS] = robots_mode
     app[_BOMB_LOCK] = asyncio.Lock()
+    app[_TARGETS] = []
     app.router.add_routes(
         [
             web.get("/", index),
@@ -512,6 +546,7 @@ def make_app(robots_mode: RobotsMode = "ok") -> web.Application:
             web.get("/private/page", private_page),
             web.get("/status/{code}", status),
             web.get("/echo/headers", echo_headers),
+            web.get("/urls/{tail:.*}", urls_page),
             web.get("/stats", stats),
             web.post("/stats/reset", stats_reset),
         ]

@@ -92,6 +92,10 @@ class FaultServer(ChildServer):
         data = self._call("GET", "/stats")
         return {str(k): int(v) for k, v in data["paths"].items()}
 
+    def targets(self) -> list[str]:
+        """The raw request targets (path and query, as received) of the ``/urls/`` requests."""
+        return [str(t) for t in self._call("GET", "/stats")["targets"]]
+
     async def astats(self) -> dict[str, int]:
         """Requests per path so far, without blocking the event loop."""
         from aiohttp import ClientSession, ClientTimeout

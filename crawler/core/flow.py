@@ -21,7 +21,7 @@ from typing import Literal
 
 from crawler.core.retry import RetryPolicy, parse_retry_after
 from crawler.core.robots import RobotsRules, robots_url, rules_from_response, unreachable_rules
-from crawler.core.urls import canonicalize, host_key
+from crawler.core.urls import exact_url, host_key
 from foundation.errors import ConnectError, FetchError, InvalidURLError
 
 __all__ = [
@@ -95,11 +95,15 @@ def host_of(url: str) -> str:
 
 
 def header_value(headers: RawHeaders, name: str) -> str | None:
-    """The first value of header ``name`` (case-insensitive), decoded as latin-1."""
+    """The first value of header ``name`` (case-insensitive): UTF-8 when its bytes are UTF-8
+    (servers send raw UTF-8 in ``Location``, and browsers read it so), else latin-1."""
     want = name.lower().encode("ascii")
     for key, value in headers:
         if key.lower() == want:
-            return value.decode("latin-1").strip()
+            try:
+                return value.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                return value.decode("latin-1").strip()
     return None
 
 
@@ -188,7 +192,7 @@ def _failed(url: str, hops: list[FetchResult], exc: BaseException, retries: int)
 
 
 def url_flow(url: str, cfg: FlowConfig, rand: Callable[[], float]) -> FlowGen:
-    """Fetch ``url`` (canonical): robots check per hop, redirects hop by hop, retries."""
+    """Fetch ``url`` (exact form): robots check per hop, redirects hop by hop, retries."""
     hops: list[FetchResult] = []
     seen = {url}
     current = url
@@ -240,7 +244,7 @@ def url_flow(url: str, cfg: FlowConfig, rand: Callable[[], float]) -> FlowGen:
         if result.status in REDIRECT_STATUSES and result.header("Location"):
             location = result.header("Location") or ""
             try:
-                target = canonicalize(location, base=current)
+                target = exact_url(location, base=current)
             except InvalidURLError as exc:
                 return _failed(url, hops, exc, retries)
             if target in seen:
@@ -317,7 +321,7 @@ def robots_flow(
         location = result.header("Location")
         if result.status in REDIRECT_STATUSES and location:
             try:
-                target = canonicalize(location, base=current)
+                target = exact_url(location, base=current)
             except InvalidURLError:
                 return rules_from_response(404, b"", result.received_at)
             if target in seen:

@@ -38,7 +38,7 @@ QUEUED, LEASED, DONE, FAILED = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class NewURL:
-    """A canonical URL to add, with its link depth and where it was found."""
+    """A URL (exact form) to add, with its link depth and where it was found."""
 
     url: str
     depth: int
@@ -71,7 +71,8 @@ class FrontierCounts:
 
 @runtime_checkable
 class Frontier(Protocol):
-    """What the engine needs from a crawl queue. URLs passed in must be canonical."""
+    """What the engine needs from a crawl queue. URLs are absolute, in exact form; the dedup key
+    is the fingerprint of their canonical form."""
 
     def add(self, urls: Iterable[NewURL]) -> int:
         """Queue the URLs never seen before (by fingerprint); return how many were new."""

@@ -1,7 +1,13 @@
-"""URL canonical form, fingerprints, host keys, URL-list reading and crawl scope.
+"""URL exact and canonical forms, fingerprints, host keys, URL-list reading and crawl scope.
 
-Every URL that reaches the frontier goes through :func:`canonicalize`, so equal pages get equal
-strings and equal :func:`fingerprint` digests. The canonical form is w3lib's
+Two forms of every URL, as Heritrix and browsertrix keep them: the *exact* form
+(:func:`exact_url`) is what a page linked to, resolved against its base, with only the escaping
+RFC 3986 requires; it is what the crawler requests and what the WARC, ``pages.jsonl`` and the
+CDXJ record, byte for byte. The *canonical* form (:func:`canonicalize`) is only a dedup key:
+:func:`fingerprint` digests it, so ``/a?b=1&a=2`` and ``/a?a=2&b=1`` are one page in the frontier
+while the first form met is the one fetched.
+
+The canonical form is The canonical form is w3lib's
 (``canonicalize_url``: query arguments sorted, percent-encoding normalised, fragment dropped,
 non-ASCII made safe) plus what w3lib leaves alone: default ports dropped, empty path made ``/``.
 
@@ -23,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from foundation.errors import InvalidURLError, UnsupportedSchemeError
 
@@ -34,6 +40,7 @@ __all__ = [
     "UrlLine",
     "bind_canonicalizer",
     "canonicalize",
+    "exact_url",
     "fingerprint",
     "host_key",
     "read_url_lines",
@@ -220,9 +227,120 @@ def _slow(url: str) -> str:
     return canon
 
 
-def fingerprint(canonical_url: str) -> bytes:
-    """16-byte BLAKE2b digest of a canonical URL: the frontier's dedup key."""
-    return hashlib.blake2b(canonical_url.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def fingerprint(url: str) -> bytes:
+    """16-byte BLAKE2b digest of the canonical form of ``url`` (exact or canonical, absolute):
+    the frontier's dedup key. Canonical forms are fixed points, so a frontier written when it
+    stored canonical URLs keeps its keys."""
+    canon = _fast(url) or canonicalize(url)
+    return hashlib.blake2b(canon.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+# RFC 3986: what may appear raw in a path or query (unreserved, sub-delims, ":@/?" and the '%'
+# of an escape). '%' is always kept, even before non-hex digits: a link to "/%zz" is requested
+# as "/%zz", as browsers do, not "repaired" into another URL.
+_RAW_SAFE = "-._~!$&'()*+,;=:@/?%"
+_NEEDS_ESCAPE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
+_TAB_NL = re.compile(r"[\t\n\r]")
+
+
+def exact_url(url: str, base: str | None = None) -> str:
+    """The URL a link points to, as a browser requests it: resolved against ``base``, fragment
+    dropped, scheme and host lower-case (an IDN host in its ASCII form), dot segments removed,
+    an empty path made ``/``, and the characters that cannot appear raw (space, quotes, ``<>``,
+    ``\\^`{|}``, controls, non-ASCII as UTF-8) percent-encoded. Nothing else changes: no
+    sorting, no ``?ok`` -> ``?ok=``, no re-coding of existing escapes.
+
+    Raises InvalidURLError or UnsupportedSchemeError, as :func:`canonicalize` does.
+    """
+    url = url.strip()
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = _TAB_NL.sub("", url)  # HTML's URL parser drops them anywhere
+    hash_at = url.find("#")
+    if hash_at >= 0:
+        url = url[:hash_at]
+        if not url and base is not None:
+            url = base
+    if base is not None and url and not url.startswith(("http://", "https://")):
+        colon = url.find(":")
+        if colon > 0 and _ALPHA_SCHEME.fullmatch(url[: colon + 1]) and "/" not in url[:colon]:
+            canonicalize(url)  # mailto:, javascript: ...: raises with the right message
+        url = _join(url, base) or urljoin(base, url)
+    if not url:
+        raise InvalidURLError("empty URL")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters")
+    m = _FAST.fullmatch(url)
+    if (
+        m is not None
+        and m.group("path") is not None
+        and (m.group("port") is None or m.group("port") != str(_DEFAULT_PORTS[url[:5].rstrip(":")]))
+        and _fast(url) is not None
+    ):
+        return url  # the common shape: already exact (and valid)
+    exact = _shape(url)
+    if len(exact) > MAX_URL_LENGTH:
+        raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters")
+    canonicalize(exact)  # validation: scheme, host, port, no credentials
+    return exact
+
+
+def _shape(url: str) -> str:
+    if _ALPHA_SCHEME.match(url) is None:
+        raise InvalidURLError(f"no scheme in {url[:80]!r} (did you mean http://{url[:60]}?)")
+    scheme, _, rest = url.partition(":")
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise UnsupportedSchemeError(f"unsupported scheme {scheme!r}: only http and https")
+    if not rest.startswith("//"):
+        raise InvalidURLError(f"no host in {url[:80]!r}")
+    rest, _, query = rest[2:].partition("?")
+    # browsers read a backslash as a slash before the query of an http(s) URL
+    rest = rest.replace("\\", "/")
+    cut = rest.find("/")
+    netloc, path = (rest, "") if cut < 0 else (rest[:cut], rest[cut:])
+    netloc = _ascii_netloc(netloc, url, _DEFAULT_PORTS[scheme])
+    if not path:
+        path = "/"
+    elif "/." in path:
+        path = _remove_dots(path)
+    if _NEEDS_ESCAPE.search(path):
+        path = quote(path, safe=_RAW_SAFE)
+    if query and _NEEDS_ESCAPE.search(query):
+        query = quote(query, safe=_RAW_SAFE)
+    # an empty "?" is dropped: neither HTTP client can send it, and the WARC must say what was sent
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+def _ascii_netloc(netloc: str, url: str, default_port: int) -> str:
+    if "@" in netloc:
+        raise InvalidURLError(f"credentials in URL {url[:80]!r} are not supported")
+    close = netloc.rfind("]")  # an IPv6 literal's colons are not a port's
+    at = netloc.rfind(":")
+    host, colon, port = (netloc, "", "") if at <= close else (netloc[:at], ":", netloc[at + 1 :])
+    if port == str(default_port) or (colon and not port):
+        colon = port = ""  # as browsers send it: no default port
+    host = host.lower()
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURLError(f"invalid host in {url[:80]!r}: {exc}") from None
+    return host + colon + port
+
+
+def _remove_dots(path: str) -> str:
+    """RFC 3986 5.2.4 remove_dot_segments, for an absolute path."""
+    out: list[str] = []
+    segments = path.split("/")
+    for seg in segments[1:]:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    if segments[-1] in (".", ".."):
+        out.append("")
+    return "/" + "/".join(out)
 
 
 def host_key(url: str) -> str:
@@ -246,7 +364,7 @@ def host_key(url: str) -> str:
 
 @dataclass(frozen=True)
 class UrlLine:
-    """A good line of a URL list: where it came from and its canonical URL."""
+    """A good line of a URL list: where it came from and its URL (exact form)."""
 
     source: str
     lineno: int
@@ -264,7 +382,7 @@ class BadLine:
 
 
 def read_url_lines(lines: Iterable[str], source: str) -> Iterator[UrlLine | BadLine]:
-    """Canonicalize each line of a URL list.
+    """The exact form of each line of a URL list (:func:`exact_url`).
 
     Blank lines and ``#`` comment lines are skipped, and so is a `` # comment`` after the URL.
     """
@@ -278,7 +396,7 @@ def read_url_lines(lines: Iterable[str], source: str) -> Iterator[UrlLine | BadL
             yield BadLine(source, lineno, text, "whitespace inside the URL (write it as %20)")
             continue
         try:
-            yield UrlLine(source, lineno, canonicalize(first))
+            yield UrlLine(source, lineno, exact_url(first))
         except InvalidURLError as exc:
             yield BadLine(source, lineno, text, str(exc))
 
@@ -340,8 +458,10 @@ class Scope:
         object.__setattr__(self, "_deny", deny)
 
     def allows(self, url: str) -> bool:
-        """True when the canonical URL ``url`` is inside the scope."""
+        """True when ``url`` (exact or canonical) is inside the scope; patterns and prefixes
+        are matched against its canonical form, so a link's spelling does not decide."""
         try:
+            url = _fast(url) or canonicalize(url)
             if self.kind == "host":
                 inside = host_key(url) in self._keys
             elif self.kind == "domain":

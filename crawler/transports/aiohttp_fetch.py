@@ -17,6 +17,7 @@ from types import TracebackType
 
 import aiohttp
 from aiohttp import http_exceptions
+from yarl import URL
 
 from crawler.core.flow import FetchRequest, FetchResult
 from foundation.errors import (
@@ -124,7 +125,8 @@ class AiohttpFetcher:
     async def _fetch(self, request: FetchRequest, started: float) -> FetchResult:
         headers, timeout = self._options(request)
         async with self._session.get(
-            request.url,
+            # encoded: sent as the crawler chose it (the exact URL), not re-coded by yarl
+            URL(request.url, encoded=True),
             headers=headers,
             allow_redirects=False,
             timeout=timeout,

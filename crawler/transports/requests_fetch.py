@@ -28,7 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connectionpool
 
 from crawler.core.flow import FetchRequest, FetchResult
 from foundation.errors import (
@@ -47,6 +49,38 @@ __all__ = ["RequestsFetcher"]
 
 CHUNK = 64 * 1024
 MAX_HEAD = 64 * 1024  # the same cap as the asyncio port
+
+
+# The request target of the fetch running in this thread (greenlet, when patched), sent as is.
+_TARGET = threading.local()
+
+
+class _ExactTarget(urllib3.connectionpool.HTTPConnectionPool):
+    """Sends the request target the crawler chose, byte for byte: the URL a page linked to (see
+    :func:`crawler.core.urls.exact_url`). requests' ``requote_uri`` and urllib3's
+    ``_encode_target`` both rewrite targets ("/%zz" -> "/%25zz", "%7e" -> "%7E"), and the
+    asyncio port sends them unchanged; one URL must be one request in every mode."""
+
+    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        exact: str | None = getattr(_TARGET, "value", None)
+        return super()._make_request(conn, method, exact or url, *args, **kwargs)
+
+
+class _ExactHTTPPool(_ExactTarget):
+    pass
+
+
+class _ExactHTTPSPool(_ExactTarget, urllib3.connectionpool.HTTPSConnectionPool):
+    pass
+
+
+class _ExactAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _ExactHTTPPool,
+            "https": _ExactHTTPSPool,
+        }
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -74,6 +108,8 @@ class RequestsFetcher:
             session = requests.Session()
             session.trust_env = False  # no proxies or netrc from the environment
             session.cookies.set_policy(_NoCookies())
+            session.mount("http://", _ExactAdapter())
+            session.mount("https://", _ExactAdapter())
             # the same request head as the aiohttp port, in its order (the flow's User-Agent
             # takes the first place): requests' defaults put Accept-Encoding before Accept and
             # add "Connection: keep-alive" (HTTP/1.1's default anyway), so servers and the WARC
@@ -135,7 +171,12 @@ class RequestsFetcher:
         prepared = session.prepare_request(
             requests.Request("GET", request.url, headers=dict(request.headers))
         )
-        resp = _send(session, prepared, request.timeout)
+        prepared.url = request.url  # exact: requote_uri would re-code its escapes
+        _TARGET.value = prepared.path_url
+        try:
+            resp = _send(session, prepared, request.timeout)
+        finally:
+            _TARGET.value = None
         try:
             raw = resp.raw
             pairs = [

@@ -15,7 +15,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import lookup
-from crawler.core.urls import canonicalize
+from crawler.core.urls import canonicalize, exact_url
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.pages import iter_pages
 from crawler.settings import CrawlerSettings
@@ -80,8 +80,9 @@ def pages(out: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class ArchiveCheck:
-    responses: Counter[str]  # target URI -> response + revisit records
-    pairs: int
+    responses: Counter[str]  # target URI -> response + revisit records (robots.txt aside)
+    pairs: int  # request/response pairs, robots.txt aside
+    robots: Counter[str]  # robots.txt URI -> response records (one per fetch of it)
 
 
 def check_archive(out: Path) -> ArchiveCheck:
@@ -90,6 +91,7 @@ def check_archive(out: Path) -> ArchiveCheck:
     Also checks pages.jsonl against the WARC and that the CDXJ index finds every record.
     """
     responses: Counter[str] = Counter()
+    robots: Counter[str] = Counter()
     ids: dict[str, str] = {}
     concurrent: list[str] = []
     digests: dict[str, str] = {}
@@ -99,6 +101,12 @@ def check_archive(out: Path) -> ArchiveCheck:
                 # check_digests="raise": reading the record to its end verifies both digests
                 rec.raw_stream.read()
                 uri = rec.rec_headers.get_header("WARC-Target-URI")
+                if uri is not None and uri.endswith("/robots.txt"):
+                    # robots.txt evidence: fetched again (and archived again) by each run
+                    if rec.rec_type in ("response", "revisit"):
+                        robots[uri] += 1
+                        assert lookup(out / "index.cdxj", uri), f"{uri} missing from index.cdxj"
+                    continue
                 if rec.rec_type in ("response", "revisit"):
                     responses[uri] += 1
                     ids[rec.rec_headers.get_header("WARC-Record-ID")] = uri
@@ -114,12 +122,13 @@ def check_archive(out: Path) -> ArchiveCheck:
             assert row["final_url"] in responses
             if row["sha1"]:
                 assert digests[row["final_url"]] == row["sha1"]
-    return ArchiveCheck(responses, len(concurrent))
+    return ArchiveCheck(responses, len(concurrent), robots)
 
 
 def archived_urls(out: Path) -> set[str]:
-    """Frontier URLs with a response in the archive (pages with a status)."""
-    return {r["url"] for r in pages(out) if r["status"] is not None}
+    """Frontier URLs with a response in the archive (pages with a status), in canonical form:
+    comparable with a site's truth, whichever spelling of a page the crawl met first."""
+    return {canonicalize(r["url"]) for r in pages(out) if r["status"] is not None}
 
 
 def dump(out: Path) -> str:
@@ -134,7 +143,7 @@ def crawl_list(mode: Mode, out: Path, *urls: str, **extra: Any) -> dict[str, dic
     out.mkdir(parents=True)
     frontier = SqliteFrontier(out / "state.sqlite")
     try:
-        seed_frontier(frontier, [canonicalize(u) for u in urls])
+        seed_frontier(frontier, [exact_url(u) for u in urls])
         dispatch.run_crawl(settings, frontier)
     finally:
         frontier.close()

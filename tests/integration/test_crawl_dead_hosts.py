@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from crawler.core.urls import canonicalize
+from crawler.core.urls import exact_url
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
@@ -64,7 +64,7 @@ def test_unreachable_hosts_are_counted_for_the_display(
     frontier = SqliteFrontier(out / "state.sqlite")
     try:
         urls = [f"http://{refused}/a", "http://no-such-host.invalid/b", fault_server.url("/ok")]
-        seed_frontier(frontier, [canonicalize(u) for u in urls])
+        seed_frontier(frontier, [exact_url(u) for u in urls])
         run_crawl(settings, frontier, stats=stats)
     finally:
         frontier.close()

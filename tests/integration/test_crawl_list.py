@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.core.urls import canonicalize
+from crawler.core.urls import exact_url
 from foundation.mode import Mode
 from testbed.faults import FaultServer
 from tests.fixtures.web import WebSite
@@ -136,8 +136,8 @@ def test_slow_host_does_not_starve_others(
     assert crawl(out, *slow, *fast, concurrency=16, per_host=4, mode=mode.value) == 0
     rows = {r["url"]: r for r in pages(out)}
     start = min(_ts(r["fetched_at"]) for r in rows.values())
-    slow_end = max(_ts(rows[canonicalize(u)]["fetched_at"]) for u in slow)
-    fast_end = max(_ts(rows[canonicalize(u)]["fetched_at"]) for u in fast)
+    slow_end = max(_ts(rows[exact_url(u)]["fetched_at"]) for u in slow)
+    fast_end = max(_ts(rows[exact_url(u)]["fetched_at"]) for u in fast)
     assert slow_end - start >= 2.5  # 16 slow URLs, 4 at a time, about 1 s each
     assert fast_end - start < 1.5, "the fast host waited behind the slow one"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.core.urls import canonicalize
+from crawler.core.urls import exact_url
 from foundation.mode import Mode
 from tests.integration.crawl_support import crawl, pages
 from tests.integration.recording_server import Hit, HostSpec, RecordingServer
@@ -68,7 +68,7 @@ def _run(server: RecordingServer, out: Path, urls: list[str], settings: str, mod
     code = crawl(out, *urls, settings=f, mode=mode.value)
     hits = server.between(started, time.monotonic())
     by_url = {r["url"]: r for r in pages(out)}
-    return Run(hits, {u: by_url.get(canonicalize(u), {}) for u in urls}, code)
+    return Run(hits, {u: by_url.get(exact_url(u), {}) for u in urls}, code)
 
 
 def _gaps(hits: list[Hit]) -> list[float]:

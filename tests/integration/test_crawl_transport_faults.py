@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler.core.urls import canonicalize
+from crawler.core.urls import exact_url
 from crawler.warc import warc_files
 from foundation.mode import Mode
 from testbed.faults import FaultServer
@@ -29,7 +29,7 @@ def archived(out: Path, url: str) -> tuple[bytes, str | None]:
             for rec in ArchiveIterator(fh):
                 if rec.rec_type == "response" and rec.rec_headers.get_header(
                     "WARC-Target-URI"
-                ) == canonicalize(url):
+                ) == exact_url(url):
                     truncated = rec.rec_headers.get_header("WARC-Truncated")
                     found.append((rec.raw_stream.read(), truncated))
     assert len(found) == 1, f"{url}: {len(found)} response records"
@@ -51,7 +51,7 @@ def test_redirect_archived_with_its_body(
 ) -> None:
     url = fault_server.url("/redirect/body?bytes=1000")
     rows = crawl_list(mode, tmp_path / "out", url)
-    assert rows[canonicalize(url)]["final_url"] == fault_server.url("/ok")
+    assert rows[exact_url(url)]["final_url"] == fault_server.url("/ok")
     body, truncated = archived(tmp_path / "out", url)
     assert body == server_body(fault_server, "/redirect/body?bytes=1000", 1000)
     assert len(body) == 1000 and truncated is None
@@ -65,7 +65,7 @@ def test_huge_redirect_body_capped_not_read_whole(
     path = f"/redirect/body?bytes={HUGE}"
     url = proxy.url(path)
     rows = crawl_list(mode, tmp_path / "out", url, max_bytes=CAP)
-    assert rows[canonicalize(url)]["final_url"] == proxy.url("/ok")
+    assert rows[exact_url(url)]["final_url"] == proxy.url("/ok")
     body, truncated = archived(tmp_path / "out", url)
     assert body == server_body(fault_server, path, CAP)
     assert truncated == "length"

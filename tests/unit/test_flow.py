@@ -14,6 +14,7 @@ from crawler.core.flow import (
     Outcome,
     RobotsEffect,
     SleepEffect,
+    header_value,
     robots_flow,
     url_flow,
 )
@@ -111,15 +112,15 @@ def test_redirects_hop_by_hop_each_archived() -> None:
     answers = {
         f"{BASE}/a": [resp(f"{BASE}/a", 301, {"Location": "/b"})],
         f"{BASE}/b": [resp(f"{BASE}/b", 302, {"Location": "http://other.test/c?y=1&x=2"})],
-        "http://other.test/c?x=2&y=1": [resp("http://other.test/c?x=2&y=1")],
+        "http://other.test/c?y=1&x=2": [resp("http://other.test/c?y=1&x=2")],
     }
     out, script = run(f"{BASE}/a", answers)
     assert out.ok
     assert [h.status for h in out.hops] == [301, 302, 200]
-    assert out.final_url == "http://other.test/c?x=2&y=1"
+    assert out.final_url == "http://other.test/c?y=1&x=2"  # as the Location said
     # robots consulted before every hop (the third is on another host)
     robots_checks = [e.url for e in script.effects if isinstance(e, RobotsEffect)]
-    assert robots_checks == [f"{BASE}/a", f"{BASE}/b", "http://other.test/c?x=2&y=1"]
+    assert robots_checks == [f"{BASE}/a", f"{BASE}/b", "http://other.test/c?y=1&x=2"]
 
 
 def test_redirect_loop_detected() -> None:
@@ -280,3 +281,12 @@ def test_robots_refusal_names_the_url_once() -> None:
     hop = resp(f"{BASE}/a", 301, {"Location": "/x/y"})
     out, _ = run(f"{BASE}/a", {f"{BASE}/a": [hop]}, robots=rules)
     assert out.error == f"robots.txt disallows the redirect target {BASE}/x/y"
+
+
+def test_header_value_utf8_first_latin1_fallback() -> None:
+    """A raw UTF-8 ``Location`` is read as browsers read it; other bytes as latin-1."""
+    utf8 = ((b"Location", "../target dir/ünï page.html".encode()),)
+    assert header_value(utf8, "location") == "../target dir/ünï page.html"
+    latin1 = ((b"Location", "/caf\u00e9".encode("latin-1")),)
+    assert header_value(latin1, "Location") == "/caf\u00e9"
+    assert header_value(latin1, "Other") is None

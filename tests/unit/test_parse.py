@@ -105,9 +105,20 @@ def test_fragments_dropped_duplicates_removed_bad_links_skipped() -> None:
     assert p.n_links == 12
 
 
-def test_canonical_form_of_links() -> None:
-    p = page('<a href="HTTP://Example.COM:80/x?b=2&a=1#f">x</a><a href="/caf\u00e9 x">c</a>')
-    assert p.links == ("http://example.com/x?a=1&b=2", "http://example.com/caf%C3%A9%20x")
+def test_exact_form_of_links() -> None:
+    """Links keep the page's spelling (query order, ``?ok``, escapes); only scheme and host case,
+    the default port and the characters that cannot appear raw change."""
+    p = page(
+        '<a href="HTTP://Example.COM:80/x?b=2&a=1#f">x</a><a href="/caf\u00e9 x">c</a>'
+        '<a href="/f?ok">o</a><a href="/s?q=a b&r=%2F">s</a><a href="/%zz">z</a>'
+    )
+    assert p.links == (
+        "http://example.com/x?b=2&a=1",
+        "http://example.com/caf%C3%A9%20x",
+        "http://example.com/f?ok",
+        "http://example.com/s?q=a%20b&r=%2F",
+        "http://example.com/%zz",
+    )
 
 
 def test_rel_nofollow_on_anchor_and_area() -> None:
@@ -173,7 +184,7 @@ def test_canonical_and_title() -> None:
         "</head><body><title>second title</title></body></html>"
     )
     assert p.title == "Hello <b>World</b> & more"
-    assert p.canonical == "http://example.com/canon?a=2&b=1"
+    assert p.canonical == "http://example.com/canon?b=1&a=2"
     assert p.links == ()
 
 
@@ -402,7 +413,7 @@ def sitemap(body: bytes, url: str = "http://example.com/sitemap.xml", **kw: str)
 
 def test_sitemap_urlset() -> None:
     p = sitemap(URLSET)
-    assert p.links == ("http://example.com/a", "http://example.com/b?x=1&y=2")
+    assert p.links == ("http://example.com/a", "http://example.com/b?y=2&x=1")
     assert p.n_links == 4
     assert p.error is None
 

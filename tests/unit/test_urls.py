@@ -330,3 +330,66 @@ def test_scope_rejects_bad_input() -> None:
         Scope("host", ("http://example.com/",), allow=("(",))
     with pytest.raises(InvalidURLError):
         Scope("host", ("ftp://example.com/",))
+
+
+# ------------------------------------------------------------------------------- exact form
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/x.forbidden?ok", "http://h:8080/x.forbidden?ok"),  # not ?ok=
+        ("a b.html?q=a b", "http://h:8080/dir/a%20b.html?q=a%20b"),  # not q=a+b
+        ("a%20b?q=a%20b+c", "http://h:8080/dir/a%20b?q=a%20b+c"),
+        ("/%zz", "http://h:8080/%zz"),  # not /%25zz
+        ("?x=%2F", "http://h:8080/dir/p.html?x=%2F"),  # not x=/
+        ("?x=%2f&b=2&a=1", "http://h:8080/dir/p.html?x=%2f&b=2&a=1"),  # case and order kept
+        ("../target dir/ünï page.html", "http://h:8080/target%20dir/%C3%BCn%C3%AF%20page.html"),
+        ("HTTP://ExAmple.COM", "http://example.com/"),
+        ("http://bücher.de/ü?ä=1#f", "http://xn--bcher-kva.de/%C3%BC?%C3%A4=1"),
+        ("/a/./b/../c?x=1&y", "http://h:8080/a/c?x=1&y"),
+        ("//other:81/p", "http://other:81/p"),
+        ("HTTPS://Host:443/p", "https://host/p"),
+        ('/q?a=<b>|{c}^`"', "http://h:8080/q?a=%3Cb%3E%7C%7Bc%7D%5E%60%22"),
+        ("/a\\b?c\\d", "http://h:8080/a/b?c%5Cd"),
+        ("/a\tb\n", "http://h:8080/ab"),
+        ("/a?", "http://h:8080/a"),
+        ("http://[::1]:80/p q", "http://[::1]/p%20q"),
+    ],
+)
+def test_exact_url(href: str, expected: str) -> None:
+    assert urls.exact_url(href, "http://h:8080/dir/p.html") == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("mailto:a@b", UnsupportedSchemeError),
+        ("ftp://h/x", UnsupportedSchemeError),
+        ("http://u:p@h/", InvalidURLError),
+        ("http://h:99999/", InvalidURLError),
+        ("http://exa mple.com/", InvalidURLError),
+        ("example.com:8080/x", InvalidURLError),
+        ("", InvalidURLError),
+    ],
+)
+def test_exact_url_rejects_what_canonicalize_rejects(url: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        urls.exact_url(url)
+
+
+@given(st.text(alphabet=URL_CHARS + " äü<>|^", max_size=60), st.sampled_from(["http", "HTTP"]))
+def test_exact_url_idempotent_and_keyed_like_its_canonical_form(tail: str, scheme: str) -> None:
+    """The exact form is a fixed point, sendable as is (ASCII, no space or control), and its
+    fingerprint is the canonical form's: two spellings of a page are one frontier entry."""
+    try:
+        exact = urls.exact_url(f"{scheme}://example.com/{tail}")
+    except InvalidURLError:
+        return
+    assert urls.exact_url(exact) == exact
+    assert exact.isascii() and not any(c in exact for c in ' "<>\\^`{|}\t\r\n')
+    assert urls.fingerprint(exact) == urls.fingerprint(urls.canonicalize(exact))
+
+
+def test_fingerprint_is_the_canonical_forms() -> None:
+    a = urls.fingerprint("http://h/a?b=1&a=2")
+    assert a == urls.fingerprint("http://h/a?a=2&b=1") == urls.fingerprint("HTTP://H:80/a?a=2&b=1")
+    assert urls.fingerprint("http://h/x?ok") == urls.fingerprint("http://h/x?ok=")
