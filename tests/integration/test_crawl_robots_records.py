@@ -55,7 +55,10 @@ def test_robots_txt_archived_once_per_host(
                         bodies[uri] = rec.content_stream().read()
     assert kinds == Counter({(u, k): 1 for u in robots for k in ("request", "response")})
     assert bodies[server.url("a", "/robots.txt")] == ROBOTS_A.encode()
-    assert statuses == {server.url("a", "/robots.txt"): "200", server.url("b", "/robots.txt"): "404"}
+    assert statuses == {
+        server.url("a", "/robots.txt"): "200",
+        server.url("b", "/robots.txt"): "404",
+    }
 
     build_index(out, warc_files(out))  # as ``crawler crawl`` does at the end
     lines = (out / "index.cdxj").read_text().splitlines()
