@@ -29,6 +29,10 @@ PROCESS_LOCAL = frozenset({"started", "cpu_start"})
 UNREACHABLE_HOSTS = 1000  # hosts kept with their cause for the display and the summary
 
 
+def _left(entry: tuple[str, str, float]) -> float:
+    return entry[2]
+
+
 @dataclass
 class CrawlStats:
     """Live counters of one run (this process only; the archive summary covers all runs)."""
@@ -53,11 +57,48 @@ class CrawlStats:
     failed_urls: list[tuple[str, str]] = field(default_factory=list)
     # hosts that could not be connected to (refused, unknown, TLS): their URLs fail at once
     unreachable: dict[str, str] = field(default_factory=dict)
+    # hosts whose URLs wait (robots.txt retries after a failed connect): host -> (why, until,
+    # wall clock)
+    waiting: dict[str, tuple[str, float]] = field(default_factory=dict)
     cpu_start: float = field(default_factory=time.process_time)
 
     def note_unreachable(self, host: str, cause: str) -> None:
+        self.waiting.pop(host, None)
         if host in self.unreachable or len(self.unreachable) < UNREACHABLE_HOSTS:
             self.unreachable[host] = cause
+
+    def __post_init__(self) -> None:
+        self._told: dict[str, str] = {}  # host -> the last notice given about it
+
+    def notices(self) -> list[str]:
+        """New lines for the log since the last call: a host starts (or goes on) waiting, a
+        host is found unreachable. Called by the progress thread only."""
+        out: list[str] = []
+        now = time.time()
+        for host, (why, until) in list(self.waiting.items()):  # expired ones too: a wait of
+            if self._told.get(host) != why:  # half a second is still worth a line
+                self._told[host] = why
+                out.append(f"waiting for {host}: {why} (next try in {max(0.0, until - now):.1f} s)")
+        for host, cause in list(self.unreachable.items()):
+            if self._told.get(host) != cause:
+                self._told[host] = cause
+                out.append(f"{cause}; its URLs fail")
+        return out
+
+    def note_waiting(self, host: str, why: str, until: float) -> None:
+        """``host``'s URLs wait until wall-clock ``until`` because of ``why`` (shown live)."""
+        # ended waits are kept a minute (the log notices them however short), then dropped
+        stale = time.time() - 60
+        for old in [h for h, (_, end) in list(self.waiting.items()) if end < stale]:
+            self.waiting.pop(old, None)  # threads mode: workers note concurrently
+        if host in self.waiting or len(self.waiting) < UNREACHABLE_HOSTS:
+            self.waiting[host] = (why, until)
+
+    def waiting_now(self) -> list[tuple[str, str, float]]:
+        """(host, why, seconds left) of the hosts still waiting, soonest first."""
+        now = time.time()
+        items = list(self.waiting.items())  # the progress thread reads while the engine writes
+        return sorted(((h, why, end - now) for h, (why, end) in items if end > now), key=_left)
 
     @property
     def elapsed(self) -> float:
@@ -69,6 +110,7 @@ class CrawlStats:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in PROCESS_LOCAL}
         data["errors"] = dict(self.errors)
         data["failed_urls"] = [list(pair) for pair in self.failed_urls]
+        data["waiting"] = {h: list(entry) for h, entry in self.waiting.items()}
         return data
 
     def load_json(self, data: Mapping[str, Any]) -> None:
@@ -84,6 +126,8 @@ class CrawlStats:
                 self.failed_urls = [(str(url), str(why)) for url, why in value]
             elif f.name == "unreachable":
                 self.unreachable = {str(host): str(why) for host, why in value.items()}
+            elif f.name == "waiting":
+                self.waiting = {str(h): (str(why), float(end)) for h, (why, end) in value.items()}
             elif f.name == "total_hint":
                 self.total_hint = None if value is None else int(value)
             else:
@@ -109,6 +153,11 @@ class CrawlStats:
         }
         if self.errors:
             snap["errors"] = ", ".join(f"{k} {v}" for k, v in self.errors.most_common(4))
+        waiting = self.waiting_now()
+        if waiting:
+            shown = "; ".join(f"{host}: {why}, {left:.0f} s" for host, why, left in waiting[:3])
+            more = f" (+{len(waiting) - 3} more)" if len(waiting) > 3 else ""
+            snap["waiting"] = shown + more
         if self.unreachable:
             host, why = next(iter(self.unreachable.items()))
             more = f" (+{len(self.unreachable) - 1} more)" if len(self.unreachable) > 1 else ""

@@ -19,7 +19,15 @@ from crawler.page_steps import parse_input, wants_parse
 from crawler.parse import ParsedPage, ParseInput, parse_any
 from crawler.settings import CrawlerSettings
 
-__all__ = ["ArchivedWork", "HostBackoff", "ShipRobots", "Work", "WorkerFailed", "parse_outcome"]
+__all__ = [
+    "ArchivedWork",
+    "HostBackoff",
+    "HostWaiting",
+    "ShipRobots",
+    "Work",
+    "WorkerFailed",
+    "parse_outcome",
+]
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,16 @@ def parse_outcome(
 
 
 # -- the other messages between the processes mode's coordinator and its workers --
+@dataclass(frozen=True)
+class HostWaiting:
+    """Worker to coordinator: ``host``'s URLs wait until wall-clock ``until`` because of
+    ``why`` (robots.txt retries after a failed connect), for the live display."""
+
+    host: str
+    why: str
+    until: float
+
+
 @dataclass(frozen=True)
 class HostBackoff:
     """Both ways: a 429/503 paused ``host`` until wall-clock ``until`` (Retry-After); the

@@ -70,6 +70,8 @@ class AsyncEffects:
         self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._verdicts: dict[str, asyncio.Future[RobotsRules]] = {}
         self._robots_records: list[FetchResult] = []
+        # (host, why, wall-clock end): a host's URLs wait (robots.txt retries), for the display
+        self.on_waiting: Callable[[str, str, float], None] | None = None
 
     # ---------------------------------------------------------------------- from other workers
     def backoff(self, host: str, until: float) -> None:
@@ -118,6 +120,8 @@ class AsyncEffects:
             elif isinstance(effect, RobotsEffect):
                 value = await self._robots_for(effect.url, fresh)
             elif isinstance(effect, SleepEffect):
+                if effect.waiting is not None and self.on_waiting is not None:
+                    self.on_waiting(*effect.waiting, time.time() + effect.seconds)
                 if effect.host is not None:
                     self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
                     if self._on_backoff is not None:

@@ -115,6 +115,7 @@ class Engine:
         self._effects = AsyncEffects(
             s, self._scope, fetcher, self._rand, on_slot_free=self._wake.set
         )
+        self._effects.on_waiting = self.stats.note_waiting
         self._offload = BatchOffload(
             self._parse_fn,
             workers=s.parse_workers,

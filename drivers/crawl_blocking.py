@@ -68,6 +68,8 @@ class BlockingEffects:
         self._cond = threading.Condition()
         self._fresh = threading.local()  # robots verdicts this worker fetched for its item
         self._robots_records: deque[FetchResult] = deque()
+        # (host, why, wall-clock end): a host's URLs wait (robots.txt retries), for the display
+        self.on_waiting: Callable[[str, str, float], None] | None = None
 
     def crawl(self, item: FrontierItem) -> Work:
         """Fetch (with robots, redirects, retries) and parse one URL."""
@@ -104,6 +106,8 @@ class BlockingEffects:
             elif isinstance(effect, RobotsEffect):
                 value = self._robots_for(effect.url)
             elif isinstance(effect, SleepEffect):
+                if effect.waiting is not None and self.on_waiting is not None:
+                    self.on_waiting(*effect.waiting, time.time() + effect.seconds)
                 if effect.host is not None:
                     with self._cond:
                         self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)

@@ -97,6 +97,9 @@ class Coordinator:
         self._committer: PagesCommitter | None = None
         self._robots_held: list[FetchResult] = []  # robots.txt responses not archived yet
         self._host_limit: Callable[[str], int] | None = getattr(backend, "host_limit", None)
+        watch = getattr(backend, "watch_waiting", None)
+        if watch is not None:
+            watch(self.stats.note_waiting)  # hosts waiting for robots.txt retries, shown live
 
     def stop(self) -> None:
         """First call: finish in-flight URLs, lease no more. Second: abandon them."""

@@ -14,6 +14,7 @@ the parent loads for the live progress display and the summary.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ class GreenletBackend:
             self._done.put(self._effects.crawl(item))
         except BaseException as exc:  # handed to the coordinator, which re-raises it
             self._done.put(exc)
+
+    def watch_waiting(self, note: Callable[[str, str, float], None]) -> None:
+        self._effects.on_waiting = note
 
     def submit(self, item: FrontierItem) -> None:
         self._group.spawn(self._run, item)

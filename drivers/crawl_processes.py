@@ -41,7 +41,7 @@ from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from crawler.work import ArchivedWork, HostBackoff, ShipRobots, Work, WorkerFailed
+from crawler.work import ArchivedWork, HostBackoff, HostWaiting, ShipRobots, Work, WorkerFailed
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from foundation.errors import ModeError, WorkerDiedError
@@ -188,6 +188,7 @@ async def _worker(
     effects = AsyncEffects(
         settings, scope, fetcher, on_backoff=lambda host, until: emit(HostBackoff(host, until))
     )
+    effects.on_waiting = lambda host, why, until: emit(HostWaiting(host, why, until))
 
     async def one(item: FrontierItem) -> None:
         try:
@@ -233,6 +234,7 @@ class ProcessBackend:
             user_agent=settings.user_agent,
         )
         self.host_limit = self.router.host_limit  # the coordinator's per-host cap
+        self._on_waiting: Callable[[str, str, float], None] | None = None
         ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
         # the fork server imports the worker's modules once and forks every worker from it:
         # each worker otherwise spent ~0.45 s of CPU importing aiohttp, lexbor & co. (no effect
@@ -293,6 +295,9 @@ class ProcessBackend:
                     raise self._death(k) from None
                 self._outbox[k] = []
 
+    def watch_waiting(self, note: Callable[[str, str, float], None]) -> None:
+        self._on_waiting = note
+
     def _death(self, k: int) -> WorkerDiedError:
         """The error that ends the crawl when worker ``k`` died; the others are then stopped
         at once by :meth:`close` (nothing they finish can be committed any more)."""
@@ -306,6 +311,9 @@ class ProcessBackend:
         for got in batch:
             if isinstance(got, HostBackoff):
                 self._backoff(got.host, got.until)
+            elif isinstance(got, HostWaiting):
+                if self._on_waiting is not None:
+                    self._on_waiting(got.host, got.why, got.until)
             else:
                 out.append(self._take_one(got))
 

@@ -7,6 +7,7 @@ runs concurrently, so every millisecond of latency is paid in full.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from crawler.core.frontier import FrontierItem
 from crawler.core.urls import Scope
@@ -29,6 +30,9 @@ class InlineBackend:
 
     def start(self) -> None:
         pass
+
+    def watch_waiting(self, note: Callable[[str, str, float], None]) -> None:
+        self._effects.on_waiting = note
 
     def submit(self, item: FrontierItem) -> None:
         self._queue.append(item)

@@ -8,6 +8,7 @@ coordinator through a queue; only the coordinator thread touches the frontier an
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from crawler.core.frontier import FrontierItem
@@ -31,6 +32,9 @@ class ThreadBackend:
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="crawl")
+
+    def watch_waiting(self, note: Callable[[str, str, float], None]) -> None:
+        self._effects.on_waiting = note
 
     def submit(self, item: FrontierItem) -> None:
         assert self._pool is not None

@@ -171,7 +171,8 @@ def cli() -> None:
 @click.option(
     "--progress/--no-progress",
     default=True,
-    help="Live display on stderr / no progress output at all (the summary is still printed).",
+    help="Live display on stderr / none (the summary is still printed). Either way, a host "
+    "that waits (robots.txt retries) or is unreachable gets a line on stderr.",
 )
 def crawl_cmd(
     urls: tuple[str, ...],
@@ -379,7 +380,9 @@ def _run_engine(
     # SIGTERM (kill, a service manager) stops the crawl the way Ctrl-C does: state saved, 130
     with (
         stop_signals_as_interrupt(),
-        ProgressReporter("crawl", stats.snapshot, enabled=progress, stream=sys.stderr),
+        ProgressReporter(
+            "crawl", stats.snapshot, enabled=progress, stream=sys.stderr, notices=stats.notices
+        ),
     ):
         return run_in_mode(settings, frontier, scope, stats)
 

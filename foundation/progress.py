@@ -21,6 +21,7 @@ from rich.table import Table
 __all__ = ["ProgressReporter", "human_bytes", "summary_table"]
 
 Snapshot = Callable[[], Mapping[str, object]]
+NOTICE_EVERY = 0.5  # seconds between two looks for notices
 
 
 def human_bytes(n: float) -> str:
@@ -65,6 +66,7 @@ class ProgressReporter:
         log_interval: float = 10.0,
         live: bool | None = None,
         enabled: bool = True,
+        notices: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self._title = title
         self._snapshot = snapshot
@@ -73,14 +75,17 @@ class ProgressReporter:
         self._live_mode = self._console.is_terminal if live is None else live
         self._interval = 0.25 if self._live_mode else log_interval
         self._enabled = enabled
+        # lines worth a log line of their own as they happen (a host waiting, unreachable):
+        # printed even with the display off, so a quiet run never looks like a hang
+        self._notices = notices
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: Live | None = None
 
     def __enter__(self) -> ProgressReporter:
-        if not self._enabled:
+        if not self._enabled and self._notices is None:
             return self
-        if self._live_mode:
+        if self._enabled and self._live_mode:
             self._live = Live(
                 _render(self._title, self._snapshot()),
                 console=self._console,
@@ -93,8 +98,28 @@ class ProgressReporter:
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._emit()
+        tick = min(self._interval, NOTICE_EVERY) if self._notices else self._interval
+        next_emit = time.monotonic() + self._interval
+        while not self._stop.wait(tick):
+            self._notify()
+            if self._enabled and time.monotonic() >= next_emit:
+                self._emit()
+                next_emit = time.monotonic() + self._interval
+
+    def _notify(self) -> None:
+        if self._notices is None:
+            return
+        try:
+            lines = self._notices()
+        except Exception:  # a snapshot race must never kill the display
+            return
+        for line in lines:
+            stamp = time.strftime("%H:%M:%S")
+            text = f"[{stamp}] {self._title}: {line}"
+            if self._live is not None:
+                self._live.console.print(text, highlight=False, markup=False)
+            else:
+                print(text, file=self._stream, flush=True)
 
     def _emit(self) -> None:
         try:
@@ -117,5 +142,6 @@ class ProgressReporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+            self._notify()  # what happened since the last tick
         if self._live is not None:
             self._live.stop()

@@ -130,6 +130,8 @@ class RobotsEffect:
 class SleepEffect:
     seconds: float
     host: str | None = None  # pause this whole host (politeness slot backoff), not just us
+    # (host, why): the host's URLs wait for this sleep to end, shown live (robots.txt retries)
+    waiting: tuple[str, str] | None = None
 
 
 Effect = FetchEffect | RobotsEffect | SleepEffect
@@ -303,6 +305,7 @@ def robots_flow(
     host's URLs with that cause (:func:`unreachable_rules`).
     """
     current = robots_url(page_url)
+    host = host_key(page_url)
     seen = {current}
     attempts = 0
     hops = 0
@@ -311,7 +314,8 @@ def robots_flow(
         if isinstance(result, ConnectError):
             attempts += 1
             if cfg.policy.should_retry(attempts, None, result):
-                yield SleepEffect(cfg.policy.delay(attempts, None, rand()))
+                why = f"robots.txt {type(result).__name__}, retry {attempts}"
+                yield SleepEffect(cfg.policy.delay(attempts, None, rand()), None, (host, why))
                 continue
             cause = f"{host_key(current)} unreachable: {result}"
             return unreachable_rules(type(result).__name__, cause, now)

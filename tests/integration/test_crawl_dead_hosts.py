@@ -9,6 +9,7 @@ robots.txt fetch is retried with the normal backoff (seconds) and the host's URL
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -58,16 +59,29 @@ def test_unreachable_hosts_are_counted_for_the_display(
     out = tmp_path / "out"
     out.mkdir()
     settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "retries": 1, "parse_workers": 0, "timeout": 5}
+        {"out": out, "mode": mode, "retries": 2, "parse_workers": 0, "timeout": 5}
     )
     stats = CrawlStats()
     frontier = SqliteFrontier(out / "state.sqlite")
+    seen: list[object] = []  # what the live display showed while the robots.txt retries ran
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            seen.append(stats.snapshot().get("waiting"))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         urls = [f"http://{refused}/a", "http://no-such-host.invalid/b", fault_server.url("/ok")]
         seed_frontier(frontier, [exact_url(u) for u in urls])
         run_crawl(settings, frontier, stats=stats)
     finally:
+        stop.set()
+        watcher.join()
         frontier.close()
+    shown = [str(w) for w in seen if w is not None]
+    assert any(refused in w and "robots.txt ConnectionRefused, retry" in w for w in shown), shown
     assert set(stats.unreachable) == {refused, "no-such-host.invalid:80"}
     assert stats.unreachable[refused].startswith("ConnectionRefused: ")
     assert stats.unreachable["no-such-host.invalid:80"].startswith("UnknownHost: ")
@@ -81,8 +95,11 @@ def test_the_summary_lists_unreachable_hosts(tmp_path: Path) -> None:
     refused = f"127.0.0.1:{free_port()}"
     out = tmp_path / "out"
     result = crawler_cmd(
-        "crawl", f"http://{refused}/x", "--out", str(out), "--retries", "1", "--no-progress"
+        "crawl", f"http://{refused}/x", "--out", str(out), "--retries", "2", "--no-progress"
     )
     assert result.returncode == 1, result.stderr
     text = result.stdout + result.stderr
     assert "unreachable hosts" in text and f"{refused}  ConnectionRefused: " in text
+    # --no-progress: no display, but the wait and its end each get a log line as they happen
+    assert f"waiting for {refused}: robots.txt ConnectionRefused, retry 1" in result.stderr
+    assert f"ConnectionRefused: {refused} unreachable: cannot connect" in result.stderr

@@ -29,6 +29,7 @@ SAMPLE: dict[str, Any] = {
     "errors": Counter({"FetchTimeout": 2, "ConnectError": 1}),
     "failed_urls": [("http://a.test/x", "FetchTimeout: slow"), ("http://b.test/", "refused")],
     "unreachable": {"dead.test:80": "ConnectionRefused: dead.test:80 unreachable: refused"},
+    "waiting": {"slow.test:80": ("robots.txt UnknownHost, retry 1", 1767225600.5)},
 }
 
 
