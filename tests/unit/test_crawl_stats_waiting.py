@@ -12,7 +12,9 @@ def test_waiting_hosts_shown_while_they_wait_and_logged_once() -> None:
     now = time.time()
     stats.note_waiting("a:80", "robots.txt ConnectionRefused, retry 1", now + 5)
     stats.note_waiting("b:80", "robots.txt UnknownHost, retry 1", now - 1)  # already over
-    assert stats.snapshot()["waiting"].startswith("a:80: robots.txt ConnectionRefused, retry 1")
+    assert str(stats.snapshot()["waiting"]).startswith(
+        "a:80: robots.txt ConnectionRefused, retry 1"
+    )
     assert "b:80" not in str(stats.snapshot()["waiting"])
     lines = stats.notices()
     assert len(lines) == 2 and "waiting for b:80" in " ".join(lines)  # a short wait still logs
