@@ -133,17 +133,7 @@ def _join(ref: str, base: str) -> str | None:
     if "//" in merged:
         return None  # urljoin squeezes empty segments of relative paths; let it
     if "/." in merged:
-        segments = merged.split("/")
-        out: list[str] = []
-        for seg in segments[1:]:
-            if seg == "..":
-                if out:
-                    out.pop()
-            elif seg != ".":
-                out.append(seg)
-        if segments[-1] in (".", ".."):
-            out.append("")
-        merged = "/" + "/".join(out)
+        merged = _remove_dots(merged)
     return origin + merged + query
 
 
