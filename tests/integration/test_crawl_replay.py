@@ -1,0 +1,153 @@
+"""Archives that web-archive tools take as they are: ``crawler index``, ``crawler wacz`` /
+``--wacz`` and ``crawler replay``, checked with pywb 2.10 and py-wacz 0.6 themselves (from
+``.venv-replay``, see scripts/_setup.sh).
+
+The WACZ is written in every mode's crawl and checked entry by entry in Python; the pywb and
+py-wacz checks run once, on one asyncio crawl of the test-bed site (module fixture).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crawler.cdxj import iter_index
+from crawler.warc import warc_files
+from foundation.mode import Mode
+from testbed._proc import free_port
+from tests.fixtures.web import WebSite
+from tests.integration.crawl_support import check_archive, crawl, crawler_cmd
+from tests.integration.replay_support import (
+    REPLAY_BIN,
+    Capture,
+    check_replay,
+    check_wacz,
+    fetch,
+    html_200_captures,
+    replay_program,
+    running,
+    wayback_args,
+)
+
+PAGES = 40  # a small crawl: every page is replayed, several times over
+
+
+def test_wacz_written_in_every_mode(mode: Mode, web_site: WebSite, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    code = crawl(out, web_site.start_url, follow=True, max_pages=PAGES, wacz=True, mode=mode.value)
+    assert code in (0, 1)  # 1: the site's broken links are archived 404s
+    check_archive(out)
+    pages = check_wacz(out / "site.wacz", out)
+    assert len(pages) > PAGES // 2
+    assert any(p.get("title") for p in pages), "titles of the parsed pages are carried over"
+
+
+@pytest.fixture(scope="module")
+def archive(web_site: WebSite, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One asyncio crawl of the site, with its WACZ."""
+    out = tmp_path_factory.mktemp("replay") / "site"
+    code = crawl(out, web_site.start_url, follow=True, max_pages=PAGES, wacz=True)
+    assert code in (0, 1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def captures(archive: Path) -> list[Capture]:
+    found = html_200_captures(archive)
+    assert len(found) > PAGES // 2
+    return found
+
+
+def test_index_command_rebuilds_the_crawl_index(archive: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(archive, copy)
+    written = (copy / "index.cdxj").read_text()
+    (copy / "index.cdxj").unlink()
+    shutil.rmtree(copy / ".index")  # nothing of the writer's left: every line from the WARCs
+    done = crawler_cmd("index", str(copy))
+    assert done.returncode == 0, done.stderr
+    rebuilt = (copy / "index.cdxj").read_text()
+    assert sorted(rebuilt.splitlines()) == sorted(written.splitlines())
+    assert rebuilt.splitlines() == sorted(rebuilt.splitlines())
+    names = {w.name for w in warc_files(copy)}
+    assert {fields["filename"] for _, _, fields in iter_index(copy / "index.cdxj")} == names
+    assert f"{len(rebuilt.splitlines())} entries" in done.stdout
+
+
+def test_index_and_warcs_copied_into_a_pywb_collection_replay(
+    archive: Path, captures: list[Capture], tmp_path: Path
+) -> None:
+    """The documented layout: WARC files in collections/C/archive/, index.cdxj in indexes/."""
+    done = subprocess.run(
+        [str(replay_program("wb-manager")), "init", "site"], cwd=tmp_path, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    coll = tmp_path / "collections" / "site"
+    for warc in warc_files(archive):
+        shutil.copy(warc, coll / "archive")
+    shutil.copy(archive / "index.cdxj", coll / "indexes")
+    args, port = wayback_args()
+    with running(args, tmp_path, port, tmp_path / "wayback.log"):
+        base = f"http://127.0.0.1:{port}/site"
+        check_replay(base, captures)
+        # the normal (rewritten) replay of a page works too, not only the raw payload
+        first = captures[0]
+        status, body = fetch(f"{base}/{first.timestamp}mp_/{first.url}")
+        assert status == 200 and b"<title>" in body
+
+
+def test_wacz_validates_with_py_wacz(archive: Path) -> None:
+    done = subprocess.run(
+        [str(replay_program("wacz")), "validate", "-f", str(archive / "site.wacz")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the passed WACZ is valid" in done.stdout
+
+
+def test_wacz_added_to_a_pywb_collection_replays_every_page(
+    archive: Path, captures: list[Capture], tmp_path: Path
+) -> None:
+    manager = str(replay_program("wb-manager"))
+    for args in (["init", "w"], ["add", "--unpack-wacz", "w", str(archive / "site.wacz")]):
+        done = subprocess.run([manager, *args], cwd=tmp_path, capture_output=True)
+        assert done.returncode == 0, done.stderr
+    pages = check_wacz(archive / "site.wacz", archive)
+    by_url_ts = {(c.url, c.warc_date[:19]): c for c in captures}
+    listed = [by_url_ts[(p["url"], p["ts"][:19])] for p in pages]
+    args, port = wayback_args()
+    with running(args, tmp_path, port, tmp_path / "wayback.log"):
+        check_replay(f"http://127.0.0.1:{port}/w", listed)
+
+
+@pytest.mark.parametrize("source", ["folder", "wacz"])
+def test_crawler_replay_serves_the_archive_until_sigterm(
+    archive: Path, captures: list[Capture], tmp_path: Path, source: str
+) -> None:
+    """`crawler replay OUT` (the one-line way) in a child process, stopped by its PID."""
+    target = archive if source == "folder" else archive / "site.wacz"
+    port = free_port()
+    args = [sys.executable, "-m", "fetchlab.crawl_cli", "replay", str(target)]
+    args += ["--port", str(port), "--collection", "c"]
+    with running(args, tmp_path, port, tmp_path / "replay.log", project=True) as proc:
+        check_replay(f"http://127.0.0.1:{port}/c", captures)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 130
+    # wayback went with it: nothing answers on the port any more
+    with pytest.raises(OSError):
+        fetch(f"http://127.0.0.1:{port}/")
+    log = (tmp_path / "replay.log").read_text()
+    assert f"http://127.0.0.1:{port}/c/" in log
+
+
+def test_replay_without_pywb_says_how_to_install_it(archive: Path) -> None:
+    done = crawler_cmd("replay", str(archive), "--wayback", "no-such-wayback")
+    assert done.returncode == 2
+    assert "pip install pywb" in done.stderr
+    assert str(REPLAY_BIN) not in done.stderr
