@@ -45,7 +45,7 @@ def _need_warcs(out: Path) -> list[Path]:
     return warcs
 
 
-@click.command("index")
+@click.command("index", short_help="Rebuild OUT/index.cdxj from the WARC files.")
 @click.argument("out", type=_FOLDER)
 def index_cmd(out: Path) -> None:
     """Rebuild OUT/index.cdxj by reading every WARC file of OUT again (cdxj-indexer).
@@ -80,7 +80,7 @@ def make_wacz(
     return path
 
 
-@click.command("wacz")
+@click.command("wacz", short_help="Pack the crawl in OUT into one WACZ file.")
 @click.argument("out", type=_FOLDER)
 @click.option(
     "-o",

@@ -53,8 +53,13 @@ def pywb_config(out: Path, collection: str) -> str:
 
 def _prepare(source: Path, root: Path, collection: str, wayback: Path) -> None:
     if source.is_dir():
-        if not (source / "index.cdxj").exists():
-            raise StorageError(f"{source}/index.cdxj is missing: build it with `crawler index`")
+        index = source / "index.cdxj"
+        if not index.exists():
+            raise StorageError(f"{index} is missing: build it with `crawler index {source}`")
+        with open(index, encoding="utf-8") as fh:
+            first = fh.readline()
+        if '"filename": "warc/' in first:  # an index from before plain file names
+            raise StorageError(f"{index} names files as warc/...: run `crawler index {source}`")
         (root / "config.yaml").write_text(pywb_config(source, collection), "utf-8")
         return
     if source.suffix != ".wacz":

@@ -8,10 +8,12 @@ py-wacz checks run once, on one asyncio crawl of the test-bed site (module fixtu
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,30 @@ def test_replay_without_pywb_says_how_to_install_it(archive: Path) -> None:
     assert done.returncode == 2
     assert "pip install pywb" in done.stderr
     assert str(REPLAY_BIN) not in done.stderr
+
+
+def test_wacz_command_with_output_and_title(archive: Path, tmp_path: Path) -> None:
+    target = tmp_path / "named.wacz"
+    done = crawler_cmd("wacz", str(archive), "-o", str(target), "--title", "My site")
+    assert done.returncode == 0, done.stderr
+    assert f"wacz: {target}" in done.stdout
+    check_wacz(target, archive)
+    with zipfile.ZipFile(target) as zf:
+        assert json.loads(zf.read("datapackage.json"))["title"] == "My site"
+
+
+def test_commands_refuse_a_folder_without_a_crawl(tmp_path: Path) -> None:
+    for command in ("index", "wacz"):
+        done = crawler_cmd(command, str(tmp_path))
+        assert done.returncode == 2
+        assert "holds no crawl WARC files" in done.stderr
+
+
+def test_replay_asks_for_crawler_index_on_an_older_index(archive: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "old"
+    shutil.copytree(archive, copy)
+    index = copy / "index.cdxj"
+    index.write_text(index.read_text().replace('"filename": "', '"filename": "warc/'))
+    done = crawler_cmd("replay", str(copy), "--wayback", str(replay_program("wayback")))
+    assert done.returncode == 2
+    assert f"run `crawler index {copy}`" in done.stderr
