@@ -85,24 +85,28 @@ def serve(source: Path, *, port: int, bind: str, collection: str, wayback: Path)
             file=sys.stderr,
             flush=True,
         )
-        proc = subprocess.Popen([str(wayback), "--port", str(port), "--bind", bind], cwd=root)
 
         def stop(signum: int, frame: object) -> None:
             raise KeyboardInterrupt
 
         # SIGTERM and SIGINT both stop the server, whatever SIGINT's disposition was (a shell
-        # starts a background job with SIGINT ignored, and then so would this process be)
+        # starts a background job with SIGINT ignored, and then so would this process be); set
+        # before wayback starts, so no signal can leave it running without its parent
         previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            proc = subprocess.Popen([str(wayback), "--port", str(port), "--bind", bind], cwd=root)
             return proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
             return 130
         finally:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                if handler is not None:  # None: a handler not set from Python (kept as it is)
+                    signal.signal(signum, handler)
