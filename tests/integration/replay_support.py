@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -127,10 +128,23 @@ def check_wacz(wacz: Path, out: Path) -> list[dict[str, Any]]:
     return pages
 
 
+# pywb decodes a stored Content-Encoding for a client that does not accept it (urllib sends
+# identity): accepting every coding the crawler asked for gets the bytes as archived
+ACCEPT = {"Accept-Encoding": "gzip, deflate, br, zstd"}
+
+
 def fetch(url: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=20) as resp:
-            return int(resp.status), resp.read()
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=ACCEPT), timeout=20
+        ) as resp:
+            status = int(resp.status)
+            try:
+                return status, resp.read()
+            except http.client.IncompleteRead as exc:
+                # a truncated capture (WARC-Truncated) keeps the Content-Length it was sent with
+                # (docs/formats.md), so pywb's answer falls short of it: the bytes still count
+                return status, exc.partial
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 

@@ -22,6 +22,7 @@ from crawler.cdxj import iter_index
 from crawler.warc import warc_files
 from foundation.mode import Mode
 from testbed._proc import free_port
+from tests.fixtures.crawls import FaultCrawls
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import check_archive, crawl, crawler_cmd
 from tests.integration.replay_support import (
@@ -180,3 +181,26 @@ def test_replay_asks_for_crawler_index_on_an_older_index(archive: Path, tmp_path
     done = crawler_cmd("replay", str(copy), "--wayback", str(replay_program("wayback")))
     assert done.returncode == 2
     assert f"run `crawler index {copy}`" in done.stderr
+
+
+def test_wacz_of_the_fault_crawl_lists_redirect_targets_and_replays(
+    fault_crawls: FaultCrawls, tmp_path: Path
+) -> None:
+    """Redirect chains, truncated and undecodable 200s, odd content types: the pages are still
+    exactly the HTML 200 captures, each under the URL that answered, and pywb replays them."""
+    crawl = fault_crawls(Mode.ASYNCIO)
+    target = tmp_path / "faults.wacz"
+    done = crawler_cmd("wacz", str(crawl.out), "-o", str(target))
+    assert done.returncode == 0, done.stderr
+    pages = check_wacz(target, crawl.out)
+    redirected = crawl.rows["ok /redirect/chain/4"]
+    assert redirected["final_url"] != redirected["url"]
+    listed = {p["url"] for p in pages}
+    assert redirected["final_url"] in listed and redirected["url"] not in listed
+    manager = str(replay_program("wb-manager"))
+    for args in (["init", "f"], ["add", "--unpack-wacz", "f", str(target)]):
+        done = subprocess.run([manager, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    args, port = wayback_args()
+    with running(args, tmp_path, port, tmp_path / "wayback.log"):
+        check_replay(f"http://127.0.0.1:{port}/f", html_200_captures(crawl.out))
