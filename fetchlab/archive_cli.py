@@ -26,7 +26,7 @@ _FOLDER = click.Path(path_type=Path, exists=True, file_okay=False)
 
 
 def software_name() -> str:
-    """What the archives name as their writer (warcinfo, datapackage.json)."""
+    """What datapackage.json names as the WACZ's writer."""
     try:
         return f"fetchlab-crawler {metadata.version('fetchlab')}"
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
