@@ -24,6 +24,7 @@ target and renamed, so a crash never leaves half a WACZ under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -200,7 +201,8 @@ def write_wacz(out: Path, target: Path, *, title: str, software: str) -> WaczRep
             _write_json(zf, "datapackage-digest.json", digest)
         os.replace(tmp, target)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the error that stopped the writing is the one told
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and not isinstance(exc, StorageError):
             raise StorageError(f"cannot write {target}: {exc}") from exc
         raise

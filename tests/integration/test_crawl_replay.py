@@ -25,6 +25,7 @@ from testbed._proc import free_port
 from tests.fixtures.crawls import FaultCrawls
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import check_archive, crawl, crawler_cmd
+from tests.integration.crawl_support import pages as page_rows
 from tests.integration.replay_support import (
     REPLAY_BIN,
     Capture,
@@ -204,3 +205,15 @@ def test_wacz_of_the_fault_crawl_lists_redirect_targets_and_replays(
     args, port = wayback_args()
     with running(args, tmp_path, port, tmp_path / "wayback.log"):
         check_replay(f"http://127.0.0.1:{port}/f", html_200_captures(crawl.out))
+
+
+def test_crawl_exits_2_when_its_wacz_cannot_be_written(web_site: WebSite, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    (out / "site.wacz.tmp").mkdir(parents=True)  # where the WACZ is written before its rename
+    done = crawler_cmd(
+        "crawl", web_site.start_url, "--follow", "--max-pages", "5", "--wacz", "--out", str(out)
+    )
+    assert done.returncode == 2
+    assert "cannot write" in done.stderr and "site.wacz" in done.stderr
+    assert len(page_rows(out)) == 5, "the crawl itself is complete"
+    assert not (out / "site.wacz").exists()
