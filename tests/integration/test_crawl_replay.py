@@ -27,7 +27,6 @@ from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import check_archive, crawl, crawler_cmd
 from tests.integration.crawl_support import pages as page_rows
 from tests.integration.replay_support import (
-    REPLAY_BIN,
     Capture,
     check_replay,
     check_wacz,
@@ -153,8 +152,7 @@ def test_crawler_replay_serves_the_archive_until_sigterm(
 def test_replay_without_pywb_says_how_to_install_it(archive: Path) -> None:
     done = crawler_cmd("replay", str(archive), "--wayback", "no-such-wayback")
     assert done.returncode == 2
-    assert "pip install pywb" in done.stderr
-    assert str(REPLAY_BIN) not in done.stderr
+    assert "pip install pywb" in done.stderr and "no-such-wayback" in done.stderr
 
 
 def test_wacz_command_with_output_and_title(archive: Path, tmp_path: Path) -> None:
