@@ -1,5 +1,11 @@
 """``index.cdxj``: the sorted CDXJ index pywb and ReplayWeb.page use to replay the archive.
 
+Each line's ``filename`` is the WARC file's plain name (``fetchlab-00000.warc.gz``), the way
+cdxj-indexer and ``wb-manager`` write it: pywb looks a name up in a collection's ``archive/``
+folder (or its ``archive_paths``) and a WACZ's ``archive/`` folder holds the files by name, so the
+same index serves a pywb collection, ``crawler replay`` and the WACZ as it is. (A name relative to
+the crawl folder, ``warc/...``, made pywb answer 503 on every lookup.)
+
 The WARC writer appends one line per response/revisit record to a per-file part
 (``.index/<warc name>.cdxj``) as it writes, in cdxj-indexer's exact format (a test compares the
 two); :func:`build_index` merges the sorted parts into ``index.cdxj`` at the end of a run, so the
@@ -59,7 +65,10 @@ def cdxj_line(
     offset: int,
     filename: str,
 ) -> str:
-    """One line as cdxj-indexer writes it for a response or revisit record."""
+    """One line as cdxj-indexer writes it for a response or revisit record.
+
+    ``filename`` may be a path: the line names its last part (see the module docstring).
+    """
     fields: dict[str, str] = {"url": url}
     if mime:
         mime = _MIME_END.split(mime, 1)[0].strip()
@@ -70,7 +79,7 @@ def cdxj_line(
         digest=digest,
         length=str(length),
         offset=str(offset),
-        filename=filename,
+        filename=filename.rpartition("/")[2],
     )
     # WARC-Date 2026-11-21T05:11:29.838000Z -> 20261121051129
     stamp = warc_date[:19].replace("-", "").replace(":", "").replace("T", "")
@@ -98,36 +107,47 @@ def trim_part(part: Path, end: int) -> None:
     os.replace(tmp, part)
 
 
-def _sorted_run(out: Path, warc: Path, tmpdir: Path) -> Path:
-    """One WARC file's index lines, sorted, in a file of their own (one file in memory)."""
-    part = index_part(out, warc)
-    if part.exists():
-        lines = part.read_text("utf-8").splitlines(keepends=True)
-    else:  # a WARC file this writer did not write: let cdxj-indexer read it
-        from cdxj_indexer.main import write_cdx_index  # rare: keep it off the start-up path
+def _index_with_cdxj_indexer(warc: Path, target: Path) -> None:
+    """cdxj-indexer's lines for ``warc``, in record order, into ``target``."""
+    from cdxj_indexer.main import write_cdx_index  # rare: keep it off the start-up path
 
+    # no dir_root: cdxj-indexer then names the file by its plain name, as cdxj_line does
+    write_cdx_index(str(target), [str(warc)], {"sort": False})
+
+
+def _sorted_run(out: Path, warc: Path, tmpdir: Path, reindex: bool) -> Path:
+    """One WARC file's index lines, sorted, in a file of their own (one file in memory).
+
+    A WARC file without the writer's part (another tool wrote it), or every file with
+    ``reindex``, is read by cdxj-indexer, whose lines then become the file's part: a resumed
+    crawl appends to them and merges them like its own.
+    """
+    part = index_part(out, warc)
+    if reindex or not part.exists():
         raw = tmpdir / (warc.name + ".raw")
-        write_cdx_index(str(raw), [str(warc)], {"sort": False, "dir_root": str(out)})
-        lines = raw.read_text("utf-8").splitlines(keepends=True)
-        raw.unlink()
+        _index_with_cdxj_indexer(warc, raw)
+        part.parent.mkdir(exist_ok=True)
+        os.replace(raw, part)
+    lines = part.read_text("utf-8").splitlines(keepends=True)
     lines.sort()
     run = tmpdir / (warc.name + ".sorted")
     run.write_text("".join(lines), "utf-8")
     return run
 
 
-def build_index(out: Path, warcs: Sequence[Path]) -> Path:
+def build_index(out: Path, warcs: Sequence[Path], *, reindex: bool = False) -> Path:
     """(Re)write ``out/index.cdxj`` over ``warcs``; returns its path.
 
     Each file's lines are sorted on their own, then merged streaming: memory holds one WARC
-    file's lines (a 1 GB file: some 40,000), not the whole archive's.
+    file's lines (a 1 GB file: some 40,000), not the whole archive's. ``reindex`` (``crawler
+    index``) reads every WARC file again instead of the lines the writer kept.
     """
     target = out / "index.cdxj"
     tmp = out / "index.cdxj.tmp"
     tmpdir = out / PART_DIR / "merge"
     try:
         tmpdir.mkdir(parents=True, exist_ok=True)
-        runs = [_sorted_run(out, w, tmpdir) for w in warcs]
+        runs = [_sorted_run(out, w, tmpdir, reindex) for w in warcs]
         with contextlib.ExitStack() as stack:
             files = [stack.enter_context(open(r, encoding="utf-8")) for r in runs]
             with open(tmp, "w", encoding="utf-8") as fh:

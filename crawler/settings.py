@@ -38,6 +38,8 @@ class CrawlerSettings(FrozenModel):
     frontier: Literal["sqlite", "memory"] = "sqlite"
     warc_max_bytes: int = Field(default=1_000_000_000, ge=1_000_000)
     warc_gzip_level: int = Field(default=3, ge=1, le=9)
+    # also pack the archive into <out>/<name of out>.wacz when the crawl finishes
+    wacz: bool = False
     # one: the main process (event loop + writer thread) is the bottleneck, and one parser
     # process parses ~2,400 pages/s; a second only competed for the cores (docs/crawler.md)
     parse_workers: int = Field(default=1, ge=0, le=256)

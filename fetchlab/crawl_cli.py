@@ -30,6 +30,7 @@ from crawler.warc import warc_files
 from drivers.crawl_asyncio import EngineResult, seed_frontier, storage_check
 from drivers.dispatch import check_crawl_mode
 from drivers.dispatch import run_crawl as run_in_mode
+from fetchlab.archive_cli import index_cmd, make_wacz, replay_cmd, wacz_cmd
 from fetchlab.settings import load_settings
 from foundation.errors import (
     FetchlabError,
@@ -168,6 +169,11 @@ def cli() -> None:
     help=_help("Concurrency design.", "mode"),
 )
 @click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), help=_help("Event loop.", "loop"))
+@click.option(
+    "--wacz/--no-wacz",
+    default=None,
+    help=_help("When the crawl finishes, also write OUT/<name of OUT>.wacz.", "wacz"),
+)
 @click.option(
     "--progress/--no-progress",
     default=True,
@@ -311,7 +317,14 @@ def run_crawl(
         if created is not None:  # failed before any work: leave nothing behind
             created.undo()
     build_index(settings.out, warc_files(settings.out))
-    return _report(settings, result, bad, archive_failed, console)
+    code = _report(settings, result, bad, archive_failed, console)
+    if settings.wacz and code != EXIT_INTERRUPTED:  # an interrupted crawl is packed on its rerun
+        try:
+            make_wacz(settings.out, None, None, index_ready=True)
+        except StorageError as exc:
+            _err(console, str(exc))
+            return EXIT_USAGE
+    return code
 
 
 class _Created:
@@ -450,6 +463,11 @@ def stats_cmd(folder: Path, as_json: bool) -> None:
     else:
         Console(file=sys.stdout).print(summary.table(f"archive {folder}"))
     sys.exit(EXIT_OK)
+
+
+cli.add_command(index_cmd)
+cli.add_command(wacz_cmd)
+cli.add_command(replay_cmd)
 
 
 def main() -> None:

@@ -53,6 +53,25 @@ ensure_venv() {
   fi
 }
 
+# pywb and py-wacz, for the replay tests (tests/integration/test_crawl_replay.py): in a venv of
+# their own, because pywb pins old libraries (redis 2.10 against the redis extra's >=5). The tests
+# run their programs (wayback, wb-manager, wacz) from .venv-replay/bin.
+REPLAY_PKGS="pywb>=2.10,<2.11 wacz>=0.6,<0.7"
+
+ensure_replay_venv() {
+  local py="${PYTHON:-python3}" stamp=".venv-replay/.fetchlab-installed"
+  if [ ! -x .venv-replay/bin/python ]; then
+    echo "scripts: creating .venv-replay (pywb, py-wacz)" >&2
+    "$py" -m venv .venv-replay
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$REPLAY_PKGS" ]; then
+    echo "scripts: installing $REPLAY_PKGS into .venv-replay" >&2
+    # shellcheck disable=SC2086
+    .venv-replay/bin/python -m pip install -q $REPLAY_PKGS
+    echo "$REPLAY_PKGS" > "$stamp"
+  fi
+}
+
 # The peers the benchmarks compare against (not needed by the tests): wget, mbsync (isync),
 # OfflineIMAP. Installed when running as root; otherwise the bench skips a missing peer.
 ensure_bench_debs() {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler.cdxj import build_index, lookup
+from crawler.cdxj import build_index, index_part, iter_index, lookup, trim_part
 from crawler.core.flow import FetchResult
 from crawler.pages import iter_pages, last_complete_line
 from crawler.warc import ArchiveJob, ArchiveWriter, payload_digest, response_head, warc_files
@@ -195,7 +195,8 @@ def test_cdxj_index_finds_every_url(tmp_path: Path) -> None:
     for u in urls:
         (entry,) = lookup(index, u)
         assert entry["url"] == u and entry["status"] == "200"
-        assert entry["filename"] == "warc/fetchlab-00000.warc.gz"
+        # the plain file name, as pywb and a WACZ look it up (not warc/...)
+        assert entry["filename"] == "fetchlab-00000.warc.gz"
 
 
 def test_incremental_index_equals_cdxj_indexer(tmp_path: Path) -> None:
@@ -210,11 +211,32 @@ def test_incremental_index_equals_cdxj_indexer(tmp_path: Path) -> None:
     w.close()
     ours = build_index(tmp_path, warc_files(tmp_path)).read_text()
     ref = tmp_path / "ref.cdxj"
-    write_cdx_index(
-        str(ref), [str(p) for p in warc_files(tmp_path)], {"sort": True, "dir_root": str(tmp_path)}
-    )
+    write_cdx_index(str(ref), [str(p) for p in warc_files(tmp_path)], {"sort": True})
     assert ours == ref.read_text()
     assert "warc/revisit" in ours
+    # crawler index: every file read again by cdxj-indexer gives the same index
+    (tmp_path / "index.cdxj").unlink()
+    assert build_index(tmp_path, warc_files(tmp_path), reindex=True).read_text() == ours
+
+
+def test_reindex_replaces_parts_of_an_older_layout(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.open()
+    w.write(job("http://a.test/1", b"one"))
+    w.write(job("http://a.test/2", b"two"))
+    w.close()
+    (warc,) = warc_files(tmp_path)
+    part = index_part(tmp_path, warc)
+    good = part.read_text()
+    # an archive written before the index named files by their plain name
+    part.write_text(good.replace('"filename": "', '"filename": "warc/'))
+    assert '"warc/fetchlab' in build_index(tmp_path, [warc]).read_text()
+    index = build_index(tmp_path, [warc], reindex=True)
+    assert part.read_text() == good, "the part is rebuilt too (a resume merges it)"
+    assert {e["filename"] for _, _, e in iter_index(index)} == {warc.name}
+    # a later resume appends to the rebuilt part; the repair rule still trims by offset
+    trim_part(part, 0)
+    assert part.read_text() == ""
 
 
 def test_repair_trims_index_parts(tmp_path: Path) -> None:
