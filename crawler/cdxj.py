@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import json
 import os
 import re
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 PART_DIR = ".index"
+RUN_LINES = 50_000  # index lines sorted in memory at once (~20 MB)
+MERGE_FILES = 64  # sorted runs merged at once (open files)
 _MIME_END = re.compile(r"[;\s]")
 
 
@@ -115,12 +118,14 @@ def _index_with_cdxj_indexer(warc: Path, target: Path) -> None:
     write_cdx_index(str(target), [str(warc)], {"sort": False})
 
 
-def _sorted_run(out: Path, warc: Path, tmpdir: Path, reindex: bool) -> Path:
-    """One WARC file's index lines, sorted, in a file of their own (one file in memory).
+def _sorted_runs(out: Path, warc: Path, tmpdir: Path, reindex: bool) -> list[Path]:
+    """One WARC file's index lines, sorted, in runs of at most :data:`RUN_LINES` lines.
 
     A WARC file without the writer's part (another tool wrote it), or every file with
     ``reindex``, is read by cdxj-indexer, whose lines then become the file's part: a resumed
-    crawl appends to them and merges them like its own.
+    crawl appends to them and merges them like its own. Runs, not the whole part: one 1 GB
+    WARC file of small pages has ~100,000 lines, and sorting them in memory was the crawl's
+    peak RSS (measured: +90 MB at the end of a 100,000-page crawl).
     """
     part = index_part(out, warc)
     if reindex or not part.exists():
@@ -128,33 +133,55 @@ def _sorted_run(out: Path, warc: Path, tmpdir: Path, reindex: bool) -> Path:
         _index_with_cdxj_indexer(warc, raw)
         part.parent.mkdir(exist_ok=True)
         os.replace(raw, part)
-    lines = part.read_text("utf-8").splitlines(keepends=True)
-    lines.sort()
-    run = tmpdir / (warc.name + ".sorted")
-    run.write_text("".join(lines), "utf-8")
-    return run
+    runs: list[Path] = []
+    with open(part, encoding="utf-8") as fh:
+        while lines := list(itertools.islice(fh, RUN_LINES)):
+            lines.sort()
+            run = tmpdir / f"{warc.name}.{len(runs)}.sorted"
+            with open(run, "w", encoding="utf-8") as w:
+                w.writelines(lines)
+            runs.append(run)
+    return runs
+
+
+def _merge(runs: list[Path], target: Path, scratch: Path) -> None:
+    """Merge sorted ``runs`` into ``target`` streaming, at most :data:`MERGE_FILES` files open
+    at once (stages in ``scratch`` in between), and remove them."""
+    stage = 0
+    while len(runs) > MERGE_FILES:
+        merged: list[Path] = []
+        for i in range(0, len(runs), MERGE_FILES):
+            out = scratch / f"stage-{stage}-{i}.sorted"
+            _merge_files(runs[i : i + MERGE_FILES], out)
+            merged.append(out)
+        runs, stage = merged, stage + 1
+    _merge_files(runs, target)
+
+
+def _merge_files(runs: list[Path], target: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open(r, encoding="utf-8")) for r in runs]
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.writelines(heapq.merge(*files))
+    for r in runs:
+        r.unlink()
 
 
 def build_index(out: Path, warcs: Sequence[Path], *, reindex: bool = False) -> Path:
     """(Re)write ``out/index.cdxj`` over ``warcs``; returns its path.
 
-    Each file's lines are sorted on their own, then merged streaming: memory holds one WARC
-    file's lines (a 1 GB file: some 40,000), not the whole archive's. ``reindex`` (``crawler
-    index``) reads every WARC file again instead of the lines the writer kept.
+    Lines are sorted in bounded runs, then merged streaming: memory holds :data:`RUN_LINES`
+    lines, however large the archive. ``reindex`` (``crawler index``) reads every WARC file
+    again instead of the lines the writer kept.
     """
     target = out / "index.cdxj"
     tmp = out / "index.cdxj.tmp"
     tmpdir = out / PART_DIR / "merge"
     try:
         tmpdir.mkdir(parents=True, exist_ok=True)
-        runs = [_sorted_run(out, w, tmpdir, reindex) for w in warcs]
-        with contextlib.ExitStack() as stack:
-            files = [stack.enter_context(open(r, encoding="utf-8")) for r in runs]
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.writelines(heapq.merge(*files))
+        runs = [run for w in warcs for run in _sorted_runs(out, w, tmpdir, reindex)]
+        _merge(runs, tmp, tmpdir)
         os.replace(tmp, target)
-        for r in runs:
-            r.unlink()
         tmpdir.rmdir()
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc}") from exc

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import build_index, index_part, iter_index, lookup, trim_part
@@ -217,6 +218,26 @@ def test_incremental_index_equals_cdxj_indexer(tmp_path: Path) -> None:
     # crawler index: every file read again by cdxj-indexer gives the same index
     (tmp_path / "index.cdxj").unlink()
     assert build_index(tmp_path, warc_files(tmp_path), reindex=True).read_text() == ours
+
+
+def test_index_sorted_in_bounded_runs_and_staged_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory holds RUN_LINES lines, and at most MERGE_FILES runs are open at once: the index
+    is the same as one sort of everything, and no scratch file is left."""
+    from crawler import cdxj
+
+    w = ArchiveWriter(tmp_path, max_file_bytes=3000)
+    w.open()
+    for i in range(40):
+        w.write(job(f"http://a.test/p{(i * 7) % 40}?z=1", f"body {i}".encode()))
+    w.close()
+    whole = build_index(tmp_path, warc_files(tmp_path)).read_text()
+    monkeypatch.setattr(cdxj, "RUN_LINES", 3)
+    monkeypatch.setattr(cdxj, "MERGE_FILES", 2)
+    assert build_index(tmp_path, warc_files(tmp_path)).read_text() == whole
+    assert whole.splitlines() == sorted(whole.splitlines()) and len(whole.splitlines()) == 40
+    assert not (tmp_path / cdxj.PART_DIR / "merge").exists()
 
 
 def test_reindex_replaces_parts_of_an_older_layout(tmp_path: Path) -> None:
