@@ -190,7 +190,9 @@ async def restore_asyncio(
             sem.release()
             raise
         run.opts = core.RestoreOptions.from_capabilities(
-            first.capabilities, retries=settings.retries
+            first.capabilities,
+            retries=settings.retries,
+            batch_messages=min(target.batch_messages, core.RestoreOptions.batch_messages),
         )
         queue = deque(jobs)
         extra = min(target.connections, len(jobs)) - 1

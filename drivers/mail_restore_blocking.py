@@ -200,7 +200,9 @@ def restore_blocking(
             sem.release()
             raise
         run.opts = core.RestoreOptions.from_capabilities(
-            first.capabilities, retries=settings.retries
+            first.capabilities,
+            retries=settings.retries,
+            batch_messages=min(target.batch_messages, core.RestoreOptions.batch_messages),
         )
         queue = deque(jobs)
         count = 1 if kind == "sequential" else min(target.connections, len(jobs))

@@ -251,9 +251,14 @@ def _find(
     """Look ``items`` up in the selected folder; their UIDs (each UID claimed once)."""
     if not items:
         return {}
-    results = yield Send(tuple(cmds.search_copy(i.message_id, i.size) for i in items))
-    assert isinstance(results, tuple)
-    candidates = {i.key: cmds.search_uids(r.untagged) for i, r in zip(items, results, strict=True)}
+    # one SEARCH per round trip: Dovecot runs pipelined commands concurrently, and an untagged
+    # "* SEARCH" carries nothing that says which command it answers. Only the messages of a
+    # batch a crash interrupted are looked up, so these round trips are few.
+    candidates: dict[SourceKey, list[int]] = {}
+    for item in items:
+        (res,) = yield Send((cmds.search_copy(item.message_id, item.size),))
+        assert isinstance(res, CommandResult)
+        candidates[item.key] = cmds.search_uids(res.untagged) if res.ok else []
     every = sorted({u for uids in candidates.values() for u in uids} - claimed)
     dates: dict[int, str | None] = {}
     for chunk in chunk_uids(every, 500):
