@@ -83,8 +83,9 @@ def run_restore(
     if mode in (Mode.THREADS, Mode.SEQUENTIAL):
         from drivers.mail_restore_blocking import restore_blocking
 
-        kind = "threads" if mode == Mode.THREADS else "sequential"
-        return restore_blocking(settings, spec.root, target, jobs, kind=kind)
+        if mode == Mode.THREADS:
+            return restore_blocking(settings, spec.root, target, jobs, kind="threads")
+        return restore_blocking(settings, spec.root, target, jobs, kind="sequential")
     if mode == Mode.GEVENT:
         return _run_gevent(settings, spec, jobs)
     return _run_processes(settings, spec, target, jobs)
@@ -186,8 +187,16 @@ def _run_processes(
             except Exception as exc:  # a worker died: what it recorded stays; rerun goes on
                 report.errors.append(f"{target.name}: a restore worker failed: {exc!r}")
                 continue
-            for name in ("folders", "messages", "appended", "found", "already", "failed",
-                         "bytes", "retries"):
+            for name in (
+                "folders",
+                "messages",
+                "appended",
+                "found",
+                "already",
+                "failed",
+                "bytes",
+                "retries",
+            ):
                 setattr(report, name, getattr(report, name) + getattr(part, name))
             report.errors += part.errors
             report.warnings += part.warnings

@@ -28,7 +28,13 @@ from mailsync.auth import Secret, get_secret
 from mailsync.core import restore as core
 from mailsync.core import retry
 from mailsync.core.flow import Send
-from mailsync.restore_state import RestoreDB, RestoreReport, perform_local, restore_db_path, target_id
+from mailsync.restore_state import (
+    RestoreDB,
+    RestoreReport,
+    perform_local,
+    restore_db_path,
+    target_id,
+)
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession
 from mailsync.transports.factory import SessionFactory, open_account_session
@@ -99,7 +105,9 @@ class _Run:
                 elif isinstance(effect, core.Pause):
                     self.report.retries += 1
                     self.report.warnings.append(f"{self.target.name}: {effect.reason}; waiting")
-                    await asyncio.sleep(self.settings.backoff.delay(effect.attempt, random.random()))
+                    await asyncio.sleep(
+                        self.settings.backoff.delay(effect.attempt, random.random())
+                    )
                     value = None
                 else:
                     assert self.db is not None
@@ -108,9 +116,7 @@ class _Run:
             gen.close()
             self.report.warnings += counts.warnings
 
-    async def folder(
-        self, session: ImapSession | None, job: core.RestoreJob
-    ) -> ImapSession | None:
+    async def folder(self, session: ImapSession | None, job: core.RestoreJob) -> ImapSession | None:
         where = f"{self.target.name}/{job.dest}"
         attempt = 0
         while True:

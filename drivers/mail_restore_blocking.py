@@ -24,7 +24,13 @@ from mailsync.auth import Secret, get_secret
 from mailsync.core import restore as core
 from mailsync.core import retry
 from mailsync.core.flow import Send
-from mailsync.restore_state import RestoreDB, RestoreReport, perform_local, restore_db_path, target_id
+from mailsync.restore_state import (
+    RestoreDB,
+    RestoreReport,
+    perform_local,
+    restore_db_path,
+    target_id,
+)
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
 

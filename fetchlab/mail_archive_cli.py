@@ -1,6 +1,7 @@
 """``mailsync export`` and ``mailsync restore``: the archive back out, as files or onto a server.
 
-Registered on the ``mailsync`` group by :mod:`fetchlab.mail_cli`; kept in a module of its own.
+Registered on the ``mailsync`` group by :mod:`fetchlab.mail_cli`; kept in a module of its own
+(which imports nothing from that one).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def _archive_option(fn: click.decorators.FC) -> click.decorators.FC:
     )(fn)
 
 
-def _load(settings_file: Path | None, archive: Path | None, mode: str | None = None) -> MailSettings:
+def _load(
+    settings_file: Path | None, archive: Path | None, mode: str | None = None
+) -> MailSettings:
     from fetchlab.mail_cli import _load as load
 
     return load(settings_file, archive, mode)
@@ -64,10 +67,14 @@ def _archive_root(settings: MailSettings, account: str | None) -> Path:
         found = sorted(p for p in settings.out.glob("*") if p.is_dir() and has_state(p))
         if len(found) != 1:
             names = ", ".join(p.name for p in found) or "none"
-            raise UsageError(f"name the account with --account (archives in {settings.out}: {names})")
+            raise UsageError(
+                f"name the account with --account (archives in {settings.out}: {names})"
+            )
         root = found[0]
     if not has_state(root):
-        raise UsageError(f"no archive of {root.name!r} in {root.parent} (run mailsync backup first)")
+        raise UsageError(
+            f"no archive of {root.name!r} in {root.parent} (run mailsync backup first)"
+        )
     return root
 
 
@@ -123,8 +130,13 @@ def export(
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        rep = export_archive(root, "mbox" if fmt == "mbox" else "eml", out, selection,
-                             include_deleted=include_deleted)
+        rep = export_archive(
+            root,
+            "mbox" if fmt == "mbox" else "eml",
+            out,
+            selection,
+            include_deleted=include_deleted,
+        )
     except StorageError as exc:
         click.echo(f"mailsync: {exc}", err=True)
         sys.exit(2)
@@ -133,13 +145,24 @@ def export(
         summary_table(
             f"mailsync export ({fmt}) -> {out}",
             ["account", "messages", "files", "bytes", "time s", "MB/s", "errors"],
-            [(rep.account, rep.messages, rep.files, human_bytes(rep.bytes), f"{rep.seconds:.2f}",
-              f"{rate:.0f}", len(rep.errors))],
+            [
+                (
+                    rep.account,
+                    rep.messages,
+                    rep.files,
+                    human_bytes(rep.bytes),
+                    f"{rep.seconds:.2f}",
+                    f"{rate:.0f}",
+                    len(rep.errors),
+                )
+            ],
         )
     )
     for item in rep.inexact:
-        click.echo(f"warning: {item}: no line end at its end; mbox added one (eml keeps it exact)",
-                   err=True)
+        click.echo(
+            f"warning: {item}: no line end at its end; mbox added one (eml keeps it exact)",
+            err=True,
+        )
     for err in rep.errors:
         click.echo(f"error: {err}", err=True)
     sys.exit(1 if rep.errors else 0)
@@ -221,8 +244,11 @@ def restore(
                 for job in jobs:
                     click.echo(f"{job.dest}: {len(job.items)} messages, {human_bytes(job.bytes)}")
                 sys.exit(0)
-            with stop_signals_as_interrupt(), hard_stop_after(
-                STOP_GRACE, EXIT_INTERRUPTED, "mailsync: interrupted; run it again to resume"
+            with (
+                stop_signals_as_interrupt(),
+                hard_stop_after(
+                    STOP_GRACE, EXIT_INTERRUPTED, "mailsync: interrupted; run it again to resume"
+                ),
             ):
                 rep = run_restore(settings, spec, jobs)
     except StorageError as exc:
@@ -235,11 +261,36 @@ def restore(
     Console().print(
         summary_table(
             f"mailsync restore {source} -> {target}",
-            ["from", "to", "folders", "selected", "sent", "found after a crash", "done before",
-             "refused", "bytes", "time s", "MB/s", "errors"],
-            [(source, target, rep.folders, rep.messages, rep.appended, rep.found, rep.already,
-              rep.failed, human_bytes(rep.bytes), f"{rep.seconds:.2f}", f"{rate:.1f}",
-              len(rep.errors))],
+            [
+                "from",
+                "to",
+                "folders",
+                "selected",
+                "sent",
+                "found after a crash",
+                "done before",
+                "refused",
+                "bytes",
+                "time s",
+                "MB/s",
+                "errors",
+            ],
+            [
+                (
+                    source,
+                    target,
+                    rep.folders,
+                    rep.messages,
+                    rep.appended,
+                    rep.found,
+                    rep.already,
+                    rep.failed,
+                    human_bytes(rep.bytes),
+                    f"{rep.seconds:.2f}",
+                    f"{rate:.1f}",
+                    len(rep.errors),
+                )
+            ],
         )
     )
     for w in rep.warnings:

@@ -314,7 +314,7 @@ def folders(settings_file: Path | None, account: str | None, out: Path | None) -
     )
 
 
-# export and restore live in a module of their own (it imports this one's helpers lazily)
+# export and restore live in a module of their own
 from fetchlab.mail_archive_cli import export, restore  # noqa: E402
 
 main.add_command(export)

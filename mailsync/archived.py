@@ -19,7 +19,7 @@ from mailsync.core.parser import parse_internaldate
 from mailsync.core.selection import Selection
 from mailsync.layout import ArchiveLock, existing_state
 
-__all__ = ["ArchivedMessage", "ArchiveReader", "open_reader"]
+__all__ = ["ArchiveReader", "ArchivedMessage", "open_reader"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,17 @@ class ArchiveReader:
             if not selection.folder_ok(r[0]):
                 continue
             msg = ArchivedMessage(
-                r[0], r[1], r[2], r[3], r[4], tuple(r[5].split()) if r[5] else (), r[6], r[7],
-                r[8], r[9], bool(r[10]),
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                tuple(r[5].split()) if r[5] else (),
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                bool(r[10]),
             )
             if selection.date_ok(msg.when):
                 yield msg

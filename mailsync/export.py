@@ -98,8 +98,9 @@ def _export_mbox(
             if not entry.exact:
                 report.inexact.append(f"{folder} UID {msg.uid}")
             manifest.write(
-                _manifest_line(msg, target.relative_to(out).as_posix(), offset=offset,
-                               length=entry.size)
+                _manifest_line(
+                    msg, target.relative_to(out).as_posix(), offset=offset, length=entry.size
+                )
             )
             offset += entry.size
             count += 1
@@ -174,8 +175,9 @@ def export_archive(
                     if relpath is None:
                         report.errors.append(f"{folder}: no folder record in the state")
                         continue
-                    write(reader, folder, relpath, out, selection, include_deleted, manifest,
-                          report)
+                    write(
+                        reader, folder, relpath, out, selection, include_deleted, manifest, report
+                    )
         except OSError as exc:
             raise StorageError(f"{out}: export failed: {exc.strerror or exc}") from exc
     report.seconds = time.monotonic() - start

@@ -15,8 +15,8 @@ One restore per archive at a time: :class:`RestoreLock` (``.fetchlab/restore.loc
 from __future__ import annotations
 
 import errno
-import hashlib
 import fcntl
+import hashlib
 import os
 import sqlite3
 import time

@@ -185,7 +185,9 @@ class Warn:
     text: str
 
 
-RestoreEffect = Send | LoadProgress | ReadBodies | MarkPending | MarkDone | MarkFailed | Pause | Warn
+RestoreEffect = (
+    Send | LoadProgress | ReadBodies | MarkPending | MarkDone | MarkFailed | Pause | Warn
+)
 
 
 # planning -------------------------------------------------------------------------------------
@@ -256,15 +258,13 @@ def _find(
     # batch a crash interrupted are looked up, so these round trips are few.
     candidates: dict[SourceKey, list[int]] = {}
     for item in items:
-        (res,) = yield Send((cmds.search_copy(item.message_id, item.size),))
-        assert isinstance(res, CommandResult)
+        res = _only((yield Send((cmds.search_copy(item.message_id, item.size),))))
         candidates[item.key] = cmds.search_uids(res.untagged) if res.ok else []
     every = sorted({u for uids in candidates.values() for u in uids} - claimed)
     dates: dict[int, str | None] = {}
     for chunk in chunk_uids(every, 500):
         fetch = b"UID FETCH " + sequence_set(chunk).encode() + b" (UID INTERNALDATE)"
-        (res,) = yield Send((fetch,))
-        assert isinstance(res, CommandResult)
+        res = _only((yield Send((fetch,))))
         for resp in res.untagged:
             if isinstance(resp, FetchResp) and resp.uid is not None:
                 dates[resp.uid] = resp.internaldate
@@ -276,6 +276,12 @@ def _find(
                 claimed.add(uid)
                 break
     return found
+
+
+def _only(value: object) -> CommandResult:
+    """The one result of a one-command :class:`Send`."""
+    assert isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], CommandResult)
+    return value[0]
 
 
 def _limit(result: CommandResult) -> bool:
@@ -309,17 +315,17 @@ def restore_folder(
     counts.already = len(job.items) - len(todo)
     if not todo:
         return counts
-    (created,) = yield Send((cmds.create(job.dest),))
-    assert isinstance(created, CommandResult)
+    _only((yield Send((cmds.create(job.dest),))))
     # NO [ALREADYEXISTS] is the usual answer; any other NO shows at the first APPEND ([TRYCREATE])
     uidvalidity: int | None = None
     claimed: set[int] = set()
     pending = [i for i in todo if i.key in progress.pending]
     if pending or not opts.uidplus:
-        (selected,) = yield Send((cmds.select(job.dest),))
-        assert isinstance(selected, CommandResult)
+        selected = _only((yield Send((cmds.select(job.dest),))))
         if not selected.ok:
-            raise ImapCommandError("SELECT " + job.dest, selected.tagged.status, selected.tagged.text)
+            raise ImapCommandError(
+                "SELECT " + job.dest, selected.tagged.status, selected.tagged.text
+            )
         uidvalidity = _uidvalidity(selected)
         if uidvalidity is not None:
             claimed = set(progress.claimed.get(uidvalidity, frozenset()))
@@ -361,7 +367,10 @@ def _send(
             if result.ok:
                 uids = cmds.appenduid(result.tagged)
                 if uids is not None and len(uids[1]) == len(group):
-                    done += [(i, uids[0], u, "appended") for (i, _), u in zip(group, uids[1])]
+                    done += [
+                        (i, uids[0], u, "appended")
+                        for (i, _), u in zip(group, uids[1], strict=True)
+                    ]
                 else:
                     done += [(i, None, None, "appended") for i, _ in group]
                 counts.appended += len(group)
@@ -393,6 +402,8 @@ def _send(
                 yield Warn(f"server alert: {tagged.text}")
             attempt += 1
             if attempt > opts.retries:
-                raise ImapLimitError(f"APPEND to {dest}", tagged.status, f"[{tagged.code}] {tagged.text}")
+                raise ImapLimitError(
+                    f"APPEND to {dest}", tagged.status, f"[{tagged.code}] {tagged.text}"
+                )
             yield Pause(attempt, said)
         groups = again

@@ -78,7 +78,9 @@ def test_a_crash_between_append_and_record_sends_nothing_twice(
     # as if the run had died after the server answered, before the records were written: the
     # rows are back to "pending", what MarkPending committed before the APPEND went out
     db = sqlite3.connect(restore_db_path(archive / "src"))
-    keys = db.execute("SELECT folder, uidvalidity, uid FROM restored ORDER BY folder, uid").fetchall()
+    keys = db.execute(
+        "SELECT folder, uidvalidity, uid FROM restored ORDER BY folder, uid"
+    ).fetchall()
     db.execute("UPDATE restored SET state='pending', dest_uid=NULL, dest_uidvalidity=NULL")
     db.commit()
     db.close()
@@ -91,7 +93,9 @@ def test_a_crash_between_append_and_record_sends_nothing_twice(
 
 
 def test_folder_map_and_query(fresh_imap_account: FreshImapAccount, tmp_path: Path) -> None:
-    src = fresh_imap_account(messages=20, seed=19, max_bytes=500_000, folders=["INBOX", "Archive/2023"])
+    src = fresh_imap_account(
+        messages=20, seed=19, max_bytes=500_000, folders=["INBOX", "Archive/2023"]
+    )
     dst = fresh_imap_account()
     source = account_for(src.server, src.user, name="src")
     target = account_for(dst.server, dst.user, name="dst")
