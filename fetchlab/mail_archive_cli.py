@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from foundation.errors import ModeError, StorageError, UsageError
+from fetchlab.settings import load_settings
+from foundation.errors import ModeError, SettingsError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.progress import human_bytes, summary_table
 from mailsync.layout import has_state
@@ -51,9 +52,15 @@ def _archive_option(fn: click.decorators.FC) -> click.decorators.FC:
 def _load(
     settings_file: Path | None, archive: Path | None, mode: str | None = None
 ) -> MailSettings:
-    from fetchlab.mail_cli import _load as load
-
-    return load(settings_file, archive, mode)
+    # the same layering as the other mailsync commands (mail.out is the archive folder here)
+    try:
+        overrides = {"mail": {"out": archive, "mode": mode}}
+        settings = load_settings(settings_file, overrides, tool="mail")
+    except SettingsError as exc:
+        for problem in exc.problems:
+            click.echo(f"mailsync: {problem}", err=True)
+        sys.exit(2)
+    return settings.mail
 
 
 def _archive_root(settings: MailSettings, account: str | None) -> Path:
