@@ -118,12 +118,25 @@ class _Run:
 
     async def folder(self, session: ImapSession | None, job: core.RestoreJob) -> ImapSession | None:
         where = f"{self.target.name}/{job.dest}"
+        counts = core.RestoreCounts()  # kept across attempts, reported however the job ends
+        try:
+            return await self._folder(session, job, where, counts)
+        finally:
+            self.report.add(counts)
+
+    async def _folder(
+        self,
+        session: ImapSession | None,
+        job: core.RestoreJob,
+        where: str,
+        counts: core.RestoreCounts,
+    ) -> ImapSession | None:
         attempt = 0
         while True:
             try:
                 if session is None:
                     session = await self.open()
-                counts = await self.drive(core.restore_folder(job, self.opts), session)
+                await self.drive(core.restore_folder(job, self.opts, counts), session)
             except (MailError, StorageError) as exc:
                 attempt += 1
                 if isinstance(exc, ImapLimitError):
@@ -149,7 +162,6 @@ class _Run:
                 else:
                     self.report.warnings.append(decision.warning)
                 return session
-            self.report.add(counts)
             self.report.folders += 1
             return session
 
@@ -160,6 +172,16 @@ class _Run:
             if session is None:
                 await sem.acquire()
             stack.callback(sem.release)
+            if session is None and queue and not self.stop:
+                try:
+                    session = await self.connect()
+                except MailError as exc:
+                    # a provider's connection cap: the connections already open do the work
+                    self.report.warnings.append(
+                        f"{self.target.name}: one more connection was refused ({exc}); going on"
+                        " with fewer"
+                    )
+                    return
             try:
                 while queue and not self.stop:
                     session = await self.folder(session, queue.popleft())

@@ -114,12 +114,27 @@ class _Run:
         self, session: ImaplibSession | None, job: core.RestoreJob, db: RestoreDB
     ) -> ImaplibSession | None:
         where = f"{self.target.name}/{job.dest}"
+        counts = core.RestoreCounts()  # kept across attempts, reported however the job ends
+        try:
+            return self._folder(session, job, where, counts, db)
+        finally:
+            with self.lock:
+                self.report.add(counts)
+
+    def _folder(
+        self,
+        session: ImaplibSession | None,
+        job: core.RestoreJob,
+        where: str,
+        counts: core.RestoreCounts,
+        db: RestoreDB,
+    ) -> ImaplibSession | None:
         attempt = 0
         while True:
             try:
                 if session is None:
                     session = self.open()
-                counts = self.drive(core.restore_folder(job, self.opts), session, db)
+                self.drive(core.restore_folder(job, self.opts, counts), session, db)
             except (MailError, StorageError) as exc:
                 attempt += 1
                 if isinstance(exc, ImapLimitError):
@@ -148,7 +163,6 @@ class _Run:
                     self.note("warnings", decision.warning)
                 return session
             with self.lock:
-                self.report.add(counts)
                 self.report.folders += 1
             return session
 
@@ -162,6 +176,17 @@ class _Run:
             sem.acquire()
         db: RestoreDB | None = None
         try:
+            if session is None and queue and not self.stop:
+                try:
+                    session = self.connect()
+                except MailError as exc:
+                    # a provider's connection cap: the connections already open do the work
+                    self.note(
+                        "warnings",
+                        f"{self.target.name}: one more connection was refused ({exc}); going"
+                        " on with fewer",
+                    )
+                    return
             db = RestoreDB(restore_db_path(self.root), target_id(self.target))
             while not self.stop:
                 try:

@@ -305,14 +305,18 @@ def _batches(items: Sequence[RestoreItem], opts: RestoreOptions) -> list[list[Re
 
 
 def restore_folder(
-    job: RestoreJob, opts: RestoreOptions
+    job: RestoreJob, opts: RestoreOptions, counts: RestoreCounts | None = None
 ) -> Generator[RestoreEffect, object, RestoreCounts]:
-    """Restore ``job``'s messages not yet recorded as restored; the counts."""
-    counts = RestoreCounts()
+    """Restore ``job``'s messages not yet recorded as restored; the counts.
+
+    ``counts`` is updated as the work goes, so a driver keeps what an attempt did even when it
+    ends in an error; pass the same object to every attempt at one job (it then tells the
+    messages an earlier attempt sent from those an earlier run did)."""
+    counts = counts if counts is not None else RestoreCounts()
     progress = yield LoadProgress(job.dest)
     assert isinstance(progress, Progress)
     todo = [i for i in job.items if i.key not in progress.done]
-    counts.already = len(job.items) - len(todo)
+    counts.already = len(job.items) - len(todo) - counts.appended - counts.found
     if not todo:
         return counts
     _only((yield Send((cmds.create(job.dest),))))

@@ -89,7 +89,7 @@ def strict_mboxrd(path: Path) -> list[bytes]:
 def python_mailbox(path: Path) -> list[bytes]:
     box = mailbox.mbox(path, create=False)
     try:
-        return [_unquote_lines(box.get_bytes(key)) for key in box.keys()]
+        return [_unquote_lines(box.get_bytes(key)) for key in box.iterkeys()]
     finally:
         box.close()
 
