@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetchlab.mail_cli import main
+from mailsync.effects import StoreItem
 from mailsync.state import FolderRecord
 from mailsync.store import AccountArchive
 from testbed.imap_load import append_messages
@@ -103,7 +104,7 @@ def _archive_with_specials(fresh: FreshImapAccount, tmp_path: Path) -> Path:
     arch = AccountArchive(archive / "src", fsync=False)
     arch.open_blocking()
     try:
-        items = [
+        items: list[StoreItem] = [
             (uid, ("\\Seen",), None, body, "01-Feb-2024 10:00:00 +0100")
             for uid, body in SPECIAL.items()
         ]
