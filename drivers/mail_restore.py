@@ -192,6 +192,7 @@ def _run_processes(
                 "messages",
                 "appended",
                 "found",
+                "present",
                 "already",
                 "failed",
                 "bytes",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import tempfile
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -31,8 +30,10 @@ from mailsync.core.flow import Send
 from mailsync.restore_state import (
     RestoreDB,
     RestoreReport,
+    clear_spill,
     perform_local,
     restore_db_path,
+    spill_dir,
     target_id,
 )
 from mailsync.settings import AccountSettings, MailSettings
@@ -63,7 +64,7 @@ class _Run:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-io")
         self.db: RestoreDB | None = None
         self.stop = False
-        self.spill = Path(tempfile.gettempdir())
+        self.spill = spill_dir(root)
 
     async def io(self, fn: object, *args: object) -> object:
         assert callable(fn)
@@ -233,5 +234,6 @@ async def restore_asyncio(
         if run.db is not None:
             await run.io(run.db.close)
         run.pool.shutdown(wait=True)
+        clear_spill(root)
         report.seconds = time.monotonic() - start
     return report

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import tempfile
 import threading
 import time
 from collections import deque
@@ -27,8 +26,10 @@ from mailsync.core.flow import Send
 from mailsync.restore_state import (
     RestoreDB,
     RestoreReport,
+    clear_spill,
     perform_local,
     restore_db_path,
+    spill_dir,
     target_id,
 )
 from mailsync.settings import AccountSettings, MailSettings
@@ -63,7 +64,7 @@ class _Run:
             self.target,
             self.secret,
             timeout=self.settings.timeout,
-            spill_dir=Path(tempfile.gettempdir()),
+            spill_dir=spill_dir(self.root),
             spill_threshold=self.settings.spill_threshold,
         )
 
@@ -251,5 +252,6 @@ def restore_blocking(
     except (MailError, StorageError) as exc:
         report.errors.append(str(exc))
     finally:
+        clear_spill(root)
         report.seconds = time.monotonic() - start
     return report

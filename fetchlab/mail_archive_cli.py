@@ -218,7 +218,9 @@ def restore(
 
     Folders are created as needed. Each message sent is recorded in the archive's restore table,
     so a rerun -- after a crash or Ctrl-C at any instant -- sends nothing twice and goes on
-    where the last run stopped. Uses MULTIAPPEND, LITERAL+ and UIDPLUS when the server has them.
+    where the last run stopped. A message already in the destination folder (same bytes, same
+    INTERNALDATE) is not sent again, so restoring into the account the archive came from adds
+    only what is missing there. Uses MULTIAPPEND, LITERAL+ and UIDPLUS when the server has them.
     """
     from drivers.mail_restore import RestoreSpec, run_restore
     from mailsync.core.restore import parse_folder_map
@@ -275,6 +277,7 @@ def restore(
                 "selected",
                 "sent",
                 "found after a crash",
+                "already there",
                 "done before",
                 "refused",
                 "bytes",
@@ -290,6 +293,7 @@ def restore(
                     rep.messages,
                     rep.appended,
                     rep.found,
+                    rep.present,
                     rep.already,
                     rep.failed,
                     human_bytes(rep.bytes),

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -36,10 +37,12 @@ __all__ = [
     "RestoreDB",
     "RestoreLock",
     "RestoreReport",
+    "clear_spill",
     "items_from",
     "perform_local",
     "plan_jobs",
     "restore_db_path",
+    "spill_dir",
     "target_id",
 ]
 
@@ -66,6 +69,17 @@ CREATE INDEX IF NOT EXISTS restored_dest ON restored(target, dest_folder);
 
 def restore_db_path(root: Path) -> Path:
     return internal_dir(root) / "restore.sqlite"
+
+
+def spill_dir(root: Path) -> Path:
+    """Where a restore's connections stream bodies too large for memory (fetched only to
+    compare a message already on the server); one folder per process (the processes mode runs
+    several), emptied by :func:`clear_spill`."""
+    return internal_dir(root) / "restore-spill" / str(os.getpid())
+
+
+def clear_spill(root: Path) -> None:
+    shutil.rmtree(spill_dir(root), ignore_errors=True)
 
 
 def target_id(account: AccountSettings) -> str:
@@ -230,7 +244,8 @@ class RestoreReport:
     folders: int = 0
     messages: int = 0  # selected in the archive
     appended: int = 0
-    found: int = 0
+    found: int = 0  # sent by a run that died before recording it: recorded now
+    present: int = 0  # already in the destination folder: not sent
     already: int = 0
     failed: int = 0
     bytes: int = 0
@@ -246,6 +261,7 @@ class RestoreReport:
     def add(self, counts: core.RestoreCounts) -> None:
         self.appended += counts.appended
         self.found += counts.found
+        self.present += counts.present
         self.already += counts.already
         self.failed += counts.failed
         self.bytes += counts.bytes

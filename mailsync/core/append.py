@@ -1,5 +1,5 @@
-"""APPEND and what goes with it (CREATE, APPENDUID, the look-up of a message already sent), as
-command bytes and parsed answers: no I/O.
+"""APPEND and what goes with it (CREATE, SELECT, APPENDUID), as command bytes and parsed answers:
+no I/O.
 
 - :func:`append` builds one ``APPEND`` of one message, or a MULTIAPPEND (RFC 3502) of several
   into one folder: each message with its flags and INTERNALDATE. With ``literal_plus`` (the
@@ -7,9 +7,6 @@ command bytes and parsed answers: no I/O.
   and the whole command is one byte string, so many can be pipelined in one write; otherwise each
   literal waits for the server's ``+`` (the transports handle those parts).
 - :func:`appenduid` reads ``[APPENDUID uidvalidity uid-set]`` (UIDPLUS, RFC 4315).
-- :func:`search_copy` finds a message that may already be there: by Message-ID (when it has one)
-  and exact size; the caller then compares INTERNALDATE (APPEND sets it, so a restored copy has
-  exactly the original's).
 """
 
 from __future__ import annotations
@@ -17,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailsync.core.commands import Parts, _astring, _join, _Lit, _mailbox
-from mailsync.core.responses import Response, Tagged, Untagged
+from mailsync.core.commands import Parts, _join, _Lit, _mailbox
+from mailsync.core.responses import Tagged
 from mailsync.core.utf7 import encode_mutf7
 
 __all__ = [
@@ -28,8 +25,6 @@ __all__ = [
     "appenduid",
     "create",
     "mailbox_wire_name",
-    "search_copy",
-    "search_uids",
     "select",
     "uid_set_members",
 ]
@@ -107,22 +102,3 @@ def appenduid(tagged: Tagged) -> tuple[int, list[int]] | None:
         return int(words[1]), uid_set_members(words[2])
     except ValueError:
         return None
-
-
-def search_copy(message_id: str | None, size: int) -> Parts:
-    """``UID SEARCH [HEADER Message-ID x] LARGER size-1 SMALLER size+1``: messages of exactly
-    ``size`` bytes (with that Message-ID when there is one)."""
-    items: list[bytes | _Lit] = [b"UID SEARCH"]
-    if message_id:
-        items += [b"HEADER Message-ID", _astring(message_id)]
-    items += [b"LARGER %d SMALLER %d" % (max(size - 1, 0), size + 1)]
-    return _join(items, False)
-
-
-def search_uids(responses: Sequence[Response]) -> list[int]:
-    """The UIDs of the ``* SEARCH`` responses among ``responses``."""
-    out: list[int] = []
-    for resp in responses:
-        if isinstance(resp, Untagged) and resp.kind == "SEARCH":
-            out += [int(w) for w in resp.text.split() if w.isdigit()]
-    return out

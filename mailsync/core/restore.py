@@ -6,11 +6,13 @@ driver performs them (:mod:`drivers.mail_restore_asyncio`, :mod:`drivers.mail_re
 
 Nothing is restored twice, whatever instant a run dies at. Before a batch is sent its messages are
 recorded *pending* (:class:`MarkPending`, committed), and once the server answered they are
-recorded *done* with the UID it gave them (:class:`MarkDone`). A run that finds pending messages
-(the previous one died between the two) looks each one up on the server first -- Message-ID
-(when it has one), exact size and INTERNALDATE, among UIDs no other restored message claimed --
-and appends only those not there. A message answered NO is not on the server (IMAP's APPEND is
-all or nothing, MULTIAPPEND too) and is tried again on the next run.
+recorded *done* with the UID it gave them (:class:`MarkDone`). When the destination folder is not
+empty -- a run died between the two records, or the messages never left (a restore into the
+account they came from) -- its messages are listed first (UID, size, INTERNALDATE: APPEND keeps
+both), the candidates' bytes compared by SHA-256, and only messages not there are sent; a UID
+already recorded for another restored message is never taken twice (two identical copies in the
+archive stay two). A message answered NO is not on the server (IMAP's APPEND is all or nothing,
+MULTIAPPEND too) and is tried again on the next run.
 
 Server limits: a NO with [OVERQUOTA], [LIMIT], [INUSE], [UNAVAILABLE] or [ALERT] is waited out
 with the run's backoff (:class:`Pause`) and, when it outlasts it, ends the folder with an
@@ -21,6 +23,7 @@ fails alone (:class:`MarkFailed`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -120,6 +123,7 @@ class Progress:
 class RestoreCounts:
     appended: int = 0  # sent and stored now
     found: int = 0  # pending after a crash and found on the server: not sent again
+    present: int = 0  # already in the destination folder (same bytes): not sent
     already: int = 0  # recorded done by an earlier run
     failed: int = 0  # refused by the server (errors name them)
     bytes: int = 0
@@ -238,43 +242,79 @@ def same_date(a: str | None, b: str | None) -> bool:
         return a.strip() == b.strip()
 
 
-def _uidvalidity(result: CommandResult) -> int | None:
+def _selected(result: CommandResult) -> tuple[int | None, int, int | None]:
+    """(UIDVALIDITY, EXISTS, UIDNEXT) from a SELECT's answer."""
+    validity = uidnext = None
+    exists = 0
     for resp in result.untagged:
-        if isinstance(resp, Untagged) and resp.code_name == "UIDVALIDITY" and resp.code:
-            words = resp.code.split()
-            if len(words) == 2 and words[1].isdigit():
-                return int(words[1])
-    return None
+        if isinstance(resp, Untagged):
+            if resp.kind == "EXISTS" and resp.number is not None:
+                exists = resp.number
+            elif resp.code_name in ("UIDVALIDITY", "UIDNEXT") and resp.code:
+                words = resp.code.split()
+                if len(words) == 2 and words[1].isdigit():
+                    if resp.code_name == "UIDVALIDITY":
+                        validity = int(words[1])
+                    else:
+                        uidnext = int(words[1])
+    return validity, exists, uidnext
 
 
-def _find(
-    items: Sequence[RestoreItem], claimed: set[int]
+def _digest(body: object) -> str | None:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return hashlib.sha256(body).hexdigest()
+    # a body the transport spilled to a file was hashed as it streamed (mailsync.store)
+    sha = getattr(body, "sha256", None)
+    return sha if isinstance(sha, str) else None
+
+
+def _present(
+    items: Sequence[RestoreItem], claimed: set[int], first_uid: int = 1, *, exact: bool = True
 ) -> Generator[RestoreEffect, object, dict[SourceKey, int]]:
-    """Look ``items`` up in the selected folder; their UIDs (each UID claimed once)."""
+    """Which of ``items`` the selected folder already holds (UIDs from ``first_uid`` on), and
+    under which UID; each UID is taken once and ``claimed`` ones never.
+
+    One listing of sizes and INTERNALDATEs finds the candidates (APPEND keeps both); with
+    ``exact`` the candidates' bytes are fetched and compared by SHA-256, so a different message
+    that happens to share size and date never passes for the one to restore. The listing routes
+    answers by UID, so it is safe on servers that answer pipelined commands out of order."""
     if not items:
         return {}
-    # one SEARCH per round trip: Dovecot runs pipelined commands concurrently, and an untagged
-    # "* SEARCH" carries nothing that says which command it answers. Only the messages of a
-    # batch a crash interrupted are looked up, so these round trips are few.
-    candidates: dict[SourceKey, list[int]] = {}
-    for item in items:
-        res = _only((yield Send((cmds.search_copy(item.message_id, item.size),))))
-        candidates[item.key] = cmds.search_uids(res.untagged) if res.ok else []
-    every = sorted({u for uids in candidates.values() for u in uids} - claimed)
-    dates: dict[int, str | None] = {}
-    for chunk in chunk_uids(every, 500):
-        fetch = b"UID FETCH " + sequence_set(chunk).encode() + b" (UID INTERNALDATE)"
-        res = _only((yield Send((fetch,))))
-        for resp in res.untagged:
-            if isinstance(resp, FetchResp) and resp.uid is not None:
-                dates[resp.uid] = resp.internaldate
+    listing = _only((yield Send((b"UID FETCH %d:* (UID RFC822.SIZE INTERNALDATE)" % first_uid,))))
+    by_size: dict[int, list[tuple[int, str | None]]] = {}
+    for resp in listing.untagged:
+        if (
+            isinstance(resp, FetchResp)
+            and resp.uid is not None
+            and resp.size is not None
+            and resp.uid >= first_uid
+            and resp.uid not in claimed
+        ):
+            by_size.setdefault(resp.size, []).append((resp.uid, resp.internaldate))
+    candidates = {
+        item.key: sorted(
+            uid for uid, date in by_size.get(item.size, []) if same_date(item.internaldate, date)
+        )
+        for item in items
+    }
+    digests: dict[int, str | None] = {}
+    if exact:
+        wanted = sorted({u for uids in candidates.values() for u in uids})
+        sizes = {uid: size for size, pairs in by_size.items() for uid, _ in pairs}
+        for chunk in chunk_uids(wanted, 200, sizes, 8 * 1024 * 1024):
+            cmd = b"UID FETCH " + sequence_set(chunk).encode() + b" (UID BODY.PEEK[])"
+            res = _only((yield Send((cmd,))))
+            for resp in res.untagged:
+                if isinstance(resp, FetchResp) and resp.uid is not None:
+                    digests[resp.uid] = _digest(resp.body)
     found: dict[SourceKey, int] = {}
     for item in items:
-        for uid in sorted(candidates[item.key]):
-            if uid in dates and uid not in claimed and same_date(item.internaldate, dates[uid]):
-                found[item.key] = uid
-                claimed.add(uid)
-                break
+        for uid in candidates[item.key]:
+            if uid in claimed or (exact and digests.get(uid) != item.sha256):
+                continue
+            found[item.key] = uid
+            claimed.add(uid)
+            break
     return found
 
 
@@ -321,31 +361,42 @@ def restore_folder(
         return counts
     _only((yield Send((cmds.create(job.dest),))))
     # NO [ALREADYEXISTS] is the usual answer; any other NO shows at the first APPEND ([TRYCREATE])
-    uidvalidity: int | None = None
-    claimed: set[int] = set()
-    pending = [i for i in todo if i.key in progress.pending]
-    if pending or not opts.uidplus:
-        selected = _only((yield Send((cmds.select(job.dest),))))
-        if not selected.ok:
-            raise ImapCommandError(
-                "SELECT " + job.dest, selected.tagged.status, selected.tagged.text
-            )
-        uidvalidity = _uidvalidity(selected)
-        if uidvalidity is not None:
-            claimed = set(progress.claimed.get(uidvalidity, frozenset()))
-        found = yield from _find(pending, claimed)
+    selected = _only((yield Send((cmds.select(job.dest),))))
+    if not selected.ok:
+        raise ImapCommandError("SELECT " + job.dest, selected.tagged.status, selected.tagged.text)
+    uidvalidity, exists, uidnext = _selected(selected)
+    claimed = set(progress.claimed.get(uidvalidity, frozenset())) if uidvalidity else set()
+    if exists:
+        # messages already there -- sent by a run that died before recording them, or never
+        # lost (a restore into the account they came from) -- are recorded, not sent again
+        found = yield from _present(todo, claimed)
         if found:
-            rows = tuple((i, uidvalidity, found[i.key], "found") for i in pending if i.key in found)
+            rows = tuple(
+                (i, uidvalidity, found[i.key], "found" if i.key in progress.pending else "present")
+                for i in todo
+                if i.key in found
+            )
             yield MarkDone(job.dest, rows)
-            counts.found += len(rows)
+            counts.found += sum(1 for r in rows if r[3] == "found")
+            counts.present += sum(1 for r in rows if r[3] == "present")
             todo = [i for i in todo if i.key not in found]
+    state = _Dest(uidvalidity, uidnext, claimed)
     for batch in _batches(todo, opts):
         bodies = yield ReadBodies(tuple(batch))
         assert isinstance(bodies, tuple)
         pairs = list(zip(batch, bodies, strict=True))
         yield MarkPending(job.dest, tuple(batch))
-        yield from _send(job.dest, pairs, opts, counts, uidvalidity, claimed)
+        yield from _send(job.dest, pairs, opts, counts, state)
     return counts
+
+
+@dataclass
+class _Dest:
+    """What the flow knows of the destination folder while it appends."""
+
+    uidvalidity: int | None
+    uidnext: int | None  # without UIDPLUS: where the next batch's UIDs start
+    claimed: set[int]
 
 
 def _send(
@@ -353,8 +404,7 @@ def _send(
     pairs: list[tuple[RestoreItem, bytes]],
     opts: RestoreOptions,
     counts: RestoreCounts,
-    uidvalidity: int | None,
-    claimed: set[int],
+    dest_state: _Dest,
 ) -> Generator[RestoreEffect, object, None]:
     """APPEND ``pairs`` (one MULTIAPPEND, or one APPEND each, pipelined) until each is stored
     or refused; server limits are paused on."""
@@ -395,9 +445,17 @@ def _send(
                 counts.failed += 1
                 counts.errors.append(f"{dest}: {item.key[0]} UID {item.key[2]}: refused: {text}")
         if done:
-            if not opts.uidplus and uidvalidity is not None:
-                found = yield from _find([i for i, _, _, _ in done], claimed)
-                done = [(i, uidvalidity, found.get(i.key), how) for i, _, _, how in done]
+            if not opts.uidplus and dest_state.uidnext is not None:
+                # no APPENDUID: the new messages are the ones past the old UIDNEXT (their UIDs
+                # are for the record only, so size and date suffice)
+                new = [i for i, _, _, _ in done]
+                found = yield from _present(
+                    new, dest_state.claimed, dest_state.uidnext, exact=False
+                )
+                validity = dest_state.uidvalidity
+                done = [(i, validity, found.get(i.key), how) for i, _, _, how in done]
+                if found:
+                    dest_state.uidnext = max(found.values()) + 1
             yield MarkDone(dest, tuple(done))
         if limited is not None:
             tagged = limited.tagged

@@ -13,6 +13,7 @@ import pytest
 from drivers.mail_restore import RestoreSpec, run_restore
 from foundation.mode import Mode
 from mailsync.restore_state import restore_db_path
+from testbed.imap_load import delete_messages
 from tests.fixtures.imap import FreshImapAccount
 from tests.integration._mailsync_helpers import PASSWORD_ENV, account_for, mail_settings
 from tests.integration._restore_helpers import archive_multiset, backup
@@ -110,3 +111,23 @@ def test_folder_map_and_query(fresh_imap_account: FreshImapAccount, tmp_path: Pa
     after = archive_multiset(archive / "dst")
     want = {("Old/2023", *k[1:]): n for k, n in before.items() if k[0] == "Archive/2023"}
     assert want and dict(after) == want
+
+
+def test_a_restore_into_the_source_account_sends_only_what_is_missing(
+    fresh_imap_account: FreshImapAccount, tmp_path: Path
+) -> None:
+    acct = fresh_imap_account(messages=20, seed=21, max_bytes=800_000, folders=["INBOX", "Sent"])
+    source = account_for(acct.server, acct.user, name="src")
+    settings = mail_settings(source, **FAST_BACKOFF)
+    archive = tmp_path / "archive"
+    backup(settings, source, archive)
+    before = archive_multiset(archive / "src")
+    lost = [r.uid for r in acct.truth if r.folder == "INBOX" and r.uid is not None][:4]
+    assert lost
+    delete_messages(acct.server, acct.user, "INBOX", lost)
+
+    report = run_restore(settings, RestoreSpec(archive / "src", "src"))
+    assert report.ok, report.errors
+    assert (report.appended, report.present) == (len(lost), 20 - len(lost))
+    backup(settings, source, archive)
+    assert archive_multiset(archive / "src") == before  # the lost ones back, nothing twice

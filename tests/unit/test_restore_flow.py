@@ -3,6 +3,7 @@ canned server bytes: no server, no I/O."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Generator
 
 import pytest
@@ -75,11 +76,15 @@ class Driver:
         return [e for e in self.effects if isinstance(e, kind)]
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def first(cmd: Command) -> bytes:
     return cmd if isinstance(cmd, bytes) else cmd[0]
 
 
-def server(appenduid: bool = True, append_answer: bytes | None = None) -> Answer:
+def server(appenduid: bool = True, append_answer: bytes | None = None, exists: int = 0) -> Answer:
     uids = iter(range(100, 10_000))
 
     def answer(cmd: Command) -> bytes:
@@ -87,7 +92,10 @@ def server(appenduid: bool = True, append_answer: bytes | None = None) -> Answer
         if head.startswith(b"CREATE"):
             return b"T NO [ALREADYEXISTS] Mailbox already exists\r\n"
         if head.startswith(b"SELECT"):
-            return b"* OK [UIDVALIDITY 55] Ok\r\nT OK [READ-WRITE] Select completed\r\n"
+            return (
+                b"* %d EXISTS\r\n* OK [UIDVALIDITY 55] Ok\r\n* OK [UIDNEXT 100] Ok\r\n"
+                b"T OK [READ-WRITE] Select completed\r\n" % exists
+            )
         if head.startswith(b"APPEND"):
             if append_answer is not None:
                 return append_answer
@@ -102,8 +110,6 @@ def server(appenduid: bool = True, append_answer: bytes | None = None) -> Answer
             return b"T OK [APPENDUID 55 %s] Append completed\r\n" % (
                 b"%d:%d" % (got[0], got[-1]) if len(got) > 1 else b"%d" % got[0]
             )
-        if head.startswith(b"UID SEARCH"):
-            return b"* SEARCH\r\nT OK Search completed\r\n"
         raise AssertionError(head)
 
     return answer
@@ -154,16 +160,6 @@ def test_appenduid_and_uid_sets() -> None:
     assert cmds.uid_set_members("4:6,9,12:11") == [4, 5, 6, 9, 11, 12]
 
 
-def test_search_copy_by_message_id_and_exact_size() -> None:
-    assert cmds.search_copy("<a@b>", 100) == (
-        b"UID SEARCH HEADER Message-ID <a@b> LARGER 99 SMALLER 101",
-    )
-    assert cmds.search_copy('<a "b"@c>', 5) == (
-        b'UID SEARCH HEADER Message-ID "<a \\"b\\"@c>" LARGER 4 SMALLER 6',
-    )
-    assert cmds.search_copy(None, 10) == (b"UID SEARCH LARGER 9 SMALLER 11",)
-
-
 # planning ---------------------------------------------------------------------------------------
 
 
@@ -194,7 +190,7 @@ def test_multiappend_batches_recorded_pending_then_done_with_their_uids() -> Non
     assert (counts.appended, counts.already, counts.failed) == (5, 0, 0)
     appends = [s for s in drv.sent if s.startswith(b"APPEND")]
     assert len(appends) == 3  # 2 + 2 + 1 messages
-    assert not any(s.startswith(b"SELECT") for s in drv.sent)  # UIDPLUS: no look-ups needed
+    assert not any(s.startswith(b"UID FETCH") for s in drv.sent)  # an empty folder: no look-up
     kinds = [type(e).__name__ for e in drv.effects if not isinstance(e, Send | core.ReadBodies)]
     assert kinds == ["LoadProgress"] + ["MarkPending", "MarkDone"] * 3
     done = [row for e in drv.of(core.MarkDone) for row in e.rows]  # type: ignore[attr-defined]
@@ -220,30 +216,66 @@ def test_done_messages_are_skipped() -> None:
     assert sum(s.startswith(b"APPEND") for s in drv.sent) == 1
 
 
-def test_pending_messages_are_looked_up_before_anything_is_sent_again() -> None:
-    """The crash window: message 1 was stored (UID 9, same INTERNALDATE), message 2 was not; UID
-    8 is the same message restored earlier from another copy (claimed): not taken twice."""
-    job = core.RestoreJob("INBOX", (item(1), item(2)))
-    progress = core.Progress(
-        frozenset(), frozenset({("INBOX", 7, 1), ("INBOX", 7, 2)}), {55: frozenset({8})}
+def test_messages_already_in_the_folder_are_recorded_not_sent() -> None:
+    """The crash window (message 1 pending: the server stored it, the run died before the
+    record) and a restore into a folder that holds a message already (message 3). UID 9 has
+    message 1's size and date and its bytes; UID 10 has message 2's size and date but other
+    bytes (not taken for it); UID 8 is message 3's twin, already claimed by an earlier record."""
+    job = core.RestoreJob(
+        "INBOX",
+        (
+            item(1, sha256=_sha(b"x" * 5)),
+            item(2, sha256=_sha(b"y" * 5)),
+            item(3, sha256=_sha(b"z" * 5)),
+        ),
     )
+    progress = core.Progress(frozenset(), frozenset({("INBOX", 7, 1)}), {55: frozenset({8})})
+    date = b'INTERNALDATE "01-Feb-2024 09:00:00 +0000"'
 
     def answer(cmd: Command) -> bytes:
         head = first(cmd)
-        if head.startswith(b"UID SEARCH") and b"<m1@x>" in head:
-            return b"* SEARCH 8 9\r\nT OK done\r\n"
+        if head == b"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE)":
+            return (
+                b"* 1 FETCH (UID 8 RFC822.SIZE 5 %s)\r\n* 2 FETCH (UID 9 RFC822.SIZE 5 %s)\r\n"
+                b"* 3 FETCH (UID 10 RFC822.SIZE 5 %s)\r\n* 4 FETCH (UID 11 RFC822.SIZE 6 %s)\r\n"
+                b'* 5 FETCH (UID 12 RFC822.SIZE 5 INTERNALDATE "02-Feb-2024 09:00:00 +0000")\r\n'
+                b"T OK done\r\n" % (date, date, date, date)
+            )
         if head.startswith(b"UID FETCH"):
-            assert b"UID FETCH 9 " in head  # the claimed UID 8 is not even asked about
-            return b'* 2 FETCH (UID 9 INTERNALDATE "01-Feb-2024 09:00:00 +0000")\r\nT OK done\r\n'
-        return server()(cmd)
+            assert head == b"UID FETCH 9:10 (UID BODY.PEEK[])"  # candidates only, 8 is claimed
+            return (
+                b"* 2 FETCH (UID 9 BODY[] {5}\r\nxxxxx)\r\n"
+                b"* 3 FETCH (UID 10 BODY[] {5}\r\nqqqqq)\r\nT OK done\r\n"
+            )
+        return server(exists=5)(cmd)
 
     drv = Driver(answer, progress)
     counts = drv.run(core.restore_folder(job, core.RestoreOptions(uidplus=True, literal_plus=True)))
-    assert (counts.found, counts.appended) == (1, 1)
+    assert (counts.found, counts.present, counts.appended) == (1, 0, 2)
     found = drv.of(core.MarkDone)[0]
     assert found.rows == ((job.items[0], 55, 9, "found"),)  # type: ignore[attr-defined]
     appends = [s for s in drv.sent if s.startswith(b"APPEND")]
-    assert len(appends) == 1 and b"{5+}" in appends[0]
+    assert len(appends) == 2
+
+
+def test_a_restore_into_the_source_account_sends_only_what_is_missing() -> None:
+    job = core.RestoreJob("INBOX", (item(1, sha256=_sha(b"x" * 5)), item(2, size=7)))
+
+    def answer(cmd: Command) -> bytes:
+        head = first(cmd)
+        if head.startswith(b"UID FETCH 1:*"):
+            return (
+                b'* 1 FETCH (UID 3 RFC822.SIZE 5 INTERNALDATE "01-Feb-2024 10:00:00 +0100")\r\n'
+                b"T OK done\r\n"
+            )
+        if head.startswith(b"UID FETCH"):
+            return b"* 1 FETCH (UID 3 BODY[] {5}\r\nxxxxx)\r\nT OK done\r\n"
+        return server(exists=1)(cmd)
+
+    drv = Driver(answer)
+    counts = drv.run(core.restore_folder(job, core.RestoreOptions(uidplus=True, literal_plus=True)))
+    assert (counts.present, counts.appended) == (1, 1)
+    assert drv.of(core.MarkDone)[0].rows == ((job.items[0], 55, 3, "present"),)  # type: ignore[attr-defined]
 
 
 def test_same_date_compares_instants() -> None:
@@ -257,16 +289,18 @@ def test_without_uidplus_the_new_uids_are_looked_up() -> None:
 
     def answer(cmd: Command) -> bytes:
         head = first(cmd)
-        if head.startswith(b"UID SEARCH"):
-            return b"* SEARCH 41\r\nT OK done\r\n"
         if head.startswith(b"UID FETCH"):
-            return b'* 1 FETCH (UID 41 INTERNALDATE "01-Feb-2024 10:00:00 +0100")\r\nT OK done\r\n'
+            assert head.startswith(b"UID FETCH 100:* ")  # past the UIDNEXT SELECT gave
+            return (
+                b'* 1 FETCH (UID 141 RFC822.SIZE 5 INTERNALDATE "01-Feb-2024 10:00:00 +0100")\r\n'
+                b"T OK done\r\n"
+            )
         return server(appenduid=False)(cmd)
 
     drv = Driver(answer)
     drv.run(core.restore_folder(job, core.RestoreOptions(literal_plus=True)))
     (done,) = drv.of(core.MarkDone)
-    assert done.rows == ((job.items[0], 55, 41, "appended"),)  # type: ignore[attr-defined]
+    assert done.rows == ((job.items[0], 55, 141, "appended"),)  # type: ignore[attr-defined]
 
 
 def test_overquota_pauses_then_raises_a_limit_error() -> None:
