@@ -418,6 +418,9 @@ def _send(
         limited: CommandResult | None = None
         for group, result in zip(groups, results, strict=True):
             assert isinstance(result, CommandResult)
+            for resp in result.untagged:  # "* OK [ALERT] ..." must reach the user too
+                if isinstance(resp, Untagged) and resp.code_name == "ALERT":
+                    yield Warn(f"server alert: {resp.text}")
             if result.ok:
                 uids = cmds.appenduid(result.tagged)
                 if uids is not None and len(uids[1]) == len(group):

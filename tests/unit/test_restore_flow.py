@@ -319,7 +319,12 @@ def test_overquota_pauses_then_raises_a_limit_error() -> None:
 
 def test_alert_is_shown_to_the_user() -> None:
     job = core.RestoreJob("INBOX", (item(1),))
-    answers = iter([b"T NO [ALERT] Upload limit reached, try later\r\n"])
+    answers = iter(
+        [
+            b"T NO [ALERT] Upload limit reached, try later\r\n",
+            b"* OK [ALERT] 90% of your quota used\r\nT OK [APPENDUID 55 7] done\r\n",
+        ]
+    )
 
     def answer(cmd: Command) -> bytes:
         if first(cmd).startswith(b"APPEND"):
@@ -331,7 +336,10 @@ def test_alert_is_shown_to_the_user() -> None:
     drv = Driver(answer)
     counts = drv.run(core.restore_folder(job, core.RestoreOptions(uidplus=True, literal_plus=True)))
     assert counts.appended == 1
-    assert [w.text for w in drv.of(core.Warn)] == ["server alert: Upload limit reached, try later"]  # type: ignore[attr-defined]
+    assert [w.text for w in drv.of(core.Warn)] == [  # type: ignore[attr-defined]
+        "server alert: Upload limit reached, try later",
+        "server alert: 90% of your quota used",
+    ]
     assert len(drv.of(core.Pause)) == 1
 
 
