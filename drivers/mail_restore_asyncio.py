@@ -222,6 +222,7 @@ async def restore_asyncio(
             first.capabilities,
             retries=settings.retries,
             batch_messages=min(target.batch_messages, core.RestoreOptions.batch_messages),
+            depth=settings.pipeline_depth,
         )
         queue = deque(jobs)
         extra = min(target.connections, len(jobs)) - 1

@@ -235,6 +235,7 @@ def restore_blocking(
             first.capabilities,
             retries=settings.retries,
             batch_messages=min(target.batch_messages, core.RestoreOptions.batch_messages),
+            depth=settings.pipeline_depth,
         )
         queue = deque(jobs)
         count = 1 if kind == "sequential" else min(target.connections, len(jobs))

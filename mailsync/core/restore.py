@@ -96,6 +96,7 @@ class RestoreOptions:
     uidplus: bool = False
     batch_messages: int = 100
     batch_bytes: int = 4 * 1024 * 1024
+    depth: int = 4  # batches per round trip (bodies of depth x batch_bytes in memory)
     retries: int = 4  # pauses a server limit gets before the folder fails
 
     @classmethod
@@ -381,12 +382,18 @@ def restore_folder(
             counts.present += sum(1 for r in rows if r[3] == "present")
             todo = [i for i in todo if i.key not in found]
     state = _Dest(uidvalidity, uidnext, claimed)
-    for batch in _batches(todo, opts):
-        bodies = yield ReadBodies(tuple(batch))
+    batches = _batches(todo, opts)
+    # ``depth`` batches go out in one write and one round trip (answers are tagged: APPENDUID
+    # comes with each command's own completion, so the order the server answers in is no matter)
+    for at in range(0, len(batches), opts.depth):
+        group = batches[at : at + opts.depth]
+        items = tuple(i for batch in group for i in batch)
+        bodies = yield ReadBodies(items)
         assert isinstance(bodies, tuple)
-        pairs = list(zip(batch, bodies, strict=True))
-        yield MarkPending(job.dest, tuple(batch))
-        yield from _send(job.dest, pairs, opts, counts, state)
+        by_key = {i.key: b for i, b in zip(items, bodies, strict=True)}
+        yield MarkPending(job.dest, items)
+        sending = [[(i, by_key[i.key]) for i in batch] for batch in group]
+        yield from _send(job.dest, sending, opts, counts, state)
     return counts
 
 
@@ -401,14 +408,14 @@ class _Dest:
 
 def _send(
     dest: str,
-    pairs: list[tuple[RestoreItem, bytes]],
+    batches: list[list[tuple[RestoreItem, bytes]]],
     opts: RestoreOptions,
     counts: RestoreCounts,
     dest_state: _Dest,
 ) -> Generator[RestoreEffect, object, None]:
-    """APPEND ``pairs`` (one MULTIAPPEND, or one APPEND each, pipelined) until each is stored
-    or refused; server limits are paused on."""
-    groups = [pairs] if opts.multiappend and len(pairs) > 1 else [[p] for p in pairs]
+    """APPEND ``batches`` (a MULTIAPPEND each, or one APPEND per message; all pipelined) until
+    each message is stored or refused; server limits are paused on."""
+    groups = list(batches) if opts.multiappend else [[p] for b in batches for p in b]
     attempt = 0
     while groups:
         results = yield Send(tuple(_command(dest, g, opts) for g in groups))

@@ -182,17 +182,24 @@ def test_jobs_one_per_destination_largest_first() -> None:
 # the flow ---------------------------------------------------------------------------------------
 
 
-def test_multiappend_batches_recorded_pending_then_done_with_their_uids() -> None:
+@pytest.mark.parametrize(("depth", "rounds"), [(4, 1), (2, 2), (1, 3)])
+def test_multiappend_batches_recorded_pending_then_done_with_their_uids(
+    depth: int, rounds: int
+) -> None:
     job = core.RestoreJob("INBOX", tuple(item(u) for u in range(1, 6)))
-    opts = core.RestoreOptions(literal_plus=True, multiappend=True, uidplus=True, batch_messages=2)
+    opts = core.RestoreOptions(
+        literal_plus=True, multiappend=True, uidplus=True, batch_messages=2, depth=depth
+    )
     drv = Driver(server())
     counts = drv.run(core.restore_folder(job, opts))
     assert (counts.appended, counts.already, counts.failed) == (5, 0, 0)
     appends = [s for s in drv.sent if s.startswith(b"APPEND")]
     assert len(appends) == 3  # 2 + 2 + 1 messages
+    sends = [e for e in drv.of(Send) if first(e.commands[0]).startswith(b"APPEND")]  # type: ignore[attr-defined]
+    assert len(sends) == rounds  # depth batches per round trip
     assert not any(s.startswith(b"UID FETCH") for s in drv.sent)  # an empty folder: no look-up
     kinds = [type(e).__name__ for e in drv.effects if not isinstance(e, Send | core.ReadBodies)]
-    assert kinds == ["LoadProgress"] + ["MarkPending", "MarkDone"] * 3
+    assert kinds == ["LoadProgress"] + ["MarkPending", "MarkDone"] * rounds
     done = [row for e in drv.of(core.MarkDone) for row in e.rows]  # type: ignore[attr-defined]
     assert [(r[1], r[2]) for r in done] == [(55, u) for u in range(100, 105)]
     assert b"\\Recent" not in b"".join(appends)
