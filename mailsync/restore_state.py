@@ -95,7 +95,10 @@ class RestoreDB:
         try:
             private_dirs(path.parent)
             private_file(path)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # timeout: the processes mode's workers open it at the same moment
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             # a committed "pending" must survive the process: NORMAL in WAL mode does (only a
             # power loss could drop it, and then the message is looked up anyway... or sent
