@@ -15,6 +15,7 @@ from rich.console import Console
 from fetchlab.settings import load_settings
 from foundation.errors import ModeError, SettingsError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
+from foundation.mode import Mode
 from foundation.progress import human_bytes, summary_table
 from mailsync.layout import has_state
 from mailsync.settings import MailSettings
@@ -195,8 +196,8 @@ def export(
 )
 @click.option(
     "--mode",
-    type=click.Choice([m for m in ("asyncio", "threads", "gevent", "processes", "sequential")]),
-    help="Concurrency design (mail.mode).",
+    type=click.Choice([m.value for m in Mode]),
+    help="Concurrency design (mail.mode); every mode runs the same restore.",
 )
 @click.option("--dry-run", is_flag=True, help="Only say how many messages would be sent where.")
 def restore(
