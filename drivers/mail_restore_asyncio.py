@@ -222,6 +222,7 @@ async def restore_asyncio(
             first.capabilities,
             retries=settings.retries,
             batch_messages=min(target.batch_messages, core.RestoreOptions.batch_messages),
+            batch_bytes=min(target.batch_bytes, core.RestoreOptions.batch_bytes),
             depth=settings.pipeline_depth,
         )
         queue = deque(jobs)

@@ -235,6 +235,7 @@ def restore_blocking(
             first.capabilities,
             retries=settings.retries,
             batch_messages=min(target.batch_messages, core.RestoreOptions.batch_messages),
+            batch_bytes=min(target.batch_bytes, core.RestoreOptions.batch_bytes),
             depth=settings.pipeline_depth,
         )
         queue = deque(jobs)

@@ -387,13 +387,8 @@ def restore_folder(
     # comes with each command's own completion, so the order the server answers in is no matter)
     for at in range(0, len(batches), opts.depth):
         group = batches[at : at + opts.depth]
-        items = tuple(i for batch in group for i in batch)
-        bodies = yield ReadBodies(items)
-        assert isinstance(bodies, tuple)
-        by_key = {i.key: b for i, b in zip(items, bodies, strict=True)}
-        yield MarkPending(job.dest, items)
-        sending = [[(i, by_key[i.key]) for i in batch] for batch in group]
-        yield from _send(job.dest, sending, opts, counts, state)
+        yield MarkPending(job.dest, tuple(i for batch in group for i in batch))
+        yield from _send(job.dest, group, opts, counts, state)
     return counts
 
 
@@ -406,24 +401,42 @@ class _Dest:
     claimed: set[int]
 
 
+def _commands(
+    dest: str, groups: list[list[RestoreItem]], opts: RestoreOptions
+) -> Generator[RestoreEffect, object, list[tuple[bytes, ...]]]:
+    """The APPEND of each group, its bodies read from the archive; the bodies themselves are
+    not kept (the commands hold the one copy that must stay in memory until sent)."""
+    items = tuple(i for g in groups for i in g)
+    bodies = yield ReadBodies(items)
+    assert isinstance(bodies, tuple)
+    by_key = dict(zip((i.key for i in items), bodies, strict=True))
+    del bodies
+    out = []
+    for group in groups:
+        out.append(_command(dest, [(i, by_key.pop(i.key)) for i in group], opts))
+    return out
+
+
 def _send(
     dest: str,
-    batches: list[list[tuple[RestoreItem, bytes]]],
+    batches: list[list[RestoreItem]],
     opts: RestoreOptions,
     counts: RestoreCounts,
     dest_state: _Dest,
 ) -> Generator[RestoreEffect, object, None]:
     """APPEND ``batches`` (a MULTIAPPEND each, or one APPEND per message; all pipelined) until
     each message is stored or refused; server limits are paused on."""
-    groups = list(batches) if opts.multiappend else [[p] for b in batches for p in b]
+    groups = list(batches) if opts.multiappend else [[i] for b in batches for i in b]
+    commands = yield from _commands(dest, groups, opts)
     attempt = 0
     while groups:
-        results = yield Send(tuple(_command(dest, g, opts) for g in groups))
+        results = yield Send(tuple(commands))
         assert isinstance(results, tuple)
-        again: list[list[tuple[RestoreItem, bytes]]] = []
+        again: list[tuple[list[RestoreItem], tuple[bytes, ...]]] = []
+        split: list[list[RestoreItem]] = []
         done: list[tuple[RestoreItem, int | None, int | None, str]] = []
         limited: CommandResult | None = None
-        for group, result in zip(groups, results, strict=True):
+        for group, command, result in zip(groups, commands, results, strict=True):
             assert isinstance(result, CommandResult)
             for resp in result.untagged:  # "* OK [ALERT] ..." must reach the user too
                 if isinstance(resp, Untagged) and resp.code_name == "ALERT":
@@ -431,25 +444,23 @@ def _send(
             if result.ok:
                 uids = cmds.appenduid(result.tagged)
                 if uids is not None and len(uids[1]) == len(group):
-                    done += [
-                        (i, uids[0], u, "appended")
-                        for (i, _), u in zip(group, uids[1], strict=True)
-                    ]
+                    pairs = zip(group, uids[1], strict=True)
+                    done += [(i, uids[0], u, "appended") for i, u in pairs]
                 else:
-                    done += [(i, None, None, "appended") for i, _ in group]
+                    done += [(i, None, None, "appended") for i in group]
                 counts.appended += len(group)
-                counts.bytes += sum(len(b) for _, b in group)
+                counts.bytes += sum(i.size for i in group)
             elif _limit(result):
                 limited = result
-                again.append(group)
+                again.append((group, command))
             elif result.tagged.code_name == "TRYCREATE":
                 yield Send((cmds.create(dest),))
-                again.append(group)  # counted as an attempt: a CREATE that did not help ends it
+                again.append((group, command))  # an attempt: a CREATE that did not help ends it
                 limited = limited or result
             elif len(group) > 1:
-                again += [[p] for p in group]  # find the one the server refuses
+                split += [[i] for i in group]  # find the one the server refuses
             else:
-                item = group[0][0]
+                item = group[0]
                 text = f"{result.tagged.status} {result.tagged.text}".strip()
                 yield MarkFailed(dest, (item,), text)
                 counts.failed += 1
@@ -478,4 +489,7 @@ def _send(
                     f"APPEND to {dest}", tagged.status, f"[{tagged.code}] {tagged.text}"
                 )
             yield Pause(attempt, said)
-        groups = again
+        groups = [g for g, _ in again] + split
+        commands = [c for _, c in again]
+        if split:  # the bodies are read again: one message per APPEND now
+            commands += yield from _commands(dest, split, opts)

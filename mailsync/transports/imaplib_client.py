@@ -50,6 +50,7 @@ __all__ = ["ImaplibSession", "open_blocking_session"]
 
 _prefixes = itertools.count(1)
 READ_SIZE = 256 * 1024
+_JOIN_BELOW = 256 * 1024  # pipelined commands smaller than this in all go in one joined write
 
 
 @dataclass
@@ -188,7 +189,12 @@ class ImaplibSession:
         self.stats.commands += len(commands)
         self.stats.round_trips += 1
         if all(len(parts) == 1 for _, parts in started):
-            self._write(b"".join(parts[0] + b"\r\n" for _, parts in started))
+            if sum(len(parts[0]) for _, parts in started) < _JOIN_BELOW:
+                self._write(b"".join(parts[0] + b"\r\n" for _, parts in started))
+            else:  # megabytes of APPEND literals (restore): no joined copy of them
+                for _, parts in started:
+                    self._write(parts[0])
+                    self._write(b"\r\n")
         else:
             for pending, parts in started:
                 for part in parts[:-1]:

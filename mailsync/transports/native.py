@@ -44,6 +44,7 @@ from mailsync.transports.tls import connect_failure
 __all__ = ["NativeConnection", "connect", "translate_connect_error"]
 
 _tag_prefixes = itertools.count(1)
+_JOIN_BELOW = 256 * 1024  # pipelined commands smaller than this in all go in one joined write
 _T = TypeVar("_T")
 
 
@@ -243,9 +244,15 @@ class NativeConnection:
             return []
         started = [self._start(cmd) for cmd in commands]
         self.stats.round_trips += 1
-        simple = [parts[0] + b"\r\n" for _, parts in started if len(parts) == 1]
-        if len(simple) == len(started):
-            self._protocol.write(b"".join(simple))
+        if all(len(parts) == 1 for _, parts in started):
+            if sum(len(parts[0]) for _, parts in started) < _JOIN_BELOW:
+                self._protocol.write(b"".join(parts[0] + b"\r\n" for _, parts in started))
+            else:
+                # megabytes of APPEND literals (restore): two more copies of them cost more than
+                # a few more writes
+                for _, parts in started:
+                    self._protocol.write(parts[0])
+                    self._protocol.write(b"\r\n")
         else:
             for pending, parts in started:
                 await self._send_parts(pending, parts)
