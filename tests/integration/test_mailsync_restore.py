@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from drivers.mail_restore import RestoreSpec, run_restore
+from fetchlab.mail_cli import main
 from foundation.mode import Mode
 from mailsync.restore_state import restore_db_path
 from testbed.imap_load import delete_messages
@@ -131,3 +133,34 @@ def test_a_restore_into_the_source_account_sends_only_what_is_missing(
     assert (report.appended, report.present) == (len(lost), 20 - len(lost))
     backup(settings, source, archive)
     assert archive_multiset(archive / "src") == before  # the lost ones back, nothing twice
+
+
+def test_cli_dry_run_and_usage_errors(fresh_imap_account: FreshImapAccount, tmp_path: Path) -> None:
+    acct = fresh_imap_account(messages=6, seed=22, max_bytes=100_000, folders=["INBOX", "Sent"])
+    in_sent = sum(1 for r in acct.truth if r.folder == "Sent")
+    archive = tmp_path / "archive"
+    source = account_for(acct.server, acct.user, name="src")
+    backup(mail_settings(source), source, archive)
+    settings = tmp_path / "mail.toml"
+    settings.write_text(
+        f'[mail]\nout = "{archive}"\n[[mail.accounts]]\nname = "src"\nhost = "127.0.0.1"\n'
+        f'port = {acct.server.port}\nsecurity = "plain"\nusername = "{acct.user}"\n'
+        f'password_env = "{PASSWORD_ENV}"\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    base = ["restore", "--settings", str(settings), "--from", "src"]
+    dry = runner.invoke(main, [*base, "--to", "src", "--dry-run", "--folder-map", "Sent=Old"])
+    assert dry.exit_code == 0, dry.output
+    counts = {line.split(":")[0]: int(line.split()[1]) for line in dry.output.splitlines()}
+    assert counts == {"INBOX": 6 - in_sent, **({"Old": in_sent} if in_sent else {})}
+    unknown = runner.invoke(main, [*base, "--to", "nobody"])
+    assert unknown.exit_code == 2 and "not a configured account" in unknown.output
+    bad_map = runner.invoke(main, [*base, "--to", "src", "--folder-map", "nothing"])
+    assert bad_map.exit_code == 2 and "SOURCE=DESTINATION" in bad_map.output
+    bad_query = runner.invoke(main, [*base, "--to", "src", "--query", "subject:x"])
+    assert bad_query.exit_code == 2 and "folder:NAME" in bad_query.output
+    no_archive = runner.invoke(
+        main, ["restore", "--settings", str(settings), "--from", "x", "--to", "src"]
+    )
+    assert no_archive.exit_code == 2 and "no archive" in no_archive.output
