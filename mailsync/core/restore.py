@@ -357,7 +357,8 @@ def restore_folder(
     progress = yield LoadProgress(job.dest)
     assert isinstance(progress, Progress)
     todo = [i for i in job.items if i.key not in progress.done]
-    counts.already = len(job.items) - len(todo) - counts.appended - counts.found
+    earlier_attempts = counts.appended + counts.found + counts.present
+    counts.already = len(job.items) - len(todo) - earlier_attempts
     if not todo:
         return counts
     _only((yield Send((cmds.create(job.dest),))))
