@@ -4,6 +4,7 @@ messages (SHA-256), flags and INTERNALDATEs, each as often; a rerun sends nothin
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,20 @@ import pytest
 from click.testing import CliRunner
 
 from drivers.mail_restore import RestoreSpec, run_restore
+from drivers.mail_restore_asyncio import restore_asyncio
 from fetchlab.mail_cli import main
 from foundation.mode import Mode
 from mailsync.restore_state import restore_db_path
+from mailsync.transports.base import ImapSession
+from mailsync.transports.factory import open_account_session
 from testbed.imap_load import delete_messages
 from tests.fixtures.imap import FreshImapAccount
-from tests.integration._mailsync_helpers import PASSWORD_ENV, account_for, mail_settings
+from tests.integration._mailsync_helpers import (
+    PASSWORD_ENV,
+    SessionHook,
+    account_for,
+    mail_settings,
+)
 from tests.integration._restore_helpers import archive_multiset, backup
 
 pytestmark = pytest.mark.needs_dovecot
@@ -164,3 +173,51 @@ def test_cli_dry_run_and_usage_errors(fresh_imap_account: FreshImapAccount, tmp_
         main, ["restore", "--settings", str(settings), "--from", "x", "--to", "src"]
     )
     assert no_archive.exit_code == 2 and "no archive" in no_archive.output
+
+
+class _PlainServer(SessionHook):
+    """A real Dovecot session that announces none of LITERAL+, MULTIAPPEND and UIDPLUS: the
+    restore then waits for each literal's continuation, sends one APPEND per message and finds
+    the new UIDs by listing (Dovecot still answers with APPENDUID; the flow must not need it)."""
+
+    def __init__(self, inner: ImapSession) -> None:
+        super().__init__(inner)
+        hidden = {"LITERAL+", "LITERAL-", "MULTIAPPEND", "UIDPLUS"}
+        self.capabilities = frozenset(c for c in inner.capabilities if c not in hidden)
+        self.appends: list[bytes] = []
+
+    async def before(self, first_parts: list[bytes]) -> None:
+        self.appends += [p for p in first_parts if p.startswith(b"APPEND")]
+
+
+def test_restore_without_literal_plus_multiappend_or_uidplus(
+    fresh_imap_account: FreshImapAccount, tmp_path: Path
+) -> None:
+    src = fresh_imap_account(messages=15, seed=23, max_bytes=600_000, folders=["INBOX", "Sent"])
+    dst = fresh_imap_account()
+    source = account_for(src.server, src.user, name="src")
+    target = account_for(dst.server, dst.user, name="dst", batch_messages=4)
+    settings = mail_settings(source, target, **FAST_BACKOFF)
+    archive = tmp_path / "archive"
+    backup(settings, source, archive)
+    before = archive_multiset(archive / "src")
+    jobs = RestoreSpec(archive / "src", "dst").jobs()
+
+    sessions: list[_PlainServer] = []
+
+    async def plain(*args: Any) -> ImapSession:
+        sessions.append(_PlainServer(await open_account_session(*args)))
+        return sessions[-1]
+
+    report = asyncio.run(restore_asyncio(settings, archive / "src", target, jobs, factory=plain))
+    assert report.ok, report.errors
+    assert report.appended == 15
+    appends = [a for s in sessions for a in s.appends]
+    # one message per APPEND, each literal synchronising: the first part ends with "{size}"
+    assert len(appends) == 15 and all(a.endswith(b"}") and b"+}" not in a for a in appends)
+    backup(settings, target, archive)
+    assert archive_multiset(archive / "dst") == before
+    db = sqlite3.connect(restore_db_path(archive / "src"))
+    uids = [r[0] for r in db.execute("SELECT dest_uid FROM restored WHERE state='done'")]
+    db.close()
+    assert len(uids) == 15 and all(uids)  # every UID found by the listing past UIDNEXT
