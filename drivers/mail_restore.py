@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from foundation.errors import ModeError
+from foundation.errors import MailError, ModeError
 from foundation.mode import Mode
+from mailsync.auth import Secret, get_secret
 from mailsync.core import restore as core
 from mailsync.core.selection import parse_query
 from mailsync.restore_state import RestoreReport, plan_jobs
@@ -134,7 +135,9 @@ def _run_gevent(
 # -- processes ----------------------------------------------------------------------------------
 
 
-def _process_worker(settings: MailSettings, spec: RestoreSpec, dests: list[str]) -> dict[str, Any]:
+def _process_worker(
+    settings: MailSettings, spec: RestoreSpec, dests: list[str], secret: Secret
+) -> dict[str, Any]:
     """One worker process: its share of the folders on one connection, in an asyncio loop."""
     import signal
 
@@ -145,7 +148,7 @@ def _process_worker(settings: MailSettings, spec: RestoreSpec, dests: list[str])
     wanted = set(dests)
     jobs = [j for j in spec.jobs() if j.dest in wanted]
     target = _account(settings, spec.target).model_copy(update={"connections": 1})
-    report = run(restore_asyncio(settings, spec.root, target, jobs), settings.loop)
+    report = run(restore_asyncio(settings, spec.root, target, jobs, secret=secret), settings.loop)
     return asdict(report)
 
 
@@ -175,10 +178,17 @@ def _run_processes(
         return report
     n = min(target.connections, len(jobs))
     check_process_count(n, MAX_MAIL_PROCESSES)
+    # read once, here: a worker of a fork server started earlier would not see an environment
+    # variable set since, and a password_command should not run once per worker
+    try:
+        secret = get_secret(target)
+    except MailError as exc:
+        report.errors.append(str(exc))
+        return report
     ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
     with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
         futures = [
-            pool.submit(run_watched, os.getpid(), _process_worker, settings, spec, share)
+            pool.submit(run_watched, os.getpid(), _process_worker, settings, spec, share, secret)
             for share in _deal(jobs, n)
         ]
         for fut in futures:

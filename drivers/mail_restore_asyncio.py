@@ -200,15 +200,17 @@ async def restore_asyncio(
     *,
     factory: SessionFactory = open_account_session,
     report: RestoreReport | None = None,
+    secret: Secret | None = None,
 ) -> RestoreReport:
-    """Restore ``jobs`` (from the archive at ``root``) into ``target``."""
+    """Restore ``jobs`` (from the archive at ``root``) into ``target``; ``secret``: the
+    password or token already read (a worker process gets it from its parent), else read here."""
     start = time.monotonic()
     report = report or RestoreReport(root.name, target.name)
     report.messages += sum(len(j.items) for j in jobs)
     run = _Run(settings, root, target, factory, report)
     sem = asyncio.Semaphore(settings.max_connections)
     try:
-        run.secret = get_secret(target)
+        run.secret = secret if secret is not None else get_secret(target)
         run.db = await run.io(RestoreDB, restore_db_path(root), target_id(target))  # type: ignore[assignment]
         if not jobs:
             return report
