@@ -17,7 +17,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -43,6 +43,7 @@ from mailsync.transports.factory import SessionFactory, open_account_session
 __all__ = ["restore_asyncio"]
 
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 
 class _Run:
@@ -66,8 +67,8 @@ class _Run:
         self.stop = False
         self.spill = spill_dir(root)
 
-    async def io(self, fn: object, *args: object) -> object:
-        assert callable(fn)
+    async def io(self, fn: Callable[..., _T], *args: object) -> _T:
+        """``fn(*args)`` on the run's one I/O thread (the restore table, the archive's files)."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def open(self) -> ImapSession:
@@ -211,7 +212,7 @@ async def restore_asyncio(
     sem = asyncio.Semaphore(settings.max_connections)
     try:
         run.secret = secret if secret is not None else get_secret(target)
-        run.db = await run.io(RestoreDB, restore_db_path(root), target_id(target))  # type: ignore[assignment]
+        run.db = await run.io(RestoreDB, restore_db_path(root), target_id(target))
         if not jobs:
             return report
         await sem.acquire()
