@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,29 @@ def test_a_connection_cap_leaves_the_work_to_the_accepted_connections(
     assert any("refused" in w and "LIMIT" in w for w in report.warnings), report.warnings
     backup(settings, target, archive)
     assert archive_multiset(archive / "capped") == archive_multiset(archive / "src")
+
+
+def test_a_capped_first_connection_is_waited_for(
+    limited_dovecot: DovecotServer, fresh_imap_account: FreshImapAccount, tmp_path: Path
+) -> None:
+    """Both of the user's connections are taken (say, a phone and a laptop): the restore's
+    login is answered NO [LIMIT], waited on with the backoff, and goes through once one ends."""
+    src = fresh_imap_account(messages=5, seed=63, max_bytes=100_000, folders=["INBOX"])
+    source = account_for(src.server, src.user, name="src")
+    limited_dovecot.add_user("busy", "secret")
+    target = account_for(limited_dovecot, "busy", name="busy", connections=1)
+    backoff = {"retries": 8, "retry_delay": 0.1, "retry_max_delay": 0.4}
+    settings = mail_settings(source, target, **backoff)
+    archive = tmp_path / "archive"
+    backup(settings, source, archive)
+    phone = ImapSession(limited_dovecot, "busy")
+    laptop = ImapSession(limited_dovecot, "busy")
+    timer = threading.Timer(0.5, laptop.close)
+    timer.start()
+    try:
+        report = run_restore(settings, RestoreSpec(archive / "src", "busy"))
+    finally:
+        timer.join()
+        phone.close()
+    assert report.ok, report.errors
+    assert report.appended == 5 and report.retries >= 1
