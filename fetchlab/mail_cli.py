@@ -1,4 +1,5 @@
-"""``mailsync``: back up IMAP accounts into Maildir, verify the archive, list folders.
+"""``mailsync``: back up IMAP accounts into Maildir, verify the archive, list folders, export
+the archive (mbox, eml) and restore it to a server.
 
 Exit codes: 0 everything archived / verified; 1 some items failed (named in the output);
 2 usage or settings errors, an output folder that cannot be written, an archive another run
@@ -311,6 +312,13 @@ def folders(settings_file: Path | None, account: str | None, out: Path | None) -
             ],
         )
     )
+
+
+# export and restore live in a module of their own
+from fetchlab.mail_archive_cli import export, restore  # noqa: E402
+
+main.add_command(export)
+main.add_command(restore)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
         │   └── ImapUnknownHost                    the host name does not resolve (no retry)
         ├── ImapAuthError (PermissionError)        wrong user / password, no password source
         ├── ImapCommandError                       NO / BAD answer to a command
-        │   └── FolderGone                         folder deleted between LIST and EXAMINE
+        │   ├── FolderGone                         folder deleted between LIST and EXAMINE
+        │   └── ImapLimitError                     a server limit outlasted the backoff:
+        │                                          [OVERQUOTA], [LIMIT], [ALERT] ... (restore)
         └── UIDValidityChanged                     folder re-created on the server
 """
 
@@ -62,6 +64,7 @@ __all__ = [
     "ImapAuthError",
     "ImapCommandError",
     "ImapConnectError",
+    "ImapLimitError",
     "ImapProtocolError",
     "ImapTLSError",
     "ImapUnknownHost",
@@ -240,6 +243,12 @@ class ImapCommandError(MailError):
 
 class FolderGone(ImapCommandError):
     """The folder was deleted between LIST and EXAMINE."""
+
+
+class ImapLimitError(ImapCommandError):
+    """The server refused for one of its limits (quota full, upload rate, an [ALERT]) and kept
+    refusing through the backoff: the run stops for this account; the message says what the
+    server said and that a rerun goes on where this one stopped."""
 
 
 class UIDValidityChanged(MailError):

@@ -231,12 +231,20 @@ def _config(
     account: _Account,
     oauth2_introspection_url: str | None = None,
     compress: bool = True,
+    quota_kb: int | None = None,
+    max_user_connections: int = 1000,
 ) -> str:
     mechs, passwd_mechs, oauth2_passdb = _oauth2_parts(workdir, oauth2_introspection_url)
     # the zlib plugins exist only to offer COMPRESS=DEFLATE; loaded, they cost Dovecot's imap
     # process CPU even for a client that never compresses (FACTS.md: mbsync 13.7 s without them,
     # 33-36 s with them), so a benchmark runs the stock config unless it asks for COMPRESS
     zlib, imap_zlib = ("zlib", " imap_zlib") if compress else ("", "")
+    quota = ""
+    if quota_kb is not None:  # every user gets this much: APPEND past it says NO [OVERQUOTA]
+        zlib += " quota"
+        quota = (
+            f"plugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={quota_kb}K\n}}\n"
+        )
     root = os.geteuid() == 0
     # as root: login processes chroot and run as dovenull (the Debian defaults); otherwise every
     # service runs as us, unchrooted
@@ -284,10 +292,10 @@ mail_fsync = never
 # keep CRLF on disk: the Maildir files are exactly what FETCH BODY[] serves
 mail_save_crlf = yes
 mail_plugins = {zlib}
-
+{quota}
 protocol imap {{
   mail_plugins = $mail_plugins{imap_zlib}
-  mail_max_userip_connections = 1000
+  mail_max_userip_connections = {max_user_connections}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -353,6 +361,8 @@ def start_dovecot(
     tls_port: int | None = None,
     oauth2_introspection_url: str | None = None,
     compress: bool = True,
+    quota_kb: int | None = None,
+    max_user_connections: int = 1000,
 ) -> DovecotServer:
     """Write config, users and certificates into ``workdir`` and start Dovecot on loopback.
 
@@ -366,6 +376,10 @@ def start_dovecot(
 
     ``compress`` (default on, what the tests need): load the zlib plugins that offer
     COMPRESS=DEFLATE. Off is Dovecot's stock configuration, the one benchmarks compare on.
+
+    Server limits (opt-in, for restore tests): ``quota_kb`` gives every user a storage quota (an
+    APPEND past it is answered ``NO [OVERQUOTA]``); ``max_user_connections`` caps one user's
+    simultaneous IMAP connections from one IP, as providers do (Gmail: 15).
     """
     url = oauth2_introspection_url
     if url is not None and (
@@ -393,7 +407,16 @@ def start_dovecot(
     ca_cert = _make_certs(workdir / "tls")
     _write_passwd(workdir, accounts)
     conf = workdir / "dovecot.conf"
-    config = _config(workdir, port, tls_port, account, oauth2_introspection_url, compress)
+    config = _config(
+        workdir,
+        port,
+        tls_port,
+        account,
+        oauth2_introspection_url,
+        compress,
+        quota_kb,
+        max_user_connections,
+    )
     conf.write_text(config, "utf-8")
     proc = start_process(
         "dovecot", [dovecot, "-c", str(conf), "-F"], log_path=workdir / "dovecot.out"

@@ -5,6 +5,8 @@
     scripts/bench modes --quick -s http -s parse
     scripts/bench crawl ARGS...                 # tests/benchmarks/bench_crawl.py, when present
     scripts/bench mail ARGS...                  # tests/benchmarks/bench_mail.py, when present
+    scripts/bench restore ARGS...               # tests/benchmarks/bench_restore.py (restore
+                                                # against mbsync's Sync Push, export MB/s)
     scripts/bench report OUT A/results.json B/results.json   # merge runs into one report
 
 ``modes`` writes ``results.json``, ``results.md`` and PNG charts into ``--out``.
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE_BENCHES = {
     "crawl": ROOT / "tests" / "benchmarks" / "bench_crawl.py",
     "mail": ROOT / "tests" / "benchmarks" / "bench_mail.py",
+    "restore": ROOT / "tests" / "benchmarks" / "bench_restore.py",
 }
 
 
@@ -175,6 +178,13 @@ def crawl_cmd(args: tuple[str, ...]) -> None:
 def mail_cmd(args: tuple[str, ...]) -> None:
     """The mail benchmark (tests/benchmarks/bench_mail.py)."""
     _engine_bench("mail", args)
+
+
+@main.command("restore", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def restore_cmd(args: tuple[str, ...]) -> None:
+    """Restore against mbsync's Sync Push, and export MB/s (tests/benchmarks/bench_restore.py)."""
+    _engine_bench("restore", args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ What is retried, and why:
 
 - refused, reset, timed out, closed mid-command (:class:`ImapConnectError`): a server restarting
   or a flaky link; waiting may help.
+- a login answered ``NO [LIMIT]`` (RFC 5530; Dovecot's per-user connection cap, a provider's
+  "too many simultaneous connections"): other connections of the user may end meanwhile.
 - a login answered ``NO [UNAVAILABLE]`` (RFC 5530: the server could not check the credentials
   just now). The native and imaplib transports raise it as an :class:`ImapConnectError`; an
   :class:`ImapAuthError` carrying the code (aioimaplib's wording) is read the same way.
@@ -124,7 +126,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, ImapConnectError):
         return True
-    return isinstance(exc, ImapAuthError) and "[UNAVAILABLE]" in str(exc)
+    text = str(exc)
+    return isinstance(exc, ImapAuthError) and ("[UNAVAILABLE]" in text or "[LIMIT]" in text)
 
 
 def gave_up(message: str, attempts: int) -> str:

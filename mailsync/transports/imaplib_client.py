@@ -50,6 +50,7 @@ __all__ = ["ImaplibSession", "open_blocking_session"]
 
 _prefixes = itertools.count(1)
 READ_SIZE = 256 * 1024
+_JOIN_BELOW = 256 * 1024  # pipelined commands smaller than this in all go in one joined write
 
 
 @dataclass
@@ -73,6 +74,10 @@ class ImaplibSession:
         spill_threshold: int = 8 * 1024 * 1024,
     ) -> None:
         self._conn = conn
+        with contextlib.suppress(OSError, AttributeError):
+            # a command may go out in a few writes (tag, literal, CRLF): without this, Nagle
+            # would hold the last small one for the server's delayed ACK (asyncio sets it too)
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host = host
         self.port = port
         self.capabilities = capabilities
@@ -178,34 +183,43 @@ class ImaplibSession:
             raise self._error
         if not commands:
             return []
-        started: list[tuple[_Pending, list[bytes]]] = []
+        started: list[tuple[_Pending, bytes, list[bytes]]] = []
         for command in commands:
             tag = f"{self._prefix}{next(self._tags)}"
             parts = [command] if isinstance(command, bytes) else list(command)
             pending = _Pending(tag)
             self._pending[tag] = pending
-            started.append((pending, [tag.encode() + b" " + parts[0], *parts[1:]]))
+            started.append((pending, tag.encode() + b" ", parts))
         self.stats.commands += len(commands)
         self.stats.round_trips += 1
-        if all(len(parts) == 1 for _, parts in started):
-            self._write(b"".join(parts[0] + b"\r\n" for _, parts in started))
+        if all(len(parts) == 1 for _, _, parts in started):
+            if sum(len(parts[0]) for _, _, parts in started) < _JOIN_BELOW:
+                self._write(b"".join(head + parts[0] + b"\r\n" for _, head, parts in started))
+            else:  # megabytes of APPEND literals (restore): written as they are, not copied
+                for _, head, parts in started:
+                    self._write(head)
+                    self._write(parts[0])
+                    self._write(b"\r\n")
         else:
-            for pending, parts in started:
+            for pending, head, parts in started:
+                parts = [head + parts[0], *parts[1:]]
                 for part in parts[:-1]:
                     self._waiting, self._continued = pending, False
-                    self._write(part + b"\r\n")
+                    self._write(part)  # a message body, maybe: not copied to add CRLF
+                    self._write(b"\r\n")
                     while not self._continued and pending.result is None:
                         self._read_some()
                     self._waiting = None
                     if pending.result is not None:  # refused before the continuation
                         break
                 else:
-                    self._write(parts[-1] + b"\r\n")
-        while any(p.result is None for p, _ in started):
+                    self._write(parts[-1])
+                    self._write(b"\r\n")
+        while any(p.result is None for p, _, _ in started):
             if self._error is not None:
                 raise self._error
             self._read_some()
-        return [p.result for p, _ in started if p.result is not None]
+        return [p.result for p, _, _ in started if p.result is not None]
 
     def close(self) -> None:
         """LOGOUT politely when the connection is healthy, then close the socket."""

@@ -44,6 +44,7 @@ from mailsync.transports.tls import connect_failure
 __all__ = ["NativeConnection", "connect", "translate_connect_error"]
 
 _tag_prefixes = itertools.count(1)
+_JOIN_BELOW = 256 * 1024  # pipelined commands smaller than this in all go in one joined write
 _T = TypeVar("_T")
 
 
@@ -200,7 +201,8 @@ class NativeConnection:
     def unsolicited(self) -> list[Response]:
         return self._protocol.unsolicited
 
-    def _start(self, command: Command) -> tuple[_Pending, list[bytes]]:
+    def _start(self, command: Command) -> tuple[_Pending, bytes, list[bytes]]:
+        """Register ``command``: its pending entry, the tag to write before it, its parts."""
         proto = self._protocol
         if proto.error is not None:
             raise proto.error
@@ -210,17 +212,19 @@ class NativeConnection:
         parts = [command] if isinstance(command, bytes) else list(command)
         proto.pending[tag] = pending
         self.stats.commands += 1
-        return pending, [tag.encode() + b" " + parts[0], *parts[1:]]
+        return pending, tag.encode() + b" ", parts
 
     async def _send_parts(self, pending: _Pending, parts: list[bytes]) -> None:
         loop = asyncio.get_running_loop()
         async with self._literal_lock:
             for part in parts[:-1]:
                 pending.continuation = loop.create_future()
-                self._protocol.write(part + b"\r\n")
+                self._protocol.write(part)  # a message body, maybe: not copied to add CRLF
+                self._protocol.write(b"\r\n")
                 await self._wait(pending.continuation)
                 pending.continuation = None
-            self._protocol.write(parts[-1] + b"\r\n")
+            self._protocol.write(parts[-1])
+            self._protocol.write(b"\r\n")
 
     async def _wait(self, fut: asyncio.Future[_T]) -> _T:
         try:
@@ -243,14 +247,23 @@ class NativeConnection:
             return []
         started = [self._start(cmd) for cmd in commands]
         self.stats.round_trips += 1
-        simple = [parts[0] + b"\r\n" for _, parts in started if len(parts) == 1]
-        if len(simple) == len(started):
-            self._protocol.write(b"".join(simple))
+        if all(len(parts) == 1 for _, _, parts in started):
+            if sum(len(parts[0]) for _, _, parts in started) < _JOIN_BELOW:
+                self._protocol.write(
+                    b"".join(head + parts[0] + b"\r\n" for _, head, parts in started)
+                )
+            else:
+                # megabytes of APPEND literals (restore): written as they are, not copied
+                # into one more buffer with their tags
+                for _, head, parts in started:
+                    self._protocol.write(head)
+                    self._protocol.write(parts[0])
+                    self._protocol.write(b"\r\n")
         else:
-            for pending, parts in started:
-                await self._send_parts(pending, parts)
+            for pending, head, parts in started:
+                await self._send_parts(pending, [head + parts[0], *parts[1:]])
         results = []
-        for pending, _ in started:
+        for pending, _, _ in started:
             results.append(await self._wait(pending.future))
         return results
 
@@ -287,8 +300,8 @@ class NativeConnection:
         if proto.transport is not None and not proto.transport.is_closing():
             if proto.error is None:
                 with contextlib.suppress(Exception):
-                    _, parts = self._start(b"LOGOUT")
-                    proto.write(parts[0] + b"\r\n")
+                    _, head, parts = self._start(b"LOGOUT")
+                    proto.write(head + parts[0] + b"\r\n")
             proto.transport.close()  # flushes what is buffered, then closes
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5.0):

@@ -98,6 +98,7 @@ def test_settings_give_the_policy() -> None:
         (REFUSED, True),
         (UNAVAILABLE_NATIVE, True),
         (UNAVAILABLE_AIOIMAPLIB, True),
+        (ImapAuthError("account a: login as u failed: NO [LIMIT] Maximum number of"), True),
         (WRONG_PASSWORD, False),
         (UNTRUSTED, False),
         (NO_HOST, False),
