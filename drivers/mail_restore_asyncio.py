@@ -75,12 +75,16 @@ class _Run:
         assert self.secret is not None
         return await self.factory(self.target, self.secret, self.settings, self.spill)
 
-    async def connect(self) -> ImapSession:
+    async def connect(self, extra: bool = False) -> ImapSession:
+        """A session, retried with the backoff; ``extra`` (a connection beyond the first): a
+        connection cap's refusal (NO [LIMIT]) is not waited out, the open ones do the work."""
         attempt = 0
         while True:
             try:
                 return await self.open()
             except MailError as exc:
+                if extra and "[LIMIT]" in str(exc):
+                    raise
                 attempt += 1
                 decision = retry.after_connect_failure(
                     exc, attempt, self.settings.backoff, random.random()
@@ -176,7 +180,7 @@ class _Run:
             stack.callback(sem.release)
             if session is None and queue and not self.stop:
                 try:
-                    session = await self.connect()
+                    session = await self.connect(extra=True)
                 except MailError as exc:
                     # a provider's connection cap: the connections already open do the work
                     self.report.warnings.append(

@@ -68,12 +68,16 @@ class _Run:
             spill_threshold=self.settings.spill_threshold,
         )
 
-    def connect(self) -> ImaplibSession:
+    def connect(self, extra: bool = False) -> ImaplibSession:
+        """A session, retried with the backoff; ``extra`` (a connection beyond the first): a
+        connection cap's refusal (NO [LIMIT]) is not waited out, the open ones do the work."""
         attempt = 0
         while True:
             try:
                 return self.open()
             except MailError as exc:
+                if extra and "[LIMIT]" in str(exc):
+                    raise
                 attempt += 1
                 decision = retry.after_connect_failure(
                     exc, attempt, self.settings.backoff, random.random()
@@ -179,7 +183,7 @@ class _Run:
         try:
             if session is None and queue and not self.stop:
                 try:
-                    session = self.connect()
+                    session = self.connect(extra=True)
                 except MailError as exc:
                     # a provider's connection cap: the connections already open do the work
                     self.note(
