@@ -34,6 +34,7 @@ from mailsync.layout import (
     private_dirs,
     state_path,
 )
+from mailsync.search_index import SearchIndex
 from mailsync.state import FolderRecord, MessageRow, StateDB
 
 __all__ = [
@@ -306,6 +307,7 @@ class AccountArchive:
         self.root = root
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{root.name}")
         self._state: StateDB | None = None
+        self._index: SearchIndex | None = None
         self._store: MaildirStore | None = None
         self._fsync = fsync
         self._lock: ArchiveLock | None = None
@@ -370,6 +372,15 @@ class AccountArchive:
         return self._state
 
     @property
+    def index(self) -> SearchIndex:
+        """The search index beside the state DB (opened, and created, on first use)."""
+        assert self._opened, "archive not opened"
+        self._create()  # the archive and its lock first
+        if self._index is None:
+            self._index = SearchIndex(self.root)
+        return self._index
+
+    @property
     def store(self) -> MaildirStore:
         assert self._opened, "archive not opened"
         self._create()
@@ -389,6 +400,9 @@ class AccountArchive:
     def _close_files(self) -> None:
         self._opened = False
         try:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
             if self._state is not None:
                 self._state.close()
                 self._state = None

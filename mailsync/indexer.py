@@ -1,0 +1,59 @@
+"""Parsing stored messages for the state's header fields and the search index (no asyncio here:
+the gevent mode imports it).
+
+:func:`parse_stored` is what every backup mode runs on each message it has just stored (in the
+process pool in the asyncio mode, inline in the blocking ones): it takes the file's path, not its
+bytes, so a batch crosses the process boundary as a few hundred bytes of paths instead of
+megabytes of bodies; the worker reads the file back from the page cache.
+"""
+
+from __future__ import annotations
+
+from foundation.errors import MailError
+from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.mime import IndexDoc, extract
+from mailsync.core.parser import parse_internaldate
+
+__all__ = ["READ_CAP", "Parsed", "failed", "internaldate_stamp", "parse_doc", "parse_stored"]
+
+READ_CAP = 16 * 1024 * 1024  # bytes of one message read for indexing (text and names come first)
+
+Parsed = tuple[HeaderInfo, IndexDoc]
+
+
+def failed(problem: str) -> Parsed:
+    """What a message that could not be read at all is indexed as."""
+    return (
+        HeaderInfo(None, None, None, None, None, problem[:300]),
+        IndexDoc("", "", "", "", "", "", None, "", (), problem[:300]),
+    )
+
+
+def parse_stored(path: str) -> Parsed:
+    """The header fields (state DB) and the index document of the message file at ``path``;
+    never raises (top level: it runs in the process pool)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(READ_CAP)
+    except OSError as exc:
+        return failed(f"unreadable file: {exc.strerror or exc}")
+    return parse_headers(raw), extract(raw)
+
+
+def parse_doc(path: str) -> IndexDoc:
+    """The index document alone (``mailsync index`` keeps the state's header fields)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(READ_CAP)
+    except OSError as exc:
+        return failed(f"unreadable file: {exc.strerror or exc}")[1]
+    return extract(raw)
+
+
+def internaldate_stamp(internaldate: str | None) -> float | None:
+    if not internaldate:
+        return None
+    try:
+        return parse_internaldate(internaldate).timestamp()
+    except (MailError, ValueError, OverflowError):
+        return None

@@ -1,0 +1,261 @@
+"""The per-account search index: ``<account>/.fetchlab/index.sqlite`` (SQLite, WAL, FTS5).
+
+Two tables, written in one transaction per batch so a crash leaves each message either fully
+indexed or not at all:
+
+- ``docs``: one row per archived message, keyed like the state DB by (folder, uidvalidity, uid),
+  with what search shows and filters on (date, size, sender, subject, recipients, attachment
+  count and types, the parse problem if any). ``id`` is the message's number in ``mailsync show``.
+- ``fts``: an FTS5 table *without content* (``content=''``): it stores only the inverted index
+  of subject, sender, recipient, cc, body text and attachment file names, never the text itself
+  (that stays in the Maildir file), so the index is a fraction of the archive. Its rowid is
+  ``docs.id``.
+
+Flags and file paths are not copied here: they change with every backup, so searches join the
+state DB's live ``messages`` row (``ATTACH``). The index holds only what a message's bytes say,
+and those never change for a given key; a message is indexed once (``INSERT OR IGNORE`` on the
+key, the FTS row only for a new key). :meth:`SearchIndex.missing` lists the state's messages the
+index lacks: a rerun (``mailsync index``, or the check at the end of a backup) fills the gaps.
+
+Blocking API, one thread at a time (the archive's writer thread during a backup).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from foundation.errors import StorageError
+from mailsync.core.mime import IndexDoc
+from mailsync.core.query import Node, parse_query, to_sql
+from mailsync.layout import index_path, private_dirs, private_file, state_path
+
+__all__ = ["Hit", "IndexEntry", "MissingMessage", "SearchIndex"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    id INTEGER PRIMARY KEY,
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    date REAL,
+    size INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    cc TEXT NOT NULL,
+    attachments INTEGER NOT NULL,
+    types TEXT NOT NULL,
+    error TEXT,
+    UNIQUE (folder, uidvalidity, uid)
+);
+CREATE INDEX IF NOT EXISTS docs_date ON docs(date);
+CREATE INDEX IF NOT EXISTS docs_msgid ON docs(message_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+    subject, sender, recipient, cc, body, filename,
+    content='', tokenize='unicode61 remove_diacritics 2'
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One parsed message with the state key it belongs to."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    size: int
+    fallback_date: float | None  # INTERNALDATE, used when the Date header is missing or bad
+    doc: IndexDoc
+
+
+@dataclass(frozen=True, slots=True)
+class MissingMessage:
+    """A message of the state DB that the index lacks."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    size: int
+    internaldate: str | None
+    path: str  # relative to the account root
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result."""
+
+    id: int
+    date: float | None
+    sender: str
+    subject: str
+    folder: str
+    size: int
+    flags: str
+    path: str  # relative to the account root
+    message_id: str
+    attachments: int
+
+
+class SearchIndex:
+    """One account's search index (created on first open)."""
+
+    def __init__(self, root: Path, *, readonly: bool = False) -> None:
+        self.root = root
+        self.path = index_path(root)
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StorageError(
+                        f"{root}: no search index yet: run 'mailsync index' (or a backup)"
+                    )
+                self._db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                private_dirs(self.path.parent)
+                private_file(self.path)
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._attached = False
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the search index: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _attach_state(self) -> None:
+        if self._attached:
+            return
+        state = state_path(self.root)
+        if not state.is_file():
+            raise StorageError(f"{self.root}: no state DB: nothing was archived there")
+        self._db.execute("ATTACH DATABASE ? AS st", (f"file:{state}?mode=ro",))
+        self._attached = True
+
+    # writing ---------------------------------------------------------------------------------
+    def add(self, entries: Sequence[IndexEntry]) -> int:
+        """Index ``entries`` in one transaction (a key already indexed is skipped); returns how
+        many were new."""
+        added = 0
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for e in entries:
+                d = e.doc
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO docs (folder, uidvalidity, uid, message_id, date, size,"
+                    " subject, sender, from_addr, recipient, cc, attachments, types, error)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        e.folder,
+                        e.uidvalidity,
+                        e.uid,
+                        d.message_id,
+                        d.date if d.date is not None else e.fallback_date,
+                        e.size,
+                        d.subject,
+                        d.from_,
+                        d.from_addr,
+                        d.to,
+                        d.cc,
+                        len(d.attachments),
+                        " ".join(sorted({t for _, t in d.attachments})),
+                        d.error,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    continue  # indexed before (a rerun after a crash)
+                db.execute(
+                    "INSERT INTO fts (rowid, subject, sender, recipient, cc, body, filename)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        cur.lastrowid,
+                        d.subject,
+                        d.from_,
+                        d.to,
+                        d.cc,
+                        d.body,
+                        " ".join(n for n, _ in d.attachments if n),
+                    ),
+                )
+                added += 1
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: index write failed: {exc}") from exc
+        return added
+
+    def missing(self) -> list[MissingMessage]:
+        """The state DB's messages that are not indexed yet (key order)."""
+        self._attach_state()
+        cur = self._db.execute(
+            "SELECT m.folder, m.uidvalidity, m.uid, m.size, m.internaldate, m.path"
+            " FROM st.messages m WHERE m.size >= 0 AND NOT EXISTS (SELECT 1 FROM docs d"
+            " WHERE d.folder=m.folder AND d.uidvalidity=m.uidvalidity AND d.uid=m.uid)"
+            " ORDER BY m.folder, m.uidvalidity, m.uid"
+        )
+        return [MissingMessage(*row) for row in cur]
+
+    # reading ---------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
+
+    def select(self, query: str | Node, account: str = "") -> tuple[str, list[object]]:
+        """The SQL ``FROM ... WHERE ...`` part selecting ``query``'s messages (``d`` docs,
+        ``m`` state rows), with its parameters: for search, the report and other commands."""
+        self._attach_state()
+        node = parse_query(query) if isinstance(query, str) else query
+        where, params = to_sql(node, account)
+        return (
+            "FROM docs d JOIN st.messages m ON m.folder = d.folder"
+            f" AND m.uidvalidity = d.uidvalidity AND m.uid = d.uid WHERE {where}",
+            params,
+        )
+
+    def search(self, query: str | Node, account: str = "", limit: int | None = 50) -> list[Hit]:
+        """The messages matching ``query``, newest first."""
+        from_where, params = self.select(query, account)
+        sql = (
+            "SELECT d.id, d.date, d.sender, d.subject, d.folder, d.size, m.flags, m.path,"
+            f" d.message_id, d.attachments {from_where} ORDER BY d.date DESC, d.id DESC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = [*params, limit]
+        try:
+            return [Hit(*row) for row in self._db.execute(sql, params)]
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: search failed: {exc}") from exc
+
+    def get(self, doc_id: int) -> Hit | None:
+        self._attach_state()
+        row = self._db.execute(
+            "SELECT d.id, d.date, d.sender, d.subject, d.folder, d.size, m.flags, m.path,"
+            " d.message_id, d.attachments FROM docs d JOIN st.messages m ON m.folder = d.folder"
+            " AND m.uidvalidity = d.uidvalidity AND m.uid = d.uid WHERE d.id = ?",
+            (doc_id,),
+        ).fetchone()
+        return Hit(*row) if row else None
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> Iterator[tuple[object, ...]]:
+        """Run a read query (the report's aggregations) with the state DB attached."""
+        self._attach_state()
+        try:
+            yield from self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: query failed: {exc}") from exc
