@@ -70,8 +70,8 @@ __all__ = [
     "MailError",
     "ModeError",
     "OutOfScope",
-    "QuerySyntaxError",
     "PortInUseError",
+    "QuerySyntaxError",
     "RobotsDisallowed",
     "SettingsError",
     "StorageError",
@@ -102,7 +102,9 @@ class QuerySyntaxError(UsageError):
         self.position = position
         self.reason = message
         marker = " " * position + "^"
-        super().__init__(f"query error at character {position + 1}: {message}\n  {query}\n  {marker}")
+        super().__init__(
+            f"query error at character {position + 1}: {message}\n  {query}\n  {marker}"
+        )
 
 
 class SettingsError(FetchlabError, ValueError):

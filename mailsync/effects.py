@@ -5,8 +5,8 @@ The asyncio engine (:mod:`drivers.mail_asyncio_folder`) and the blocking driver
 the same archive effects; only the I/O differs (awaiting the archive's writer thread, or taking a
 lock). The data shaping around that I/O -- the items a batch is stored as, the files each
 message is parsed from, the folder record a SaveFolder writes, the header and index rows -- lives
-here once, so that every mode leaves the same Maildirs, state rows and index. No asyncio here: the gevent mode
-imports it.
+here once, so that every mode leaves the same Maildirs, state rows and index. No asyncio here:
+the gevent mode imports it.
 
 A StoreBatch is performed in steps, each driver putting its own I/O between them:
 :func:`store_items` (no I/O), :func:`store_batch` (on the archive), parsing each stored file
@@ -26,9 +26,9 @@ from typing import cast
 from foundation.errors import ImapProtocolError, MailError
 from mailsync.core import flow
 from mailsync.core.headers import HeaderInfo
-from mailsync.indexer import Parsed, failed
 from mailsync.core.parser import FetchResp, parse_internaldate
 from mailsync.core.plan import LocalMsg, normalize_flags
+from mailsync.indexer import Parsed, failed
 from mailsync.search_index import IndexEntry
 from mailsync.state import FolderRecord, MessageRow
 from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage

@@ -3,8 +3,9 @@
 ``<out>/<account>/.fetchlab/`` holds the state DB (``state.sqlite`` and SQLite's ``-wal`` /
 ``-shm``), the search index (``index.sqlite``, see :mod:`mailsync.search_index`) and ``lock``.
 No server folder can reach it: :mod:`mailsync.core.names` never maps a folder level to a name
-starting with ``.`` (a leading dot is escaped as ``%2E``), so neither ``.fetchlab`` nor ``.spill`` (bodies being received) can be a Maildir folder, while a folder
-named ``state.sqlite`` is an ordinary Maildir. Archives of earlier versions kept the state DB at
+starting with ``.`` (a leading dot is escaped as ``%2E``), so neither ``.fetchlab`` nor ``.spill``
+(bodies being received) can be a Maildir folder, while a folder named ``state.sqlite`` is an
+ordinary Maildir. Archives of earlier versions kept the state DB at
 ``<account>/state.sqlite``: :func:`migrate_legacy_state` moves it in.
 
 Everything mailsync creates in an archive is private whatever the umask: folders 0700, files 0600
