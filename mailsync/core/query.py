@@ -79,6 +79,7 @@ FIELDS = frozenset(TEXT_FIELDS) | _OTHER_FIELDS
 _OPERATORS = frozenset(["AND", "OR", "NOT"])
 _DATE = re.compile(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kKmMgG]?)[bB]?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -337,8 +338,10 @@ def parse_query(query: str) -> Node:
 
 # -- SQL -----------------------------------------------------------------------------------------
 def _fts_string(node: Text) -> str:
-    """One FTS5 query term: always a quoted string (the user's text can hold no FTS syntax)."""
-    body = '"' + node.text.replace('"', '""') + '"'
+    """One FTS5 query term: always a quoted string (the user's text can hold no FTS syntax;
+    control characters, NUL included, end an FTS5 string early: they become spaces)."""
+    text = _CONTROL.sub(" ", node.text)
+    body = '"' + text.replace('"', '""') + '"'
     if node.prefix:
         body += "*"
     return f"{{{node.column}}} : {body}" if node.column else body

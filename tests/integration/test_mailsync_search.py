@@ -39,7 +39,7 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "secret")
 
 
-def _docs(root: Path) -> dict[tuple[str, int], sqlite3.Row]:
+def _docs(root: Path) -> dict[tuple[str, int | None], sqlite3.Row]:
     db = sqlite3.connect(index_path(root))
     db.row_factory = sqlite3.Row
     try:
@@ -111,7 +111,7 @@ def test_search_finds_the_corpus_messages(archive: Path, imap_corpus: ImapCorpus
     rows = {(r["folder"], r["uid"]): r for r in state_rows(archive / "corpus")}
     everything = _json(archive, "")
     assert len(everything) == len(truth)
-    stamps = [r["timestamp"] or 0 for r in everything]
+    stamps = [float(str(r["timestamp"] or 0)) for r in everything]
     assert stamps == sorted(stamps, reverse=True), "newest first"
     # every well-formed message is found by its own subject (as the state parsed it) and sender
     for t in [t for t in truth if not t.kind.startswith("malformed")][:40]:
@@ -138,9 +138,7 @@ def test_search_finds_the_corpus_messages(archive: Path, imap_corpus: ImapCorpus
     # sizes, dates and file names
     big = _json(archive, "larger:100K")
     assert {h["message_id"] for h in big} == {t.message_id for t in truth if t.size > 102400}
-    assert _json(archive, "filename:report.pdf") or not any(
-        t.kind == "attachment" for t in truth
-    )
+    assert _json(archive, "filename:report.pdf") or not any(t.kind == "attachment" for t in truth)
     assert _json(archive, "date:1990..1991") == []
     assert _json(archive, "account:other") == []
 
