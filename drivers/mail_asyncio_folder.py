@@ -22,7 +22,7 @@ from typing import TypeVar
 from foundation.offload import BatchOffload
 from mailsync import effects
 from mailsync.core import flow
-from mailsync.indexer import Parsed, parse_stored
+from mailsync.indexer import Parsed, parse_headers_only, parse_stored
 from mailsync.report import AccountReport
 from mailsync.settings import MailSettings
 from mailsync.store import AccountArchive, StoredMessage
@@ -45,6 +45,7 @@ class HeaderOffload:
         self._settings = settings
         self._pool: BatchOffload[str, Parsed] | None = None
         self._inline_left = inline_first if settings.header_workers > 0 else 0
+        self._parse = parse_stored if settings.index else parse_headers_only
 
     def prestart(self) -> None:
         """Start the pool now: a big backup is coming (its start then overlaps the folder
@@ -57,7 +58,7 @@ class HeaderOffload:
         if self._pool is None:
             s = self._settings
             self._pool = BatchOffload(
-                parse_stored,
+                self._parse,
                 workers=s.header_workers,
                 batch_size=s.header_batch,
                 max_pending=s.header_batch * 8,
@@ -68,7 +69,7 @@ class HeaderOffload:
         """Parse the stored message file at ``path``."""
         if self._inline_left > 0:
             self._inline_left -= 1
-            return parse_stored(path)
+            return self._parse(path)
         return await self._start().submit(path)
 
     async def aclose(self) -> None:

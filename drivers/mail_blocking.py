@@ -27,7 +27,7 @@ from mailsync import account, effects
 from mailsync.auth import Secret, get_secret
 from mailsync.core import flow, retry
 from mailsync.core.schedule import folder_where
-from mailsync.indexer import Parsed, parse_stored
+from mailsync.indexer import Parsed, parse_headers_only, parse_stored
 from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
@@ -282,7 +282,8 @@ class AccountRun:
 
     def parse_stored(self, paths: list[str]) -> list[Parsed]:
         """Header fields and index documents of stored message files (inline here)."""
-        return [parse_stored(p) for p in paths]
+        parse = parse_stored if self.settings.index else parse_headers_only
+        return [parse(p) for p in paths]
 
     def perform_archive(self, effect: flow.Effect) -> object:
         """Perform an effect on the account's archive (every effect but the IMAP ones)."""

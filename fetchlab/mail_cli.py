@@ -236,7 +236,8 @@ def backup(
             click.echo(f"error: {e}", err=True)
     if any(r.busy for r in reports):
         sys.exit(2)  # another run started meanwhile and holds an archive
-    _index_gaps(settings, [r.account for r in reports if r.ok])
+    if settings.index:
+        _index_gaps(settings, [r.account for r in reports if r.ok])
     sys.exit(0 if all(r.ok for r in reports) else 1)
 
 

@@ -307,7 +307,7 @@ def show(settings_file: Path | None, out: Path | None, raw: bool, ident: str) ->
 def _wrap(text: str, width: int = 78) -> str:
     import textwrap
 
-    return "\n".join(textwrap.wrap(text, width)) if text else "(no text)"
+    return "\n".join(textwrap.wrap(" ".join(text.split()), width)) or "(no text)"
 
 
 # -- report --------------------------------------------------------------------------------------

@@ -132,12 +132,13 @@ def save_headers(
     """Record the parsed header fields in the state and index the messages (``parsed`` in the
     order of ``stored``); runs on the archive."""
     arch.state.set_headers(header_rows(folder, uidvalidity, stored, [h for h, _ in parsed]))
-    arch.index.add(
-        [
-            IndexEntry(folder, uidvalidity, s.uid, s.size, dates.get(s.uid), doc)
-            for s, (_, doc) in zip(stored, parsed, strict=True)
-        ]
-    )
+    entries = [
+        IndexEntry(folder, uidvalidity, s.uid, s.size, dates.get(s.uid), doc)
+        for s, (_, doc) in zip(stored, parsed, strict=True)
+        if doc is not None
+    ]
+    if entries:
+        arch.index.add(entries)
 
 
 # the effects that are one archive operation each, performed the same way in every mode (the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,10 @@ async def index_archive(
     run = IndexRun()
     index = await asyncio.to_thread(SearchIndex, root)
     pool: BatchOffload[str, IndexDoc] | None = None
+    # two chunks in flight: the pool parses the next one while this one's results are collected,
+    # and each chunk's write (a thread) overlaps the parsing of the ones after it
+    parsing: deque[tuple[list[MissingMessage], asyncio.Future[list[IndexDoc]]]] = deque()
+    writes: list[asyncio.Task[int]] = []
     try:
         todo = await asyncio.to_thread(index.missing)
         run.missing = len(todo)
@@ -55,21 +60,34 @@ async def index_archive(
             return run
         pool = BatchOffload(parse_doc, workers=workers, batch_size=batch, max_pending=batch * 8)
         await pool.start()
-        writes: asyncio.Task[int] | None = None
-        for first in range(0, len(todo), commit_every):
-            chunk = todo[first : first + commit_every]
-            docs = await asyncio.gather(*(pool.submit(str(root / m.path)) for m in chunk))
+
+        async def collect() -> None:
+            chunk, parsed = parsing.popleft()
+            docs = await parsed
             entries = [_entry(m, d) for m, d in zip(chunk, docs, strict=True)]
-            if writes is not None:
-                run.indexed += await writes  # one chunk's write overlaps the next one's parse
-            writes = asyncio.create_task(asyncio.to_thread(index.add, entries))
+            if writes:
+                run.indexed += await writes.pop()
+            writes.append(asyncio.create_task(asyncio.to_thread(index.add, entries)))
             run.errors += sum(d.error is not None for d in docs)
             run.bytes += sum(m.size for m in chunk)
             if on_progress is not None:
                 on_progress(run)
-        if writes is not None:
-            run.indexed += await writes
+
+        for first in range(0, len(todo), commit_every):
+            chunk = todo[first : first + commit_every]
+            paths = [str(root / m.path) for m in chunk]
+            parsing.append((chunk, asyncio.gather(*(pool.submit(p) for p in paths))))
+            if len(parsing) == 2:
+                await collect()
+        while parsing:
+            await collect()
+        if writes:
+            run.indexed += await writes.pop()
     finally:
+        for _, parsed in parsing:  # a failed write: parsing further is pointless
+            parsed.cancel()
+        if parsing or writes:
+            await asyncio.gather(*(p for _, p in parsing), *writes, return_exceptions=True)
         if pool is not None:
             await pool.aclose()
         await asyncio.to_thread(index.close)

@@ -10,18 +10,27 @@ megabytes of bodies; the worker reads the file back from the page cache.
 from __future__ import annotations
 
 from foundation.errors import MailError
-from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.headers import MAX_HEADER_BYTES, HeaderInfo, parse_headers
 from mailsync.core.mime import IndexDoc, extract
 from mailsync.core.parser import parse_internaldate
 
-__all__ = ["READ_CAP", "Parsed", "failed", "internaldate_stamp", "parse_doc", "parse_stored"]
+__all__ = [
+    "READ_CAP",
+    "Parsed",
+    "failed",
+    "internaldate_stamp",
+    "parse_doc",
+    "parse_headers_only",
+    "parse_stored",
+]
 
 READ_CAP = 16 * 1024 * 1024  # bytes of one message read for indexing (text and names come first)
 
-Parsed = tuple[HeaderInfo, IndexDoc]
+# the state's header fields, and the index document (None: the backup does not index)
+Parsed = tuple[HeaderInfo, IndexDoc | None]
 
 
-def failed(problem: str) -> Parsed:
+def failed(problem: str) -> tuple[HeaderInfo, IndexDoc]:
     """What a message that could not be read at all is indexed as."""
     return (
         HeaderInfo(None, None, None, None, None, problem[:300]),
@@ -38,6 +47,16 @@ def parse_stored(path: str) -> Parsed:
     except OSError as exc:
         return failed(f"unreadable file: {exc.strerror or exc}")
     return parse_headers(raw), extract(raw)
+
+
+def parse_headers_only(path: str) -> Parsed:
+    """The header fields alone (a backup with ``index = false``); never raises."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_HEADER_BYTES + 4)
+    except OSError as exc:
+        return failed(f"unreadable file: {exc.strerror or exc}")[0], None
+    return parse_headers(head), None
 
 
 def parse_doc(path: str) -> IndexDoc:

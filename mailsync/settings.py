@@ -99,6 +99,8 @@ class MailSettings(FrozenModel):
     # Header parser processes (0 = parse on the event loop) and messages per IPC batch.
     header_workers: int = Field(default=1, ge=0, le=64)
     header_batch: int = Field(default=64, ge=1, le=10_000)
+    # Index each stored message for search (the MIME walk) during the backup.
+    index: bool = True
     # fsync every message file and folder before the state records it (crash safety).
     fsync: bool = True
     accounts: tuple[AccountSettings, ...] = ()

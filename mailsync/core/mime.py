@@ -44,7 +44,6 @@ _PARAM = re.compile(
     r';\s*([A-Za-z0-9!#$%&\'+.^_`{|}~*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.DOTALL
 )
 _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.DOTALL | re.IGNORECASE)
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +126,17 @@ def _show(pairs: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{n} <{a}>" if n and a else n or a for n, a in pairs)[:_FIELD_CAP]
 
 
-def _decode(data: bytes, charset: str) -> str:
+@lru_cache(maxsize=256)
+def _codec(charset: str) -> str:
     try:
         codec = codecs.lookup(charset.strip().strip('"').lower() or "ascii").name
     except LookupError:
-        codec = "utf-8"
-    if codec == "ascii":
-        codec = "utf-8"  # 8-bit bytes under a us-ascii label are mostly UTF-8
+        return "utf-8"
+    return "utf-8" if codec == "ascii" else codec  # 8-bit under a us-ascii label: mostly UTF-8
+
+
+def _decode(data: bytes, charset: str) -> str:
+    codec = _codec(charset)
     try:
         return data.decode(codec, "replace")
     except Exception:
@@ -275,8 +278,9 @@ class _Walk:
         room = TEXT_CAP - self.size
         if room <= 0:
             return
-        text = _SPACES.sub(" ", text[: room * 2]).strip()[:room]
-        if text:
+        # no whitespace folding here: the FTS5 tokenizer skips it anyway (show folds it)
+        text = text[:room].strip()
+        if text and not text.isspace():
             self.text.append(text)
             self.size += len(text) + 1
 

@@ -77,8 +77,15 @@ def build_archive(root: Path, messages: int, max_mb: int) -> int:
         date = plan.internaldate.strftime("%d-%b-%Y %H:%M:%S %z")
         rows.append(
             MessageRow(
-                plan.folder, 1, 0, uid, len(data), hashlib.sha256(data).hexdigest(),
-                plan.flags, date, f"{rel}/{sub}/{name}",
+                plan.folder,
+                1,
+                0,
+                uid,
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+                plan.flags,
+                date,
+                f"{rel}/{sub}/{name}",
             )
         )
         if len(rows) >= 2000:
@@ -105,17 +112,21 @@ def main() -> None:
     try:
         t = time.perf_counter()
         archive_bytes = build_archive(root, args.messages, args.max_mb)
-        print(f"archive: {args.messages} messages, {archive_bytes / 1e6:.0f} MB"
-              f" (built in {time.perf_counter() - t:.1f} s)")
+        print(
+            f"archive: {args.messages} messages, {archive_bytes / 1e6:.0f} MB"
+            f" (built in {time.perf_counter() - t:.1f} s)"
+        )
         os.sync()
         run = asyncio.run(index_archive(root, workers=args.workers, batch=32))
         rate = run.indexed / run.seconds
-        size = sum(
-            os.path.getsize(p) for p in index_path(root).parent.glob("index.sqlite*")
+        size = sum(os.path.getsize(p) for p in index_path(root).parent.glob("index.sqlite*"))
+        print(
+            f"index: {run.indexed} messages in {run.seconds:.2f} s = {rate:,.0f} msgs/s,"
+            f" {run.bytes / run.seconds / 1e6:.0f} MB/s, {run.errors} with parse problems"
         )
-        print(f"index: {run.indexed} messages in {run.seconds:.2f} s = {rate:,.0f} msgs/s,"
-              f" {run.bytes / run.seconds / 1e6:.0f} MB/s, {run.errors} with parse problems")
-        print(f"index size: {size / 1e6:.1f} MB = {100 * size / archive_bytes:.1f} % of the archive")
+        print(
+            f"index size: {size / 1e6:.1f} MB = {100 * size / archive_bytes:.1f} % of the archive"
+        )
         index = SearchIndex(root, readonly=True)
         print(f"{'query':45} {'hits':>6} {'p50 ms':>8} {'p95 ms':>8}")
         p50s = []
@@ -131,8 +142,10 @@ def main() -> None:
             p50s.append(p50)
             print(f"{q:45} {hits:>6} {p50:>8.1f} {p95:>8.1f}")
         index.close()
-        print(f"all queries: median of p50s {statistics.median(p50s):.1f} ms,"
-              f" worst p50 {max(p50s):.1f} ms")
+        print(
+            f"all queries: median of p50s {statistics.median(p50s):.1f} ms,"
+            f" worst p50 {max(p50s):.1f} ms"
+        )
         # (the pool's workers are the fork server's children: not counted here)
         print(f"peak RSS: this process {_rss_mb(resource.RUSAGE_SELF):.0f} MB")
     finally:

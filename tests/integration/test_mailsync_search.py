@@ -83,6 +83,22 @@ def test_backup_indexes_every_message_in_every_mode(
     _assert_indexed(tmp_path / "corpus", truth)
 
 
+def test_index_false_parses_headers_only(imap_corpus: ImapCorpus, tmp_path: Path) -> None:
+    server, truth = imap_corpus
+    account = account_for(server, imap_corpus.user, name="corpus")
+    (report,) = run_backup(mail_settings(account, index=False), [account], tmp_path)
+    assert report.ok, report.errors
+    root = tmp_path / "corpus"
+    assert not index_path(root).exists()
+    rows = state_rows(root)
+    assert sum(r["message_id"] is not None for r in rows) >= len(truth) - 10
+    # the index comes later, on demand
+    code, stdout, stderr = _cli(tmp_path, "index", "--workers", "0")
+    assert code == 0, stderr
+    assert f"corpus: {len(truth)} messages indexed" in stdout
+    _assert_indexed(root, truth)
+
+
 @pytest.fixture(scope="module")
 def archive(imap_corpus: ImapCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The corpus backed up once (asyncio), for the read-only tests below."""

@@ -20,7 +20,7 @@ from mailsync.core.parser import FetchResp, ResponseParser, Tagged
 from mailsync.core.plan import FolderState
 from mailsync.core.retry import FailFolder, Retry, SkipFolder
 from mailsync.core.schedule import folder_where
-from mailsync.indexer import parse_stored
+from mailsync.indexer import parse_headers_only, parse_stored
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import FolderRecord
@@ -264,8 +264,10 @@ def test_spilled_bodies_are_parsed_from_their_stored_files(
     assert parsed[0] == parsed[1]
     assert parsed[0][0] == parse_headers(BODY)
     # a file gone before the parser reached it: indexed as unreadable, never raised
-    (gone,) = [parse_stored(str(tmp_path / "no" / "such" / "file"))]
-    assert gone[0].error and gone[1].error and "unreadable file" in gone[1].error
+    head, doc = parse_stored(str(tmp_path / "no" / "such" / "file"))
+    assert head.error and doc is not None and doc.error and "unreadable file" in doc.error
+    # index = false: the header fields alone
+    assert parse_headers_only(effects.stored_paths(archive.root, stored)[1]) == (parsed[1][0], None)
 
 
 def test_save_headers_records_the_headers_and_indexes_the_messages(
@@ -288,7 +290,8 @@ def test_save_headers_records_the_headers_and_indexes_the_messages(
     # a second save of the same messages (a rerun) indexes nothing twice
     effects.save_headers(archive, "INBOX", 3, stored, parsed, effects.item_dates(items))
     assert archive.index.count() == 2
-    assert effects.parsed_or_failed(ValueError("x"))[1].error == "parser failed: ValueError('x')"
+    _, failed_doc = effects.parsed_or_failed(ValueError("x"))
+    assert failed_doc is not None and failed_doc.error == "parser failed: ValueError('x')"
 
 
 def test_save_folder_is_one_archive_operation(archive: AccountArchive) -> None:
