@@ -162,14 +162,20 @@ def _when(stamp: float | None) -> str:
 @_settings_option
 @_account_option
 @_out_option
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="At most this many messages (the newest), over every archive searched.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option(
     "--output",
     type=click.Choice(["table", "json", "paths"]),
     default="table",
     show_default=True,
-    help="paths: the Maildir file of each message, one a line (for xargs, grep, mutt -f ...).",
+    help="paths: the Maildir file of each message, one a line (for xargs, grep, ...).",
 )
 @click.argument("query", nargs=-1)
 def search(
@@ -315,7 +321,7 @@ def _wrap(text: str, width: int = 78) -> str:
 @_settings_option
 @_account_option
 @_out_option
-@click.option("--query", default="", help="Only the messages this search query selects.")
+@click.option("--query", default="", help="Only the messages this query selects (syntax: mailsync search --help).")
 @click.option(
     "--to",
     "dest",
@@ -323,7 +329,13 @@ def _wrap(text: str, width: int = 78) -> str:
     default=None,
     help="Folder for report.html, report.md and the PNGs. [default: <out>/report]",
 )
-@click.option("--top", type=click.IntRange(1, 100), default=15, show_default=True)
+@click.option(
+    "--top",
+    type=click.IntRange(1, 100),
+    default=15,
+    show_default=True,
+    help="Entries in each top-N chart and table (senders, recipients, domains, types).",
+)
 def report(
     settings_file: Path | None,
     accounts: tuple[str, ...],
