@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.offload import BatchOffload
-from mailsync.core.mime import IndexDoc
-from mailsync.indexer import internaldate_stamp, parse_doc
+from mailsync.indexer import index_entry
 from mailsync.search_index import IndexEntry, MissingMessage, SearchIndex
 
 __all__ = ["IndexRun", "index_archive"]
@@ -39,7 +38,7 @@ async def index_archive(
     root: Path,
     *,
     workers: int = 2,
-    batch: int = 32,
+    batch: int = 128,
     commit_every: int = 512,
     on_progress: Callable[[IndexRun], None] | None = None,
 ) -> IndexRun:
@@ -48,35 +47,34 @@ async def index_archive(
     start = time.monotonic()
     run = IndexRun()
     index = await asyncio.to_thread(SearchIndex, root)
-    pool: BatchOffload[str, IndexDoc] | None = None
+    pool: BatchOffload[tuple[str, MissingMessage], IndexEntry] | None = None
     # two chunks in flight: the pool parses the next one while this one's results are collected,
     # and each chunk's write (a thread) overlaps the parsing of the ones after it
-    parsing: deque[tuple[list[MissingMessage], asyncio.Future[list[IndexDoc]]]] = deque()
+    parsing: deque[tuple[list[MissingMessage], asyncio.Future[list[IndexEntry]]]] = deque()
     writes: list[asyncio.Task[int]] = []
     try:
         todo = await asyncio.to_thread(index.missing)
         run.missing = len(todo)
         if not todo:
             return run
-        pool = BatchOffload(parse_doc, workers=workers, batch_size=batch, max_pending=batch * 8)
+        pool = BatchOffload(index_entry, workers=workers, batch_size=batch, max_pending=batch * 8)
         await pool.start()
 
         async def collect() -> None:
             chunk, parsed = parsing.popleft()
-            docs = await parsed
-            entries = [_entry(m, d) for m, d in zip(chunk, docs, strict=True)]
+            entries = await parsed
             if writes:
                 run.indexed += await writes.pop()
             writes.append(asyncio.create_task(asyncio.to_thread(index.add, entries)))
-            run.errors += sum(d.error is not None for d in docs)
+            run.errors += sum(e.doc.error is not None for e in entries)
             run.bytes += sum(m.size for m in chunk)
             if on_progress is not None:
                 on_progress(run)
 
         for first in range(0, len(todo), commit_every):
             chunk = todo[first : first + commit_every]
-            paths = [str(root / m.path) for m in chunk]
-            parsing.append((chunk, asyncio.gather(*(pool.submit(p) for p in paths))))
+            base = str(root)
+            parsing.append((chunk, asyncio.gather(*(pool.submit((base, m)) for m in chunk))))
             if len(parsing) == 2:
                 await collect()
         while parsing:
@@ -93,9 +91,3 @@ async def index_archive(
         await asyncio.to_thread(index.close)
         run.seconds = time.monotonic() - start
     return run
-
-
-def _entry(m: MissingMessage, doc: IndexDoc) -> IndexEntry:
-    return IndexEntry(
-        m.folder, m.uidvalidity, m.uid, m.size, internaldate_stamp(m.internaldate), doc
-    )

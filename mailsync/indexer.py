@@ -9,15 +9,19 @@ megabytes of bodies; the worker reads the file back from the page cache.
 
 from __future__ import annotations
 
+import os
+
 from foundation.errors import MailError
 from mailsync.core.headers import MAX_HEADER_BYTES, HeaderInfo, parse_headers
 from mailsync.core.mime import IndexDoc, extract
 from mailsync.core.parser import parse_internaldate
+from mailsync.search_index import IndexEntry, MissingMessage
 
 __all__ = [
     "READ_CAP",
     "Parsed",
     "failed",
+    "index_entry",
     "internaldate_stamp",
     "parse_doc",
     "parse_headers_only",
@@ -38,12 +42,18 @@ def failed(problem: str) -> tuple[HeaderInfo, IndexDoc]:
     )
 
 
+def _read(path: str) -> bytes:
+    # the size first: read(READ_CAP) would allocate the whole cap for every small message
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        return fh.read(min(size, READ_CAP) + 1)[:READ_CAP]
+
+
 def parse_stored(path: str) -> Parsed:
     """The header fields (state DB) and the index document of the message file at ``path``;
     never raises (top level: it runs in the process pool)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(READ_CAP)
+        raw = _read(path)
     except OSError as exc:
         return failed(f"unreadable file: {exc.strerror or exc}")
     return parse_headers(raw), extract(raw)
@@ -62,11 +72,24 @@ def parse_headers_only(path: str) -> Parsed:
 def parse_doc(path: str) -> IndexDoc:
     """The index document alone (``mailsync index`` keeps the state's header fields)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(READ_CAP)
+        raw = _read(path)
     except OSError as exc:
         return failed(f"unreadable file: {exc.strerror or exc}")[1]
     return extract(raw)
+
+
+def index_entry(task: tuple[str, MissingMessage]) -> IndexEntry:
+    """``mailsync index``'s pool function: (archive root, message) -> the row to write, built
+    whole in the worker so the parent only writes."""
+    root, m = task
+    return IndexEntry(
+        m.folder,
+        m.uidvalidity,
+        m.uid,
+        m.size,
+        internaldate_stamp(m.internaldate),
+        parse_doc(f"{root}/{m.path}"),
+    )
 
 
 def internaldate_stamp(internaldate: str | None) -> float | None:

@@ -11,11 +11,12 @@ indexed or not at all:
   (that stays in the Maildir file), so the index is a fraction of the archive. Its rowid is
   ``docs.id``.
 
-Flags and file paths are not copied here: they change with every backup, so searches join the
-state DB's live ``messages`` row (``ATTACH``). The index holds only what a message's bytes say,
-and those never change for a given key; a message is indexed once (``INSERT OR IGNORE`` on the
-key, the FTS row only for a new key). :meth:`SearchIndex.missing` lists the state's messages the
-index lacks: a rerun (``mailsync index``, or the check at the end of a backup) fills the gaps.
+Flags and file paths are not copied here: they change with every backup, so searches join the state
+DB's live ``messages`` row (``ATTACH``). The index holds only what a message's bytes say, and those
+never change for a given key; a message is indexed once (keys already in ``docs`` are skipped inside
+the write transaction, and the FTS rows go only with new keys). :meth:`SearchIndex.missing` lists
+the state's messages the index lacks: a rerun (``mailsync index``, or the check at the end of a
+backup) fills the gaps.
 
 Blocking API, one thread at a time (the archive's writer thread during a backup).
 """
@@ -103,6 +104,27 @@ class Hit:
     attachments: int
 
 
+def _doc_row(doc_id: int, e: IndexEntry) -> tuple[object, ...]:
+    d = e.doc
+    return (
+        doc_id,
+        e.folder,
+        e.uidvalidity,
+        e.uid,
+        d.message_id,
+        d.date if d.date is not None else e.fallback_date,
+        e.size,
+        d.subject,
+        d.from_,
+        d.from_addr,
+        d.to,
+        d.cc,
+        len(d.attachments),
+        " ".join(sorted({t for _, t in d.attachments})),
+        d.error,
+    )
+
+
 class SearchIndex:
     """One account's search index (created on first open)."""
 
@@ -150,55 +172,60 @@ class SearchIndex:
     def add(self, entries: Sequence[IndexEntry]) -> int:
         """Index ``entries`` in one transaction (a key already indexed is skipped); returns how
         many were new."""
-        added = 0
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")  # the write lock: the ids below stay ours
+            known = self._known(entries)
+            fresh: dict[tuple[str, int, int], IndexEntry] = {}
             for e in entries:
-                d = e.doc
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO docs (folder, uidvalidity, uid, message_id, date, size,"
-                    " subject, sender, from_addr, recipient, cc, attachments, types, error)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                key = (e.folder, e.uidvalidity, e.uid)
+                if key not in known:
+                    fresh.setdefault(key, e)
+            (top,) = db.execute("SELECT coalesce(max(id), 0) FROM docs").fetchone()
+            ids = range(int(top) + 1, int(top) + 1 + len(fresh))
+            db.executemany(
+                "INSERT INTO docs (id, folder, uidvalidity, uid, message_id, date, size, subject,"
+                " sender, from_addr, recipient, cc, attachments, types, error)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [_doc_row(i, e) for i, e in zip(ids, fresh.values(), strict=True)],
+            )
+            db.executemany(
+                "INSERT INTO fts (rowid, subject, sender, recipient, cc, body, filename)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [
                     (
-                        e.folder,
-                        e.uidvalidity,
-                        e.uid,
-                        d.message_id,
-                        d.date if d.date is not None else e.fallback_date,
-                        e.size,
-                        d.subject,
-                        d.from_,
-                        d.from_addr,
-                        d.to,
-                        d.cc,
-                        len(d.attachments),
-                        " ".join(sorted({t for _, t in d.attachments})),
-                        d.error,
-                    ),
-                )
-                if cur.rowcount != 1:
-                    continue  # indexed before (a rerun after a crash)
-                db.execute(
-                    "INSERT INTO fts (rowid, subject, sender, recipient, cc, body, filename)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (
-                        cur.lastrowid,
-                        d.subject,
-                        d.from_,
-                        d.to,
-                        d.cc,
-                        d.body,
-                        " ".join(n for n, _ in d.attachments if n),
-                    ),
-                )
-                added += 1
+                        i,
+                        e.doc.subject,
+                        e.doc.from_,
+                        e.doc.to,
+                        e.doc.cc,
+                        e.doc.body,
+                        " ".join(n for n, _ in e.doc.attachments if n),
+                    )
+                    for i, e in zip(ids, fresh.values(), strict=True)
+                ],
+            )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StorageError(f"{self.path}: index write failed: {exc}") from exc
-        return added
+        return len(fresh)
+
+    def _known(self, entries: Sequence[IndexEntry]) -> set[tuple[str, int, int]]:
+        """The keys of ``entries`` already indexed (a rerun after a crash, a message re-fetched)."""
+        known: set[tuple[str, int, int]] = set()
+        by_folder: dict[tuple[str, int], list[int]] = {}
+        for e in entries:
+            by_folder.setdefault((e.folder, e.uidvalidity), []).append(e.uid)
+        for (folder, validity), uids in by_folder.items():
+            lo, hi = min(uids), max(uids)
+            cur = self._db.execute(
+                "SELECT uid FROM docs WHERE folder=? AND uidvalidity=? AND uid BETWEEN ? AND ?",
+                (folder, validity, lo, hi),
+            )
+            known.update((folder, validity, uid) for (uid,) in cur)
+        return known
 
     def missing(self) -> list[MissingMessage]:
         """The state DB's messages that are not indexed yet (key order)."""
