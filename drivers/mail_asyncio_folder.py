@@ -273,4 +273,8 @@ class FolderEffects:
             return_exceptions=True,
         )
         parsed = [effects.parsed_or_failed(o) for o in outcomes]
-        await arch.run(effects.save_headers, arch, folder, uidvalidity, stored, parsed, dates)
+        entries = effects.index_entries(folder, uidvalidity, stored, parsed, dates)
+        await asyncio.gather(
+            arch.run(effects.save_headers, arch, folder, uidvalidity, stored, parsed),
+            arch.aadd_to_index(entries),
+        )

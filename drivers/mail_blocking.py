@@ -297,13 +297,13 @@ class AccountRun:
             # mode on the worker, under the GIL (a mode's real cost)
             parsed = self.parse_stored(effects.stored_paths(arch.root, stored))
             self._archive(
-                effects.save_headers,
-                arch,
-                effect.name,
-                effect.uidvalidity,
-                stored,
-                parsed,
-                effects.item_dates(items),
+                effects.save_headers, arch, effect.name, effect.uidvalidity, stored, parsed
+            )
+            # the index has its own lock: another worker's batch can be stored meanwhile
+            arch.add_to_index(
+                effects.index_entries(
+                    effect.name, effect.uidvalidity, stored, parsed, effects.item_dates(items)
+                )
             )
             return None
         if isinstance(effect, effects.ARCHIVE_EFFECTS):

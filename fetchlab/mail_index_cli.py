@@ -321,7 +321,11 @@ def _wrap(text: str, width: int = 78) -> str:
 @_settings_option
 @_account_option
 @_out_option
-@click.option("--query", default="", help="Only the messages this query selects (syntax: mailsync search --help).")
+@click.option(
+    "--query",
+    default="",
+    help="Only the messages this query selects (syntax: mailsync search --help).",
+)
 @click.option(
     "--to",
     "dest",

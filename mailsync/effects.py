@@ -12,7 +12,8 @@ A StoreBatch is performed in steps, each driver putting its own I/O between them
 :func:`store_items` (no I/O), :func:`store_batch` (on the archive), parsing each stored file
 (:func:`mailsync.indexer.parse_stored` on :func:`stored_paths`: inline, or in a process pool)
 for its header fields and its search index document, :func:`save_headers` (on the archive: the
-state's header fields and the index rows, see :mod:`mailsync.search_index`). Every other
+state's header fields) and :func:`index_entries` (written by the archive's index writer, beside
+the archive writer, see :mod:`mailsync.search_index`). Every other
 archive effect is one operation: :func:`archive_call`, then :func:`archive_answer`.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "archive_call",
     "folder_record",
     "header_rows",
+    "index_entries",
     "item_dates",
     "parsed_or_failed",
     "save_headers",
@@ -127,18 +129,26 @@ def save_headers(
     uidvalidity: int,
     stored: Sequence[StoredMessage],
     parsed: Sequence[Parsed],
-    dates: Mapping[int, float | None],
 ) -> None:
-    """Record the parsed header fields in the state and index the messages (``parsed`` in the
-    order of ``stored``); runs on the archive."""
+    """Record the parsed header fields in the state (``parsed`` in the order of ``stored``);
+    runs on the archive."""
     arch.state.set_headers(header_rows(folder, uidvalidity, stored, [h for h, _ in parsed]))
-    entries = [
+
+
+def index_entries(
+    folder: str,
+    uidvalidity: int,
+    stored: Sequence[StoredMessage],
+    parsed: Sequence[Parsed],
+    dates: Mapping[int, float | None],
+) -> list[IndexEntry]:
+    """The search index rows of ``stored`` messages (none when the backup does not index);
+    :meth:`AccountArchive.add_to_index` writes them, beside the archive's writer."""
+    return [
         IndexEntry(folder, uidvalidity, s.uid, s.size, dates.get(s.uid), doc)
         for s, (_, doc) in zip(stored, parsed, strict=True)
         if doc is not None
     ]
-    if entries:
-        arch.index.add(entries)
 
 
 # the effects that are one archive operation each, performed the same way in every mode (the

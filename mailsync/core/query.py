@@ -49,6 +49,7 @@ __all__ = [
     "parse_query",
     "to_sql",
     "tokenize",
+    "uses_state",
 ]
 
 # query field -> FTS5 column (None: every column)
@@ -383,6 +384,18 @@ def _compare(node: Compare, account: str, params: list[object]) -> str:
         return "d.folder = ? COLLATE NOCASE"
     params.append(node.value)
     return f"d.{node.field} {node.op} ?"
+
+
+def uses_state(node: Node) -> bool:
+    """True when ``node``'s clause reads the state row ``m`` (the flags); otherwise the caller
+    may filter, order and limit on ``d`` alone and join ``m`` for the rows it keeps."""
+    if isinstance(node, Compare):
+        return node.op in ("flag", "noflag")
+    if isinstance(node, Not):
+        return uses_state(node.item)
+    if isinstance(node, And | Or):
+        return any(uses_state(i) for i in node.items)
+    return False
 
 
 def to_sql(node: Node, account: str = "") -> tuple[str, list[object]]:

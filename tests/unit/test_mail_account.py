@@ -281,15 +281,19 @@ def test_save_headers_records_the_headers_and_indexes_the_messages(
         (HeaderInfo("<1@x>", "hi", "a@example.org", None, None), doc),
         (HeaderInfo(None, None, None, None, None, "ValueError()"), doc),
     ]
-    effects.save_headers(archive, "INBOX", 3, stored, parsed, effects.item_dates(items))
+    effects.save_headers(archive, "INBOX", 3, stored, parsed)
+    entries = effects.index_entries("INBOX", 3, stored, parsed, effects.item_dates(items))
+    archive.add_to_index(entries)
     rows = archive.state.messages("INBOX", 3)
     assert rows[1].message_id == "<1@x>" and rows[2].message_id is None
     (error,) = archive.state._db.execute("SELECT header_error FROM messages WHERE uid=2")
     assert error == ("ValueError()",)
     assert [h.folder for h in archive.index.search("")] == ["INBOX", "INBOX"]
     # a second save of the same messages (a rerun) indexes nothing twice
-    effects.save_headers(archive, "INBOX", 3, stored, parsed, effects.item_dates(items))
+    archive.add_to_index(entries)
     assert archive.index.count() == 2
+    # index = false: nothing to index
+    assert effects.index_entries("INBOX", 3, stored, [(p[0], None) for p in parsed], {}) == []
     _, failed_doc = effects.parsed_or_failed(ValueError("x"))
     assert failed_doc is not None and failed_doc.error == "parser failed: ValueError('x')"
 

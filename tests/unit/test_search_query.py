@@ -22,6 +22,7 @@ from mailsync.core.query import (
     parse_query,
     to_sql,
     tokenize,
+    uses_state,
 )
 
 
@@ -239,6 +240,13 @@ def test_any_text_parses_or_fails_cleanly(query: str) -> None:
         _DB.execute(f"SELECT d.id FROM docs d JOIN messages m ON m.id = d.id WHERE {where}", params)
     )
     assert describe(node)
+
+
+def test_uses_state_only_for_flags() -> None:
+    assert uses_state(parse_query("a (b OR NOT is:unread)"))
+    assert uses_state(parse_query("is:flagged"))
+    assert not uses_state(parse_query("from:x has:attachment folder:INBOX date:2024 -y"))
+    assert not uses_state(parse_query(""))
 
 
 def test_tokens_carry_positions() -> None:
