@@ -233,11 +233,21 @@ def search(
             click.echo(json.dumps(record, ensure_ascii=False))
         return
     table = Table(title=f"{len(hits)} message(s)", title_justify="left")
-    for col in ("id", "date", "from", "subject", "folder"):
-        table.add_column(col, overflow="fold" if col == "subject" else "ellipsis")
+    table.add_column("id", no_wrap=True)
+    table.add_column("date", no_wrap=True)
+    table.add_column("from", no_wrap=True, max_width=28, overflow="ellipsis")
+    table.add_column("subject", ratio=1, overflow="fold")
+    table.add_column("folder", no_wrap=True, max_width=20, overflow="ellipsis")
     for name, _, h in hits:
-        table.add_row(f"{name}:{h.id}", _when(h.date), h.sender[:40], h.subject, h.folder)
+        table.add_row(f"{name}:{h.id}", _when(h.date), _who(h.sender), h.subject, h.folder)
     Console().print(table)
+
+
+def _who(sender: str) -> str:
+    """The sender's name when it has one, else the address (the first sender only)."""
+    first = sender.split(">, ", 1)[0]
+    name, sep, _ = first.partition(" <")
+    return name if sep and name else first.strip("<>")
 
 
 # -- show ----------------------------------------------------------------------------------------
