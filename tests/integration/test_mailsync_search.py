@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -157,6 +158,26 @@ def test_search_finds_the_corpus_messages(archive: Path, imap_corpus: ImapCorpus
     assert _json(archive, "filename:report.pdf") or not any(t.kind == "attachment" for t in truth)
     assert _json(archive, "date:1990..1991") == []
     assert _json(archive, "account:other") == []
+
+
+def test_search_over_several_archives(
+    archive: Path, imap_corpus: ImapCorpus, tmp_path: Path
+) -> None:
+    _, truth = imap_corpus
+    for name in ("one", "two"):
+        shutil.copytree(archive / "corpus", tmp_path / name)
+    everything = _json(tmp_path, "", "--limit", "10000")
+    assert len(everything) == 2 * len(truth)
+    assert {str(h["id"]).split(":")[0] for h in everything} == {"one", "two"}
+    only_two = _json(tmp_path, "account:two has:attachment")
+    assert only_two and {h["account"] for h in only_two} == {"two"}
+    assert len(_json(tmp_path, "account:two", "--account", "one")) == 0
+    newest = _json(tmp_path, "", "--limit", "4")
+    assert len(newest) == 4 and newest == everything[:4]
+    code, _, stderr = _cli(tmp_path, "show", "5")
+    assert code == 2 and "account:number" in stderr
+    code, stdout, _ = _cli(tmp_path, "show", str(newest[0]["id"]))
+    assert code == 0 and str(newest[0]["message_id"]) in stdout
 
 
 def test_search_outputs_paths_table_and_limit(archive: Path, imap_corpus: ImapCorpus) -> None:
