@@ -93,6 +93,8 @@ def test_index_false_parses_headers_only(imap_corpus: ImapCorpus, tmp_path: Path
     assert not index_path(root).exists()
     rows = state_rows(root)
     assert sum(r["message_id"] is not None for r in rows) >= len(truth) - 10
+    code, _, stderr = _cli(tmp_path, "search", "budget")
+    assert code == 2 and "no search index yet: run 'mailsync index'" in stderr
     # the index comes later, on demand
     code, stdout, stderr = _cli(tmp_path, "index", "--workers", "0")
     assert code == 0, stderr
