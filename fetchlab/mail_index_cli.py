@@ -235,9 +235,9 @@ def search(
     table = Table(title=f"{len(hits)} message(s)", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("date", no_wrap=True)
-    table.add_column("from", no_wrap=True, max_width=28, overflow="ellipsis")
-    table.add_column("subject", ratio=1, overflow="fold")
-    table.add_column("folder", no_wrap=True, max_width=20, overflow="ellipsis")
+    table.add_column("from", no_wrap=True, max_width=22, overflow="ellipsis")
+    table.add_column("subject", min_width=16, overflow="fold")
+    table.add_column("folder", no_wrap=True, max_width=14, overflow="ellipsis")
     for name, _, h in hits:
         table.add_row(f"{name}:{h.id}", _when(h.date), _who(h.sender), h.subject, h.folder)
     Console().print(table)

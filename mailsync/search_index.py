@@ -30,7 +30,18 @@ from pathlib import Path
 
 from foundation.errors import StorageError
 from mailsync.core.mime import IndexDoc
-from mailsync.core.query import Node, parse_query, to_sql, uses_state
+from mailsync.core.query import (
+    And,
+    Compare,
+    Node,
+    Not,
+    Or,
+    Text,
+    estimate,
+    parse_query,
+    to_sql,
+    uses_state,
+)
 from mailsync.layout import index_path, private_dirs, private_file, state_path
 
 __all__ = ["Hit", "IndexEntry", "MissingMessage", "SearchIndex"]
@@ -125,6 +136,24 @@ def _doc_row(doc_id: int, e: IndexEntry) -> tuple[object, ...]:
     )
 
 
+def _has_text(node: Node) -> bool:
+    if isinstance(node, Text):
+        return True
+    if isinstance(node, Not):
+        return _has_text(node.item)
+    if isinstance(node, And | Or):
+        return any(_has_text(i) for i in node.items)
+    return False
+
+
+def _has_larger(node: Node) -> bool:
+    if isinstance(node, Compare):
+        return node.field == "size" and node.op == ">"
+    if isinstance(node, And):
+        return any(_has_larger(i) for i in node.items)
+    return False  # under OR or NOT a size bound selects little
+
+
 class SearchIndex:
     """One account's search index (created on first open)."""
 
@@ -153,6 +182,7 @@ class SearchIndex:
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._attached = False
+            self._vocab = False
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the search index: {exc}") from exc
 
@@ -261,11 +291,12 @@ class SearchIndex:
             # filter, sort and cut on the index alone; join the state for the rows kept only
             # (joining first cost one state lookup per match: 50k for a frequent word)
             self._attach_state()
-            where, params = to_sql(node, account)
+            by_date, order = self._plan(node, limit)
+            where, params = to_sql(node, account, by_date=by_date)
             sql = (
                 "SELECT d.id, d.date, d.sender, d.subject, d.folder, d.size, m.flags, m.path,"
                 " d.message_id, d.attachments FROM (SELECT * FROM docs d WHERE"
-                f" {where} ORDER BY d.date DESC, d.id DESC LIMIT ?) d JOIN st.messages m"
+                f" {where} ORDER BY {order}d.date DESC, d.id DESC LIMIT ?) d JOIN st.messages m"
                 " ON m.folder = d.folder AND m.uidvalidity = d.uidvalidity AND m.uid = d.uid"
                 " ORDER BY d.date DESC, d.id DESC"
             )
@@ -279,6 +310,41 @@ class SearchIndex:
             sql += " LIMIT ?"
             params = [*params, limit]
         return self._hits(sql, params)
+
+    def _plan(self, node: Node, limit: int) -> tuple[bool, str]:
+        """How SQLite should find the newest ``limit`` matches (same rows either way).
+
+        Text terms in many messages (FTS5's own per-term counts, ``fts5vocab``): walk the
+        messages newest first and probe the matches (``by_date``), rather than look up every
+        match and sort them all (a word in 90 % of 100,000 messages: 17 ms against 59 ms).
+        ``larger:`` without text: read every row and sort the few that pass (``+`` on the
+        ORDER BY column), rather than walk the date index past most messages (10 ms against
+        112 ms). Otherwise SQLite's own plan.
+        """
+        has_text = _has_text(node)
+        if not has_text:
+            return False, "+" if _has_larger(node) else ""
+        try:
+            if not self._vocab:
+                self._db.execute(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.terms USING fts5vocab(main, fts, row)"
+                )
+                self._vocab = True
+            (total,) = self._db.execute("SELECT count(*) FROM docs").fetchone()
+            matches = estimate(node, self._term_docs, int(total))
+        except sqlite3.Error:
+            return False, ""
+        return matches > max(limit * 20, int(total) // 20), ""
+
+    def _term_docs(self, term: str, prefix: bool) -> int:
+        if prefix:
+            row = self._db.execute(
+                "SELECT max(doc) FROM temp.terms WHERE term >= ? AND term < ?",
+                (term, term + "\U0010ffff"),
+            ).fetchone()
+        else:
+            row = self._db.execute("SELECT doc FROM temp.terms WHERE term = ?", (term,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def _hits(self, sql: str, params: Sequence[object]) -> list[Hit]:
         try:

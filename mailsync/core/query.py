@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import calendar
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from foundation.errors import QuerySyntaxError
@@ -46,6 +48,8 @@ __all__ = [
     "Or",
     "Text",
     "describe",
+    "estimate",
+    "fts_terms",
     "parse_query",
     "to_sql",
     "tokenize",
@@ -80,6 +84,7 @@ FIELDS = frozenset(TEXT_FIELDS) | _OTHER_FIELDS
 _OPERATORS = frozenset(["AND", "OR", "NOT"])
 _DATE = re.compile(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kKmMgG]?)[bB]?")
+_TOKEN = re.compile(r"[^\W_]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -348,18 +353,20 @@ def _fts_string(node: Text) -> str:
     return f"{{{node.column}}} : {body}" if node.column else body
 
 
-def _match(expr: str, params: list[object]) -> str:
+def _match(expr: str, params: list[object], by_date: bool) -> str:
     params.append(expr)
-    return "d.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)"
+    # "+d.id" is no column for the planner: it walks the date index and probes the matches
+    # instead of looking up every match and sorting them all (see to_sql)
+    return f"{'+' if by_date else ''}d.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)"
 
 
-def _compile(node: Node, account: str, params: list[object]) -> str:
+def _compile(node: Node, account: str, params: list[object], by_date: bool = False) -> str:
     if isinstance(node, Text):
-        return _match(_fts_string(node), params)
+        return _match(_fts_string(node), params, by_date)
     if isinstance(node, Compare):
         return _compare(node, account, params)
     if isinstance(node, Not):
-        return f"NOT ({_compile(node.item, account, params)})"
+        return f"NOT ({_compile(node.item, account, params, by_date)})"
     if not node.items:
         return "1"
     texts = [i for i in node.items if isinstance(i, Text)]
@@ -367,8 +374,8 @@ def _compile(node: Node, account: str, params: list[object]) -> str:
     joiner = " AND " if isinstance(node, And) else " OR "
     parts: list[str] = []
     if texts:  # one MATCH for all the node's text terms: FTS5 combines them itself
-        parts.append(_match(joiner.join(_fts_string(t) for t in texts), params))
-    parts += [_compile(i, account, params) for i in rest]
+        parts.append(_match(joiner.join(_fts_string(t) for t in texts), params, by_date))
+    parts += [_compile(i, account, params, by_date) for i in rest]
     return parts[0] if len(parts) == 1 else "(" + joiner.join(parts) + ")"
 
 
@@ -398,11 +405,40 @@ def uses_state(node: Node) -> bool:
     return False
 
 
-def to_sql(node: Node, account: str = "") -> tuple[str, list[object]]:
+def to_sql(node: Node, account: str = "", *, by_date: bool = False) -> tuple[str, list[object]]:
     """``(where, params)`` selecting ``node``'s messages of ``account`` (see the module doc
-    for the tables ``d``, ``m`` and ``fts`` the clause names)."""
+    for the tables ``d``, ``m`` and ``fts`` the clause names).
+
+    ``by_date``: the caller wants the newest few of many matches (its text terms are frequent,
+    :func:`estimate` says): the clause then lets SQLite walk the messages newest first and stop
+    early. Same rows either way; only the plan differs.
+    """
     params: list[object] = []
-    return _compile(node, account, params), params
+    return _compile(node, account, params, by_date), params
+
+
+def fts_terms(text: str) -> list[str]:
+    """The tokens FTS5's ``unicode61 remove_diacritics 2`` makes of ``text`` (near enough for
+    estimating how many messages a term matches): lower case, accents dropped, split at
+    everything but letters and digits."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _TOKEN.findall(folded.lower())
+
+
+def estimate(node: Node, docs: Callable[[str, bool], int], total: int) -> int:
+    """How many of ``total`` messages ``node``'s text terms may match, from ``docs(term,
+    prefix)`` (the messages holding a term); conditions on other columns count as all."""
+    if isinstance(node, Text):
+        terms = fts_terms(node.text)
+        if not terms:
+            return 0
+        counts = [docs(t, node.prefix and i == len(terms) - 1) for i, t in enumerate(terms)]
+        return min(counts)
+    if isinstance(node, And):
+        return min((estimate(i, docs, total) for i in node.items), default=total)
+    if isinstance(node, Or):
+        return min(total, sum(estimate(i, docs, total) for i in node.items))
+    return total
 
 
 def describe(node: Node) -> str:

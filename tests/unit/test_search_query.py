@@ -19,6 +19,8 @@ from mailsync.core.query import (
     Or,
     Text,
     describe,
+    estimate,
+    fts_terms,
     parse_query,
     to_sql,
     tokenize,
@@ -224,6 +226,10 @@ def test_sql_selects_what_the_tree_means(query: str) -> None:
     got = {row[0] for row in _DB.execute(sql, params)}
     want = {doc[0] for doc in _DOCS if _matches(node, doc)}
     assert got == want, (query, describe(node), where, params)
+    # the date-driven form (frequent words) selects the same rows
+    where, params = to_sql(node, "acct", by_date=True)
+    sql = f"SELECT d.id FROM docs d JOIN messages m ON m.id = d.id WHERE {where}"
+    assert {row[0] for row in _DB.execute(sql, params)} == want
 
 
 @settings(max_examples=300, deadline=None)
@@ -240,6 +246,27 @@ def test_any_text_parses_or_fails_cleanly(query: str) -> None:
         _DB.execute(f"SELECT d.id FROM docs d JOIN messages m ON m.id = d.id WHERE {where}", params)
     )
     assert describe(node)
+
+
+def test_terms_and_estimates() -> None:
+    assert fts_terms("Müller alice@example.org_x Встреча 2024") == [
+        "muller",
+        "alice",
+        "example",
+        "org",
+        "x",
+        "встреча",
+        "2024",
+    ]
+    counts = {"budget": 900, "a": 10, "b": 20, "alice": 50, "example": 700, "org": 800}
+    docs = lambda term, prefix: counts.get(term, 0)  # noqa: E731
+    assert estimate(parse_query("budget"), docs, 1000) == 900
+    assert estimate(parse_query("budget (a OR b)"), docs, 1000) == 30
+    assert estimate(parse_query("from:alice@example.org"), docs, 1000) == 50
+    assert estimate(parse_query("NOT budget"), docs, 1000) == 1000
+    assert estimate(parse_query("larger:5M"), docs, 1000) == 1000
+    assert estimate(parse_query("budget OR example"), docs, 1000) == 1000
+    assert estimate(parse_query('"@@"'), docs, 1000) == 0
 
 
 def test_uses_state_only_for_flags() -> None:
