@@ -430,7 +430,9 @@ def estimate(node: Node, docs: Callable[[str, bool], int], total: int) -> int:
     prefix)`` (the messages holding a term); conditions on other columns count as all."""
     if isinstance(node, Text):
         terms = fts_terms(node.text)
-        if not terms:
+        if len(terms) != 1:
+            # no token; or a phrase (an address is one too): its words side by side are far
+            # rarer than each word, and walking the dates for a rare match costs the most
             return 0
         counts = [docs(t, node.prefix and i == len(terms) - 1) for i, t in enumerate(terms)]
         return min(counts)

@@ -262,7 +262,8 @@ def test_terms_and_estimates() -> None:
     docs = lambda term, prefix: counts.get(term, 0)  # noqa: E731
     assert estimate(parse_query("budget"), docs, 1000) == 900
     assert estimate(parse_query("budget (a OR b)"), docs, 1000) == 30
-    assert estimate(parse_query("from:alice@example.org"), docs, 1000) == 50
+    assert estimate(parse_query("from:alice"), docs, 1000) == 50
+    assert estimate(parse_query('from:alice@example.org "budget example"'), docs, 1000) == 0
     assert estimate(parse_query("NOT budget"), docs, 1000) == 1000
     assert estimate(parse_query("larger:5M"), docs, 1000) == 1000
     assert estimate(parse_query("budget OR example"), docs, 1000) == 1000
