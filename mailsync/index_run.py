@@ -22,6 +22,8 @@ from mailsync.search_index import IndexEntry, MissingMessage, SearchIndex
 
 __all__ = ["IndexRun", "index_archive"]
 
+_INLINE_BELOW = 256
+
 
 @dataclass
 class IndexRun:
@@ -57,7 +59,9 @@ async def index_archive(
         run.missing = len(todo)
         if not todo:
             return run
-        pool = BatchOffload(index_entry, workers=workers, batch_size=batch, max_pending=batch * 8)
+        # a few messages (what a killed backup left) are parsed here: a pool costs ~0.5 s to start
+        n = workers if len(todo) > _INLINE_BELOW else 0
+        pool = BatchOffload(index_entry, workers=n, batch_size=batch, max_pending=batch * 8)
         await pool.start()
 
         async def collect() -> None:
