@@ -22,7 +22,7 @@ from typing import TypeVar
 from foundation.offload import BatchOffload
 from mailsync import effects
 from mailsync.core import flow
-from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.indexer import Parsed, parse_headers_only, parse_stored
 from mailsync.report import AccountReport
 from mailsync.settings import MailSettings
 from mailsync.store import AccountArchive, StoredMessage
@@ -36,14 +36,16 @@ _STORE_BACKLOG = 1  # batches a folder may have waiting for the writer before fe
 
 
 class HeaderOffload:
-    """Header parsing: on the event loop for the first messages of a run, then in the process
-    pool. A small re-sync (+100 new) never pays the pool's start (~0.5 s and ~55 MB); a big
-    backup gets a second core for the parser (~0.03-0.05 ms of CPU per message)."""
+    """Message parsing (header fields and the search index's MIME walk, :func:`parse_stored`):
+    on the event loop for the first messages of a run, then in the process pool. A small
+    re-sync (+100 new) never pays the pool's start (~0.5 s and ~55 MB); a big backup gets the
+    other cores for the parser (~0.25 ms of CPU per message, most of it the MIME walk)."""
 
     def __init__(self, settings: MailSettings, inline_first: int = 256) -> None:
         self._settings = settings
-        self._pool: BatchOffload[bytes, HeaderInfo] | None = None
+        self._pool: BatchOffload[str, Parsed] | None = None
         self._inline_left = inline_first if settings.header_workers > 0 else 0
+        self._parse = parse_stored if settings.index else parse_headers_only
 
     def prestart(self) -> None:
         """Start the pool now: a big backup is coming (its start then overlaps the folder
@@ -52,22 +54,23 @@ class HeaderOffload:
             self._inline_left = 0
             self._start()
 
-    def _start(self) -> BatchOffload[bytes, HeaderInfo]:
+    def _start(self) -> BatchOffload[str, Parsed]:
         if self._pool is None:
             s = self._settings
             self._pool = BatchOffload(
-                parse_headers,
+                self._parse,
                 workers=s.header_workers,
                 batch_size=s.header_batch,
                 max_pending=s.header_batch * 8,
             )
         return self._pool
 
-    async def submit(self, head: bytes) -> HeaderInfo:
+    async def submit(self, path: str) -> Parsed:
+        """Parse the stored message file at ``path``."""
         if self._inline_left > 0:
             self._inline_left -= 1
-            return parse_headers(head)
-        return await self._start().submit(head)
+            return self._parse(path)
+        return await self._start().submit(path)
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -248,27 +251,30 @@ class FolderEffects:
         raise AssertionError(f"unknown effect {effect!r}")
 
     async def _store(self, effect: flow.StoreBatch, lanes: FetchLanes) -> None:
-        items, heads = effects.store_items(effect.messages)
+        items = effects.store_items(effect.messages)
         arch = self.archive
         stored = await arch.run(effects.store_batch, arch, effect, items)
         self.report.stored(stored)
-        # headers are parsed on the side: the fetch window waits for the disk, not the parser
-        # (the task gets names and header blocks only: holding `effect` would keep the bodies)
-        task = self._headers(effect.name, effect.uidvalidity, stored, heads)
+        # messages are parsed on the side: the fetch window waits for the disk, not the parser
+        # (the task gets names and paths only: holding `effect` would keep the bodies)
+        task = self._headers(effect.name, effect.uidvalidity, stored, effects.item_dates(items))
         lanes.headers.append(asyncio.create_task(task))
 
     async def _headers(
-        self, folder: str, uidvalidity: int, stored: list[StoredMessage], heads: dict[int, bytes]
+        self,
+        folder: str,
+        uidvalidity: int,
+        stored: list[StoredMessage],
+        dates: dict[int, float | None],
     ) -> None:
         arch = self.archive
-        if effects.heads_in_memory(stored, heads):
-            blocks = effects.header_blocks(arch.root, stored, heads)
-        else:  # spilled: read the heads back from the stored files, off the loop
-            blocks = await arch.run(effects.header_blocks, arch.root, stored, heads)
-        infos = [
-            h if isinstance(h, HeaderInfo) else HeaderInfo(None, None, None, None, None, repr(h))
-            for h in await asyncio.gather(
-                *(self.offload.submit(block) for block in blocks), return_exceptions=True
-            )
-        ]
-        await arch.run(effects.save_headers, arch, folder, uidvalidity, stored, infos)
+        outcomes = await asyncio.gather(
+            *(self.offload.submit(p) for p in effects.stored_paths(arch.root, stored)),
+            return_exceptions=True,
+        )
+        parsed = [effects.parsed_or_failed(o) for o in outcomes]
+        entries = effects.index_entries(folder, uidvalidity, stored, parsed, dates)
+        await asyncio.gather(
+            arch.run(effects.save_headers, arch, folder, uidvalidity, stored, parsed),
+            arch.aadd_to_index(entries),
+        )

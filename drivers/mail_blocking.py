@@ -26,8 +26,8 @@ from foundation.errors import ImapProtocolError, MailError, StorageError
 from mailsync import account, effects
 from mailsync.auth import Secret, get_secret
 from mailsync.core import flow, retry
-from mailsync.core.headers import parse_headers
 from mailsync.core.schedule import folder_where
+from mailsync.indexer import Parsed, parse_headers_only, parse_stored
 from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
@@ -280,19 +280,30 @@ class AccountRun:
             return result
         return self.perform_archive(effect)
 
+    def parse_stored(self, paths: list[str]) -> list[Parsed]:
+        """Header fields and index documents of stored message files (inline here)."""
+        parse = parse_stored if self.settings.index else parse_headers_only
+        return [parse(p) for p in paths]
+
     def perform_archive(self, effect: flow.Effect) -> object:
         """Perform an effect on the account's archive (every effect but the IMAP ones)."""
         arch = self.archive
         if isinstance(effect, flow.StoreBatch):
-            items, heads = effects.store_items(effect.messages)
+            items = effects.store_items(effect.messages)
             stored = self._archive(effects.store_batch, arch, effect, items)
             with self._report_lock:
                 self.report.stored(stored)
-            # parsed inline: in the threads mode on the worker, under the GIL (a mode's real cost)
-            blocks = effects.header_blocks(arch.root, stored, heads)
-            infos = [parse_headers(block) for block in blocks]
+            # parsed (headers, and the MIME walk for the search index) inline: in the threads
+            # mode on the worker, under the GIL (a mode's real cost)
+            parsed = self.parse_stored(effects.stored_paths(arch.root, stored))
             self._archive(
-                effects.save_headers, arch, effect.name, effect.uidvalidity, stored, infos
+                effects.save_headers, arch, effect.name, effect.uidvalidity, stored, parsed
+            )
+            # the index has its own lock: another worker's batch can be stored meanwhile
+            arch.add_to_index(
+                effects.index_entries(
+                    effect.name, effect.uidvalidity, stored, parsed, effects.item_dates(items)
+                )
             )
             return None
         if isinstance(effect, effects.ARCHIVE_EFFECTS):

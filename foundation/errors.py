@@ -6,6 +6,7 @@ caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handler
 
     FetchlabError
     ├── UsageError (ValueError)                    bad CLI arguments            -> exit 2
+    │   └── QuerySyntaxError                       a search query that does not parse (.position)
     ├── SettingsError (ValueError)                 bad settings file / env      -> exit 2
     ├── ModeError (RuntimeError)                   a mode cannot run (extra missing, limit)
     │   └── WorkerDiedError                        a processes-mode worker died mid-run  -> exit 1
@@ -73,6 +74,7 @@ __all__ = [
     "ModeError",
     "OutOfScope",
     "PortInUseError",
+    "QuerySyntaxError",
     "RobotsDisallowed",
     "SettingsError",
     "StorageError",
@@ -92,6 +94,20 @@ class FetchlabError(Exception):
 
 class UsageError(FetchlabError, ValueError):
     """Bad command-line arguments (exit code 2)."""
+
+
+class QuerySyntaxError(UsageError):
+    """A mailsync search query that does not parse; ``position`` is the 0-based character
+    offset of the problem in ``query``."""
+
+    def __init__(self, message: str, query: str, position: int) -> None:
+        self.query = query
+        self.position = position
+        self.reason = message
+        marker = " " * position + "^"
+        super().__init__(
+            f"query error at character {position + 1}: {message}\n  {query}\n  {marker}"
+        )
 
 
 class SettingsError(FetchlabError, ValueError):

@@ -3,16 +3,18 @@
 The asyncio engine (:mod:`drivers.mail_asyncio_folder`) and the blocking driver
 (:mod:`drivers.mail_blocking`, behind the threads, gevent, sequential and processes modes) perform
 the same archive effects; only the I/O differs (awaiting the archive's writer thread, or taking a
-lock). The data shaping around that I/O -- the items a batch is stored as, the header block each
-message is parsed from, the folder record a SaveFolder writes, the header rows -- lives here once,
-so that every mode leaves the same Maildirs and state rows. No asyncio here: the gevent mode
-imports it.
+lock). The data shaping around that I/O -- the items a batch is stored as, the files each
+message is parsed from, the folder record a SaveFolder writes, the header and index rows -- lives
+here once, so that every mode leaves the same Maildirs, state rows and index. No asyncio here:
+the gevent mode imports it.
 
 A StoreBatch is performed in steps, each driver putting its own I/O between them:
-:func:`store_items` (no I/O), :func:`store_batch` (on the archive), :func:`header_blocks` (reads
-back spilled bodies only), parsing the blocks (inline, or in a process pool),
-:func:`save_headers` (on the archive). Every other archive effect is one operation:
-:func:`archive_call`, then :func:`archive_answer`.
+:func:`store_items` (no I/O), :func:`store_batch` (on the archive), parsing each stored file
+(:func:`mailsync.indexer.parse_stored` on :func:`stored_paths`: inline, or in a process pool)
+for its header fields and its search index document, :func:`save_headers` (on the archive: the
+state's header fields) and :func:`index_entries` (written by the archive's index writer, beside
+the archive writer, see :mod:`mailsync.search_index`). Every other
+archive effect is one operation: :func:`archive_call`, then :func:`archive_answer`.
 """
 
 from __future__ import annotations
@@ -27,29 +29,28 @@ from mailsync.core import flow
 from mailsync.core.headers import HeaderInfo
 from mailsync.core.parser import FetchResp, parse_internaldate
 from mailsync.core.plan import LocalMsg, normalize_flags
+from mailsync.indexer import Parsed, failed
+from mailsync.search_index import IndexEntry
 from mailsync.state import FolderRecord, MessageRow
 from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage
 
 __all__ = [
     "ARCHIVE_EFFECTS",
-    "HEADER_CAP",
     "ArchiveEffect",
     "HeaderRow",
     "StoreItem",
     "archive_answer",
     "archive_call",
     "folder_record",
-    "header_block",
-    "header_blocks",
     "header_rows",
-    "heads_in_memory",
-    "read_head",
+    "index_entries",
+    "item_dates",
+    "parsed_or_failed",
     "save_headers",
     "store_batch",
     "store_items",
+    "stored_paths",
 ]
-
-HEADER_CAP = 256 * 1024  # bytes of a message searched for the end of its header block
 
 # (uid, flags, mtime, body, internaldate): one message as AccountArchive.store_batch takes it
 StoreItem = tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]
@@ -57,20 +58,6 @@ StoreItem = tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, st
 HeaderRow = tuple[
     str, int, int, str | None, str | None, str | None, str | None, str | None, str | None
 ]
-
-
-def header_block(body: bytes) -> bytes:
-    """The head of ``body`` the header parser gets: up to the first empty line, at most the cap."""
-    end = body.find(b"\r\n\r\n", 0, HEADER_CAP)
-    if end < 0:
-        end = body.find(b"\n\n", 0, HEADER_CAP)
-    return body[: end + 4] if end >= 0 else body[:HEADER_CAP]
-
-
-def read_head(path: Path) -> bytes:
-    """The header block of a stored message file (a spilled body is not held in memory)."""
-    with open(path, "rb") as fh:
-        return header_block(fh.read(HEADER_CAP))
 
 
 def _mtime(internaldate: str | None) -> float | None:
@@ -91,16 +78,12 @@ def _body(msg: FetchResp) -> bytes | SpilledLiteral:
     raise ImapProtocolError(f"UID {msg.uid}: unexpected body type {type(body).__name__}")
 
 
-def store_items(messages: Iterable[FetchResp]) -> tuple[list[StoreItem], dict[int, bytes]]:
-    """A StoreBatch's messages as store items, plus the header blocks of the in-memory bodies
-    (spilled ones are read back with :func:`read_head` once stored)."""
+def store_items(messages: Iterable[FetchResp]) -> list[StoreItem]:
+    """A StoreBatch's messages as store items."""
     items: list[StoreItem] = []
-    heads: dict[int, bytes] = {}
     for msg in messages:
         body = _body(msg)
         assert msg.uid is not None
-        if isinstance(body, bytes):
-            heads[msg.uid] = header_block(body)
         items.append(
             (
                 msg.uid,
@@ -110,7 +93,7 @@ def store_items(messages: Iterable[FetchResp]) -> tuple[list[StoreItem], dict[in
                 msg.internaldate,
             )
         )
-    return items, heads
+    return items
 
 
 def store_batch(
@@ -123,18 +106,21 @@ def store_batch(
     )
 
 
-def heads_in_memory(stored: Sequence[StoredMessage], heads: Mapping[int, bytes]) -> bool:
-    """True when every stored message's header block is in ``heads`` (none was spilled):
-    :func:`header_blocks` then reads no file."""
-    return all(s.uid in heads for s in stored)
+def stored_paths(root: Path, stored: Sequence[StoredMessage]) -> list[str]:
+    """The absolute file path of each ``stored`` message: what the parser gets."""
+    return [str(root / s.path) for s in stored]
 
 
-def header_blocks(
-    root: Path, stored: Sequence[StoredMessage], heads: Mapping[int, bytes]
-) -> list[bytes]:
-    """The header block of each ``stored`` message, in order: from ``heads`` (the in-memory
-    bodies, :func:`store_items`), else read back from the stored file under ``root``."""
-    return [heads[s.uid] if s.uid in heads else read_head(root / s.path) for s in stored]
+def item_dates(items: Sequence[StoreItem]) -> dict[int, float | None]:
+    """uid -> INTERNALDATE timestamp: the index's date of a message without a usable Date."""
+    return {uid: mtime for uid, _, mtime, _, _ in items}
+
+
+def parsed_or_failed(outcome: object) -> Parsed:
+    """A pool outcome as a parse result (an exception: a message indexed as unreadable)."""
+    if isinstance(outcome, tuple):
+        return cast(Parsed, outcome)
+    return failed(f"parser failed: {outcome!r}")
 
 
 def save_headers(
@@ -142,10 +128,27 @@ def save_headers(
     folder: str,
     uidvalidity: int,
     stored: Sequence[StoredMessage],
-    infos: Sequence[HeaderInfo],
+    parsed: Sequence[Parsed],
 ) -> None:
-    """Index the parsed headers (``infos``, in the order of ``stored``); runs on the archive."""
-    arch.state.set_headers(header_rows(folder, uidvalidity, stored, infos))
+    """Record the parsed header fields in the state (``parsed`` in the order of ``stored``);
+    runs on the archive."""
+    arch.state.set_headers(header_rows(folder, uidvalidity, stored, [h for h, _ in parsed]))
+
+
+def index_entries(
+    folder: str,
+    uidvalidity: int,
+    stored: Sequence[StoredMessage],
+    parsed: Sequence[Parsed],
+    dates: Mapping[int, float | None],
+) -> list[IndexEntry]:
+    """The search index rows of ``stored`` messages (none when the backup does not index);
+    :meth:`AccountArchive.add_to_index` writes them, beside the archive's writer."""
+    return [
+        IndexEntry(folder, uidvalidity, s.uid, s.size, dates.get(s.uid), doc)
+        for s, (_, doc) in zip(stored, parsed, strict=True)
+        if doc is not None
+    ]
 
 
 # the effects that are one archive operation each, performed the same way in every mode (the

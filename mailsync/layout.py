@@ -1,10 +1,11 @@
 """An account archive's own files: where they live, how they stay private, how a run locks them.
 
 ``<out>/<account>/.fetchlab/`` holds the state DB (``state.sqlite`` and SQLite's ``-wal`` /
-``-shm``) and ``lock``. No server folder can reach it: :mod:`mailsync.core.names` never maps a
-folder level to a name starting with ``.`` (a leading dot is escaped as ``%2E``), so neither
-``.fetchlab`` nor ``.spill`` (bodies being received) can be a Maildir folder, while a folder
-named ``state.sqlite`` is an ordinary Maildir. Archives of earlier versions kept the state DB at
+``-shm``), the search index (``index.sqlite``, see :mod:`mailsync.search_index`) and ``lock``.
+No server folder can reach it: :mod:`mailsync.core.names` never maps a folder level to a name
+starting with ``.`` (a leading dot is escaped as ``%2E``), so neither ``.fetchlab`` nor ``.spill``
+(bodies being received) can be a Maildir folder, while a folder named ``state.sqlite`` is an
+ordinary Maildir. Archives of earlier versions kept the state DB at
 ``<account>/state.sqlite``: :func:`migrate_legacy_state` moves it in.
 
 Everything mailsync creates in an archive is private whatever the umask: folders 0700, files 0600
@@ -35,6 +36,7 @@ __all__ = [
     "check_free",
     "existing_state",
     "has_state",
+    "index_path",
     "lock_path",
     "migrate_legacy_state",
     "private_dirs",
@@ -46,6 +48,7 @@ __all__ = [
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 STATE_NAME = "state.sqlite"
+INDEX_NAME = "index.sqlite"  # the search index (mailsync.search_index), rebuilt from the files
 _STATE_FILES = (STATE_NAME + "-wal", STATE_NAME + "-shm", STATE_NAME)  # the main file last
 
 
@@ -59,6 +62,10 @@ def internal_dir(root: Path) -> Path:
 
 def state_path(root: Path) -> Path:
     return internal_dir(root) / STATE_NAME
+
+
+def index_path(root: Path) -> Path:
+    return internal_dir(root) / INDEX_NAME
 
 
 def lock_path(root: Path) -> Path:

@@ -10,6 +10,9 @@ DEB_NEEDS=(
   "nginx:nginx-light"
   "dovecot:dovecot-imapd"
   "redis-server:redis-server"
+  # the mailsync report's browser test (tests/integration/test_mailsync_report.py)
+  "chromium:chromium"
+  "chromedriver:chromium-driver"
 )
 
 _missing_debs() {

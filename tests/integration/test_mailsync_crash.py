@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mailsync.layout import index_path
 from tests.fixtures.imap import FreshImapAccount
 from tests.fixtures.proxy import ProxyFactory
 from tests.integration._mailsync_helpers import (
@@ -112,6 +114,15 @@ def test_sigkill_at_random_points_then_rerun(
     assert len(archive_files(root)) == len(acct.truth)
     assert len(state_rows(root)) == len(acct.truth)
     assert killed_mid_run >= 1
+    # the search index too: every message once (the last run filled what the kills left out)
+    db = sqlite3.connect(index_path(root))
+    try:
+        keys = db.execute("SELECT folder, uidvalidity, uid FROM docs").fetchall()
+        (fts,) = db.execute("SELECT count(*) FROM fts").fetchone()
+    finally:
+        db.close()
+    assert sorted(keys) == sorted((t.folder, t.uidvalidity, t.uid) for t in acct.truth)
+    assert fts == len(keys)
 
 
 def test_sigint_stops_cleanly_and_resumes(

@@ -13,12 +13,14 @@ import pytest
 from foundation.errors import ImapAuthError, MailError, ModeError, StorageError
 from mailsync import account, effects
 from mailsync.core import flow
-from mailsync.core.headers import HeaderInfo
+from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.mime import extract
 from mailsync.core.options import AIOIMAPLIB_LISTING_CHUNK, listing_capabilities, sync_options
 from mailsync.core.parser import FetchResp, ResponseParser, Tagged
 from mailsync.core.plan import FolderState
 from mailsync.core.retry import FailFolder, Retry, SkipFolder
 from mailsync.core.schedule import folder_where
+from mailsync.indexer import parse_headers_only, parse_stored
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import FolderRecord
@@ -27,7 +29,6 @@ from mailsync.transports.base import TransportStats
 
 CAPS = frozenset({"IMAP4REV1", "CONDSTORE", "LITERAL+", "LIST-STATUS"})
 BODY = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
-HEAD = b"From: a@example.org\r\nSubject: hi\r\n\r\n"
 ACCOUNT = AccountSettings(
     name="acct",
     host="imap.example.org",
@@ -238,9 +239,9 @@ def _batch(messages: list[FetchResp]) -> flow.StoreBatch:
 
 def test_store_batch_writes_the_effects_items(archive: AccountArchive) -> None:
     effect = _batch([fetch(1, BODY), fetch(2, BODY + b"more\r\n", ())])
-    items, heads = effects.store_items(effect.messages)
+    items = effects.store_items(effect.messages)
     stored = effects.store_batch(archive, effect, items)
-    assert [s.uid for s in stored] == [1, 2] and heads == {1: HEAD, 2: HEAD}
+    assert [s.uid for s in stored] == [1, 2]
     rows = archive.state.messages("INBOX", 3)
     assert {u: (r.generation, r.flags, r.size) for u, r in rows.items()} == {
         1: (1, ("\\Seen",), len(BODY)),
@@ -249,35 +250,52 @@ def test_store_batch_writes_the_effects_items(archive: AccountArchive) -> None:
     assert (archive.root / rows[1].path).read_bytes() == BODY
 
 
-def test_header_blocks_read_spilled_bodies_back(archive: AccountArchive, tmp_path: Path) -> None:
+def test_spilled_bodies_are_parsed_from_their_stored_files(
+    archive: AccountArchive, tmp_path: Path
+) -> None:
     sink = SpillSink(tmp_path / "spill", len(BODY))
     sink.write(BODY)
     spilled = sink.finish()
     assert spilled.sha256 == hashlib.sha256(BODY).hexdigest()
     effect = _batch([fetch(1, BODY), fetch(2, spilled)])
-    items, heads = effects.store_items(effect.messages)
+    items = effects.store_items(effect.messages)
     stored = effects.store_batch(archive, effect, items)
-    assert not effects.heads_in_memory(stored, heads)
-    assert effects.heads_in_memory(stored[:1], heads)
-    assert effects.header_blocks(archive.root, stored, heads) == [HEAD, HEAD]
-    # in memory: taken from `heads`, no file read (the path does not exist)
-    ghost = [StoredMessage(1, 1, "x", "no/such/file")]
-    assert effects.header_blocks(archive.root, ghost, {1: b"H"}) == [b"H"]
+    parsed = [parse_stored(p) for p in effects.stored_paths(archive.root, stored)]
+    assert parsed[0] == parsed[1]
+    assert parsed[0][0] == parse_headers(BODY)
+    # a file gone before the parser reached it: indexed as unreadable, never raised
+    head, doc = parse_stored(str(tmp_path / "no" / "such" / "file"))
+    assert head.error and doc is not None and doc.error and "unreadable file" in doc.error
+    # index = false: the header fields alone
+    assert parse_headers_only(effects.stored_paths(archive.root, stored)[1]) == (parsed[1][0], None)
 
 
-def test_save_headers_indexes_the_parsed_headers(archive: AccountArchive) -> None:
+def test_save_headers_records_the_headers_and_indexes_the_messages(
+    archive: AccountArchive,
+) -> None:
     effect = _batch([fetch(1, BODY), fetch(2, BODY)])
-    items, _ = effects.store_items(effect.messages)
+    items = effects.store_items(effect.messages)
     stored = effects.store_batch(archive, effect, items)
-    infos = [
-        HeaderInfo("<1@x>", "hi", "a@example.org", None, None),
-        HeaderInfo(None, None, None, None, None, "ValueError()"),
+    doc = extract(BODY)
+    parsed = [
+        (HeaderInfo("<1@x>", "hi", "a@example.org", None, None), doc),
+        (HeaderInfo(None, None, None, None, None, "ValueError()"), doc),
     ]
-    effects.save_headers(archive, "INBOX", 3, stored, infos)
+    effects.save_headers(archive, "INBOX", 3, stored, parsed)
+    entries = effects.index_entries("INBOX", 3, stored, parsed, effects.item_dates(items))
+    archive.add_to_index(entries)
     rows = archive.state.messages("INBOX", 3)
     assert rows[1].message_id == "<1@x>" and rows[2].message_id is None
     (error,) = archive.state._db.execute("SELECT header_error FROM messages WHERE uid=2")
     assert error == ("ValueError()",)
+    assert [h.folder for h in archive.index.search("")] == ["INBOX", "INBOX"]
+    # a second save of the same messages (a rerun) indexes nothing twice
+    archive.add_to_index(entries)
+    assert archive.index.count() == 2
+    # index = false: nothing to index
+    assert effects.index_entries("INBOX", 3, stored, [(p[0], None) for p in parsed], {}) == []
+    _, failed_doc = effects.parsed_or_failed(ValueError("x"))
+    assert failed_doc is not None and failed_doc.error == "parser failed: ValueError('x')"
 
 
 def test_save_folder_is_one_archive_operation(archive: AccountArchive) -> None:
