@@ -24,9 +24,9 @@ from typing import Any
 
 from foundation.errors import MailError, ModeError
 from foundation.mode import Mode
+from mailsync.archived import select_messages
 from mailsync.auth import Secret, get_secret
 from mailsync.core import restore as core
-from mailsync.core.selection import parse_query
 from mailsync.restore_state import RestoreReport, plan_jobs
 from mailsync.settings import AccountSettings, MailSettings
 
@@ -48,7 +48,7 @@ class RestoreSpec:
     def jobs(self) -> list[core.RestoreJob]:
         return plan_jobs(
             self.root,
-            parse_query(self.query),
+            select_messages(self.root, self.query),
             self.folder_map,
             include_deleted=self.include_deleted,
         )

@@ -25,9 +25,11 @@ __all__ = ["export", "restore"]
 EXIT_INTERRUPTED = 130
 STOP_GRACE = 1.5
 _QUERY_HELP = (
-    "Only these messages: folder:NAME (wildcards allowed, repeatable) and date:A..B on the"
-    " INTERNALDATE (YYYY, YYYY-MM or YYYY-MM-DD; either end may be empty). Example:"
-    " --query 'folder:Archive/* date:2023..2024-06'."
+    "Only these messages. folder:NAME (wildcards allowed, repeatable) and date:A..B on the"
+    " INTERNALDATE (YYYY, YYYY-MM or YYYY-MM-DD; either end may be empty) are read without the"
+    " search index; any other query is the search language of 'mailsync search' (from:, to:,"
+    " subject:, has:attachment, is:flagged, AND/OR/NOT ...), answered by the archive's index."
+    " Examples: --query 'folder:Archive/* date:2023..2024-06', --query 'from:bob has:attachment'."
 )
 
 
@@ -128,15 +130,18 @@ def export(
     end with a line end gets one, and is named in a warning). out/manifest.jsonl lists every
     message with its file, SHA-256, flags and INTERNALDATE.
     """
-    from mailsync.core.selection import parse_query
+    from mailsync.archived import select_messages
     from mailsync.export import export_archive
 
     settings = _load(settings_file, archive)
     try:
-        selection = parse_query(query)
         root = _archive_root(settings, account)
+        selection = select_messages(root, query)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    except StorageError as exc:
+        click.echo(f"mailsync: {exc}", err=True)
+        sys.exit(2)
     try:
         rep = export_archive(
             root,
@@ -224,16 +229,19 @@ def restore(
     only what is missing there. Uses MULTIAPPEND, LITERAL+ and UIDPLUS when the server has them.
     """
     from drivers.mail_restore import RestoreSpec, run_restore
+    from mailsync.archived import select_messages
     from mailsync.core.restore import parse_folder_map
-    from mailsync.core.selection import parse_query
     from mailsync.layout import ArchiveLock
     from mailsync.restore_state import RestoreLock
 
     settings = _load(settings_file, archive, mode)
     try:
-        parse_query(query)
         mapping = parse_folder_map(folder_map)
         root = _archive_root(settings, source)
+        try:
+            select_messages(root, query)  # a bad query (or one that needs a missing index)
+        except StorageError as exc:  # is refused before anything connects
+            raise UsageError(str(exc)) from None
         if target not in {a.name for a in settings.accounts}:
             names = ", ".join(a.name for a in settings.accounts) or "none"
             raise UsageError(f"--to {target!r} is not a configured account (configured: {names})")

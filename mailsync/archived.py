@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from foundation.errors import ImapProtocolError, StorageError
+from foundation.errors import ImapProtocolError, StorageError, UsageError
 from mailsync.core.parser import parse_internaldate
-from mailsync.core.selection import Selection
+from mailsync.core.selection import Selection, parse_query
 from mailsync.layout import ArchiveLock, existing_state
 
-__all__ = ["ArchiveReader", "ArchivedMessage", "open_reader"]
+__all__ = ["ArchiveReader", "ArchivedMessage", "open_reader", "select_messages"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ArchiveReader:
             args.append(folder)
         sql += " ORDER BY folder, generation, uidvalidity, uid"
         for r in self._db.execute(sql, args):
-            if not selection.folder_ok(r[0]):
+            if not selection.folder_ok(r[0]) or not selection.key_ok(r[0], r[1], r[2]):
                 continue
             msg = ArchivedMessage(
                 r[0],
@@ -93,6 +93,30 @@ class ArchiveReader:
             )
             if selection.date_ok(msg.when):
                 yield msg
+
+
+def select_messages(root: Path, query: str | None) -> Selection:
+    """``--query`` of export and restore: ``folder:``/``date:`` alone are read without the
+    index; any other query is the search language, answered by the archive's search index
+    (``mailsync search`` selects the same messages). UsageError for a bad query, StorageError
+    when the query needs an index the archive does not have yet."""
+    try:
+        return parse_query(query)
+    except UsageError:
+        if query is None:
+            raise
+    from mailsync.search_index import SearchIndex  # only a search query needs it
+
+    idx = SearchIndex(root, readonly=True)
+    try:
+        where, params = idx.select(query, root.name)
+        keys = frozenset(
+            (str(f), int(str(v)), int(str(u)))
+            for f, v, u in idx.rows(f"SELECT d.folder, d.uidvalidity, d.uid {where}", params)
+        )
+    finally:
+        idx.close()
+    return Selection(keys=keys)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Which archived messages an export or a restore takes: ``--query`` in its minimal form.
 
-Until the archive's search language is wired in, ``--query`` understands two terms (notmuch's
-spelling), space-separated, all of them required:
+Two terms are read here, without the search index (notmuch's spelling), space-separated, all of
+them required:
 
 - ``folder:NAME`` -- the folder as the server names it (``/`` between levels); shell-style
   wildcards work (``folder:Archive/*``); several ``folder:`` terms mean any of them;
@@ -9,8 +9,10 @@ spelling), space-separated, all of them required:
   each end is ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` and may be left empty (``date:2024..``);
   ``date:2024-03`` alone is that month.
 
-Quotes group a name with spaces (``folder:"Project X"``). Anything else is refused with a message
-naming the term (a typo must not silently select everything).
+Quotes group a name with spaces (``folder:"Project X"``). Any other query is the search
+language's (``mailsync search``), answered by the archive's search index
+(:func:`mailsync.archived.select_messages`); a typo there is one error with its position, never
+"everything".
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class Selection:
     folders: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    # any other query: the (folder, UIDVALIDITY, UID) keys the search index selected
+    keys: frozenset[tuple[str, int, int]] | None = None
+
+    def key_ok(self, folder: str, uidvalidity: int, uid: int) -> bool:
+        return self.keys is None or (folder, uidvalidity, uid) in self.keys
 
     def folder_ok(self, folder: str) -> bool:
         return not self.folders or any(fnmatch.fnmatchcase(folder, p) for p in self.folders)
