@@ -235,7 +235,10 @@ def test_query_selects_folder_and_dates(
 def _export_eml(archive: Path, out: Path, query: str) -> tuple[int, str, list[str]]:
     result = CliRunner().invoke(
         main,
-        ["export", "--archive", str(archive), "--account", "src", "--format", "eml", "--query", query, "--out", str(out)],
+        [
+            *("export", "--archive", str(archive), "--account", "src", "--format", "eml"),
+            *("--query", query, "--out", str(out)),
+        ],
         env={"FETCHLAB_SETTINGS": ""},
     )
     return result.exit_code, result.output, sorted(p.name for p in out.rglob("*.eml"))
