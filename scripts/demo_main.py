@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             status = max(status, rc)
         _run([str(BIN / "crawler"), "stats", str(out / "crawl")])
+        _banner("crawler: pack the crawl as one WACZ (ReplayWeb.page, pywb)")
+        status = max(status, _run([str(BIN / "crawler"), "wacz", str(out / "crawl")]))
 
         _banner(f"test mailbox: Dovecot with {args.messages} generated messages")
         imap = start_dovecot(imap_work, users={DEMO_USER: DEMO_PASSWORD})
@@ -125,6 +127,31 @@ def main(argv: list[str] | None = None) -> int:
                 status,
                 _run([str(BIN / "mailsync"), "verify", "--deep", "--settings", str(settings)], env),
             )
+            mail = str(out / "mail")
+            _banner("mailsync: search the archive (indexed during the backup)")
+            status = max(
+                status,
+                _run(
+                    [
+                        str(BIN / "mailsync"),
+                        "search",
+                        "--out",
+                        mail,
+                        "--limit",
+                        "5",
+                        "has:attachment",
+                    ]
+                ),
+            )
+            _banner("mailsync: report (HTML with charts, PNGs, Markdown)")
+            report = str(out / "mail-report")
+            status = max(
+                status, _run([str(BIN / "mailsync"), "report", "--out", mail, "--to", report])
+            )
+            _banner("mailsync: export the archive as mboxrd files")
+            export = [str(BIN / "mailsync"), "export", "--settings", str(settings)]
+            export += ["--account", DEMO_USER, "--format", "mbox", "--out", str(out / "mbox")]
+            status = max(status, _run(export, env))
             if args.keep_running > 0:
                 print(f"servers stay up for {args.keep_running:.0f} s (Ctrl-C to stop)")
                 time.sleep(args.keep_running)
@@ -138,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _banner("results")
     print(f"web archive:  {out / 'crawl'}  (warc/, pages.jsonl, index.cdxj)")
+    print(f"web archive as WACZ: {out / 'crawl' / 'crawl.wacz'}  (crawler replay <it> serves it)")
     print(f"mail archive: {out / 'mail'}  (one Maildir per folder, .fetchlab/state.sqlite)")
+    print(f"mail report:  {out / 'mail-report'}  (open the .html in a browser)")
+    print(f"mbox export:  {out / 'mbox'}")
     print(f"settings:     {out / 'settings.toml'}")
     print("demo " + ("finished" if status == 0 else f"finished with exit status {status}"))
     return status
