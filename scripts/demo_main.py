@@ -165,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _banner("results")
     print(f"web archive:  {out / 'crawl'}  (warc/, pages.jsonl, index.cdxj)")
-    print(f"web archive as WACZ: {out / 'crawl' / 'crawl.wacz'}  (crawler replay <it> serves it)")
+    print(f"web archive as WACZ: {out / 'crawl' / 'crawl.wacz'}")
+    print(
+        "  replay it: crawler replay FILE --wayback .venv-replay/bin/wayback (after scripts/test)"
+    )
     print(f"mail archive: {out / 'mail'}  (one Maildir per folder, .fetchlab/state.sqlite)")
     print(f"mail report:  {out / 'mail-report'}  (open the .html in a browser)")
     print(f"mbox export:  {out / 'mbox'}")
