@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ from mailsync.archived import ArchivedMessage, open_reader
 from mailsync.core import restore as core
 from mailsync.core.flow import Send
 from mailsync.core.selection import Selection
-from mailsync.layout import FILE_MODE, internal_dir, private_dirs, private_file
+from mailsync.layout import FILE_MODE, internal_dir, private_dirs
+from mailsync.private_db import open_private_db, write_batch
 from mailsync.settings import AccountSettings
 
 __all__ = [
@@ -92,35 +92,19 @@ class RestoreDB:
     def __init__(self, path: Path, target: str) -> None:
         self.path = path
         self.target = target
-        try:
-            private_dirs(path.parent)
-            private_file(path)
-            # timeout: the processes mode's workers open it at the same moment
-            self._db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # a committed "pending" must survive the process: NORMAL in WAL mode does (only a
-            # power loss could drop it, and then the message is looked up anyway... or sent
-            # again: FULL closes that too, at one fsync per batch)
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"{path}: cannot open the restore table: {exc}") from exc
+        # timeout: the processes mode's workers open it at the same moment. A committed
+        # "pending" must survive the process: NORMAL in WAL mode does (only a power loss could
+        # drop it, and then the message is looked up anyway... or sent again: FULL closes that
+        # too, at one fsync per batch)
+        self._db = open_private_db(
+            path, _SCHEMA, what="the restore table", synchronous="FULL", timeout=30, busy_ms=30_000
+        )
 
     def close(self) -> None:
         self._db.close()
 
     def _write(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(sql, rows)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StorageError(f"{self.path}: restore table write failed: {exc}") from exc
+        write_batch(self._db, sql, rows, f"{self.path}: restore table write failed")
 
     def progress(self, dest: str) -> core.Progress:
         done: set[core.SourceKey] = set()

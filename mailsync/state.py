@@ -11,13 +11,11 @@ made them), never on the event loop.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from foundation.errors import StorageError
-from mailsync.layout import private_dirs, private_file
+from mailsync.private_db import open_private_db, write_batch
 
 __all__ = ["FolderRecord", "MessageRow", "StateDB"]
 
@@ -97,31 +95,15 @@ class StateDB:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            private_dirs(path.parent)
-            private_file(path)  # 0600 before SQLite creates it; -wal and -shm take its mode
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode is durable across application crashes (only a power loss can
-            # drop the last commits, and the files behind them are then refetched: no loss)
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"{path}: cannot open state DB: {exc}") from exc
+        # NORMAL in WAL mode is durable across application crashes (only a power loss can drop
+        # the last commits, and the files behind them are then refetched: no loss)
+        self._db = open_private_db(path, _SCHEMA, what="state DB")
 
     def close(self) -> None:
         self._db.close()
 
     def _write(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(sql, rows)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StorageError(f"{self.path}: state write failed: {exc}") from exc
+        write_batch(self._db, sql, rows, f"{self.path}: state write failed")
 
     # folders ---------------------------------------------------------------------------------
 
