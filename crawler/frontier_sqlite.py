@@ -79,7 +79,10 @@ UPDATE urls SET state = 1 WHERE seq IN (
 class SqliteFrontier:
     """Frontier in ``path`` (created if missing). Thread-safe; one process at a time."""
 
-    def __init__(self, path: Path, *, cache_mib: int = 16) -> None:
+    # 8 MiB of page cache: the fingerprint index of ~100,000 URLs fits; 16 MiB grew a 100,000-page
+    # crawl by 10 MB more for no measurable speed (interleaved A/B, 2026-12-06: 1,465 vs 1,498
+    # pages/s, within noise; tree peak 184 vs 194 MB)
+    def __init__(self, path: Path, *, cache_mib: int = 8) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._pending = 0
