@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 
 from rich.console import Console  # noqa: E402
 
+from fetchlab.bench.grid import set_aside  # noqa: E402
 from fetchlab.bench.sampler import ServerCPU  # noqa: E402
 from foundation.progress import summary_table  # noqa: E402
 from mailsync.core.utf7 import encode_mutf7  # noqa: E402
@@ -131,7 +132,10 @@ def _export(work: Path, archive: Path, fmt: str, n: int) -> Sample:
         str(out),
     )
     sample = _run(argv, {**ENV, "FETCHLAB_SETTINGS": ""})
-    shutil.rmtree(out, ignore_errors=True)
+    # moved aside, not deleted: ext4 here makes every inode allocated in the seconds after a
+    # deletion scan the freed ones (fetchlab.bench.grid.set_aside), and the next run, which
+    # creates 20,000 files, paid for this one's 20,000 (eml export 79 MB/s measured that way)
+    set_aside(out, work)
     return sample
 
 
