@@ -76,7 +76,7 @@ class _Run:
             try:
                 return self.open()
             except MailError as exc:
-                if extra and "[LIMIT]" in str(exc):
+                if extra and retry.is_connection_cap(exc):
                     raise
                 attempt += 1
                 decision = retry.after_connect_failure(

@@ -221,7 +221,7 @@ def fingerprint(url: str) -> bytes:
     """16-byte BLAKE2b digest of the canonical form of ``url`` (exact or canonical, absolute):
     the frontier's dedup key. Canonical forms are fixed points, so a frontier written when it
     stored canonical URLs keeps its keys."""
-    canon = _fast(url) or canonicalize(url)
+    canon = canonicalize(url)  # its fast path first
     return hashlib.blake2b(canon.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -252,7 +252,7 @@ def exact_url(url: str, base: str | None = None) -> str:
             url = base
     if base is not None and url and not url.startswith(("http://", "https://")):
         colon = url.find(":")
-        if colon > 0 and _ALPHA_SCHEME.fullmatch(url[: colon + 1]) and "/" not in url[:colon]:
+        if colon > 0 and _ALPHA_SCHEME.fullmatch(url[: colon + 1]):
             canonicalize(url)  # mailto:, javascript: ...: raises with the right message
         url = _join(url, base) or urljoin(base, url)
     if not url:
@@ -451,7 +451,7 @@ class Scope:
         """True when ``url`` (exact or canonical) is inside the scope; patterns and prefixes
         are matched against its canonical form, so a link's spelling does not decide."""
         try:
-            url = _fast(url) or canonicalize(url)
+            url = canonicalize(url)
             if self.kind == "host":
                 inside = host_key(url) in self._keys
             elif self.kind == "domain":

@@ -52,6 +52,7 @@ __all__ = [
     "after_connect_failure",
     "after_folder_failure",
     "gave_up",
+    "is_connection_cap",
     "is_transient",
 ]
 
@@ -126,8 +127,15 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, ImapConnectError):
         return True
-    text = str(exc)
-    return isinstance(exc, ImapAuthError) and ("[UNAVAILABLE]" in text or "[LIMIT]" in text)
+    return is_connection_cap(exc) or (
+        isinstance(exc, ImapAuthError) and "[UNAVAILABLE]" in str(exc)
+    )
+
+
+def is_connection_cap(exc: BaseException) -> bool:
+    """A login refused by a per-user connection cap (``NO [LIMIT]``): another connection of the
+    same user has to end first."""
+    return isinstance(exc, ImapAuthError) and "[LIMIT]" in str(exc)
 
 
 def gave_up(message: str, attempts: int) -> str:
