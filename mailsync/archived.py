@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from foundation.errors import ImapProtocolError, StorageError, UsageError
 from mailsync.core.parser import parse_internaldate
@@ -100,20 +101,19 @@ def select_messages(root: Path, query: str | None) -> Selection:
     index; any other query is the search language, answered by the archive's search index
     (``mailsync search`` selects the same messages). UsageError for a bad query, StorageError
     when the query needs an index the archive does not have yet."""
+    if query is None:
+        return Selection()
     try:
         return parse_query(query)
     except UsageError:
-        if query is None:
-            raise
+        pass  # not folder:/date: alone: the search language
     from mailsync.search_index import SearchIndex  # only a search query needs it
 
     idx = SearchIndex(root, readonly=True)
     try:
         where, params = idx.select(query, root.name)
-        keys = frozenset(
-            (str(f), int(str(v)), int(str(u)))
-            for f, v, u in idx.rows(f"SELECT d.folder, d.uidvalidity, d.uid {where}", params)
-        )
+        sql = f"SELECT d.folder, d.uidvalidity, d.uid {where}"
+        keys = frozenset(cast(tuple[str, int, int], row) for row in idx.rows(sql, params))
     finally:
         idx.close()
     return Selection(keys=keys)
