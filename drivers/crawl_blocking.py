@@ -80,9 +80,9 @@ class BlockingEffects:
             parsed = parse_outcome(self.settings, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker
             parsed = ParsedPage(error=f"{type(exc).__name__}: {exc}")
-        return Work(item, outcome, parsed, tuple(self._fresh.robots), self._take_robots_records())
+        return Work(item, outcome, parsed, tuple(self._fresh.robots), self.take_robots_records())
 
-    def _take_robots_records(self) -> tuple[FetchResult, ...]:
+    def take_robots_records(self) -> tuple[FetchResult, ...]:
         """The robots.txt responses fetched (by any worker) since the last call, each handed
         out once: deque pops are atomic, so no two workers' Work carries the same one."""
         taken = []
