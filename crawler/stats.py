@@ -27,6 +27,7 @@ NO_RESPONSE = "no response"
 # clocks of the process that made the object: meaningless in another, never sent
 PROCESS_LOCAL = frozenset({"started", "cpu_start"})
 UNREACHABLE_HOSTS = 1000  # hosts kept with their cause for the display and the summary
+WAIT_LOG = 200  # waits kept for the log thread between two of its looks
 
 
 def _left(entry: tuple[str, str, float]) -> float:
@@ -60,6 +61,10 @@ class CrawlStats:
     # hosts whose URLs wait (robots.txt retries after a failed connect): host -> (why, until,
     # wall clock)
     waiting: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # every wait as it was noted, (host, why, until), the last WAIT_LOG of them; waits_noted
+    # counts them all, so the log thread prints each one even when two come between its looks
+    wait_log: list[tuple[str, str, float]] = field(default_factory=list)
+    waits_noted: int = 0
     cpu_start: float = field(default_factory=time.process_time)
 
     def note_unreachable(self, host: str, cause: str) -> None:
@@ -68,17 +73,20 @@ class CrawlStats:
             self.unreachable[host] = cause
 
     def __post_init__(self) -> None:
-        self._told: dict[str, str] = {}  # host -> the last notice given about it
+        self._told: dict[str, str] = {}  # host -> the last unreachable notice given about it
+        self._waits_told = 0
 
     def notices(self) -> list[str]:
         """New lines for the log since the last call: a host starts (or goes on) waiting, a
         host is found unreachable. Called by the progress thread only."""
         out: list[str] = []
         now = time.time()
-        for host, (why, until) in list(self.waiting.items()):  # expired ones too: a wait of
-            if self._told.get(host) != why:  # half a second is still worth a line
-                self._told[host] = why
-                out.append(f"waiting for {host}: {why} (next try in {max(0.0, until - now):.1f} s)")
+        noted, log = self.waits_noted, list(self.wait_log)  # the engine appends meanwhile
+        fresh = log[len(log) - min(len(log), noted - self._waits_told) :]
+        self._waits_told = noted
+        for host, why, until in fresh:  # each wait, however short: a retry-1 wait of 0.3 s
+            left = max(0.0, until - now)  # that was over before this look still gets its line
+            out.append(f"waiting for {host}: {why} (next try in {left:.1f} s)")
         for host, cause in list(self.unreachable.items()):
             if self._told.get(host) != cause:
                 self._told[host] = cause
@@ -93,6 +101,10 @@ class CrawlStats:
             self.waiting.pop(old, None)  # threads mode: workers note concurrently
         if host in self.waiting or len(self.waiting) < UNREACHABLE_HOSTS:
             self.waiting[host] = (why, until)
+        self.wait_log.append((host, why, until))
+        if len(self.wait_log) > WAIT_LOG:
+            del self.wait_log[: len(self.wait_log) - WAIT_LOG]
+        self.waits_noted += 1
 
     def waiting_now(self) -> list[tuple[str, str, float]]:
         """(host, why, seconds left) of the hosts still waiting, soonest first."""
@@ -111,6 +123,7 @@ class CrawlStats:
         data["errors"] = dict(self.errors)
         data["failed_urls"] = [list(pair) for pair in self.failed_urls]
         data["waiting"] = {h: list(entry) for h, entry in self.waiting.items()}
+        data["wait_log"] = [list(entry) for entry in self.wait_log]
         return data
 
     def load_json(self, data: Mapping[str, Any]) -> None:
@@ -128,6 +141,8 @@ class CrawlStats:
                 self.unreachable = {str(host): str(why) for host, why in value.items()}
             elif f.name == "waiting":
                 self.waiting = {str(h): (str(why), float(end)) for h, (why, end) in value.items()}
+            elif f.name == "wait_log":
+                self.wait_log = [(str(h), str(why), float(end)) for h, why, end in value]
             elif f.name == "total_hint":
                 self.total_hint = None if value is None else int(value)
             else:

@@ -34,3 +34,19 @@ def test_waiting_survives_the_json_round_trip() -> None:
     copy = CrawlStats.from_json(stats.to_json())
     assert copy.waiting == stats.waiting
     assert "a:80" in str(copy.snapshot()["waiting"])
+
+
+def test_every_wait_is_logged_even_when_the_next_comes_before_a_look() -> None:
+    # the log thread looks every half second; a 0.3 s retry-1 wait followed by retry 2 must
+    # still give two lines, not the last one only
+    stats = CrawlStats()
+    now = time.time()
+    stats.note_waiting("a:80", "robots.txt ConnectionRefused, retry 1", now - 0.1)
+    stats.note_waiting("a:80", "robots.txt ConnectionRefused, retry 2", now + 1)
+    lines = stats.notices()
+    assert [line.split(" (")[0] for line in lines] == [
+        "waiting for a:80: robots.txt ConnectionRefused, retry 1",
+        "waiting for a:80: robots.txt ConnectionRefused, retry 2",
+    ]
+    copy = CrawlStats.from_json(stats.to_json())  # the gevent child's counters, carried over
+    assert len(copy.notices()) == 2 and copy.notices() == []
