@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.bench_crawl import Run, _fetched, _fetchlab_crawl, measure
 from testbed.site import serve_generated_site
+from tests.benchmarks.bench_crawl import Run, _fetched, _fetchlab_crawl, measure
 from tests.fixtures.web import WebSite, WebSiteFactory
 
 pytestmark = pytest.mark.needs_nginx
