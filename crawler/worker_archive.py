@@ -36,7 +36,11 @@ from foundation.errors import StorageError
 
 __all__ = ["LOCAL_DIGESTS", "Records", "WorkerArchive"]
 
-LOCAL_DIGESTS = 200_000  # this worker's own digests kept in memory (older ones: the shared table)
+# this worker's own latest digests, kept in memory until the coordinator has committed them to
+# the shared table (it does so after every batch of results, a few hundred pages at most). Not
+# more: at 200,000 they were ~35 MB of a 100,000-page crawl's growth over two workers. One that
+# fell out too early costs a full record instead of a revisit, never a wrong archive.
+LOCAL_DIGESTS = 10_000
 
 
 @dataclass(frozen=True)
