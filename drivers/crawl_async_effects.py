@@ -91,10 +91,16 @@ class AsyncEffects:
         assert isinstance(got, Outcome)
         return got
 
-    async def crawl(self, item: FrontierItem) -> Work:
-        """Fetch and parse (inline) one URL: a worker process's whole job for it."""
+    async def crawl(
+        self, item: FrontierItem, on_fetched: Callable[[FrontierItem], None] | None = None
+    ) -> Work:
+        """Fetch and parse (inline) one URL: a worker process's whole job for it.
+        ``on_fetched(item)`` is told when the fetching ends, before the parse."""
         fresh: Fresh = []
         outcome = await self.outcome(item, fresh)
+        if on_fetched is not None:
+            on_fetched(item)
+            await asyncio.sleep(0)  # what on_fetched queued leaves before the parse starts
         try:
             parsed = parse_outcome(self.settings, outcome)
         except Exception as exc:  # parse_page never raises; a bug must not kill the worker

@@ -37,7 +37,7 @@ from crawler.pages_commit import PagesCommitter
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveJob, ArchiveWriter
-from crawler.work import ArchivedWork, Work
+from crawler.work import ArchivedWork, Fetched, Work
 
 __all__ = ["CHECKPOINT_KEY", "STOP_GRACE", "Abandoned", "Backend", "Coordinator", "RunOutcome"]
 
@@ -55,13 +55,14 @@ class Abandoned(Exception):
 
 class Backend(Protocol):
     """Where URLs are fetched and parsed. ``submit`` never blocks; ``results`` waits up to
-    ``timeout`` for at least one finished :class:`Work` and returns every one that is ready."""
+    ``timeout`` for at least one finished :class:`Work` and returns every one that is ready;
+    a backend may tell a URL's fetching ended before its work (:class:`Fetched`)."""
 
     capacity: int
 
     def start(self) -> None: ...
     def submit(self, item: FrontierItem) -> None: ...
-    def results(self, timeout: float) -> list[Work] | list[ArchivedWork]: ...
+    def results(self, timeout: float) -> list[Work] | list[ArchivedWork | Fetched]: ...
     def close(self, abandon: bool) -> None: ...
 
 
@@ -96,6 +97,7 @@ class Coordinator:
         self._writer: ArchiveWriter | None = None
         self._committer: PagesCommitter | None = None
         self._robots_held: list[FetchResult] = []  # robots.txt responses not archived yet
+        self._freed: set[str] = set()  # URLs in flight whose host place came back early
         self._host_limit: Callable[[str], int] | None = getattr(backend, "host_limit", None)
         watch = getattr(backend, "watch_waiting", None)
         if watch is not None:
@@ -154,6 +156,10 @@ class Coordinator:
                     continue
                 works = self.backend.results(sched.wake_in())
                 if self._committer is not None:
+                    for fetched in works:
+                        if isinstance(fetched, Fetched):
+                            self._host_free(fetched.item)
+                            self._freed.add(fetched.item.url)
                     self._commit_archived([w for w in works if isinstance(w, ArchivedWork)])
                 else:
                     for work in works:
@@ -164,7 +170,7 @@ class Coordinator:
                     self._on_tick()
             except Abandoned as exc:
                 for item in exc.items:
-                    sched.fetched(item)
+                    self._host_free(item)
                     sched.done(item)
                 self.stop()
             except KeyboardInterrupt:
@@ -172,9 +178,16 @@ class Coordinator:
 
     def _settle(self, item: FrontierItem, retries: int, later: float | None, robots: Any) -> bool:
         """True when the URL that came back is to be archived now."""
-        self.sched.fetched(item)
+        self._host_free(item)
         self.sched.done(item)
         return isinstance(self.ledger.settle(item, retries, later, robots), Commit)
+
+    def _host_free(self, item: FrontierItem) -> None:
+        """The URL's host place is free: once, whether told early (Fetched) or with its work."""
+        if item.url in self._freed:
+            self._freed.discard(item.url)
+        else:
+            self.sched.fetched(item)
 
     def _commit(self, work: Work) -> None:
         item, outcome, parsed = work.item, work.outcome, work.parsed

@@ -41,7 +41,15 @@ from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from crawler.work import ArchivedWork, HostBackoff, HostWaiting, ShipRobots, Work, WorkerFailed
+from crawler.work import (
+    ArchivedWork,
+    Fetched,
+    HostBackoff,
+    HostWaiting,
+    ShipRobots,
+    Work,
+    WorkerFailed,
+)
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from foundation.errors import ModeError, WorkerDiedError
@@ -192,7 +200,7 @@ async def _worker(
 
     async def one(item: FrontierItem) -> None:
         try:
-            work = await effects.crawl(item)
+            work = await effects.crawl(item, lambda done: emit(Fetched(done, index)))
             # written and queued with no await between: results leave in write order
             emit(archive_work(settings, work, archive, link_filter))
         except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
@@ -307,9 +315,12 @@ class ProcessBackend:
             f"{note}; the archive is consistent: resume with crawler crawl --resume {self._out}"
         )
 
-    def _take(self, batch: list[object], out: list[ArchivedWork]) -> None:
+    def _take(self, batch: list[object], out: list[ArchivedWork | Fetched]) -> None:
         for got in batch:
-            if isinstance(got, HostBackoff):
+            if isinstance(got, Fetched):
+                self.router.returned(got.worker, got.item.host)
+                out.append(got)
+            elif isinstance(got, HostBackoff):
                 self._backoff(got.host, got.until)
             elif isinstance(got, HostWaiting):
                 if self._on_waiting is not None:
@@ -326,14 +337,13 @@ class ProcessBackend:
         if not isinstance(got, ArchivedWork):
             assert isinstance(got, WorkerFailed), got
             raise ModeError(f"a crawl worker process failed on {got.url}: {got.error}")
-        self.router.returned(got.worker, got.item.host)
-        for host, rules in got.robots:
+        for host, rules in got.robots:  # (its host place came back with its Fetched)
             self.router.learn(host, rules)
         return got
 
-    def results(self, timeout: float) -> list[ArchivedWork]:
+    def results(self, timeout: float) -> list[ArchivedWork | Fetched]:
         self._send()
-        out: list[ArchivedWork] = []
+        out: list[ArchivedWork | Fetched] = []
         # a worker that dies closes its pipe: end-of-file makes the pipe ready, so a death is
         # seen here at once, after whatever it had sent whole
         for conn in wait(self._outqs, timeout):
