@@ -30,6 +30,8 @@ SAMPLE: dict[str, Any] = {
     "failed_urls": [("http://a.test/x", "FetchTimeout: slow"), ("http://b.test/", "refused")],
     "unreachable": {"dead.test:80": "ConnectionRefused: dead.test:80 unreachable: refused"},
     "waiting": {"slow.test:80": ("robots.txt UnknownHost, retry 1", 1767225600.5)},
+    "wait_log": [("slow.test:80", "robots.txt UnknownHost, retry 1", 1767225600.5)],
+    "waits_noted": 3,
 }
 
 
