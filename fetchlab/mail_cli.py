@@ -333,6 +333,11 @@ from fetchlab.mail_archive_cli import export, restore  # noqa: E402
 
 main.add_command(export)
 main.add_command(restore)
+# the Redis job queue of many workers: enqueue, worker, fleet-status
+from fetchlab.mail_fleet_cli import enqueue, fleet_status, worker  # noqa: E402
+
+for _fleet_command in (enqueue, worker, fleet_status):
+    main.add_command(_fleet_command)
 for _command in (
     mail_index_cli.index,
     mail_index_cli.search,
