@@ -3,6 +3,8 @@ processes on the test-bed Dovecot and Redis, ``mailsync fleet-status``."""
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,45 @@ def test_connection_cap_holds_across_workers(
     assert not redis_client(redis_server.url).zcard(
         f"mailsync:fleet:{name}:conn:127.0.0.1:{proxy.port}"
     )
+
+
+def test_sigterm_gives_the_account_back_at_once(
+    fresh_imap_account: FreshImapAccount,
+    delay_proxy: ProxyFactory,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    first = fresh_imap_account(messages=0)
+    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=20)
+    accounts = _accounts(fresh_imap_account, 2, 20, port=proxy.port)
+    name = fleet_name("term")
+    settings = write_settings(
+        tmp_path / "fleet.toml",
+        tmp_path / "archive",
+        accounts,
+        queue=redis_server.url,
+        name=name,
+        connections=1,
+        batch_messages=2,
+        lease=600.0,  # a job left to its lease would wait 10 minutes: give-back must not
+    )
+    assert mailsync("enqueue", "--settings", str(settings)).returncode == 0
+    log = tmp_path / "worker.log"
+    proc = start_worker(settings, "asyncio", log)
+    client = redis_client(redis_server.url)
+    stream = f"mailsync:fleet:{name}:jobs"
+    deadline = time.monotonic() + 30
+    while not client.xpending(stream, "workers")["pending"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the account's backup
+    proc.send_signal(signal.SIGTERM)
+    assert wait_workers([proc], timeout=30) == [130], log.read_text("utf-8")
+    _, st = status(settings)
+    assert st["counts"]["leased"] == 0 and st["counts"]["queued"] >= 1, st
+    given_back = [s for s in st["accounts"] if "stopped" in s["error"]]
+    assert len(given_back) == 1 and given_back[0]["attempts"] == 0, st
+    assert client.xpending(stream, "workers")["pending"] == 0
+    assert wait_workers([start_worker(settings, "asyncio", log)], timeout=60) == [0]
+    for a in accounts:
+        assert_archive_matches(tmp_path / "archive" / a.name, a.account.truth)
+    assert status(settings)[1]["counts"]["done"] == 2
