@@ -1,6 +1,7 @@
 """``mailsync``: back up IMAP accounts into Maildir, verify the archive, list folders; export
 the archive (mbox, eml) and restore it to a server (:mod:`fetchlab.mail_archive_cli`); index,
-search, show and report (:mod:`fetchlab.mail_index_cli`).
+search, show and report (:mod:`fetchlab.mail_index_cli`); a fleet of workers on a Redis job
+queue: enqueue, worker, fleet-status (:mod:`fetchlab.mail_fleet_cli`).
 
 Exit codes: 0 everything archived / verified; 1 some items failed (named in the output);
 2 usage or settings errors, an output folder that cannot be written, an archive another run
