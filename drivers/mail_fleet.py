@@ -107,19 +107,21 @@ def _take_slots(
         queue.client, queue.url, queue.slot_key(server_of(account)), cap, settings.fleet.lease
     )
     holder = f"{queue.consumer}:{beat.job.entry}"
+    # the sequential mode opens one connection at a time, whatever `connections` says
+    want = 1 if settings.mode == Mode.SEQUENTIAL else account.connections
     while True:
-        members = slots.acquire(holder, account.connections)
+        members = slots.acquire(holder, want)
         if members:
             beat.hold(slots, members)
             return members
         time.sleep(random.uniform(0.05, 0.25))  # jittered: waiting workers do not stampede
 
 
-def _backup(settings: MailSettings, account: AccountSettings, mode: Mode | None) -> AccountReport:
+def _backup(settings: MailSettings, account: AccountSettings) -> AccountReport:
     from drivers.dispatch import run_backup
 
     try:
-        (report,) = run_backup(settings, [account], settings.out, mode=mode)
+        (report,) = run_backup(settings, [account], settings.out)
     except FetchlabError as exc:  # a mode that cannot run, a processes worker that died
         report = AccountReport(account.name)
         report.errors.append(f"{account.name}: {exc}")
@@ -168,10 +170,12 @@ def _one(
     beat.start()
     start = time.monotonic()
     try:
+        if mode is not None:
+            settings = settings.model_copy(update={"mode": mode})
         if fleet.max_connections_per_server is not None:
             members = _take_slots(queue, settings, account, beat)
             account = account.model_copy(update={"connections": len(members)})
-        report = _backup(settings, account, mode)
+        report = _backup(settings, account)
     except KeyboardInterrupt:
         beat.stop()
         _release(beat)

@@ -57,7 +57,12 @@ def test_two_workers_back_up_every_account_once(
     name = fleet_name("share")
     out = tmp_path / "archive"
     settings = write_settings(
-        tmp_path / "fleet.toml", out, accounts, queue=redis_server.url, name=name
+        tmp_path / "fleet.toml",
+        out,
+        accounts,
+        queue=redis_server.url,
+        name=name,
+        max_connections_per_server=3,  # the slots run in every mode (counted: the cap test)
     )
     queued = mailsync("enqueue", "--settings", str(settings))
     assert queued.returncode == 0, queued.stderr
