@@ -170,19 +170,20 @@ def _one(
     beat.start()
     start = time.monotonic()
     try:
-        if mode is not None:
-            settings = settings.model_copy(update={"mode": mode})
-        if fleet.max_connections_per_server is not None:
-            members = _take_slots(queue, settings, account, beat)
-            account = account.model_copy(update={"connections": len(members)})
-        report = _backup(settings, account)
+        try:
+            if mode is not None:
+                settings = settings.model_copy(update={"mode": mode})
+            if fleet.max_connections_per_server is not None:
+                members = _take_slots(queue, settings, account, beat)
+                account = account.model_copy(update={"connections": len(members)})
+            report = _backup(settings, account)
+        finally:
+            beat.stop()
+            _release(beat)  # after the backup: its connections are closed by now
     except KeyboardInterrupt:
-        beat.stop()
-        _release(beat)
+        # not left to the lease: another worker may take the account at once
         queue.give_back(job, "its worker stopped (queued again)")
         raise
-    beat.stop()
-    _release(beat)  # after the backup: its connections are closed by now
     seconds = time.monotonic() - start
     if report.busy:
         queue.wait_busy(job, "; ".join(report.errors) or "archive in use by another run")

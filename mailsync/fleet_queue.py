@@ -19,6 +19,7 @@ redis-py is the optional ``redis`` extra; it is imported when a queue is opened.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -238,8 +239,6 @@ class FleetQueue:
     # ending a job -----------------------------------------------------------------------------
 
     def _end(self, job: Job, fields: Mapping[str, Any], *, again: bool, attempts: int = 0) -> None:
-        import json
-
         flat: list[str] = []
         for k, v in {**fields, "worker": self.consumer, "updated": f"{time.time():.3f}"}.items():
             flat += [k, str(v)]
