@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ def write_settings(
     name: str,
     connections: int = 2,
     batch_messages: int = 200,
+    host: str = "127.0.0.1",
     **fleet: Any,
 ) -> Path:
     fleet_lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fleet.items())
@@ -75,9 +76,10 @@ name = "{name}"
     for a in accounts:
         text += f"""[[mail.accounts]]
 name = "{a.name}"
-host = "127.0.0.1"
+host = "{host}"
 port = {a.port}
 security = "plain"
+allow_plain = true
 username = "{a.account.user}"
 password_env = "{a.password_env}"
 connections = {connections}
@@ -104,21 +106,19 @@ def mailsync(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
 
 
 def start_worker(
-    settings: Path, mode: str, log: Path, env: dict[str, str] | None = None
+    settings: Path,
+    mode: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A ``mailsync worker`` OS process; its stderr goes to ``log`` (appended)."""
+    """A ``mailsync worker`` OS process; its stderr goes to ``log`` (appended). ``wrap``: the
+    command line run instead (e.g. inside a network namespace)."""
+    argv = [sys.executable, "-m", "fetchlab.mail_cli", "worker"]
+    argv += ["--settings", str(settings), "--mode", mode]
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fetchlab.mail_cli",
-                "worker",
-                "--settings",
-                str(settings),
-                "--mode",
-                mode,
-            ],
+            wrap(argv) if wrap is not None else argv,
             cwd=ROOT,
             env=_env(env),
             stdout=subprocess.DEVNULL,

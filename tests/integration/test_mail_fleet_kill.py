@@ -26,6 +26,7 @@ from tests.integration._fleet_helpers import (
     wait_workers,
     write_settings,
 )
+from tests.integration._fleet_netns import Forwarder, hosts, in_namespace
 from tests.integration._mailsync_helpers import (
     archive_files,
     assert_archive_matches,
@@ -128,3 +129,84 @@ def test_sigkill_random_workers_then_every_archive_exact(
     assert proxy.stats.peak_clients <= 4
     taken_over = sum(int(s["attempts"]) > 1 for s in st["accounts"])
     assert taken_over >= 1, st
+
+
+def test_workers_in_network_namespaces_survive_kills(
+    fresh_imap_account: FreshImapAccount,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """Three workers, each in a network namespace of its own (a "host" reaching Redis and
+    Dovecot over a veth pair and a bridge, sharing nothing else on the network), two of them
+    SIGKILLed mid-account: every archive exact, the queue acked."""
+    with hosts(WORKERS) as net:
+        first = fresh_imap_account(messages=0)
+        imap = Forwarder(net.gateway, first.server.port)
+        queue = Forwarder(net.gateway, redis_server.port)
+        try:
+            accounts = [
+                FleetAccount(
+                    f"ns{i:02d}",
+                    imap.port,
+                    fresh_imap_account(
+                        messages=16, seed=300 + i, folders=["INBOX", "Sent"], max_bytes=200_000
+                    ),
+                )
+                for i in range(8)
+            ]
+            name = fleet_name("netns")
+            out = tmp_path / "archive"
+            settings = write_settings(
+                tmp_path / "fleet.toml",
+                out,
+                accounts,
+                queue=f"redis://{net.gateway}:{queue.port}/0",
+                name=name,
+                host=net.gateway,
+                connections=2,
+                batch_messages=2,
+                heartbeat=0.2,
+                lease=1.0,
+                max_attempts=6,
+            )
+            assert mailsync("enqueue", "--settings", str(settings)).returncode == 0
+            logs = [tmp_path / f"worker{i}.log" for i in range(WORKERS)]
+
+            def start(i: int) -> subprocess.Popen[bytes]:
+                ns = net.namespaces[i]
+                return start_worker(
+                    settings, "asyncio", logs[i], wrap=lambda argv: in_namespace(ns, argv)
+                )
+
+            workers = [start(i) for i in range(WORKERS)]
+            rng = random.Random(7)
+            kills = 0
+            deadline = time.monotonic() + 40
+            while kills < 2 and time.monotonic() < deadline:
+                time.sleep(rng.uniform(0.2, 0.6))
+                holding = _holders(redis_server.url, name)
+                busy = [i for i, w in enumerate(workers) if w.poll() is None and w.pid in holding]
+                if not busy:
+                    continue
+                victim = rng.choice(busy)
+                os.kill(workers[victim].pid, signal.SIGKILL)
+                workers[victim].wait()
+                kills += 1
+                workers[victim] = start(victim)
+            codes = wait_workers(workers, timeout=90)
+            text = "".join(log.read_text("utf-8") for log in logs)
+            assert codes == [0] * WORKERS, text
+            assert kills == 2, text
+            _, st = status(settings)
+            assert st["counts"] == {"queued": 0, "leased": 0, "done": 8, "failed": 0}, st
+            # the workers reached Redis and Dovecot from their namespaces' addresses only
+            gateway_net = net.gateway.rsplit(".", 1)[0]
+            own = {f"{gateway_net}.{10 + i}" for i in range(WORKERS)}
+            assert imap.peers <= own and len(imap.peers) >= 2, imap.peers
+            assert queue.peers - {net.gateway} <= own, queue.peers
+        finally:
+            imap.close()
+            queue.close()
+    for a in accounts:
+        assert_archive_matches(out / a.name, a.account.truth)
+        assert len(archive_files(out / a.name)) == len(a.account.truth)
