@@ -194,8 +194,11 @@ def worker(
     )
 
 
-def _age(seconds: float) -> str:
-    return f"{seconds:.1f} s"
+def _when(status: AccountStatus, now: float) -> str:
+    """When the account's record last changed; for a held job, when its lease was renewed."""
+    if status.idle is not None:
+        return f"renewed {status.idle:.1f} s ago"
+    return f"{now - status.updated:.1f} s ago" if status.updated else "-"
 
 
 @click.command(name="fleet-status")
@@ -245,7 +248,7 @@ def fleet_status(
                     s.attempts,
                     s.messages,
                     human_bytes(s.bytes),
-                    f"{_age(now - s.updated)} ago" if s.updated else "-",
+                    _when(s, now),
                     s.error[:200],
                 )
                 for s in statuses
