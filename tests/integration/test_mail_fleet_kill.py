@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from foundation.mode import Mode
+from mailsync.layout import index_path
 from testbed.redis import RedisServer
 from tests.fixtures.imap import FreshImapAccount
 from tests.fixtures.proxy import ProxyFactory
@@ -119,6 +121,13 @@ def test_sigkill_random_workers_then_every_archive_exact(
         assert_archive_matches(root, a.account.truth)
         assert len(archive_files(root)) == len(a.account.truth)  # no message twice
         assert len(state_rows(root)) == len(a.account.truth)
+        # the search index too: every message once (gaps a kill left are filled before the ack)
+        db = sqlite3.connect(index_path(root))
+        try:
+            keys = db.execute("SELECT folder, uidvalidity, uid FROM docs").fetchall()
+        finally:
+            db.close()
+        assert sorted(keys) == sorted((t.folder, t.uidvalidity, t.uid) for t in a.account.truth)
     code, st = status(settings)
     assert code == 0, st
     assert st["counts"] == {"queued": 0, "leased": 0, "done": n_accounts, "failed": 0}
