@@ -121,6 +121,9 @@ def test_fleet_settings_layering_and_checks(tmp_path: Path) -> None:
     cli = {"mail": {"fleet": {"queue": "redis://127.0.0.1:7000/0"}}}
     fleet = load_settings(path, cli, env={}, tool="mail").mail.fleet
     assert fleet.queue == "redis://127.0.0.1:7000/0" and fleet.name == "nightly"
+    env = {"FETCHLAB_MAIL__FLEET__QUEUE": "redis://127.0.0.1:7001/3"}
+    fleet = load_settings(path, env=env, tool="mail").mail.fleet
+    assert fleet.queue == "redis://127.0.0.1:7001/3" and fleet.max_connections_per_server == 15
     path.write_text("[mail.fleet]\nheartbeat = 10\nlease = 15\n", "utf-8")
     with pytest.raises(SettingsError, match="at least twice heartbeat"):
         load_settings(path, env={}, tool="mail")
