@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -27,10 +28,11 @@ from foundation.lifeline import exit_now, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import human_bytes, summary_table
 from foundation.runtime import raise_nofile_limit
-from mailsync.fleet_queue import AccountStatus, FleetQueue
-from mailsync.layout import unwritable_reason
-from mailsync.report import AccountReport
 from mailsync.settings import MailSettings
+
+if TYPE_CHECKING:  # loaded when a fleet command runs: `mailsync --help` stays quick
+    from mailsync.fleet_queue import AccountStatus, FleetQueue
+    from mailsync.report import AccountReport
 
 __all__ = ["enqueue", "fleet_status", "worker"]
 
@@ -87,6 +89,8 @@ def _open(settings: MailSettings) -> FleetQueue:
             err=True,
         )
         sys.exit(2)
+    from mailsync.fleet_queue import FleetQueue
+
     try:
         return FleetQueue(url, settings.fleet.name)
     except (FetchlabError, ValueError) as exc:
@@ -158,6 +162,8 @@ def worker(
     except ModeError as exc:
         click.echo(f"mailsync: {exc}", err=True)
         sys.exit(2)
+    from mailsync.layout import unwritable_reason
+
     reason = unwritable_reason(settings.out)
     if reason is not None:
         click.echo(f"mailsync: cannot write the output folder {settings.out}: {reason}", err=True)
