@@ -189,7 +189,7 @@ def worker(
         with stop_signals_as_interrupt():
             summary = run_worker(settings, fleet, follow=follow, log=log, after=after)
     except KeyboardInterrupt:
-        click.echo("mailsync: worker stopped; its account is queued again", err=True)
+        click.echo("mailsync: worker stopped (an account it held is queued again)", err=True)
         exit_now(EXIT_INTERRUPTED)
     except FetchlabError as exc:
         click.echo(f"mailsync: {exc}", err=True)

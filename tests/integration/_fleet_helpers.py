@@ -111,11 +111,12 @@ def start_worker(
     log: Path,
     env: dict[str, str] | None = None,
     wrap: Callable[[list[str]], list[str]] | None = None,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """A ``mailsync worker`` OS process; its stderr goes to ``log`` (appended). ``wrap``: the
     command line run instead (e.g. inside a network namespace)."""
     argv = [sys.executable, "-m", "fetchlab.mail_cli", "worker"]
-    argv += ["--settings", str(settings), "--mode", mode]
+    argv += ["--settings", str(settings), "--mode", mode, *extra]
     with log.open("ab") as sink:
         return subprocess.Popen(
             wrap(argv) if wrap is not None else argv,

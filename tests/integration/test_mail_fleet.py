@@ -207,3 +207,36 @@ def test_sigterm_gives_the_account_back_at_once(
     for a in accounts:
         assert_archive_matches(tmp_path / "archive" / a.name, a.account.truth)
     assert status(settings)[1]["counts"]["done"] == 2
+
+
+def test_follow_keeps_the_worker_for_the_next_round(
+    fresh_imap_account: FreshImapAccount, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    accounts = _accounts(fresh_imap_account, 1, 6)
+    name = fleet_name("follow")
+    settings = write_settings(
+        tmp_path / "fleet.toml", tmp_path / "archive", accounts, queue=redis_server.url, name=name
+    )
+    log = tmp_path / "worker.log"
+    # started before anything is queued: --follow waits instead of exiting
+    proc = start_worker(settings, "asyncio", log, extra=["--follow"])
+
+    def wait_done(rounds: int) -> None:
+        deadline = time.monotonic() + 40
+        while log.read_text("utf-8").count("acct00: done") < rounds:
+            assert proc.poll() is None, log.read_text("utf-8")
+            assert time.monotonic() < deadline, log.read_text("utf-8")
+            time.sleep(0.1)
+
+    time.sleep(1.0)
+    assert proc.poll() is None, log.read_text("utf-8")
+    assert mailsync("enqueue", "--settings", str(settings)).returncode == 0
+    wait_done(1)
+    assert mailsync("enqueue", "--settings", str(settings)).returncode == 0
+    wait_done(2)
+    assert proc.poll() is None  # still waiting for the next round
+    proc.send_signal(signal.SIGTERM)
+    assert wait_workers([proc], timeout=30) == [130]
+    assert_archive_matches(tmp_path / "archive" / "acct00", accounts[0].account.truth)
+    _, st = status(settings)
+    assert st["counts"]["done"] == 1 and st["accounts"][0]["messages"] == 0  # round 2: nothing new
