@@ -1,6 +1,7 @@
 """``mailsync``: back up IMAP accounts into Maildir, verify the archive, list folders; export
 the archive (mbox, eml) and restore it to a server (:mod:`fetchlab.mail_archive_cli`); index,
-search, show and report (:mod:`fetchlab.mail_index_cli`).
+search, show and report (:mod:`fetchlab.mail_index_cli`); a fleet of workers on a Redis job
+queue: enqueue, worker, fleet-status (:mod:`fetchlab.mail_fleet_cli`).
 
 Exit codes: 0 everything archived / verified; 1 some items failed (named in the output);
 2 usage or settings errors, an output folder that cannot be written, an archive another run
@@ -333,6 +334,11 @@ from fetchlab.mail_archive_cli import export, restore  # noqa: E402
 
 main.add_command(export)
 main.add_command(restore)
+# the Redis job queue of many workers: enqueue, worker, fleet-status
+from fetchlab.mail_fleet_cli import enqueue, fleet_status, worker  # noqa: E402
+
+for _fleet_command in (enqueue, worker, fleet_status):
+    main.add_command(_fleet_command)
 for _command in (
     mail_index_cli.index,
     mail_index_cli.search,

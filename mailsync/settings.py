@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from foundation.frozen import FrozenModel
 from foundation.mode import Mode
 from mailsync.core.retry import Backoff
+from mailsync.fleet_settings import FleetSettings
 
 __all__ = ["AccountSettings", "MailSettings", "is_loopback"]
 
@@ -105,6 +106,8 @@ class MailSettings(FrozenModel):
     index: bool = True
     # fsync every message file and folder before the state records it (crash safety).
     fsync: bool = True
+    # `mailsync enqueue` / `worker` / `fleet-status`: the Redis job queue (mailsync.fleet_settings)
+    fleet: FleetSettings = FleetSettings()
     accounts: tuple[AccountSettings, ...] = ()
 
     @field_validator("accounts")

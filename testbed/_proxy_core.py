@@ -57,6 +57,11 @@ class Counters:
     bytes_down: int = 0
     cuts: int = 0
     upstream_failures: int = 0
+    # client connections the client has not ended yet (an EOF or reset from the client ends
+    # one at once, before the server side closes) and their most at any instant: what a
+    # server-side connection cap would count
+    clients: int = 0
+    peak_clients: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -188,6 +193,8 @@ class _Side(asyncio.Protocol):
         self.conn.pipe_from(self.role).feed(data)
 
     def eof_received(self) -> bool:
+        if self.role == "client":
+            self.conn.client_gone()
         self.conn.pipe_from(self.role).feed("eof")
         return True  # keep the other half open until the delayed EOF is delivered
 
@@ -223,6 +230,7 @@ class _Conn:
         self.sent_down = 0
         self.closed = False
         self.cutting = False
+        self.client_open = True
 
     @property
     def stopped(self) -> bool:
@@ -316,7 +324,14 @@ class _Conn:
                 await asyncio.sleep(0.002)
         self.abort()
 
+    def client_gone(self) -> None:
+        if self.client_open:
+            self.client_open = False
+            self.proxy.counters.clients -= 1
+
     def lost(self, role: Role, exc: Exception | None) -> None:
+        if role == "client":
+            self.client_gone()
         if self.closed or self.cutting:
             return
         if exc is not None:
@@ -345,6 +360,7 @@ class _Conn:
 
     def _finish(self) -> None:
         self.closed = True
+        self.client_gone()
         self.up.cancel()
         self.down.cancel()
         self.proxy.counters.active -= 1
@@ -368,6 +384,8 @@ class _Proxy:
         conn = _Conn(self, self.counters.connections)
         self.counters.connections += 1
         self.counters.active += 1
+        self.counters.clients += 1
+        self.counters.peak_clients = max(self.counters.peak_clients, self.counters.clients)
         self.conns.add(conn)
         return _Side(conn, "client")
 

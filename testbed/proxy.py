@@ -18,7 +18,9 @@ process (its CPU is not the test's; uvloop when installed) and stops it by PID.
 - Back-pressure: a side stops being read while its direction holds more than 8 MB (so one
   connection tops out near 8 MB / delay, e.g. 80 MB/s at 100 ms, like a TCP window).
 - ``--stats-port S``: each connection to S gets the totals as JSON and is closed:
-  ``connections``, ``active``, ``bytes_up``, ``bytes_down``, ``cuts``, ``upstream_failures``.
+  ``connections``, ``active``, ``bytes_up``, ``bytes_down``, ``cuts``, ``upstream_failures``,
+  ``clients`` (connections their client has not ended yet) and ``peak_clients`` (the most of
+  those at any instant: what a server's connection cap would count).
 
 Targets are limited to loopback addresses: the test bed never sends traffic elsewhere.
 """
@@ -57,6 +59,8 @@ class ProxyStats:
     bytes_down: int
     cuts: int
     upstream_failures: int
+    clients: int = 0  # client connections not yet ended by their client
+    peak_clients: int = 0  # the most of those at any instant
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fetchlab.mail_cli import main
+from mailsync.fleet_settings import FleetSettings
 from mailsync.settings import MailSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,9 @@ def test_example_settings_file_has_every_mail_key_with_its_default() -> None:
         if name == "accounts":  # the [[mail.accounts]] tables follow
             assert section.get("accounts"), "no [[mail.accounts]] example"
             continue
+        if name == "fleet":  # the [mail.fleet] table
+            _check_fleet(section["fleet"], block.split("[mail.fleet]", 1)[1])
+            continue
         default = field.default
         if default is None:
             assert re.search(rf"^# {name} = ", block, re.M), f"{name} missing"
@@ -43,6 +47,21 @@ def test_example_settings_file_has_every_mail_key_with_its_default() -> None:
         elif hasattr(default, "value"):
             expected = default.value
         assert value == expected, f"mail.{name}: {value!r} != default {expected!r}"
+
+
+def _check_fleet(table: dict[str, object], block: str) -> None:
+    for name, field in FleetSettings.model_fields.items():
+        if field.default is None:
+            assert re.search(rf"^# {name} = ", block, re.M), f"mail.fleet.{name} missing"
+        else:
+            assert table.get(name) == field.default, f"mail.fleet.{name} != {field.default!r}"
+
+
+def test_fleet_commands_have_help() -> None:
+    for command in ("enqueue", "worker", "fleet-status"):
+        result = CliRunner().invoke(main, [command, "--help"], terminal_width=120)
+        assert result.exit_code == 0, result.output
+        assert "--queue" in result.output and "--fleet" in result.output
 
 
 def test_mailsync_starts_despite_a_bad_crawler_section(tmp_path: Path) -> None:
