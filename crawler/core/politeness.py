@@ -1,7 +1,8 @@
 """Per-host politeness slots as plain data (after Scrapy's downloader ``Slot``).
 
-A slot says how many requests a host may have in flight, how long to wait between starting two
-of them, and when the next may start. Modes map this onto their own waiting primitive; the table
+A slot says how many requests a host may have in flight, how long to wait between two of them
+(from the start of one and from the end of the last, whichever is later), and when the next may
+start. Modes map this onto their own waiting primitive; the table
 itself never sleeps. Idle slots whose wait has passed carry no information and are dropped, so the
 table stays small on a crawl over millions of hosts; per-host delays from robots.txt live in a
 separate map that only grows with hosts that ask for one.
@@ -77,6 +78,11 @@ class SlotTable:
         if s is None or s.active <= 0:
             raise ValueError(f"finish without start for {host}")
         s.active -= 1
+        # the delay also runs from the end of a fetch (wget's --wait, Heritrix): counted from
+        # the start only, a request that reached the server late (a loaded client, a slow
+        # connect) left the server a shorter gap than the delay before the next one arrived
+        if s.delay > 0:
+            s.next_ready = max(s.next_ready, now + s.delay)
         if s.active == 0 and s.next_ready <= now:
             del self._slots[host]
         self._finishes += 1

@@ -48,8 +48,8 @@ def test_sigkill_of_the_crawler_leaves_no_process(
 ) -> None:
     _site(web_site, tmp_path, 120)
     proc = runs.start(_argv(mode, "--parse-workers", "2"), tmp_path, env())
-    wanted = {Mode.ASYNCIO: 4, Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
-    # the parse pool (its fork server, resource tracker, workers) or the mode's workers are up
+    wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
+    # the parse pool (its resource tracker and two spawned workers) or the mode's workers are up
     wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
     wait_for(lambda: _rows(tmp_path / "out") >= 3, proc, "3 pages were archived")
     before = sigkill_main(proc, runs)

@@ -39,7 +39,7 @@ def test_crawl_delay_takes_the_larger_value() -> None:
     t.set_delay(H, 5.0)
     t.start(H, 0.0)
     t.finish(H, 0.5)
-    assert t.wait_time(H, 0.5) == pytest.approx(4.5)
+    assert t.wait_time(H, 0.5) == pytest.approx(5.0)  # from the end of the fetch
     t.set_delay("small:80", 0.2)  # smaller than configured: configured wins
     t.start("small:80", 0.0)
     assert t.slot("small:80").delay == 1.0
@@ -49,14 +49,29 @@ def test_crawl_delay_survives_slot_drop() -> None:
     t = SlotTable(per_host=1, delay=0.0)
     t.set_delay(H, 3.0)
     t.start(H, 0.0)
-    t.finish(H, 10.0)  # idle and past next_ready: dropped
-    assert len(t) == 0
-    t.start(H, 10.0)
     t.finish(H, 10.0)
-    assert not t.can_start(H, 12.9)
-    assert t.can_start(H, 13.0)
+    assert t.sweep(13.0) == 1  # idle and past next_ready: dropped
+    assert len(t) == 0
+    t.start(H, 13.0)
+    t.finish(H, 13.0)
+    assert not t.can_start(H, 15.9)
+    assert t.can_start(H, 16.0)
     assert t.slot(H).delay == 3.0
-    assert t.slot(H).next_ready == 13.0
+    assert t.slot(H).next_ready == 16.0
+
+
+def test_delay_also_runs_from_the_end_of_a_fetch() -> None:
+    # a request that reached the server late must still leave it the whole delay
+    t = SlotTable(per_host=1, delay=0.5)
+    t.start(H, 0.0)
+    t.finish(H, 0.4)
+    assert not t.can_start(H, 0.5)
+    assert t.wait_time(H, 0.5) == pytest.approx(0.4)
+    assert t.can_start(H, 0.9)
+    fast = SlotTable(per_host=2, delay=0.0)  # no delay: a finish leaves no wait behind
+    fast.start(H, 0.0)
+    fast.finish(H, 0.4)
+    assert fast.can_start(H, 0.4) and len(fast) == 0
 
 
 def test_backoff_pauses_whole_host() -> None:
