@@ -44,6 +44,7 @@ from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import ArchivedWork, HostBackoff, HostWaiting, ShipRobots, Work, WorkerFailed
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
+from drivers.crawl_asyncio import shared_hosts
 from foundation.errors import ModeError, WorkerDiedError
 from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
@@ -186,7 +187,11 @@ async def _worker(
         out.append(result)
 
     effects = AsyncEffects(
-        settings, scope, fetcher, on_backoff=lambda host, until: emit(HostBackoff(host, until))
+        settings,
+        scope,
+        fetcher,
+        on_backoff=lambda host, until: emit(HostBackoff(host, until)),
+        shared=shared_hosts(settings),
     )
     effects.on_waiting = lambda host, why, until: emit(HostWaiting(host, why, until))
 
@@ -214,6 +219,8 @@ async def _worker(
         await asyncio.sleep(0)  # the last send() runs
     finally:
         await fetcher.aclose()
+        if effects.shared is not None:
+            await effects.shared.aclose()
         archive.close()
 
 

@@ -1,0 +1,431 @@
+"""The shared frontier: Redis Streams with one consumer group, for many workers on many machines.
+
+Behind the same :class:`~crawler.core.frontier.Frontier` interface as memory and SQLite; one
+instance is one *worker* (a consumer of the group) of one *job*. Key layout and the atomic
+scripts: :mod:`crawler.redis_scripts`.
+
+- ``add``: one script per chunk sets the fingerprint in the job's ``st`` hash and appends the
+  URL to its band's stream only if it was unseen (HSETNX + XADD together), so two workers that
+  find the same link queue it once.
+- ``lease``: XREADGROUP ``>`` band by band (priority, then breadth first); a leased URL is an
+  entry in this worker's pending list. ``complete``/``fail``: XACK + XDEL + the mark, called by
+  the commit path only after the URL's WARC records and pages.jsonl line are written.
+- A dead worker's entries are taken over with XAUTOCLAIM once idle for ``claim_idle`` seconds;
+  a live worker's heartbeat thread re-claims its own entries (XCLAIM JUSTID, idle back to 0)
+  every ``claim_idle / 4`` seconds, so a slow fetch is never stolen.
+- A restarted worker (same name) finds its own pending entries at open: the pages checkpoint
+  marks those its archive already holds (``states`` says LEASED for them) and ``release_leases``
+  queues the rest again.
+- ``next_ready_at`` is not None while another worker still holds leases: a worker stays for the
+  job until nothing is queued, leased or waiting to be retried anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any
+from urllib.parse import urlsplit
+
+from crawler.core.flow import host_of
+from crawler.core.frontier import DONE, FAILED, LEASED, QUEUED, FrontierCounts, FrontierItem, NewURL
+from crawler.core.urls import fingerprint
+from crawler.redis_scripts import ACK, ADD, LEASE, REQUEUE
+from foundation.errors import StorageError, UsageError
+
+__all__ = ["CLAIM_IDLE", "RedisFrontier", "connect", "default_worker_name", "job_prefix"]
+
+CLAIM_IDLE = 60.0  # seconds a dead worker's leased URL waits before another worker takes it
+RECONNECT = 60.0  # seconds a command is retried while Redis restarts (AOF reload included)
+_CHUNK = 500  # URLs per add / ack script call
+_STATES = {b"0": QUEUED, b"2": DONE, b"3": FAILED}
+
+
+def connect(url: str) -> Any:
+    """A redis-py client for ``redis://HOST:PORT/DB`` that rides out a server restart: commands
+    are retried with backoff for up to :data:`RECONNECT` seconds (the scripts are idempotent:
+    an XACK or HSETNX replayed changes nothing)."""
+    try:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+    except ImportError as exc:  # pragma: no cover - the redis extra is not installed
+        raise UsageError(
+            "a redis:// frontier needs the redis extra: pip install fetchlab[redis]"
+        ) from exc
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise UsageError(f"not a Redis URL: {url!r} (redis://HOST:PORT/DB)")
+    retries = int(RECONNECT / 0.5)
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        retry_on_error=[
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.BusyLoadingError,
+        ],
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def job_prefix(job: str) -> str:
+    if not job or any(c in job for c in "{}\n\r "):
+        raise UsageError(f"bad job name {job!r}: no spaces or braces")
+    return f"fetchlab:{{{job}}}:"
+
+
+def default_worker_name(tag: str) -> str:
+    return f"{socket.gethostname()}-{tag}"
+
+
+def _band(priority: int, depth: int) -> tuple[str, int]:
+    # lower score leases first: higher priority, then lower depth
+    return f"{priority}:{depth}", -priority * 1_000_000 + depth
+
+
+def _entry(band: str, url: str, depth: int, parent: str | None, attempts: int, prio: int) -> str:
+    score = _band(prio, depth)[1]
+    fields = {"b": band, "s": str(score), "u": url, "d": str(depth), "p": parent or ""}
+    return json.dumps({**fields, "a": str(attempts), "r": str(prio)}, sort_keys=True)
+
+
+class _Lease:
+    __slots__ = ("attempts", "band", "depth", "id", "parent", "priority")
+
+    def __init__(self, band: str, entry_id: str, fields: dict[str, str]) -> None:
+        self.band = band
+        self.id = entry_id
+        self.depth = int(fields["d"])
+        self.parent = fields["p"] or None
+        self.attempts = int(fields["a"])
+        self.priority = int(fields["r"])
+
+
+class RedisFrontier:
+    """One worker's view of the job ``job`` on the Redis server at ``url``. Thread-safe."""
+
+    def __init__(
+        self,
+        url: str,
+        job: str,
+        worker: str,
+        *,
+        claim_idle: float = CLAIM_IDLE,
+        heartbeat: bool = True,
+    ) -> None:
+        self.url = url
+        self.job = job
+        self.worker = worker
+        self.prefix = job_prefix(job)
+        self.claim_idle = claim_idle
+        self._r = connect(url)
+        self._lock = threading.RLock()
+        self._leases: dict[str, _Lease] = {}  # url -> where its entry is
+        self._claimed: list[FrontierItem] = []  # taken over from dead workers, not yet leased
+        self._next_claim = 0.0
+        self._closed = False
+        self._working = False  # set by the first lease
+        self._stop = threading.Event()
+        with self._errors():
+            self._add = self._r.register_script(ADD)
+            self._lease = self._r.register_script(LEASE)
+            self._ack = self._r.register_script(ACK)
+            self._requeue = self._r.register_script(REQUEUE)
+            self._load_own_pending()
+            self.beat()
+        self._thread: threading.Thread | None = None
+        if heartbeat:
+            self._thread = threading.Thread(target=self._beat_loop, name="redis-hb", daemon=True)
+            self._thread.start()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _errors(self) -> _Translate:
+        if self._closed:
+            raise ValueError("frontier is closed")
+        return _Translate(self.url)
+
+    def _k(self, name: str) -> str:
+        return self.prefix + name
+
+    def _bands(self) -> list[str]:
+        return [b.decode() for b in self._r.zrange(self._k("bands"), 0, -1)]
+
+    def _own_pending(self, band: str) -> Iterator[tuple[str, dict[str, str]]]:
+        """This worker's pending entries in ``band`` with their fields (deleted ones left out)."""
+        key = self._k("q:" + band)
+        start = "-"
+        while True:
+            rows = self._r.xpending_range(key, "g", start, "+", 1000, consumername=self.worker)
+            if not rows:
+                return
+            for row in rows:
+                eid = row["message_id"].decode()
+                got = self._r.xrange(key, eid, eid)
+                if got:
+                    yield eid, {k.decode(): v.decode() for k, v in got[0][1].items()}
+            last = rows[-1]["message_id"].decode()
+            start = "(" + last
+            if len(rows) < 1000:
+                return
+
+    def _load_own_pending(self) -> None:
+        """A restarted worker's leases from its previous life (same worker name)."""
+        for band in self._bands():
+            for eid, fields in self._own_pending(band):
+                self._leases[fields["u"]] = _Lease(band, eid, fields)
+
+    # -- heartbeat and take-over ----------------------------------------------------------------
+    def beat(self) -> None:
+        """Keep this worker's leases fresh and say it is alive (the heartbeat thread calls it)."""
+        with self._lock:
+            by_band: dict[str, list[str]] = {}
+            for lease in self._leases.values():
+                by_band.setdefault(lease.band, []).append(lease.id)
+        pipe = self._r.pipeline(transaction=False)
+        for band, ids in by_band.items():
+            for i in range(0, len(ids), 1000):
+                pipe.xclaim(
+                    self._k("q:" + band), "g", self.worker, 0, ids[i : i + 1000], justid=True
+                )
+        if self._working:  # the seeding command is no worker
+            seen = {"at": time.time(), "pid": os.getpid(), "host": socket.gethostname()}
+            pipe.hset(self._k("workers"), self.worker, json.dumps(seen))
+        pipe.execute()
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(max(0.05, self.claim_idle / 4)):
+            try:
+                self.beat()
+            except Exception:  # a Redis restart: the next beat tries again
+                continue
+
+    def _take_over(self) -> None:
+        """Claim the entries of workers silent for ``claim_idle`` seconds (XAUTOCLAIM)."""
+        idle_ms = int(self.claim_idle * 1000)
+        for band in self._bands():
+            key, cursor = self._k("q:" + band), "0-0"
+            while True:
+                got = self._r.xautoclaim(key, "g", self.worker, idle_ms, cursor, count=500)
+                cursor = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
+                for eid, raw in got[1]:
+                    if raw is None:
+                        continue
+                    fields = {k.decode(): v.decode() for k, v in raw.items()}
+                    lease = _Lease(band, eid.decode(), fields)
+                    url = fields["u"]
+                    with self._lock:
+                        if url in self._leases:  # our own, from before a restart: held already
+                            continue
+                        self._leases[url] = lease
+                    self._claimed.append(
+                        FrontierItem(url, lease.depth, host_of(url), lease.attempts, lease.parent)
+                    )
+                if cursor == "0-0":
+                    break
+
+    # -- the Frontier protocol ------------------------------------------------------------------
+    def add(self, urls: Iterable[NewURL]) -> int:
+        new = 0
+        it = iter(urls)
+        with self._errors():
+            while chunk := list(islice(it, _CHUNK)):
+                args: list[Any] = [self.prefix]
+                for u in chunk:
+                    band, score = _band(u.priority, u.depth)
+                    args += [fingerprint(u.url), u.url, u.depth, u.parent or "", u.priority]
+                    args += [band, score]
+                new += int(self._add(args=args))
+        return new
+
+    def lease(self, n: int, now: float) -> list[FrontierItem]:
+        if n <= 0:
+            return []
+        with self._errors():
+            if not self._working:
+                self._working = True
+                self.beat()
+            mono = time.monotonic()
+            if mono >= self._next_claim:
+                self._next_claim = mono + max(0.05, self.claim_idle / 4)
+                self._take_over()
+            out, self._claimed = self._claimed[:n], self._claimed[n:]
+            if len(out) < n:
+                rows = self._lease(args=[self.prefix, self.worker, n - len(out), repr(now)])
+                with self._lock:
+                    for band, eid, flat in rows:
+                        fields = {
+                            flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)
+                        }
+                        lease = _Lease(band.decode(), eid.decode(), fields)
+                        url = fields["u"]
+                        self._leases[url] = lease
+                        out.append(
+                            FrontierItem(
+                                url, lease.depth, host_of(url), lease.attempts, lease.parent
+                            )
+                        )
+        return out
+
+    def _take(self, urls: Iterable[str]) -> list[tuple[str, _Lease]]:
+        with self._lock:
+            taken: list[tuple[str, _Lease]] = []
+            for url in urls:
+                lease = self._leases.pop(url, None)
+                if lease is None:
+                    for u, back in reversed(taken):
+                        self._leases[u] = back
+                    raise KeyError(f"not leased: {url}")
+                taken.append((url, lease))
+            return taken
+
+    def _mark(self, urls: Iterable[str], state: str) -> None:
+        with self._errors():
+            taken = self._take(urls)
+            for i in range(0, len(taken), _CHUNK):
+                args: list[Any] = [self.prefix, self.worker, state]
+                for url, lease in taken[i : i + _CHUNK]:
+                    args += [lease.band, lease.id, fingerprint(url)]
+                self._ack(args=args)
+
+    def complete(self, url: str) -> None:
+        self._mark((url,), "2")
+
+    def complete_many(self, urls: Iterable[str]) -> None:
+        """``complete`` for many URLs in one script call per chunk (the commit path's batches)."""
+        self._mark(list(urls), "2")
+
+    def fail(self, url: str) -> None:
+        self._mark((url,), "3")
+
+    def _requeue_leases(self, taken: list[tuple[str, _Lease]], not_before: float, plus: int) -> int:
+        moved = 0
+        for i in range(0, len(taken), _CHUNK):
+            args: list[Any] = [self.prefix]
+            for url, lease in taken[i : i + _CHUNK]:
+                entry = _entry(
+                    lease.band,
+                    url,
+                    lease.depth,
+                    lease.parent,
+                    lease.attempts + plus,
+                    lease.priority,
+                )
+                args += [
+                    lease.band,
+                    lease.id,
+                    repr(not_before),
+                    entry,
+                    _band(lease.priority, lease.depth)[1],
+                ]
+            moved += int(self._requeue(args=args))
+        return moved
+
+    def retry(self, url: str, not_before: float) -> None:
+        with self._errors():
+            self._requeue_leases(self._take((url,)), not_before, 1)
+
+    def release_leases(self) -> int:
+        """Queue this worker's leased URLs again (other workers' leases are theirs)."""
+        with self._errors():
+            self._claimed = []
+            with self._lock:
+                taken = list(self._leases.items())
+                self._leases.clear()
+            return self._requeue_leases(taken, 0.0, 0)
+
+    def next_ready_at(self) -> float | None:
+        with self._errors():
+            counts = self._counts()
+            with self._lock:
+                mine = len(self._leases)
+            others = counts.leased - mine
+            if counts.queued <= 0:
+                # another worker's leases may come back (it dies) or bring links: look again
+                return time.time() + 0.5 if others > 0 else None
+            delayed = int(self._r.zcard(self._k("delayed")))
+            if counts.queued > delayed:
+                return 0.0
+            first = self._r.zrange(self._k("delayed"), 0, 0, withscores=True)
+            return float(first[0][1]) if first else 0.0
+
+    def states(self, urls: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if not urls:
+            return out
+        with self._errors():
+            codes = self._r.hmget(self._k("st"), [fingerprint(u) for u in urls])
+            with self._lock:
+                for url, code in zip(urls, codes, strict=True):
+                    if url in self._leases:
+                        out[url] = LEASED
+                    elif code is not None:
+                        out[url] = _STATES.get(code, QUEUED)
+        return out
+
+    def _counts(self) -> FrontierCounts:
+        q, leased, d, f = self._r.hmget(self._k("counts"), ["q", "l", "d", "f"])
+        return FrontierCounts(*(int(v or 0) for v in (q, leased, d, f)))
+
+    def counts(self) -> FrontierCounts:
+        with self._errors():
+            return self._counts()
+
+    def flush(self) -> None:
+        """Nothing is held back: every change is in Redis when its call returns."""
+        with self._errors():
+            return
+
+    # -- the job's metadata (its arguments and scope seeds, written by the seeding command) -----
+    def get_job(self, key: str) -> str | None:
+        with self._errors():
+            raw = self._r.hget(self._k("job"), key)
+        return None if raw is None else raw.decode()
+
+    def set_job(self, key: str, value: str) -> None:
+        with self._errors():
+            self._r.hset(self._k("job"), key, value)
+
+    # -- this worker's metadata (the pages checkpoint is per worker: each has its pages.jsonl) --
+    def get_meta(self, key: str) -> str | None:
+        with self._errors():
+            raw = self._r.hget(self._k("meta:" + self.worker), key)
+        return None if raw is None else raw.decode()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._errors():
+            self._r.hset(self._k("meta:" + self.worker), key, value)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._closed = True
+        self._r.close()
+
+
+class _Translate:
+    """redis-py errors become StorageError here (KeyError and ValueError pass through)."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        import redis
+
+        if isinstance(exc, redis.exceptions.RedisError):
+            raise StorageError(f"frontier {self.url}: {exc}") from exc

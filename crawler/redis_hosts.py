@@ -1,0 +1,208 @@
+"""Per-host politeness and robots.txt verdicts shared by every worker of a Redis job.
+
+Each worker keeps its own slot table (:class:`crawler.core.politeness.SlotTable`); before a fetch
+starts it must also win the host's *job-wide* slot, so ``per_host`` and ``delay`` hold for the
+whole job, not per worker:
+
+- ``slot:HOST`` (zset): one member per fetch in flight, scored by its expiry (Redis server time,
+  ms: no clock of any worker matters). The acquire script drops expired members first, so the
+  places of a SIGKILLed worker come back after :data:`SLOT_TTL` seconds; a live worker pushes
+  its members' expiry forward every :data:`REFRESH` seconds while their fetches run.
+- ``next:HOST`` (string): server time before which no fetch of the host may start (the delay,
+  start to start, as in the slot table; a 429/503 pause moves it too).
+- ``robots:HOST`` (string): the host's robots.txt verdict as JSON; ``robots-lock:HOST`` (SET NX,
+  refreshed like a slot): the one worker fetching it now. The others wait for the verdict, so the
+  file is fetched (and archived) once per host per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+from itertools import count
+from typing import Any
+
+from crawler.core.robots import RobotsRules
+from crawler.frontier_redis import job_prefix
+
+__all__ = ["REFRESH", "SLOT_TTL", "RedisHosts", "rules_from_json", "rules_to_json"]
+
+SLOT_TTL = 3.0  # seconds a dead worker's slot or robots claim outlives it
+REFRESH = 1.0  # seconds between a live worker's refreshes of what it holds
+POLL = 0.02  # seconds between looks while a host is full (a finish elsewhere is not signalled)
+
+# ARGV: slot key, next key, member, limit, delay ms, ttl ms. Returns 0 (acquired) or the ms to
+# wait (-1: at the limit, wait for a finish).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', ARGV[1], '-inf', now)
+local nxt = tonumber(redis.call('GET', ARGV[2]) or '0')
+if now < nxt then return nxt - now end
+if redis.call('ZCARD', ARGV[1]) >= tonumber(ARGV[4]) then return -1 end
+local ttl = tonumber(ARGV[6])
+redis.call('ZADD', ARGV[1], now + ttl, ARGV[3])
+redis.call('PEXPIRE', ARGV[1], ttl * 2)
+local delay = tonumber(ARGV[5])
+if delay > 0 then redis.call('SET', ARGV[2], now + delay, 'PX', delay + 1000) end
+return 0
+"""
+
+# ARGV: next key, pause ms. Moves the host's next start at least ``pause`` ms ahead.
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ = now + tonumber(ARGV[2])
+local nxt = tonumber(redis.call('GET', ARGV[1]) or '0')
+if until_ > nxt then redis.call('SET', ARGV[1], until_, 'PX', tonumber(ARGV[2]) + 1000) end
+return 0
+"""
+
+# ARGV: ttl ms, (key, member) * n. Pushes the expiry of held slot members forward (XX: never
+# revives one) and of robots claims still held by this worker.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  if redis.call('TYPE', ARGV[i]).ok == 'string' then
+    if redis.call('GET', ARGV[i]) == ARGV[i + 1] then redis.call('PEXPIRE', ARGV[i], ttl) end
+  else
+    redis.call('ZADD', ARGV[i], 'XX', now + ttl, ARGV[i + 1])
+    redis.call('PEXPIRE', ARGV[i], ttl * 2)
+  end
+end
+return 0
+"""
+
+
+def rules_to_json(rules: RobotsRules) -> str:
+    return json.dumps(
+        {
+            "kind": rules.kind,
+            "body": base64.b64encode(rules.body).decode("ascii"),
+            "fetched_at": rules.fetched_at,
+            "temporary": rules.temporary,
+            "cause": list(rules.cause) if rules.cause is not None else None,
+        }
+    )
+
+
+def rules_from_json(raw: str | bytes) -> RobotsRules:
+    data = json.loads(raw)
+    cause = data.get("cause")
+    return RobotsRules(
+        data["kind"],
+        base64.b64decode(data["body"]),
+        float(data["fetched_at"]),
+        bool(data["temporary"]),
+        (str(cause[0]), str(cause[1])) if cause else None,
+    )
+
+
+class RedisHosts:
+    """The job-wide host slots and robots verdicts, on redis-py's asyncio client (one per loop)."""
+
+    def __init__(self, url: str, job: str, *, per_host: int, ttl: float = SLOT_TTL) -> None:
+        import redis.asyncio
+
+        self.prefix = job_prefix(job)
+        self.per_host = per_host
+        self.ttl_ms = int(ttl * 1000)
+        self._r: Any = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5)
+        self._acquire = self._r.register_script(_ACQUIRE)
+        self._pause = self._r.register_script(_PAUSE)
+        self._refresh = self._r.register_script(_REFRESH)
+        self._me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._ids = count()
+        self._held: dict[str, tuple[str, str]] = {}  # token -> (key, member)
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _k(self, name: str) -> str:
+        return self.prefix + name
+
+    def _hold(self, key: str, member: str) -> str:
+        self._held[member] = (key, member)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_loop())
+        return member
+
+    async def _refresh_loop(self) -> None:
+        while self._held:
+            await asyncio.sleep(REFRESH)
+            args: list[Any] = [self.ttl_ms]
+            for key, member in list(self._held.values()):
+                args += [key, member]
+            with contextlib.suppress(Exception):  # Redis restarting: the next round tries again
+                if len(args) > 1:
+                    await self._refresh(args=args)
+
+    # -- slots ------------------------------------------------------------------------------------
+    async def acquire(self, host: str, delay: float) -> str:
+        """Wait for a job-wide place for ``host``; returns the token to :meth:`release`."""
+        member = f"{self._me}:{next(self._ids)}"
+        slot, nxt = self._k("slot:" + host), self._k("next:" + host)
+        while True:
+            wait = int(
+                await self._acquire(
+                    args=[slot, nxt, member, self.per_host, int(delay * 1000), self.ttl_ms]
+                )
+            )
+            if wait == 0:
+                return self._hold(slot, member)
+            await asyncio.sleep(POLL if wait < 0 else min(wait / 1000, 1.0))
+
+    async def release(self, token: str) -> None:
+        held = self._held.pop(token, None)
+        if held is not None:
+            with contextlib.suppress(Exception):  # expires by itself if Redis is away
+                if "robots-lock:" in held[0]:
+                    await self._r.delete(held[0])
+                else:
+                    await self._r.zrem(*held)
+
+    async def pause(self, host: str, seconds: float) -> None:
+        """A 429/503 pause for the whole job."""
+        with contextlib.suppress(Exception):
+            await self._pause(args=[self._k("next:" + host), int(seconds * 1000)])
+
+    # -- robots.txt ---------------------------------------------------------------------------
+    async def robots(self, host: str) -> RobotsRules | None:
+        raw = await self._r.get(self._k("robots:" + host))
+        return None if raw is None else rules_from_json(raw)
+
+    async def claim_robots(self, host: str) -> str | None:
+        """The token when this worker is to fetch ``host``'s robots.txt, else None."""
+        key = self._k("robots-lock:" + host)
+        member = f"{self._me}:{next(self._ids)}"
+        if await self._r.set(key, member, nx=True, px=self.ttl_ms):
+            self._held[member] = (key, member)
+            if self._refresher is None or self._refresher.done():
+                self._refresher = asyncio.create_task(self._refresh_loop())
+            return member
+        return None
+
+    async def store_robots(self, host: str, rules: RobotsRules, token: str | None) -> None:
+        await self._r.set(self._k("robots:" + host), rules_to_json(rules), ex=24 * 3600)
+        await self.unclaim_robots(token)
+
+    async def unclaim_robots(self, token: str | None) -> None:
+        if token is None:
+            return
+        held = self._held.pop(token, None)
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await self._r.delete(held[0])
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refresher
+        for token in list(self._held):
+            await self.release(token)
+        await self._r.aclose()
