@@ -132,12 +132,17 @@ class RedisFrontier:
         self._closed = False
         self._working = False  # set by the first lease
         self._stop = threading.Event()
+        # bumped when the Redis server restarted (its run_id changed): writes of its last
+        # un-fsynced second may be gone, so the worker forgets the links it met (they may have
+        # been lost with that second) and requeues leases of its own it no longer knows
+        self.epoch = 0
         with self._errors():
             self._add = self._r.register_script(ADD)
             self._lease = self._r.register_script(LEASE)
             self._ack = self._r.register_script(ACK)
             self._requeue = self._r.register_script(REQUEUE)
             self._load_own_pending()
+            self._run_id = self._server_id()
             self.beat()
         self._thread: threading.Thread | None = None
         if heartbeat:
@@ -181,8 +186,28 @@ class RedisFrontier:
                 self._leases[fields["u"]] = _Lease(band, eid, fields)
 
     # -- heartbeat and take-over ----------------------------------------------------------------
+    def _server_id(self) -> str:
+        return str(self._r.info("server")["run_id"])
+
+    def _after_restart(self) -> None:
+        """Entries pending for this worker that it does not hold: leases whose ack was lost with
+        the server's last second. Queued again (fetched again: at least once, never lost)."""
+        for band in self._bands():
+            orphans: list[tuple[str, _Lease]] = []
+            for eid, fields in self._own_pending(band):
+                with self._lock:
+                    if fields["u"] in self._leases:
+                        continue
+                orphans.append((fields["u"], _Lease(band, eid, fields)))
+            self._requeue_leases(orphans, 0.0, 0)
+        self.epoch += 1
+
     def beat(self) -> None:
         """Keep this worker's leases fresh and say it is alive (the heartbeat thread calls it)."""
+        run_id = self._server_id()
+        if run_id != self._run_id:
+            self._run_id = run_id
+            self._after_restart()
         with self._lock:
             by_band: dict[str, list[str]] = {}
             for lease in self._leases.values():

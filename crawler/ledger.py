@@ -50,6 +50,7 @@ class CrawlLedger:
         self.checkpoint = PagesCheckpoint()
         self._on_links = on_links
         self._counted_at = float("-inf")
+        self._epoch = 0
 
     def begin(self, report: RepairReport, checkpoint: PagesCheckpoint) -> dict[str, Any]:
         """After the archive's repair and the checkpoint's resume: release the crashed run's
@@ -125,6 +126,12 @@ class CrawlLedger:
     def tick(self) -> None:
         """Refresh the live counters (the frontier count at most every COUNTS_EVERY)."""
         self.stats.in_flight = self.sched.in_flight
+        epoch = int(getattr(self.frontier, "epoch", 0))
+        if epoch != self._epoch:
+            # the shared frontier's server restarted and may have lost links added in its last
+            # second: links met again must reach it again (dedup there keeps them once)
+            self._epoch = epoch
+            self.sched.forget_links()
         now = time.monotonic()
         if now - self._counted_at > COUNTS_EVERY:
             self.stats.queued = self.frontier.counts().queued + self.sched.buffered

@@ -23,11 +23,13 @@ import contextlib
 import json
 import os
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from itertools import count
 from typing import Any
 
 from crawler.core.robots import RobotsRules
-from crawler.frontier_redis import job_prefix
+from crawler.frontier_redis import RECONNECT, job_prefix
 
 __all__ = ["REFRESH", "SLOT_TTL", "RedisHosts", "rules_from_json", "rules_to_json"]
 
@@ -113,7 +115,13 @@ class RedisHosts:
         self.prefix = job_prefix(job)
         self.per_host = per_host
         self.ttl_ms = int(ttl * 1000)
-        self._r: Any = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5)
+        # a bounded pool: each fetch in flight asks for its slot, a connection each would be
+        # hundreds per worker
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=16, timeout=None, socket_connect_timeout=5
+        )
+        self._r: Any = redis.asyncio.Redis(connection_pool=pool)
+        self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         self._acquire = self._r.register_script(_ACQUIRE)
         self._pause = self._r.register_script(_PAUSE)
         self._refresh = self._r.register_script(_REFRESH)
@@ -141,17 +149,25 @@ class RedisHosts:
                 if len(args) > 1:
                     await self._refresh(args=args)
 
+    async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()``, again while Redis is away (a restart), for up to RECONNECT seconds."""
+        deadline = time.monotonic() + RECONNECT
+        while True:
+            try:
+                return await call()
+            except self._errors:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
     # -- slots ------------------------------------------------------------------------------------
     async def acquire(self, host: str, delay: float) -> str:
         """Wait for a job-wide place for ``host``; returns the token to :meth:`release`."""
         member = f"{self._me}:{next(self._ids)}"
         slot, nxt = self._k("slot:" + host), self._k("next:" + host)
+        args = [slot, nxt, member, self.per_host, int(delay * 1000), self.ttl_ms]
         while True:
-            wait = int(
-                await self._acquire(
-                    args=[slot, nxt, member, self.per_host, int(delay * 1000), self.ttl_ms]
-                )
-            )
+            wait = int(await self._retried(lambda: self._acquire(args=args)))
             if wait == 0:
                 return self._hold(slot, member)
             await asyncio.sleep(POLL if wait < 0 else min(wait / 1000, 1.0))
@@ -172,14 +188,14 @@ class RedisHosts:
 
     # -- robots.txt ---------------------------------------------------------------------------
     async def robots(self, host: str) -> RobotsRules | None:
-        raw = await self._r.get(self._k("robots:" + host))
+        raw = await self._retried(lambda: self._r.get(self._k("robots:" + host)))
         return None if raw is None else rules_from_json(raw)
 
     async def claim_robots(self, host: str) -> str | None:
         """The token when this worker is to fetch ``host``'s robots.txt, else None."""
         key = self._k("robots-lock:" + host)
         member = f"{self._me}:{next(self._ids)}"
-        if await self._r.set(key, member, nx=True, px=self.ttl_ms):
+        if await self._retried(lambda: self._r.set(key, member, nx=True, px=self.ttl_ms)):
             self._held[member] = (key, member)
             if self._refresher is None or self._refresher.done():
                 self._refresher = asyncio.create_task(self._refresh_loop())
@@ -187,7 +203,8 @@ class RedisHosts:
         return None
 
     async def store_robots(self, host: str, rules: RobotsRules, token: str | None) -> None:
-        await self._r.set(self._k("robots:" + host), rules_to_json(rules), ex=24 * 3600)
+        key, raw = self._k("robots:" + host), rules_to_json(rules)
+        await self._retried(lambda: self._r.set(key, raw, ex=24 * 3600))
         await self.unclaim_robots(token)
 
     async def unclaim_robots(self, token: str | None) -> None:

@@ -364,6 +364,10 @@ class CrawlScheduler:
             self.dry(False, 0.0)
         return new
 
+    def forget_links(self) -> None:
+        """Forget the links met so far: each is offered to the frontier again when met again."""
+        self._links = LinkFilter(self.scope, self._links.size)
+
     def robots_learned(self, host: str, url: str, rules: RobotsRules) -> list[NewURL]:
         """A host's robots.txt verdict came in: note a Crawl-delay (pacing) and return the
         host's sitemaps as seeds, once per host, when following with sitemaps on."""
