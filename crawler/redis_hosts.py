@@ -165,7 +165,7 @@ class RedisHosts:
         """Wait for a job-wide place for ``host``; returns the token to :meth:`release`."""
         member = f"{self._me}:{next(self._ids)}"
         slot, nxt = self._k("slot:" + host), self._k("next:" + host)
-        args = [slot, nxt, member, self.per_host, int(delay * 1000), self.ttl_ms]
+        args: list[Any] = [slot, nxt, member, self.per_host, int(delay * 1000), self.ttl_ms]
         while True:
             wait = int(await self._retried(lambda: self._acquire(args=args)))
             if wait == 0:
