@@ -192,15 +192,17 @@ class RedisFrontier:
     def _after_restart(self) -> None:
         """Entries pending for this worker that it does not hold: leases whose ack was lost with
         the server's last second. Queued again (fetched again: at least once, never lost)."""
-        for band in self._bands():
-            orphans: list[tuple[str, _Lease]] = []
-            for eid, fields in self._own_pending(band):
-                with self._lock:
-                    if fields["u"] in self._leases:
-                        continue
-                orphans.append((fields["u"], _Lease(band, eid, fields)))
-            self._requeue_leases(orphans, 0.0, 0)
-        self.epoch += 1
+        # under the lock throughout: a lease or a mark of this worker is either all before or
+        # all after (an entry taken out of self._leases to be acked is no orphan)
+        with self._lock:
+            for band in self._bands():
+                orphans = [
+                    (fields["u"], _Lease(band, eid, fields))
+                    for eid, fields in self._own_pending(band)
+                    if fields["u"] not in self._leases
+                ]
+                self._requeue_leases(orphans, 0.0, 0)
+            self.epoch += 1
 
     def beat(self) -> None:
         """Keep this worker's leases fresh and say it is alive (the heartbeat thread calls it)."""
@@ -281,8 +283,10 @@ class RedisFrontier:
                 self._take_over()
             out, self._claimed = self._claimed[:n], self._claimed[n:]
             if len(out) < n:
-                rows = self._lease(args=[self.prefix, self.worker, n - len(out), repr(now)])
+                # under the lock until held: the heartbeat's look for orphans (after a Redis
+                # restart) must not see an entry delivered but not yet in self._leases
                 with self._lock:
+                    rows = self._lease(args=[self.prefix, self.worker, n - len(out), repr(now)])
                     for band, eid, flat in rows:
                         fields = {
                             flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)
@@ -310,7 +314,7 @@ class RedisFrontier:
             return taken
 
     def _mark(self, urls: Iterable[str], state: str) -> None:
-        with self._errors():
+        with self._errors(), self._lock:
             taken = self._take(urls)
             for i in range(0, len(taken), _CHUNK):
                 args: list[Any] = [self.prefix, self.worker, state]
@@ -352,7 +356,7 @@ class RedisFrontier:
         return moved
 
     def retry(self, url: str, not_before: float) -> None:
-        with self._errors():
+        with self._errors(), self._lock:
             self._requeue_leases(self._take((url,)), not_before, 1)
 
     def release_leases(self) -> int:
