@@ -5,7 +5,8 @@ starts it must also win the host's *job-wide* slot, so ``per_host`` and ``delay`
 whole job, not per worker:
 
 - ``slot:HOST`` (zset): one member per fetch in flight, scored by its expiry (Redis server time,
-  ms: no clock of any worker matters). The acquire script drops expired members first, so the
+  ms: no clock of any worker matters). One script call per event-loop tick frees the tick's
+  places and asks for the new ones; it drops expired members first, so the
   places of a SIGKILLed worker come back after :data:`SLOT_TTL` seconds; a live worker pushes
   its members' expiry forward every :data:`REFRESH` seconds while their fetches run.
 - ``next:HOST`` (string): server time before which no fetch of the host may start (the delay,
