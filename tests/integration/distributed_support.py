@@ -154,25 +154,28 @@ def stop_all(workers: Sequence[Worker]) -> None:
 class Merged:
     responses: Counter[str]
     pages: int
+    robots: Counter[str]  # robots.txt URI -> response records over every worker's WARC files
 
 
 def check_merged(merged: Path, truth: frozenset[str]) -> Merged:
     """The merged archive: every WARC reads to its end with digests checked, no URL has two
     response records, and the archived URLs are exactly ``truth``."""
     responses: Counter[str] = Counter()
+    robots: Counter[str] = Counter()
     for path in warc_files(merged):
         with open(path, "rb") as fh:
             for rec in ArchiveIterator(fh, check_digests="raise"):
                 rec.raw_stream.read()
                 uri = rec.rec_headers.get_header("WARC-Target-URI")
-                if rec.rec_type in ("response", "revisit") and not uri.endswith("/robots.txt"):
-                    responses[uri] += 1
+                if rec.rec_type not in ("response", "revisit"):
+                    continue
+                (robots if uri.endswith("/robots.txt") else responses)[uri] += 1
     twice = {u: n for u, n in responses.items() if n > 1}
     assert not twice, f"URLs with two response records: {sorted(twice)[:10]}"
     rows = list(iter_pages(merged / "pages.jsonl"))
     archived = {canonicalize(r["url"]) for r in rows if r["status"] is not None}
     assert archived == truth, (sorted(truth - archived)[:10], sorted(archived - truth)[:10])
-    return Merged(responses, len(rows))
+    return Merged(responses, len(rows), robots)
 
 
 def wait_all(workers: Sequence[Worker], timeout: float) -> list[int]:

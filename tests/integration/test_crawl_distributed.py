@@ -63,7 +63,9 @@ def test_workers_crawl_the_site_once(redis_server: RedisServer, tmp_path: Path, 
         assert len(done) == 2 and all(n > 0 for n in done.values()), done
         merged = tmp_path / "merged"
         _merge(merged, [w.out for w in workers])
-        check_merged(merged, site.truth)
+        result = check_merged(merged, site.truth)
+        # robots.txt: fetched (and archived) once for the whole job
+        assert list(result.robots.values()) == [1], result.robots
         peak = site.concurrency()["peak"]
         assert max(peak.values()) <= PER_HOST, peak
         # the merged folder is an ordinary archive: it packs into a WACZ
