@@ -35,15 +35,16 @@ def _merged_ok(tmp_path: Path, folders: list[Path], truth: frozenset[str]) -> No
 def test_job_survives_all_workers_and_redis_killed(tmp_path: Path) -> None:
     redis = start_redis(tmp_path / "redis", aof=True)
     try:
-        with counting_site(tmp_path / "site", 150, delay_ms=20) as site:
+        # 40 ms a page at 3 places for the whole job: >= 3 s of crawl, the kills land inside
+        with counting_site(tmp_path / "site", 200, delay_ms=40) as site:
             job = new_job()
             seed(redis.url, job, site.start_url, "--per-host", "3")
             argv = ["--frontier", redis.url, "--job", job, "--concurrency", "6"]
             argv += ["--claim-idle", "4"]
             workers = [start_worker(tmp_path / f"w{i}", argv) for i in range(2)]
             try:
-                time.sleep(2.0)
-                assert all(w.popen.poll() is None for w in workers), "finished too soon"
+                time.sleep(1.2)
+                assert all(w.popen.poll() is None for w in workers), [w.log() for w in workers]
                 for w in workers:
                     w.kill()
                 redis.kill()  # a process crash: the AOF has every acknowledged write
@@ -61,7 +62,7 @@ def test_job_survives_all_workers_and_redis_killed(tmp_path: Path) -> None:
 def test_workers_ride_out_a_redis_restart(tmp_path: Path) -> None:
     redis = start_redis(tmp_path / "redis", aof=True)
     try:
-        with counting_site(tmp_path / "site", 150, delay_ms=40) as site:
+        with counting_site(tmp_path / "site", 200, delay_ms=40) as site:
             job = new_job()
             seed(redis.url, job, site.start_url, "--per-host", "3")
             argv = ["--frontier", redis.url, "--job", job, "--concurrency", "6"]
@@ -69,7 +70,7 @@ def test_workers_ride_out_a_redis_restart(tmp_path: Path) -> None:
             workers = [start_worker(tmp_path / f"w{i}", argv) for i in range(2)]
             try:
                 time.sleep(1.0)
-                assert all(w.popen.poll() is None for w in workers), "finished too soon"
+                assert all(w.popen.poll() is None for w in workers), [w.log() for w in workers]
                 redis.kill()
                 time.sleep(1.0)
                 redis = start_redis(redis.workdir, aof=True, port=redis.port)
