@@ -34,6 +34,7 @@ __all__ = [
     "new_job",
     "seed",
     "start_worker",
+    "worker_env",
 ]
 
 
@@ -83,7 +84,7 @@ def new_job() -> str:
     return f"j{uuid.uuid4().hex[:10]}"
 
 
-def _env() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("FETCHLAB_SETTINGS", None)
     return env
@@ -100,7 +101,7 @@ def seed(redis_url: str, job: str, start_url: str, *extra: str) -> None:
         text=True,
         timeout=60,
         cwd=ROOT,
-        env=_env(),
+        env=worker_env(),
     )
     assert done.returncode == 0, done.stderr
 
@@ -136,7 +137,7 @@ def start_worker(out: Path, argv: Sequence[str], *, prefix: Sequence[str] = ()) 
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env=_env(),
+            env=worker_env(),
         )
     finally:
         log.close()

@@ -23,6 +23,7 @@ from tests.integration.distributed_support import (
     start_worker,
     stop_all,
     wait_all,
+    worker_env,
 )
 
 pytestmark = pytest.mark.needs_redis
@@ -128,3 +129,42 @@ def test_help_names_the_distributed_commands() -> None:
         timeout=60,
     )
     assert "--frontier" in got.stdout and "--job" in got.stdout
+
+
+def test_seeding_command_crawls_as_a_worker(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Without --seed-only, ``crawler crawl --frontier redis://...`` is the job's first worker."""
+    with counting_site(tmp_path / "site", 80, delay_ms=30) as site:
+        job = new_job()
+        seeder = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "fetchlab.crawl_cli", "crawl", site.start_url),
+                *("--follow", "--frontier", redis_server.url, "--job", job),
+                *("--per-host", str(PER_HOST), "--out", str(tmp_path / "w0"), "--no-progress"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=worker_env(),
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while _status_code(redis_server, job) == 2 and time.monotonic() < deadline:
+                time.sleep(0.1)  # the job exists once the seeds are in
+            argv = ["--frontier", redis_server.url, "--job", job]
+            other = start_worker(tmp_path / "w1", argv)
+            try:
+                assert other.wait(120) == 0, other.log()
+            finally:
+                stop_all([other])
+            assert seeder.wait(120) == 0
+        finally:
+            if seeder.poll() is None:
+                seeder.kill()
+                seeder.wait(30)
+        _merge(tmp_path / "merged", [tmp_path / "w0", tmp_path / "w1"])
+        check_merged(tmp_path / "merged", site.truth)
+
+
+def _status_code(redis: RedisServer, job: str) -> int:
+    got = crawler_cmd("status", "--frontier", redis.url, "--job", job, "--interval", "0")
+    return got.returncode
