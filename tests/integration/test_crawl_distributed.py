@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed._proc import free_port
 from testbed.redis import RedisServer
 from tests.integration.crawl_support import ROOT, crawler_cmd
 from tests.integration.distributed_support import (
@@ -24,6 +25,12 @@ from tests.integration.distributed_support import (
     stop_all,
     wait_all,
     worker_env,
+)
+from tests.integration.replay_support import (
+    check_replay,
+    check_wacz,
+    html_200_captures,
+    running,
 )
 
 pytestmark = pytest.mark.needs_redis
@@ -70,9 +77,18 @@ def test_workers_crawl_the_site_once(redis_server: RedisServer, tmp_path: Path, 
         assert list(result.robots.values()) == [1], result.robots
         peak = site.concurrency()["peak"]
         assert max(peak.values()) <= PER_HOST, peak
-        # the merged folder is an ordinary archive: it packs into a WACZ
+        # the merged folder is an ordinary archive: it packs into a WACZ, pywb replays it
         wacz = crawler_cmd("wacz", str(merged))
         assert wacz.returncode == 0, wacz.stderr
+        check_wacz(merged / "merged.wacz", merged)
+        if mode == "asyncio":
+            captures = html_200_captures(merged)
+            assert len(captures) > 50
+            port = free_port()
+            args = [sys.executable, "-m", "fetchlab.crawl_cli", "replay", str(merged)]
+            args += ["--port", str(port), "--collection", "c"]
+            with running(args, tmp_path, port, tmp_path / "replay.log", project=True):
+                check_replay(f"http://127.0.0.1:{port}/c", captures)
 
 
 @pytest.mark.parametrize("mode", ["asyncio", "processes"])
