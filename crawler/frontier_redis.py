@@ -224,10 +224,18 @@ class RedisFrontier:
                 by_band.setdefault(lease.band, []).append(lease.id)
         pipe = self._r.pipeline(transaction=False)
         for band, ids in by_band.items():
-            for i in range(0, len(ids), 1000):
-                pipe.xclaim(
-                    self._k("q:" + band), "g", self.worker, 0, ids[i : i + 1000], justid=True
+            key = self._k("q:" + band)
+            # only entries still pending for this worker: one another worker took over (this
+            # one was silent too long: a pause, a stopped process) is never taken back
+            mine = {
+                row["message_id"].decode()
+                for row in self._r.xpending_range(
+                    key, "g", "-", "+", len(ids) + 1000, consumername=self.worker
                 )
+            }
+            ids = [i for i in ids if i in mine]
+            for i in range(0, len(ids), 1000):
+                pipe.xclaim(key, "g", self.worker, 0, ids[i : i + 1000], justid=True)
         if self._working:  # the seeding command is no worker
             seen = {"at": time.time(), "pid": os.getpid(), "host": socket.gethostname()}
             pipe.hset(self._k("workers"), self.worker, json.dumps(seen))

@@ -432,6 +432,7 @@ def test_redis_live_worker_keeps_its_leases(redis_server: RedisServer) -> None:
         b._next_claim = 0.0
         assert b.lease(5, 0.0) == []
         a.complete(item.url)
+        a.counts()  # waits for a's acknowledgements (they leave from its acker thread)
         assert b.states([item.url]) == {item.url: 2}
     finally:
         a.close()
@@ -466,3 +467,25 @@ def test_redis_restarted_worker_finds_its_own_leases(redis_server: RedisServer) 
 
 
 LEASED_CODE = 1
+
+
+@pytest.mark.needs_redis
+def test_redis_worker_back_from_a_pause_does_not_take_back_its_leases(
+    redis_server: RedisServer,
+) -> None:
+    job = f"t-{uuid.uuid4().hex[:12]}"
+    a = RedisFrontier(redis_server.url, job, "a", claim_idle=0.3, heartbeat=False)
+    b = RedisFrontier(redis_server.url, job, "b", claim_idle=0.3)
+    try:
+        a.add(urls("x"))
+        [item] = a.lease(1, 0.0)
+        time.sleep(0.5)  # a is silent (no heartbeat): b takes x over
+        b._next_claim = 0.0
+        assert [i.url for i in b.lease(5, 0.0)] == [item.url]
+        a.beat()  # a wakes up: x stays b's
+        time.sleep(0.4)
+        b.complete(item.url)
+        assert b.counts() == FrontierCounts(0, 0, 1, 0)
+    finally:
+        a.close()
+        b.close()
