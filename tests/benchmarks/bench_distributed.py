@@ -7,6 +7,8 @@ job's per-host limit raised to 256 (one host: the job-wide slot is the only cap 
 latency-bound, so the ideal is N x the one-worker rate. Wall time runs from the workers' start to
 the last one's exit (the job seeded before).
 
+Section 1b -- the same on the plain port (CPU-bound): where the 2 cores cap the job.
+
 Section 2 -- the frontier's own cost: the same list on the plain port (CPU-bound), one worker,
 ``crawler crawl`` on the SQLite frontier vs ``crawler worker`` on a Redis job, interleaved runs.
 
@@ -238,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                 scaling[n].append(run_workers(redis, work, listing, n, args.concurrency, 256))
                 print("scaling", scaling[n][-1], flush=True)
         results["scaling"] = scaling
+        # the plain port: CPU-bound, where the 2 cores cap the job
+        plain_scaling: dict[int, list[dict[str, Any]]] = {1: [], 2: [], 4: []}
+        for _ in range(args.runs):
+            for n in plain_scaling:
+                plain_scaling[n].append(run_workers(redis, work, plain, n, 64, 256))
+                print("plain", plain_scaling[n][-1], flush=True)
+        results["plain_scaling"] = plain_scaling
         versus: dict[str, list[dict[str, Any]]] = {"sqlite": [], "redis": []}
         for _ in range(args.runs):
             versus["sqlite"].append(run_sqlite(work, plain, 64, 64))
@@ -293,6 +302,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(
             f"| {n} | {rows[0]['pages']} | {_median(rows, 'wall'):.2f} | {rate:,.1f} | "
             f"{steady:,.1f} | {steady / steady_one:.2f}x |"
+        )
+    ps = results["plain_scaling"]
+    plain_one = _median(ps[1], "steady") or 1.0
+    lines += [
+        "",
+        f"## The plain port (CPU-bound): {args.plain_urls} URLs, --concurrency 64 per worker",
+        "",
+        "| workers | wall s | pages/s (wall) | steady pages/s | steady speed-up |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, rows in ps.items():
+        steady = _median(rows, "steady")
+        lines.append(
+            f"| {n} | {_median(rows, 'wall'):.2f} | {_median(rows, 'rate'):,.1f} | "
+            f"{steady:,.1f} | {steady / plain_one:.2f}x |"
         )
     vs = results["versus"]
     sq, rd = _median(vs["sqlite"], "rate"), _median(vs["redis"], "rate")
