@@ -54,8 +54,8 @@ def _merge(out: Path, folders: list[Path]) -> None:
 
 @pytest.mark.parametrize("mode", ["asyncio", "processes"])
 def test_workers_crawl_the_site_once(redis_server: RedisServer, tmp_path: Path, mode: str) -> None:
-    # 30 ms a page at 3 places: >= 1 s of crawl, both workers are up before it ends
-    with counting_site(tmp_path / "site", 120, delay_ms=30) as site:
+    # 30 ms a page at 3 places: >= 2 s of crawl, both workers are up long before it ends
+    with counting_site(tmp_path / "site", 200, delay_ms=30) as site:
         job = new_job()
         seed(redis_server.url, job, site.start_url, "--per-host", str(PER_HOST))
         argv = ["--frontier", redis_server.url, "--job", job, "--mode", mode, "--concurrency", "8"]
