@@ -31,58 +31,19 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
-from urllib.parse import urlsplit
 
 from crawler.core.flow import host_of
 from crawler.core.frontier import DONE, FAILED, LEASED, QUEUED, FrontierCounts, FrontierItem, NewURL
 from crawler.core.urls import fingerprint
+from crawler.redis_conn import RECONNECT, Translate, connect, job_prefix
 from crawler.redis_scripts import ACK, ADD, LEASE, REQUEUE
-from foundation.errors import StorageError, UsageError
+from foundation.errors import StorageError
 
-__all__ = ["CLAIM_IDLE", "RedisFrontier", "connect", "default_worker_name", "job_prefix"]
+__all__ = ["CLAIM_IDLE", "RedisFrontier"]
 
 CLAIM_IDLE = 60.0  # seconds a dead worker's leased URL waits before another worker takes it
-RECONNECT = 60.0  # seconds a command is retried while Redis restarts (AOF reload included)
 _CHUNK = 500  # URLs per add / ack script call
 _STATES = {b"0": QUEUED, b"2": DONE, b"3": FAILED}
-
-
-def connect(url: str) -> Any:
-    """A redis-py client for ``redis://HOST:PORT/DB`` that rides out a server restart: commands
-    are retried with backoff for up to :data:`RECONNECT` seconds (the scripts are idempotent:
-    an XACK or HSETNX replayed changes nothing)."""
-    try:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-    except ImportError as exc:  # pragma: no cover - the redis extra is not installed
-        raise UsageError(
-            "a redis:// frontier needs the redis extra: pip install fetchlab[redis]"
-        ) from exc
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise UsageError(f"not a Redis URL: {url!r} (redis://HOST:PORT/DB)")
-    retries = int(RECONNECT / 0.5)
-    return redis.Redis.from_url(
-        url,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
-        retry_on_error=[
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            redis.exceptions.BusyLoadingError,
-        ],
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
-
-
-def job_prefix(job: str) -> str:
-    if not job or any(c in job for c in "{}\n\r "):
-        raise UsageError(f"bad job name {job!r}: no spaces or braces")
-    return f"fetchlab:{{{job}}}:"
-
-
-def default_worker_name(tag: str) -> str:
-    return f"{socket.gethostname()}-{tag}"
 
 
 def _band(priority: int, depth: int) -> tuple[str, int]:
@@ -157,10 +118,10 @@ class RedisFrontier:
             self._thread.start()
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _errors(self) -> _Translate:
+    def _errors(self) -> Translate:
         if self._closed:
             raise ValueError("frontier is closed")
-        return _Translate(self.url)
+        return Translate(self.url)
 
     def _k(self, name: str) -> str:
         return self.prefix + name
@@ -504,23 +465,3 @@ class RedisFrontier:
             self._thread.join(timeout=5)
         self._closed = True
         self._r.close()
-
-
-class _Translate:
-    """redis-py errors become StorageError here (KeyError and ValueError pass through)."""
-
-    __slots__ = ("url",)
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        import redis
-
-        if isinstance(exc, redis.exceptions.RedisError):
-            raise StorageError(f"frontier {self.url}: {exc}") from exc

@@ -30,7 +30,7 @@ from itertools import count
 from typing import Any
 
 from crawler.core.robots import RobotsRules
-from crawler.frontier_redis import RECONNECT, job_prefix
+from crawler.redis_conn import RECONNECT, job_prefix
 
 __all__ = ["REFRESH", "SLOT_TTL", "RedisHosts", "rules_from_json", "rules_to_json"]
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from crawler.frontier_redis import connect, job_prefix
+from crawler.redis_conn import connect, job_prefix
 from foundation.errors import StorageError
 
 __all__ = ["JobStatus", "WorkerStatus", "job_status"]

@@ -17,8 +17,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from crawler.frontier_redis import default_worker_name
 from crawler.merge import merge_archives
+from crawler.redis_conn import default_worker_name
 from crawler.redis_status import JobStatus, job_status
 from foundation.errors import FetchlabError, UsageError
 
@@ -42,7 +42,7 @@ def worker_name(out: Path) -> str:
 def job_overrides(url: str, job: str) -> dict[str, Any]:
     """The seeding command's crawl flags, as ``crawler worker`` passes them on (the job's scope,
     limits and politeness; the per-worker ones left to the worker)."""
-    from crawler.frontier_redis import connect, job_prefix
+    from crawler.redis_conn import connect, job_prefix
 
     client = connect(url)
     try:

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.core.frontier import NewURL
-from crawler.frontier_redis import RedisFrontier, connect, job_prefix
+from crawler.frontier_redis import RedisFrontier
+from crawler.redis_conn import connect, job_prefix
 from testbed.redis import RedisServer, start_redis
 from testbed.site import serve_generated_site
 
