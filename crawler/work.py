@@ -21,6 +21,7 @@ from crawler.settings import CrawlerSettings
 
 __all__ = [
     "ArchivedWork",
+    "ForgetLinks",
     "HostBackoff",
     "HostWaiting",
     "ShipRobots",
@@ -94,6 +95,12 @@ class HostBackoff:
 
     host: str
     until: float
+
+
+@dataclass(frozen=True)
+class ForgetLinks:
+    """Coordinator to worker: forget the links met so far (a shared frontier's Redis restarted
+    and may have lost links added in its last second: met again, they must be sent again)."""
 
 
 @dataclass(frozen=True)

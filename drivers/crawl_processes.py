@@ -41,7 +41,15 @@ from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
-from crawler.work import ArchivedWork, HostBackoff, HostWaiting, ShipRobots, Work, WorkerFailed
+from crawler.work import (
+    ArchivedWork,
+    ForgetLinks,
+    HostBackoff,
+    HostWaiting,
+    ShipRobots,
+    Work,
+    WorkerFailed,
+)
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from drivers.crawl_asyncio import shared_hosts
@@ -214,6 +222,8 @@ async def _worker(
                     effects.install_robots(msg.host, msg.rules)
                 elif isinstance(msg, HostBackoff):
                     effects.backoff(msg.host, msg.until)
+                elif isinstance(msg, ForgetLinks):
+                    link_filter = LinkFilter(scope)  # one() reads the name at each call
         if tasks:
             await asyncio.gather(*tasks)
         await asyncio.sleep(0)  # the last send() runs
@@ -292,6 +302,11 @@ class ProcessBackend:
         if route.robots is not None:
             self._outbox[route.worker].append(ShipRobots(item.host, route.robots))
         self._outbox[route.worker].append(item)
+
+    def forget_links(self) -> None:
+        """Every worker forgets the links it met (the shared frontier's server restarted)."""
+        for box in self._outbox:
+            box.append(ForgetLinks())
 
     def _send(self) -> None:
         for k, box in enumerate(self._outbox):

@@ -59,14 +59,15 @@ def test_job_survives_all_workers_and_redis_killed(tmp_path: Path) -> None:
         redis.stop()
 
 
-def test_workers_ride_out_a_redis_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["asyncio", "processes"])
+def test_workers_ride_out_a_redis_restart(tmp_path: Path, mode: str) -> None:
     redis = start_redis(tmp_path / "redis", aof=True)
     try:
         with counting_site(tmp_path / "site", 200, delay_ms=40) as site:
             job = new_job()
             seed(redis.url, job, site.start_url, "--per-host", "3")
             argv = ["--frontier", redis.url, "--job", job, "--concurrency", "6"]
-            argv += ["--claim-idle", "4"]
+            argv += ["--claim-idle", "4", "--mode", mode]
             workers = [start_worker(tmp_path / f"w{i}", argv) for i in range(2)]
             try:
                 time.sleep(1.0)
