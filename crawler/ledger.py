@@ -42,6 +42,7 @@ class CrawlLedger:
         stats: CrawlStats,
         *,
         on_links: Callable[[], None] | None = None,
+        on_forget: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.frontier = frontier
@@ -49,7 +50,9 @@ class CrawlLedger:
         self.sched = CrawlScheduler(scheduler_config(settings), scope)
         self.checkpoint = PagesCheckpoint()
         self._on_links = on_links
+        self._on_forget = on_forget  # the driver's other link memories (processes-mode workers)
         self._counted_at = float("-inf")
+        self._epoch = 0
 
     def begin(self, report: RepairReport, checkpoint: PagesCheckpoint) -> dict[str, Any]:
         """After the archive's repair and the checkpoint's resume: release the crashed run's
@@ -125,6 +128,14 @@ class CrawlLedger:
     def tick(self) -> None:
         """Refresh the live counters (the frontier count at most every COUNTS_EVERY)."""
         self.stats.in_flight = self.sched.in_flight
+        epoch = int(getattr(self.frontier, "epoch", 0))
+        if epoch != self._epoch:
+            # the shared frontier's server restarted and may have lost links added in its last
+            # second: links met again must reach it again (dedup there keeps them once)
+            self._epoch = epoch
+            self.sched.forget_links()
+            if self._on_forget is not None:
+                self._on_forget()
         now = time.monotonic()
         if now - self._counted_at > COUNTS_EVERY:
             self.stats.queued = self.frontier.counts().queued + self.sched.buffered

@@ -50,6 +50,8 @@ def scheduler_config(settings: CrawlerSettings) -> SchedulerConfig:
         sitemaps=settings.sitemaps,
         delay=settings.delay,
         user_agent=settings.user_agent,
+        # a shared job: lease no more than can start soon, the other workers want work too
+        lease_batch=settings.concurrency if settings.shared else None,
     )
 
 

@@ -35,7 +35,11 @@ class CrawlerSettings(FrozenModel):
     user_agent: str = "fetchlab-crawler/0.1 (+https://example.invalid/fetchlab)"
     robots: bool = True
     robots_retry: float = Field(default=60.0, ge=0, le=86400)
-    frontier: Literal["sqlite", "memory"] = "sqlite"
+    # "sqlite", "memory", or redis://HOST:PORT/DB: a job shared by workers (docs/distributed.md)
+    frontier: str = "sqlite"
+    job: str | None = None  # the job's name on a redis:// frontier
+    worker: str | None = None  # this worker's name in the job (default: host name + out folder)
+    claim_idle: float = Field(default=60.0, gt=0, le=86400)  # s before a dead worker's URLs move
     warc_max_bytes: int = Field(default=1_000_000_000, ge=1_000_000)
     warc_gzip_level: int = Field(default=3, ge=1, le=9)
     # also pack the archive into <out>/<name of out>.wacz when the crawl finishes
@@ -45,6 +49,18 @@ class CrawlerSettings(FrozenModel):
     parse_workers: int = Field(default=1, ge=0, le=256)
     parse_batch: int = Field(default=16, ge=1, le=1024)
     max_pending_parse: int = Field(default=256, ge=1)
+
+    @field_validator("frontier")
+    @classmethod
+    def _frontier_kind(cls, value: str) -> str:
+        if value in ("sqlite", "memory") or value.startswith(("redis://", "rediss://", "unix://")):
+            return value
+        raise ValueError(f"frontier must be sqlite, memory or redis://HOST:PORT/DB, not {value!r}")
+
+    @property
+    def shared(self) -> bool:
+        """The frontier is a Redis job shared with other workers."""
+        return self.frontier.startswith(("redis://", "rediss://", "unix://"))
 
     @field_validator("allow", "deny")
     @classmethod

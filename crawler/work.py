@@ -22,6 +22,7 @@ from crawler.settings import CrawlerSettings
 __all__ = [
     "ArchivedWork",
     "Fetched",
+    "ForgetLinks",
     "HostBackoff",
     "HostWaiting",
     "ShipRobots",
@@ -106,6 +107,12 @@ class HostBackoff:
 
     host: str
     until: float
+
+
+@dataclass(frozen=True)
+class ForgetLinks:
+    """Coordinator to worker: forget the links met so far (a shared frontier's Redis restarted
+    and may have lost links added in its last second: met again, they must be sent again)."""
 
 
 @dataclass(frozen=True)

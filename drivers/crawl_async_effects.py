@@ -34,6 +34,7 @@ from crawler.core.scheduler import RobotsBook, slot_wait
 from crawler.core.urls import Scope
 from crawler.page_steps import flow_config
 from crawler.parse import ParsedPage
+from crawler.redis_hosts import RedisHosts
 from crawler.settings import CrawlerSettings
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import Work, parse_outcome
@@ -56,8 +57,11 @@ class AsyncEffects:
         *,
         on_backoff: Callable[[str, float], None] | None = None,
         on_slot_free: Callable[[], None] | None = None,
+        shared: RedisHosts | None = None,
     ) -> None:
         self.settings = settings
+        # a Redis job: the job-wide host slot and robots.txt verdict come first (redis_hosts)
+        self.shared = shared
         self.flow = flow_config(settings, scope)
         self.fetcher = fetcher
         self.slots = SlotTable(settings.per_host, settings.delay)
@@ -132,6 +136,8 @@ class AsyncEffects:
                     self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
                     if self._on_backoff is not None:
                         self._on_backoff(effect.host, time.time() + effect.seconds)
+                    if self.shared is not None:
+                        await self.shared.pause(effect.host, effect.seconds)
                 await asyncio.sleep(effect.seconds)
                 value = None
             else:  # pragma: no cover - the flow yields only the effects above
@@ -149,11 +155,17 @@ class AsyncEffects:
             waiter: asyncio.Future[None] = loop.create_future()
             self._slot_waiters.setdefault(host, []).append(waiter)
             await asyncio.wait([waiter], timeout=slot_wait(self.slots.wait_time(host, now)))
+        token: str | None = None
         try:
+            if self.shared is not None:
+                token = await self.shared.acquire(host, self.slots.slot(host).delay)
             return await self.fetcher.fetch(effect.request)
         except FetchError as exc:
             return exc
         finally:
+            if token is not None:
+                assert self.shared is not None
+                await self.shared.release(token)
             self.slots.finish(host, time.monotonic())
             self._wake(host)
 
@@ -179,16 +191,38 @@ class AsyncEffects:
         verdict: asyncio.Future[RobotsRules] = asyncio.get_running_loop().create_future()
         self._verdicts[host] = verdict
         try:
-            got = await self.drive(robots_flow(url, self.flow, time.time(), self._rand), fresh)
+            got = await self._fetch_robots(url, host, fresh)
         except BaseException:
             self.robots.release(host)
             verdict.cancel()
             raise
         finally:
             del self._verdicts[host]
-        assert isinstance(got, RobotsRules)
         self.robots.store(host, got)
         if fresh is not None:
             fresh.append((host, got))
         verdict.set_result(got)
+        return got
+
+    async def _fetch_robots(self, url: str, host: str, fresh: Fresh | None) -> RobotsRules:
+        """Fetch the verdict, or, in a Redis job, take the one another worker fetched (at most
+        one worker fetches a host's robots.txt at a time; the others wait for its verdict)."""
+        shared = self.shared
+        while shared is not None:
+            rules = await shared.robots(host)
+            if rules is not None and not rules.is_stale(time.time(), retry=self.robots.retry):
+                return rules
+            token = await shared.claim_robots(host)
+            if token is None:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                got = await self.drive(robots_flow(url, self.flow, time.time(), self._rand), fresh)
+                assert isinstance(got, RobotsRules)
+                await shared.store_robots(host, got, token)
+            finally:
+                await shared.unclaim_robots(token)
+            return got
+        got = await self.drive(robots_flow(url, self.flow, time.time(), self._rand), fresh)
+        assert isinstance(got, RobotsRules)
         return got

@@ -32,6 +32,7 @@ from crawler.ledger import CrawlLedger
 from crawler.page_steps import count_written, parse_input, wants_parse
 from crawler.pages import page_row
 from crawler.parse import ParsedPage, ParseInput, parse_any
+from crawler.redis_hosts import RedisHosts
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.transports.aiohttp_fetch import AiohttpFetcher
@@ -41,7 +42,14 @@ from foundation.errors import StorageError
 from foundation.offload import BatchOffload
 from foundation.runtime import raise_nofile_limit
 
-__all__ = ["CHECKPOINT_KEY", "Engine", "EngineResult", "seed_frontier", "storage_check"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "Engine",
+    "EngineResult",
+    "seed_frontier",
+    "shared_hosts",
+    "storage_check",
+]
 
 STOP_GRACE = 1.0  # seconds in-flight work gets to finish after Ctrl-C / SIGTERM (then: back to
 # the frontier): the command must stop within 2 s, a service manager may not wait longer
@@ -113,7 +121,7 @@ class Engine:
         repaired = self.ledger.begin(report, self._commit.checkpoint)
         fetcher = AiohttpFetcher(concurrency=s.concurrency, per_host=s.per_host, timeout=s.timeout)
         self._effects = AsyncEffects(
-            s, self._scope, fetcher, self._rand, on_slot_free=self._wake.set
+            s, self._scope, fetcher, self._rand, on_slot_free=self._wake.set, shared=shared_hosts(s)
         )
         self._effects.on_waiting = self.stats.note_waiting
         self._offload = BatchOffload(
@@ -143,6 +151,8 @@ class Engine:
         if self._offload is not None:
             await self._offload.aclose()
         await fetcher.aclose()
+        if self._effects is not None and self._effects.shared is not None:
+            await self._effects.shared.aclose()
         assert self._commit is not None
         await self._commit.close()
         self.frontier.release_leases()
@@ -228,6 +238,14 @@ class Engine:
             count_written(stats, item.url, row, outcome.hops, written.row)
         finally:
             stats.pending -= 1
+
+
+def shared_hosts(settings: CrawlerSettings) -> RedisHosts | None:
+    """The job-wide host slots and robots verdicts of a Redis job (None for a local crawl)."""
+    if not settings.shared:
+        return None
+    assert settings.job is not None
+    return RedisHosts(settings.frontier, settings.job, per_host=settings.per_host)
 
 
 def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:

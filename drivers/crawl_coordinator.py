@@ -90,7 +90,9 @@ class Coordinator:
         self.frontier = frontier
         self.backend = backend
         self.stats = stats or CrawlStats()
-        self.ledger = CrawlLedger(settings, frontier, scope, self.stats)
+        self.ledger = CrawlLedger(
+            settings, frontier, scope, self.stats, on_forget=getattr(backend, "forget_links", None)
+        )
         self.sched = self.ledger.sched
         self._on_tick = on_tick
         self._hard = False

@@ -44,6 +44,7 @@ from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import (
     ArchivedWork,
     Fetched,
+    ForgetLinks,
     HostBackoff,
     HostWaiting,
     ShipRobots,
@@ -52,6 +53,7 @@ from crawler.work import (
 )
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
+from drivers.crawl_asyncio import shared_hosts
 from foundation.errors import ModeError, WorkerDiedError
 from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
@@ -194,7 +196,11 @@ async def _worker(
         out.append(result)
 
     effects = AsyncEffects(
-        settings, scope, fetcher, on_backoff=lambda host, until: emit(HostBackoff(host, until))
+        settings,
+        scope,
+        fetcher,
+        on_backoff=lambda host, until: emit(HostBackoff(host, until)),
+        shared=shared_hosts(settings),
     )
     effects.on_waiting = lambda host, why, until: emit(HostWaiting(host, why, until))
 
@@ -217,11 +223,15 @@ async def _worker(
                     effects.install_robots(msg.host, msg.rules)
                 elif isinstance(msg, HostBackoff):
                     effects.backoff(msg.host, msg.until)
+                elif isinstance(msg, ForgetLinks):
+                    link_filter = LinkFilter(scope)  # one() reads the name at each call
         if tasks:
             await asyncio.gather(*tasks)
         await asyncio.sleep(0)  # the last send() runs
     finally:
         await fetcher.aclose()
+        if effects.shared is not None:
+            await effects.shared.aclose()
         archive.close()
 
 
@@ -293,6 +303,11 @@ class ProcessBackend:
         if route.robots is not None:
             self._outbox[route.worker].append(ShipRobots(item.host, route.robots))
         self._outbox[route.worker].append(item)
+
+    def forget_links(self) -> None:
+        """Every worker forgets the links it met (the shared frontier's server restarted)."""
+        for box in self._outbox:
+            box.append(ForgetLinks())
 
     def _send(self) -> None:
         for k, box in enumerate(self._outbox):

@@ -73,6 +73,10 @@ def check_crawl_mode(settings: CrawlerSettings) -> None:
     mode = settings.mode
     if mode not in MODES:
         raise ModeError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+    if settings.shared and mode not in ("asyncio", "processes"):
+        raise ModeError(
+            f"a redis:// frontier (a shared job) runs in mode asyncio or processes, not {mode!r}"
+        )
     if mode == "threads":
         check_thread_count(settings.concurrency)
     elif mode == "gevent":

@@ -31,6 +31,7 @@ from drivers.crawl_asyncio import EngineResult, seed_frontier, storage_check
 from drivers.dispatch import check_crawl_mode
 from drivers.dispatch import run_crawl as run_in_mode
 from fetchlab.archive_cli import index_cmd, make_wacz, replay_cmd, wacz_cmd
+from fetchlab.distributed_cli import job_overrides, merge_cmd, status_cmd, worker_name
 from fetchlab.settings import load_settings
 from foundation.errors import (
     FetchlabError,
@@ -155,8 +156,23 @@ def cli() -> None:
 )
 @click.option(
     "--frontier",
-    type=click.Choice(["sqlite", "memory"]),
-    help=_help("State backend.", "frontier"),
+    help=_help(
+        "State backend: sqlite, memory, or redis://HOST:PORT/DB to seed a job shared by "
+        "workers (`crawler worker`); this command then crawls as one of them.",
+        "frontier",
+    ),
+)
+@click.option("--job", help="Job name on a redis:// frontier (required with one).")
+@click.option(
+    "--worker",
+    help="This worker's name in the job [default: host name + the --out folder]; a restarted "
+    "worker must keep its name to find its own leases.",
+)
+@click.option(
+    "--seed-only",
+    is_flag=True,
+    default=False,
+    help="With a redis:// frontier: queue the seeds and exit; workers do the crawl.",
 )
 @click.option(
     "--parse-workers",
@@ -190,7 +206,10 @@ def crawl_cmd(
 ) -> None:
     """Fetch URLs (list mode) or crawl sites (--follow) into OUT."""
     progress = flags.pop("progress")
-    code = run_crawl(urls, inputs, out, resume, settings_path, flags, progress=progress)
+    seed_only = flags.pop("seed_only")
+    code = run_crawl(
+        urls, inputs, out, resume, settings_path, flags, progress=progress, seed_only=seed_only
+    )
     if code == EXIT_INTERRUPTED:
         # the state is saved: a thread left with an abandoned request must not hold the exit
         exit_now(code)
@@ -256,8 +275,11 @@ def run_crawl(
     flags: dict[str, Any],
     *,
     progress: bool = True,
+    seed_only: bool = False,
+    joining: bool = False,
 ) -> int:
-    """The whole ``crawler crawl`` command; returns the exit code."""
+    """The whole ``crawler crawl`` command (``joining``: ``crawler worker``, which adds no URL
+    and keeps the job's arguments); returns the exit code."""
     console = Console(file=sys.stderr, soft_wrap=True)
     frontier: Frontier | None = None
     created: _Created | None = None
@@ -285,14 +307,21 @@ def run_crawl(
                 scope = Scope(settings.scope, tuple(scope_seeds), settings.allow, settings.deny)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
-            _save_args(frontier, settings_path, overrides, scope_seeds)
-            seed_frontier(frontier, scope_seeds)
-        else:
+            if not joining:
+                _save_args(frontier, settings_path, overrides, scope_seeds)
+                seed_frontier(frontier, scope_seeds)
+        elif not joining:
             _save_args(frontier, settings_path, overrides, [])
             seed_frontier(frontier, given)  # streamed in chunks into the frontier
         bad = given.bad
         if frontier.counts().total == 0:
             raise UsageError("no valid URL to crawl (give URLs, -i FILE or -i -)")
+        if seed_only:
+            if not settings.shared:
+                raise UsageError("--seed-only needs a redis:// frontier")
+            counts = frontier.counts()
+            console.print(f"job {settings.job}: {counts.queued} queued, {counts.total} known")
+            return EXIT_OK  # the folder (made by the checks above, if new) is removed
         stats = CrawlStats()
         stats.total_hint = None if settings.follow else frontier.counts().total
         created = None  # the work starts: from here on the folder is an archive
@@ -317,8 +346,13 @@ def run_crawl(
         if created is not None:  # failed before any work: leave nothing behind
             created.undo()
     build_index(settings.out, warc_files(settings.out))
+    if settings.shared:
+        # a worker's failures are the job's (crawler status); it exits 0 once the job is done
+        archive_failed = 0
     code = _report(settings, result, bad, archive_failed, console)
-    if settings.wacz and code != EXIT_INTERRUPTED:  # an interrupted crawl is packed on its rerun
+    if (
+        settings.wacz and code != EXIT_INTERRUPTED and not settings.shared
+    ):  # an interrupted crawl is packed on its rerun
         try:
             make_wacz(settings.out, None, None, index_ready=True)
         except StorageError as exc:
@@ -344,13 +378,25 @@ class _Created:
 
 
 def _open_frontier(settings: CrawlerSettings) -> Frontier:
+    if settings.shared:
+        if not settings.job:
+            raise UsageError("a redis:// frontier needs --job NAME")
+        from crawler.frontier_redis import RedisFrontier
+
+        return RedisFrontier(
+            settings.frontier,
+            settings.job,
+            settings.worker or worker_name(settings.out),
+            claim_idle=settings.claim_idle,
+        )
     if settings.frontier == "memory":
         return MemoryFrontier()
     return SqliteFrontier(settings.out / STATE_DB)
 
 
 def _scope_seeds(frontier: Frontier, seeds: list[str]) -> list[str]:
-    get_meta = getattr(frontier, "get_meta", None)
+    # a shared job keeps its arguments for the whole job, not per worker
+    get_meta = getattr(frontier, "get_job", None) or getattr(frontier, "get_meta", None)
     saved = get_meta(SEEDS_KEY) if get_meta is not None else None
     known = list(json.loads(saved)) if saved else []
     return known + [s for s in seeds if s not in set(known)]
@@ -359,7 +405,7 @@ def _scope_seeds(frontier: Frontier, seeds: list[str]) -> list[str]:
 def _save_args(
     frontier: Frontier, path: Path | None, overrides: dict[str, Any], seeds: list[str]
 ) -> None:
-    set_meta = getattr(frontier, "set_meta", None)
+    set_meta = getattr(frontier, "set_job", None) or getattr(frontier, "set_meta", None)
     if set_meta is None:
         return
     args = {"settings": str(path.resolve()) if path else None, "overrides": overrides}
@@ -465,6 +511,50 @@ def stats_cmd(folder: Path, as_json: bool) -> None:
     sys.exit(EXIT_OK)
 
 
+@cli.command("worker")
+@click.option("--frontier", required=True, help="The job's Redis: redis://HOST:PORT/DB.")
+@click.option("--job", required=True, help="The job's name (as given to `crawler crawl`).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="This worker's own folder: its WARC series and pages.jsonl (rerun = resume).",
+)
+@click.option(
+    "--worker",
+    help="This worker's name [default: host name + the --out folder]; keep it on a restart.",
+)
+@click.option("--mode", type=click.Choice(["asyncio", "processes"]), help="Concurrency design.")
+@click.option("--concurrency", type=int, help="Requests in flight in this worker.")
+@click.option("--parse-workers", type=int, help="Parser processes (0: parse inline).")
+@click.option(
+    "--claim-idle",
+    type=float,
+    help="Seconds a dead worker's leased URLs wait before this one takes them over [default: 60].",
+)
+@click.option("--progress/--no-progress", default=True, help="Live display on stderr / none.")
+def worker_cmd(frontier: str, job: str, out: Path, progress: bool, **flags: Any) -> None:
+    """Join the crawl job JOB on a Redis frontier and work until the job is done.
+
+    Exits 0 when nothing is queued, leased or waiting for a retry anywhere in the job; 130 on
+    Ctrl-C / SIGTERM (its leases go back to the queue; rerun it to rejoin). The job's own
+    arguments (scope, limits, per-host politeness) are the seeding command's.
+    """
+    try:
+        merged = job_overrides(frontier, job)
+    except FetchlabError as exc:
+        _err(Console(file=sys.stderr, soft_wrap=True), str(exc))
+        sys.exit(EXIT_USAGE)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    merged.update({"frontier": frontier, "job": job})
+    code = run_crawl((), (), out, None, None, merged, progress=progress, joining=True)
+    if code == EXIT_INTERRUPTED:
+        exit_now(code)
+    sys.exit(code)
+
+
+cli.add_command(status_cmd)
+cli.add_command(merge_cmd)
 cli.add_command(index_cmd)
 cli.add_command(wacz_cmd)
 cli.add_command(replay_cmd)

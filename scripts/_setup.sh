@@ -10,6 +10,8 @@ DEB_NEEDS=(
   "nginx:nginx-light"
   "dovecot:dovecot-imapd"
   "redis-server:redis-server"
+  # network namespaces for the distributed crawl's separate-hosts test (ip netns add, veth)
+  "ip:iproute2"
   # the mailsync report's browser test (tests/integration/test_mailsync_report.py)
   "chromium:chromium"
   "chromedriver:chromium-driver"

@@ -1,8 +1,11 @@
 """A throw-away redis-server (Debian's) on a free loopback port, for the shared crawl frontier.
 
 Run it as ``testbed redis`` or from Python with :func:`start_redis`. The project writes the whole
-config: loopback only, protected mode, no persistence (no RDB snapshots, no AOF), working folder
-in ``workdir``, no daemonising (so the PID we hold is the server's and stop-by-PID works).
+config: loopback only (or ``bind``), protected mode, no persistence (no RDB snapshots, no AOF)
+unless ``aof=True`` (``appendonly yes``, ``appendfsync everysec``: what a shared crawl job runs
+on, for the resume tests), working folder in ``workdir``, no daemonising (so the PID we hold is
+the server's and stop-by-PID works). Started again on the same ``port`` and ``workdir`` with
+``aof=True``, the server loads the job back from its append-only file.
 """
 
 from __future__ import annotations
@@ -31,18 +34,24 @@ class RedisServer:
     port: int
     workdir: Path
     process: ManagedProcess
+    bind: str = LOOPBACK
 
     @property
     def host(self) -> str:
-        return LOOPBACK
+        return self.bind
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.bind}:{self.port}/0"
 
     def stop(self) -> None:
-        """Stop redis-server by PID (SIGTERM: with persistence off it exits at once)."""
+        """Stop redis-server by PID (SIGTERM: it writes what its AOF still holds, then exits)."""
         self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, losing what AOF everysec had not written yet."""
+        self.process.popen.kill()
+        self.process.popen.wait(timeout=10)
 
     def __enter__(self) -> RedisServer:
         return self
@@ -51,18 +60,21 @@ class RedisServer:
         self.stop()
 
 
-def redis_config(port: int, workdir: Path) -> str:
+def redis_config(port: int, workdir: Path, *, aof: bool = False, bind: str = LOOPBACK) -> str:
     """The redis.conf text for a test-bed server on ``port`` working in ``workdir``."""
+    persistence = ["appendonly yes", "appendfsync everysec"] if aof else ["appendonly no"]
     return "\n".join(
         [
-            f"bind {LOOPBACK}",
+            f"bind {bind}",
             f"port {port}",
-            "protected-mode yes",
+            # protected mode refuses clients not on loopback when there is no password: a server
+            # bound to a test's private veth address serves the other namespaces
+            f"protected-mode {'yes' if bind == LOOPBACK else 'no'}",
             "daemonize no",
             "supervised no",
             f'dir "{workdir}"',
             'save ""',
-            "appendonly no",
+            *persistence,
             'logfile ""',
             "loglevel notice",
             "databases 16",
@@ -75,13 +87,13 @@ def redis_config(port: int, workdir: Path) -> str:
     )
 
 
-def _ping(port: int, timeout: float) -> None:
+def _ping(port: int, timeout: float, host: str = LOOPBACK) -> None:
     """Wait until the server answers PING with +PONG (it may accept before it is ready)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection((LOOPBACK, port), timeout=1.0) as sock:
+            with socket.create_connection((host, port), timeout=1.0) as sock:
                 sock.sendall(b"PING\r\n")
                 last = sock.recv(64).decode("ascii", "replace")
                 if last.startswith("+PONG"):
@@ -92,26 +104,31 @@ def _ping(port: int, timeout: float) -> None:
     raise TestbedError(f"redis-server on {port} did not answer PING: {last!r}")
 
 
-def start_redis(workdir: Path) -> RedisServer:
-    """Start redis-server on a free loopback port with its config and log in ``workdir``."""
+def start_redis(
+    workdir: Path, *, aof: bool = False, bind: str = LOOPBACK, port: int | None = None
+) -> RedisServer:
+    """Start redis-server on a free port (or ``port``) of ``bind`` with its config and log in
+    ``workdir``; ``aof``: persistence on (append-only file, fsync every second)."""
     binary = require_binary("redis-server", "redis-server")
     workdir.mkdir(parents=True, exist_ok=True)
     last: TestbedError | None = None
-    for _ in range(3):  # free_port() can race with another process: retry on a bind failure
-        port = free_port()
+    fixed = port
+    for _ in range(1 if fixed else 3):  # free_port() can race with another process: retry
+        port = fixed or free_port()
         conf = workdir / f"redis-{port}.conf"
-        conf.write_text(redis_config(port, workdir), "utf-8")
+        conf.write_text(redis_config(port, workdir, aof=aof, bind=bind), "utf-8")
         proc = start_process(
             "redis-server", [binary, str(conf)], log_path=workdir / f"redis-{port}.log"
         )
         try:
-            wait_child_port(proc, port, timeout=15.0)
-            _ping(port, timeout=10.0)
+            if bind == LOOPBACK:
+                wait_child_port(proc, port, timeout=15.0)
+            _ping(port, timeout=15.0, host=bind)
         except TestbedError as exc:
             proc.stop()
             last = exc
             continue
-        return RedisServer(port=port, workdir=workdir, process=proc)
+        return RedisServer(port=port, workdir=workdir, process=proc, bind=bind)
     raise TestbedError(f"redis-server did not start: {last}")
 
 

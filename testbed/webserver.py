@@ -27,7 +27,7 @@ from foundation.runtime import raise_nofile_limit, run
 from testbed._proc import LOOPBACK, ManagedProcess, start_process
 from testbed.nginx import DEFAULT_TYPE, MIME_TYPES, NOT_FOUND_BODY, check_port_free
 
-__all__ = ["build_app", "main", "start_aiohttp_server"]
+__all__ = ["CONCURRENCY_PATH", "build_app", "main", "start_aiohttp_server"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,12 +46,34 @@ def _lookup(docroot: Path, url_path: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+CONCURRENCY_PATH = "/_testbed/concurrency"
+
+
 def build_app(docroot: Path, delay_ms: int = 0) -> web.Application:
-    """An application serving ``docroot``, each response held ``delay_ms`` milliseconds."""
+    """An application serving ``docroot``, each response held ``delay_ms`` milliseconds.
+
+    It counts the requests in flight per ``Host`` header; ``GET /_testbed/concurrency`` answers
+    ``{"peak": {host: most at once}, "total": {host: requests}}`` (the politeness tests' check
+    that a per-host limit held across several crawler processes)."""
     docroot = Path(docroot).resolve()
     delay = delay_ms / 1000
+    active: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    total: dict[str, int] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == CONCURRENCY_PATH:
+            return web.json_response({"peak": peak, "total": total})
+        host = request.host
+        active[host] = active.get(host, 0) + 1
+        total[host] = total.get(host, 0) + 1
+        peak[host] = max(peak.get(host, 0), active[host])
+        try:
+            return await respond(request)
+        finally:
+            active[host] -= 1
+
+    async def respond(request: web.Request) -> web.StreamResponse:
         if delay:
             await asyncio.sleep(delay)
         if request.method not in ("GET", "HEAD"):
@@ -67,7 +89,13 @@ def build_app(docroot: Path, delay_ms: int = 0) -> web.Application:
     return app
 
 
-async def _serve(docroot: Path, ports: Mapping[int, int], duration: float | None) -> None:
+async def _serve(
+    docroot: Path,
+    ports: Mapping[int, int],
+    duration: float | None,
+    bind: str = LOOPBACK,
+    plain_delay_ms: int = 0,
+) -> None:
     """Serve on every ``{delay_ms: port}`` until SIGTERM/SIGINT or ``duration`` seconds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,10 +104,11 @@ async def _serve(docroot: Path, ports: Mapping[int, int], duration: float | None
     runners = []
     try:
         for delay_ms, port in ports.items():
-            runner = web.AppRunner(build_app(docroot, delay_ms), access_log=None)
+            app = build_app(docroot, delay_ms or plain_delay_ms)
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, LOOPBACK, port, backlog=4096).start()
+            await web.TCPSite(runner, bind, port, backlog=4096).start()
         print(f"serving {docroot} on {sorted(ports.values())}", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
@@ -97,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency", action="append", default=[], metavar="MS:PORT", help="a delayed port"
     )
     parser.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    parser.add_argument("--bind", default=LOOPBACK, help="address to listen on")
+    parser.add_argument(
+        "--plain-delay", type=int, default=0, metavar="MS", help="hold the plain port's answers"
+    )
     args = parser.parse_args(argv)
     ports = {0: args.port}
     for item in args.latency:
@@ -104,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ports[int(delay_ms)] = int(port)
     raise_nofile_limit(65536)
     try:
-        run(_serve(args.root, ports, args.duration))
+        run(_serve(args.root, ports, args.duration, args.bind, args.plain_delay))
     except OSError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
@@ -118,6 +151,8 @@ def start_aiohttp_server(
     latency_ports: Mapping[int, int],
     workdir: Path,
     timeout: float = 20.0,
+    bind: str = LOOPBACK,
+    plain_delay_ms: int = 0,
 ) -> ManagedProcess:
     """Run :func:`main` in a child process; return once every port answers."""
     if 0 in latency_ports:
@@ -130,19 +165,22 @@ def start_aiohttp_server(
     argv = [sys.executable, "-m", "testbed.webserver", "--root", str(docroot), "--port", str(port)]
     for delay_ms, latency_port in sorted(latency_ports.items()):
         argv += ["--latency", f"{delay_ms}:{latency_port}"]
+    argv += ["--bind", bind, "--plain-delay", str(plain_delay_ms)]
     env = dict(os.environ)
     # the child imports this checkout even when the project is not installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
     proc = start_process("aiohttp-site", argv, log_path=workdir / "webserver.log", env=env)
     try:
-        _wait_ports(proc, ports, timeout)
+        _wait_ports(proc, ports, timeout, bind)
     except BaseException:
         proc.stop()
         raise
     return proc
 
 
-def _wait_ports(proc: ManagedProcess, ports: list[int], timeout: float) -> None:
+def _wait_ports(
+    proc: ManagedProcess, ports: list[int], timeout: float, bind: str = LOOPBACK
+) -> None:
     deadline = time.monotonic() + timeout
     pending = list(ports)
     while pending and time.monotonic() < deadline:
@@ -153,7 +191,7 @@ def _wait_ports(proc: ManagedProcess, ports: list[int], timeout: float) -> None:
                 f"the aiohttp site server exited with code {proc.popen.returncode}:\n{tail}"
             )
         try:
-            with socket.create_connection((LOOPBACK, pending[0]), timeout=1.0):
+            with socket.create_connection((bind, pending[0]), timeout=1.0):
                 pending.pop(0)
         except OSError:
             time.sleep(0.02)

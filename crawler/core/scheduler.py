@@ -73,6 +73,9 @@ class SchedulerConfig:
     sitemaps: bool = True
     delay: float = 0.0
     user_agent: str = "*"
+    # URLs leased and not yet started at most (None: 2 x capacity, at least 64); a frontier
+    # shared with other workers leases only what it can start soon
+    lease_batch: int | None = None
 
 
 # ---------------------------------------------------------------------------- what a URL becomes
@@ -265,7 +268,7 @@ class CrawlScheduler:
         the frontier was dry a moment ago. Leases come in batches (one SQL transaction each)."""
         if self.stopping or mono < self._dry_until:
             return 0
-        cap = max(2 * capacity, 64)
+        cap = max(2 * capacity, 64) if self.cfg.lease_batch is None else self.cfg.lease_batch
         want = cap - self.buffered
         left = self.limit_left()
         if left is not None:
@@ -366,6 +369,10 @@ class CrawlScheduler:
         if new:
             self.dry(False, 0.0)
         return new
+
+    def forget_links(self) -> None:
+        """Forget the links met so far: each is offered to the frontier again when met again."""
+        self._links = LinkFilter(self.scope, self._links.size)
 
     def robots_learned(self, host: str, url: str, rules: RobotsRules) -> list[NewURL]:
         """A host's robots.txt verdict came in: note a Crawl-delay (pacing) and return the

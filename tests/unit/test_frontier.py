@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import psutil
 import pytest
 
 from crawler.core.frontier import Frontier, FrontierCounts, FrontierItem, MemoryFrontier, NewURL
+from crawler.frontier_redis import RedisFrontier
 from crawler.frontier_sqlite import SqliteFrontier
 from foundation.errors import CorruptArchiveError, StorageError
+from testbed.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,15 +29,24 @@ Factory = Callable[[], Frontier]
 
 
 class Backend:
-    """Opens a backend; ``reopen`` simulates a crash and restart (SQLite: close, open again)."""
+    """Opens a backend; ``reopen`` simulates a crash and restart (SQLite: close, open again;
+    Redis: a new worker object of the same name on the same job)."""
 
-    def __init__(self, kind: str, tmp: Path) -> None:
+    def __init__(self, kind: str, tmp: Path, redis_url: str | None = None) -> None:
         self.kind = kind
         self.path = tmp / "frontier.db"
+        self.redis_url = redis_url
+        self.job = f"t-{uuid.uuid4().hex[:12]}"
         self.current: Frontier | None = None
 
     def open(self) -> Frontier:
-        self.current = MemoryFrontier() if self.kind == "memory" else SqliteFrontier(self.path)
+        if self.kind == "redis":
+            assert self.redis_url is not None
+            self.current = RedisFrontier(self.redis_url, self.job, "w1")
+        elif self.kind == "memory":
+            self.current = MemoryFrontier()
+        else:
+            self.current = SqliteFrontier(self.path)
         return self.current
 
     def reopen(self, f: Frontier) -> Frontier:
@@ -49,9 +61,13 @@ class Backend:
                 self.current.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.needs_redis)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    b = Backend(request.param, tmp_path)
+    url = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url
+    b = Backend(request.param, tmp_path, url)
     yield b
     b.close()
 
@@ -200,9 +216,9 @@ def test_closed_frontier_refuses_work(backend: Backend) -> None:
 
 
 def test_backend_extras(backend: Backend) -> None:
-    # Not in the Frontier protocol, but both backends have them.
+    # Not in the Frontier protocol, but every backend has them.
     f = backend.open()
-    assert isinstance(f, MemoryFrontier | SqliteFrontier)
+    assert isinstance(f, MemoryFrontier | SqliteFrontier | RedisFrontier)
     f.add(urls("a", "b"))
     f.complete_many(i.url for i in f.lease(2, 0.0))
     f.flush()
@@ -364,3 +380,112 @@ def test_sqlite_survives_sigkill(tmp_path: Path) -> None:
             f.complete_many(i.url for i in items)
         final = f.counts()
         assert final == FrontierCounts(0, 0, after.queued + after.done, after.failed)
+
+
+# -- Redis only: several workers on one job ------------------------------------------------------
+
+
+@pytest.mark.needs_redis
+def test_redis_workers_share_dedup_and_take_over_a_dead_worker(redis_server: RedisServer) -> None:
+    job = f"t-{uuid.uuid4().hex[:12]}"
+    a = RedisFrontier(redis_server.url, job, "a", claim_idle=0.3)
+    b = RedisFrontier(redis_server.url, job, "b", claim_idle=0.3)
+    try:
+        assert a.add(urls("x", "y", "z")) == 3
+        assert b.add(urls("x", "y", "w")) == 1  # dedup across workers, by fingerprint
+        got_a = a.lease(2, 0.0)
+        got_b = b.lease(5, 0.0)
+        assert {i.url for i in got_a} | {i.url for i in got_b} == {
+            f"http://example.com/{p}" for p in "xyzw"
+        }
+        assert not {i.url for i in got_a} & {i.url for i in got_b}
+        assert b.counts() == FrontierCounts(0, 4, 0, 0)
+        # a live worker holds: b cannot complete a's URLs, nor are they free to take
+        assert b.next_ready_at() is not None
+        with pytest.raises(KeyError):
+            b.complete(got_a[0].url)
+        b.complete_many(i.url for i in got_b)
+        # a dies (its heartbeat stops); after claim_idle b takes its URLs over
+        a._stop.set()
+        a._r.close()
+        time.sleep(0.6)
+        b._next_claim = 0.0
+        taken = b.lease(10, 0.0)
+        assert sorted(i.url for i in taken) == sorted(i.url for i in got_a)
+        b.complete_many(i.url for i in taken)
+        assert b.counts() == FrontierCounts(0, 0, 4, 0)
+        assert b.next_ready_at() is None
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.needs_redis
+def test_redis_live_worker_keeps_its_leases(redis_server: RedisServer) -> None:
+    job = f"t-{uuid.uuid4().hex[:12]}"
+    a = RedisFrontier(redis_server.url, job, "a", claim_idle=0.3)
+    b = RedisFrontier(redis_server.url, job, "b", claim_idle=0.3)
+    try:
+        a.add(urls("slow"))
+        [item] = a.lease(1, 0.0)
+        time.sleep(1.0)  # longer than claim_idle: a's heartbeat keeps the lease fresh
+        b._next_claim = 0.0
+        assert b.lease(5, 0.0) == []
+        a.complete(item.url)
+        a.counts()  # waits for a's acknowledgements (they leave from its acker thread)
+        assert b.states([item.url]) == {item.url: 2}
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.needs_redis
+def test_redis_restarted_worker_finds_its_own_leases(redis_server: RedisServer) -> None:
+    job = f"t-{uuid.uuid4().hex[:12]}"
+    a = RedisFrontier(redis_server.url, job, "a")
+    a.add(urls("p", "q"))
+    p, q = a.lease(2, 0.0)
+    a.set_meta("pages_checkpoint", "10")
+    a._stop.set()  # SIGKILL stand-in: nothing released
+    a._r.close()
+    again = RedisFrontier(redis_server.url, job, "a")
+    other = RedisFrontier(redis_server.url, job, "b")
+    try:
+        assert again.get_meta("pages_checkpoint") == "10"
+        assert other.get_meta("pages_checkpoint") is None  # per worker
+        assert again.states([p.url, q.url]) == {p.url: LEASED_CODE, q.url: LEASED_CODE}
+        assert other.states([p.url]) == {p.url: 0}
+        again.complete(p.url)  # its archive holds p: re-acknowledged, not fetched again
+        assert again.release_leases() == 1
+        [back] = other.lease(5, 0.0)
+        assert back.url == q.url
+        other.complete(back.url)
+        assert other.counts() == FrontierCounts(0, 0, 2, 0)
+    finally:
+        again.close()
+        other.close()
+
+
+LEASED_CODE = 1
+
+
+@pytest.mark.needs_redis
+def test_redis_worker_back_from_a_pause_does_not_take_back_its_leases(
+    redis_server: RedisServer,
+) -> None:
+    job = f"t-{uuid.uuid4().hex[:12]}"
+    a = RedisFrontier(redis_server.url, job, "a", claim_idle=0.3, heartbeat=False)
+    b = RedisFrontier(redis_server.url, job, "b", claim_idle=0.3)
+    try:
+        a.add(urls("x"))
+        [item] = a.lease(1, 0.0)
+        time.sleep(0.5)  # a is silent (no heartbeat): b takes x over
+        b._next_claim = 0.0
+        assert [i.url for i in b.lease(5, 0.0)] == [item.url]
+        a.beat()  # a wakes up: x stays b's
+        time.sleep(0.4)
+        b.complete(item.url)
+        assert b.counts() == FrontierCounts(0, 0, 1, 0)
+    finally:
+        a.close()
+        b.close()

@@ -190,3 +190,18 @@ def test_robots_book_passes_a_crawl_delay_to_the_slot_table() -> None:
     book.install("b", rules_from_response(200, b"User-agent: *\nDisallow: /x\n", 0.0))
     book.install("c", rules_from_response(200, b"User-agent: *\nCrawl-delay: 0.5\n", 0.0))
     assert delays == [("a", 2.0), ("c", 0.5)]
+
+
+def test_lease_batch_caps_the_buffer_of_a_shared_frontier() -> None:
+    s = sched(lease_batch=8)
+    assert s.lease_want(0.0, 256) == 8  # not 2 x capacity: other workers want work too
+    assert sched().lease_want(0.0, 256) == 512
+
+
+def test_forget_links_offers_them_again() -> None:
+    s = sched(follow=True)
+    page = item("http://a/", "a:80")
+    assert [n.url for n in s.links(page, ["http://a/x"], False)] == ["http://a/x"]
+    assert s.links(page, ["http://a/x"], False) == []
+    s.forget_links()  # the shared frontier's Redis restarted: it may have lost them
+    assert [n.url for n in s.links(page, ["http://a/x"], False)] == ["http://a/x"]
