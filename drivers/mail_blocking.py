@@ -43,6 +43,7 @@ HANDLED_EFFECTS = (
     flow.StartFetch,
     flow.NextFetch,
     flow.LoadFolder,
+    flow.DiffChunk,
     flow.StoreBatch,
     flow.UpdateFlags,
     flow.MarkGone,

@@ -39,5 +39,6 @@ def sync_options(
         pipeline_depth=1 if aioimaplib else pipeline_depth,
         condstore="CONDSTORE" in capabilities,
         literal_plus="LITERAL+" in capabilities,
-        listing_chunk=AIOIMAPLIB_LISTING_CHUNK if aioimaplib else None,
+        listing_chunk=AIOIMAPLIB_LISTING_CHUNK if aioimaplib else SyncOptions().listing_chunk,
+        uid_step=aioimaplib,
     )

@@ -63,7 +63,14 @@ def test_reconcile_removes_unrecorded_files_and_fixes_renamed_paths(tmp_path: Pa
     renamed = store.rename_flags("F", b.path, 5, 2, b.size, ("\\Seen",))
     (tmp_path / "F" / "tmp" / "5.9.mailsync,S=3:2,").write_bytes(b"par")  # a killed write
     known = {1: a.path, 2: b.path}  # 3 landed but its commit did not; 2's rename was lost
-    fixes, removed = store.reconcile("F", 5, known)
+    asked: list[list[int]] = []
+
+    def lookup(uids: list[int]) -> dict[int, str]:
+        asked.append(sorted(uids))
+        return {u: known[u] for u in uids if u in known}
+
+    fixes, removed = store.reconcile("F", 5, lookup)
+    assert sorted(u for batch in asked for u in batch) == [1, 2, 3]  # UIDVALIDITY 5's files
     assert fixes == {2: renamed}
     assert removed == 1 and not (tmp_path / c.path).exists()
     assert (tmp_path / a.path).exists()
