@@ -424,7 +424,7 @@ def test_a_big_folder_is_listed_in_chunks_and_each_chunk_compared_alone() -> Non
     bodies = b"".join(fetch_line(u, b"new%d" % u) for u in (7, 8, 9, 20, 21))
     fetches = [result(c + b"T%d OK\r\n" % n) for n, c in enumerate(chunks, 3)]
     fetches.append(result(bodies + b"T9 OK\r\n"))
-    sent: list[tuple[bytes, ...]] = []
+    sent: list[tuple[flow.Command, ...]] = []
 
     def answer(effect: flow.Effect) -> object:
         if isinstance(effect, flow.Send):

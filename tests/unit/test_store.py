@@ -104,6 +104,16 @@ def test_state_round_trip(tmp_path: Path) -> None:
         assert rows[2].message_id == "<m@x>"
         assert db.folders()["INBOX"].uidnext == 3
         assert db.counts() == {"INBOX": (1, 1)}
+        # a chunk of a listing: UIDs 1 and 3 listed, 2 in the range but gone from the server
+        db.insert_messages(
+            [MessageRow("INBOX", 7, 0, u, 5, "cc", (), "d", f"INBOX/new/{u}") for u in (2, 3, 9)]
+        )
+        got, gone = db.diff_chunk("INBOX", 7, [1, 3], 1, 5, True)
+        assert sorted(r.uid for r in got) == [1, 3] and gone == 1
+        assert db.rows_for("INBOX", 7, [2])[0].deleted_on_server
+        assert not db.rows_for("INBOX", 7, [9])[0].deleted_on_server  # beyond the range
+        got, gone = db.diff_chunk("INBOX", 7, [], 6, None, True)
+        assert got == [] and gone == 1
         db.mark_generation_gone("INBOX", 7)
         assert all(r.deleted_on_server for r in db.messages("INBOX").values())
     finally:
@@ -117,11 +127,13 @@ async def test_account_archive_runs_in_its_writer_thread(tmp_path: Path) -> None
         stored = await archive.run(
             archive.store_batch, "INBOX", "INBOX", 3, 0, [(1, ("\\Seen",), None, BODY, "x")]
         )
-        record, rows = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
-        assert record is None and rows[1].path == stored[0].path
+        record = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
+        assert record is None
+        (row,) = await archive.run(archive.state.rows_for, "INBOX", 3, [1, 2])
+        assert row.path == stored[0].path
         await archive.run(archive.update_flags, "INBOX", "INBOX", 3, [(1, ())])
-        _, rows = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
-        assert rows[1].path.startswith("INBOX/new/") and rows[1].flags == ()
+        (row,) = await archive.run(archive.state.rows_for, "INBOX", 3, [1])
+        assert row.path.startswith("INBOX/new/") and row.flags == ()
     finally:
         await archive.aclose()
 
