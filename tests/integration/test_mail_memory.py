@@ -10,6 +10,7 @@ slow flag (FETCHLAB_SLOW=1) runs a tenfold pair in every mode but gevent's sibli
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -41,10 +42,8 @@ def _load(server: DovecotServer, user: str, n: int) -> None:
 def _tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -74,10 +73,8 @@ password_env = "MEMORY_TEST_PASSWORD"
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, _tree_rss(ps))
-        except psutil.Error:
-            pass
         time.sleep(0.02)
     err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
     if proc.stderr:
