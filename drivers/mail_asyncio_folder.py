@@ -262,6 +262,11 @@ class FolderEffects:
         # messages are parsed on the side: the fetch window waits for the disk, not the parser
         # (the task gets names and paths only: holding `effect` would keep the bodies)
         task = self._headers(effect.name, effect.uidvalidity, stored, effects.item_dates(items))
+        # finished ones are dropped here (a failure is raised now): a folder of 200,000 messages
+        # would otherwise keep 1,000 done tasks until its end
+        for done in [t for t in lanes.headers if t.done()]:
+            lanes.headers.remove(done)
+            done.result()
         lanes.headers.append(asyncio.create_task(task))
 
     async def _headers(

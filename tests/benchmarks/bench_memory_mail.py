@@ -12,10 +12,12 @@ of 200,000 messages would take minutes). Then, per mode, into a fresh folder:
 - a full backup: wall seconds, messages/s, peak RSS summed over mailsync's process tree
   (sampled every 20 ms from /proc, as ``bench_mail`` does: process-pool workers included);
 - a no-change re-sync, direct and through the test bed's delay proxy (``--delay`` ms each way);
-- a re-sync after one message was flagged in the big folder (its listing is read in chunks).
+- a re-sync after one message of the big folder was expunged (the whole folder is listed again,
+  in chunks).
 
 ``--baseline DIR`` also runs mailsync from another checkout (e.g. a git worktree of main) as
-``<mode>-baseline``: before/after in one run. Writes a Markdown table (``--markdown``) and the
+``<mode>-baseline``: before/after in one run; ``--inline`` adds ``<mode>-inline`` (header_workers
+= 0: no parser processes). Writes a Markdown table (``--markdown``) and the
 rows (``--json``).
 """
 
@@ -59,7 +61,7 @@ HEADERS = (
     "peak RSS MB",
     "no-change s",
     "no-change s @delay",
-    "1 flag changed s",
+    "1 expunged s",
     "re-sync RSS MB",
 )
 
@@ -89,11 +91,12 @@ def _load(server: DovecotServer, user: str, n: int, avg_bytes: int, console: Con
     console.print(f"{user}: {done} messages written in {time.perf_counter() - t:.0f} s")
 
 
-def _settings(out: Path, port: int, user: str) -> Path:
+def _settings(out: Path, port: int, user: str, inline: bool) -> Path:
     path = out.parent / f"{out.name}.toml"
     path.write_text(
         f"""[mail]
 out = "{out}"
+{"header_workers = 0" if inline else ""}
 [[mail.accounts]]
 name = "bench"
 host = "127.0.0.1"
@@ -107,14 +110,16 @@ password_env = "BENCH_PASSWORD"
     return path
 
 
-def _backup(out: Path, port: int, user: str, mode: str, code: Path) -> bench_mail.Sample:
+def _backup(
+    out: Path, port: int, user: str, mode: str, code: Path, inline: bool = False
+) -> bench_mail.Sample:
     argv = [
         sys.executable,
         "-m",
         "fetchlab.mail_cli",
         "backup",
         "--settings",
-        str(_settings(out, port, user)),
+        str(_settings(out, port, user, inline)),
         "--no-progress",
         "--mode",
         mode,
@@ -123,11 +128,12 @@ def _backup(out: Path, port: int, user: str, mode: str, code: Path) -> bench_mai
     return bench_mail._run(argv, env, cwd=code)
 
 
-def _flag_one(server: DovecotServer, user: str, round_: int) -> None:
+def _expunge_one(server: DovecotServer, user: str, round_: int) -> None:
+    """One message of the big folder expunged: the next sync lists the whole folder."""
     with ImapSession(server, user) as session:
         session.command(b"SELECT " + quote(BIG))
-        op = b"+" if round_ % 2 else b"-"
-        session.command(b"UID STORE 7 " + op + b"FLAGS.SILENT (\\Flagged)")
+        session.command(b"UID STORE %d +FLAGS.SILENT (\\Deleted)" % (100 + round_))
+        session.command(b"UID EXPUNGE %d" % (100 + round_))
 
 
 def _measure(
@@ -141,19 +147,22 @@ def _measure(
 ) -> Row:
     mode, _, variant = tool.partition("-")
     code = args.baseline if variant == "baseline" else ROOT
+    inline = variant == "inline"
     out = work / f"{tool}-{user}"
     set_aside(out, work)
-    full = _backup(out, server.port, user, mode, code)
-    none = bench_mail._median([_backup(out, server.port, user, mode, code) for _ in range(3)])
+    full = _backup(out, server.port, user, mode, code, inline)
+    none = bench_mail._median(
+        [_backup(out, server.port, user, mode, code, inline) for _ in range(3)]
+    )
     proxy = start_proxy((server.host, server.port), delay_ms=args.delay)
     try:
         slow = bench_mail._median(
-            [_backup(out, proxy.port, user, mode, code) for _ in range(args.runs)]
+            [_backup(out, proxy.port, user, mode, code, inline) for _ in range(args.runs)]
         )
     finally:
         proxy.stop()
-    _flag_one(server, user, round_)
-    flag = _backup(out, server.port, user, mode, code)
+    _expunge_one(server, user, round_)
+    flag = _backup(out, server.port, user, mode, code, inline)
     set_aside(out, work)
     return Row(
         tool,
@@ -210,6 +219,9 @@ def main() -> None:
     ap.add_argument("--delay", type=int, default=100, help="proxy delay each way, ms")
     ap.add_argument("--runs", type=int, default=3, help="runs of the delayed re-sync (median)")
     ap.add_argument("--baseline", type=Path, default=None, help="a checkout to compare with")
+    ap.add_argument(
+        "--inline", action="store_true", help="also run each mode with header_workers = 0"
+    )
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -217,7 +229,15 @@ def main() -> None:
         args.baseline = args.baseline.resolve()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    tools = [t for m in modes for t in ([m, f"{m}-baseline"] if args.baseline else [m])]
+    tools = [
+        t
+        for m in modes
+        for t in [
+            m,
+            *([f"{m}-inline"] if args.inline else []),
+            *([f"{m}-baseline"] if args.baseline else []),
+        ]
+    ]
     console = Console(width=150)
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="fetchlab-bench-memory-"))
