@@ -46,7 +46,6 @@ HANDLED_EFFECTS = (
     flow.DiffChunk,
     flow.StoreBatch,
     flow.UpdateFlags,
-    flow.MarkGone,
     flow.NewGeneration,
     flow.SaveFolder,
 )

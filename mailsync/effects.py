@@ -154,18 +154,12 @@ def index_entries(
 # the effects that are one archive operation each, performed the same way in every mode (the
 # asyncio driver first waits for the folder's writes in flight before a SaveFolder)
 ArchiveEffect = (
-    flow.LoadFolder
-    | flow.DiffChunk
-    | flow.UpdateFlags
-    | flow.MarkGone
-    | flow.NewGeneration
-    | flow.SaveFolder
+    flow.LoadFolder | flow.DiffChunk | flow.UpdateFlags | flow.NewGeneration | flow.SaveFolder
 )
 ARCHIVE_EFFECTS = (
     flow.LoadFolder,
     flow.DiffChunk,
     flow.UpdateFlags,
-    flow.MarkGone,
     flow.NewGeneration,
     flow.SaveFolder,
 )
@@ -190,8 +184,6 @@ def archive_call(
         )
     if isinstance(effect, flow.UpdateFlags):
         return arch.update_flags, (effect.name, effect.relpath, effect.uidvalidity, effect.changes)
-    if isinstance(effect, flow.MarkGone):
-        return arch.state.mark_deleted, (effect.name, effect.uidvalidity, effect.uids)
     if isinstance(effect, flow.SaveFolder):
         # every batch of the folder is durable, its headers indexed: record its STATUS
         return arch.state.save_folder, (folder_record(effect), time.time())

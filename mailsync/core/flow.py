@@ -3,7 +3,7 @@
 :func:`discover` (one per account) and :func:`sync_folder` (one per folder) are generators. They
 yield effects -- :class:`Send` (IMAP commands, pipelined: one round trip), :class:`StartFetch` /
 :class:`NextFetch` (a sliding window of body FETCHes), :class:`LoadFolder`,
-:class:`StoreBatch`, :class:`UpdateFlags`, :class:`MarkGone`, :class:`NewGeneration`,
+:class:`DiffChunk`, :class:`StoreBatch`, :class:`UpdateFlags`, :class:`NewGeneration`,
 :class:`SaveFolder` -- and receive each effect's result. A driver (asyncio today; threads, gevent
 and processes later) performs the effects; the order of decisions lives here, once.
 
@@ -43,7 +43,6 @@ __all__ = [
     "LoadFolder",
     "LocalChunk",
     "LocalFolder",
-    "MarkGone",
     "NewGeneration",
     "NextFetch",
     "SaveFolder",
@@ -159,13 +158,6 @@ class UpdateFlags:
 
 
 @dataclass(frozen=True)
-class MarkGone:
-    name: str
-    uidvalidity: int
-    uids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class NewGeneration:
     """UIDVALIDITY changed: keep the old copies (marked in state), start a new generation."""
 
@@ -192,7 +184,6 @@ Effect = (
     | DiffChunk
     | StoreBatch
     | UpdateFlags
-    | MarkGone
     | NewGeneration
     | SaveFolder
 )
