@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from foundation.errors import StorageError
+from foundation.heap import HeapTrimmer
 from mailsync.core.maildir import message_filename, subdir_for
 from mailsync.core.plan import FolderState
 from mailsync.layout import (
@@ -334,6 +335,8 @@ class AccountArchive:
         self._index: SearchIndex | None = None
         self._store: MaildirStore | None = None
         self._fsync = fsync
+        # freed bodies otherwise stay in malloc's arenas: RSS crept up with the message count
+        self._trimmer = HeapTrimmer()
         self._lock: ArchiveLock | None = None
         self._opened = False
 
@@ -531,6 +534,7 @@ class AccountArchive:
                 for s in stored
             ]
         )
+        self._trimmer.tick()
         return stored
 
     def update_flags(
