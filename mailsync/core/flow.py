@@ -466,8 +466,13 @@ def _list_in_chunks(
         ranges = [UidRange(1, None)]
         if bounds is not None:
             (bres,) = yield from _send(bounds)
-            _check(bres, "FETCH (listing bounds)", name)
-            ranges = listing.boundary_ranges(bres.untagged)
+            # a server that refuses the message numbers (one expunged meanwhile, say) gets
+            # fixed UID ranges: more commands when UIDs are sparse, the same bound on memory
+            ranges = (
+                listing.boundary_ranges(bres.untagged)
+                if bres.ok
+                else listing.stepped_ranges(uidnext, opts.listing_chunk)
+            )
     cmds = listing.range_commands(ranges, modseq=opts.condstore)
     if len(cmds) > 1:
         yield StartFetch(cmds, max(1, opts.pipeline_depth))

@@ -460,3 +460,34 @@ def test_a_big_folder_is_listed_in_chunks_and_each_chunk_compared_alone() -> Non
     assert local[6].deleted_on_server and local[30].deleted_on_server
     assert res.gone == 2 and res.flag_updates == 1 and res.new_messages == 5
     assert isinstance(effects[-1], flow.SaveFolder)
+
+
+def test_refused_listing_bounds_fall_back_to_fixed_uid_ranges() -> None:
+    job = flow.FolderJob("INBOX", b"INBOX", "INBOX", FolderState("INBOX", 77, 9, 12, 6))
+    opts = flow.SyncOptions(listing_chunk=4)
+    started: list[tuple[flow.Command, ...]] = []
+
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            first = effect.commands[0]
+            first = first if isinstance(first, bytes) else first[0]
+            if first.startswith(b"EXAMINE"):
+                wire = b"* 6 EXISTS\r\n* OK [UIDVALIDITY 77] x\r\n* OK [UIDNEXT 9] x\r\nT1 OK\r\n"
+                return (result(wire),)
+            return (result(b"T2 BAD Invalid messageset\r\n"),)
+        if isinstance(effect, flow.StartFetch):
+            started.append(effect.commands)
+            return None
+        if isinstance(effect, flow.NextFetch):
+            return result(b"T3 OK\r\n")
+        if isinstance(effect, flow.LoadFolder):
+            return flow.LocalFolder(77, 0)
+        return None
+
+    res, _ = drive(flow.sync_folder(job, opts), answer)
+    assert started[0] == (
+        b"UID FETCH 1:4 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 5:8 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 9:* (UID RFC822.SIZE FLAGS INTERNALDATE)",
+    )
+    assert res.new_messages == 0
