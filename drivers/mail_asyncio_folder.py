@@ -108,6 +108,9 @@ class FetchLanes:
         loop = asyncio.get_running_loop()
         self.depth = max(1, effect.window)
         self.uidvalidity = effect.uidvalidity
+        # a folder's listing chunks, then its bodies: each run starts on the folder's own lane
+        # alone (the listing's slots have ended: its queue was drained)
+        self.lanes = 0
         for cmd in effect.commands:
             fut: asyncio.Future[flow.CommandResult] = loop.create_future()
             self.queued.append((cmd, fut))
@@ -229,7 +232,8 @@ class FolderEffects:
             return tuple(await session.pipeline(effect.commands))
         if isinstance(effect, flow.StartFetch):
             lanes.start(effect, session)
-            self.on_fetch_start(lanes)
+            if effect.uidvalidity is not None:  # body FETCHes: other connections may help
+                self.on_fetch_start(lanes)
             return None
         if isinstance(effect, flow.NextFetch):
             return await lanes.next()
@@ -258,6 +262,11 @@ class FolderEffects:
         # messages are parsed on the side: the fetch window waits for the disk, not the parser
         # (the task gets names and paths only: holding `effect` would keep the bodies)
         task = self._headers(effect.name, effect.uidvalidity, stored, effects.item_dates(items))
+        # finished ones are dropped here (a failure is raised now): a folder of 200,000 messages
+        # would otherwise keep 1,000 done tasks until its end
+        for done in [t for t in lanes.headers if t.done()]:
+            lanes.headers.remove(done)
+            done.result()
         lanes.headers.append(asyncio.create_task(task))
 
     async def _headers(

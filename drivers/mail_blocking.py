@@ -43,9 +43,9 @@ HANDLED_EFFECTS = (
     flow.StartFetch,
     flow.NextFetch,
     flow.LoadFolder,
+    flow.DiffChunk,
     flow.StoreBatch,
     flow.UpdateFlags,
-    flow.MarkGone,
     flow.NewGeneration,
     flow.SaveFolder,
 )

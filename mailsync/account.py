@@ -36,6 +36,7 @@ def sync_options(
         batch_messages=account.batch_messages,
         batch_bytes=account.batch_bytes,
         pipeline_depth=settings.pipeline_depth,
+        listing_chunk=settings.listing_chunk,
         aioimaplib=aioimaplib,
     )
 

@@ -154,12 +154,12 @@ def index_entries(
 # the effects that are one archive operation each, performed the same way in every mode (the
 # asyncio driver first waits for the folder's writes in flight before a SaveFolder)
 ArchiveEffect = (
-    flow.LoadFolder | flow.UpdateFlags | flow.MarkGone | flow.NewGeneration | flow.SaveFolder
+    flow.LoadFolder | flow.DiffChunk | flow.UpdateFlags | flow.NewGeneration | flow.SaveFolder
 )
 ARCHIVE_EFFECTS = (
     flow.LoadFolder,
+    flow.DiffChunk,
     flow.UpdateFlags,
-    flow.MarkGone,
     flow.NewGeneration,
     flow.SaveFolder,
 )
@@ -172,10 +172,18 @@ def archive_call(
     own way (the writer thread, or under a lock) and hands the outcome to :func:`archive_answer`."""
     if isinstance(effect, flow.LoadFolder):
         return arch.load_folder, (effect.name, effect.relpath, effect.uidvalidity)
+    if isinstance(effect, flow.DiffChunk):
+        span = effect.span
+        return arch.state.diff_chunk, (
+            effect.name,
+            effect.uidvalidity,
+            effect.uids,
+            span.lo,
+            span.hi,
+            effect.mark_gone,
+        )
     if isinstance(effect, flow.UpdateFlags):
         return arch.update_flags, (effect.name, effect.relpath, effect.uidvalidity, effect.changes)
-    if isinstance(effect, flow.MarkGone):
-        return arch.state.mark_deleted, (effect.name, effect.uidvalidity, effect.uids)
     if isinstance(effect, flow.SaveFolder):
         # every batch of the folder is durable, its headers indexed: record its STATUS
         return arch.state.save_folder, (folder_record(effect), time.time())
@@ -185,20 +193,21 @@ def archive_call(
 def archive_answer(effect: ArchiveEffect, outcome: object) -> object:
     """What the flow receives for ``effect`` once :func:`archive_call`'s operation returned."""
     if isinstance(effect, flow.LoadFolder):
-        record, rows = cast(tuple[FolderRecord | None, Mapping[int, MessageRow]], outcome)
-        return _local_folder(record, rows)
+        record = cast(FolderRecord | None, outcome)
+        return flow.LocalFolder(
+            uidvalidity=record.uidvalidity if record else None,
+            generation=record.generation if record else 0,
+        )
+    if isinstance(effect, flow.DiffChunk):
+        rows, gone = cast(tuple[Sequence[MessageRow], int], outcome)
+        return flow.LocalChunk(
+            {
+                r.uid: LocalMsg(r.uid, r.size, r.flags, r.sha256, r.path, r.deleted_on_server)
+                for r in rows
+            },
+            gone,
+        )
     return None
-
-
-def _local_folder(record: FolderRecord | None, rows: Mapping[int, MessageRow]) -> flow.LocalFolder:
-    return flow.LocalFolder(
-        uidvalidity=record.uidvalidity if record else None,
-        generation=record.generation if record else 0,
-        messages={
-            uid: LocalMsg(uid, r.size, r.flags, r.sha256, r.path, r.deleted_on_server)
-            for uid, r in rows.items()
-        },
-    )
 
 
 def folder_record(effect: flow.SaveFolder) -> FolderRecord:

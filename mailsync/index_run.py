@@ -10,6 +10,7 @@ without the index).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,18 +50,30 @@ async def index_archive(
     start = time.monotonic()
     run = IndexRun()
     index = await asyncio.to_thread(SearchIndex, root)
+    # pages are read while the previous chunk is written: one connection, one thread at a time
+    lock = threading.Lock()
+
+    def page_after(last: MissingMessage | None) -> list[MissingMessage]:
+        with lock:
+            return index.missing(last, commit_every)
+
+    def add(entries: list[IndexEntry]) -> int:
+        with lock:
+            return index.add(entries)
+
     pool: BatchOffload[tuple[str, MissingMessage], IndexEntry] | None = None
     # two chunks in flight: the pool parses the next one while this one's results are collected,
     # and each chunk's write (a thread) overlaps the parsing of the ones after it
     parsing: deque[tuple[list[MissingMessage], asyncio.Future[list[IndexEntry]]]] = deque()
     writes: list[asyncio.Task[int]] = []
     try:
-        todo = await asyncio.to_thread(index.missing)
-        run.missing = len(todo)
-        if not todo:
+        # the gaps are read a page at a time (one page ahead of the parser): memory does not
+        # follow the archive's size
+        page = await asyncio.to_thread(page_after, None)
+        if not page:
             return run
         # a few messages (what a killed backup left) are parsed here: a pool costs ~0.5 s to start
-        n = workers if len(todo) > _INLINE_BELOW else 0
+        n = workers if len(page) > _INLINE_BELOW else 0
         pool = BatchOffload(index_entry, workers=n, batch_size=batch, max_pending=batch * 8)
         await pool.start()
 
@@ -69,16 +82,18 @@ async def index_archive(
             entries = await parsed
             if writes:
                 run.indexed += await writes.pop()
-            writes.append(asyncio.create_task(asyncio.to_thread(index.add, entries)))
+            writes.append(asyncio.create_task(asyncio.to_thread(add, entries)))
             run.errors += sum(e.doc.error is not None for e in entries)
             run.bytes += sum(m.size for m in chunk)
             if on_progress is not None:
                 on_progress(run)
 
-        for first in range(0, len(todo), commit_every):
-            chunk = todo[first : first + commit_every]
-            base = str(root)
-            parsing.append((chunk, asyncio.gather(*(pool.submit((base, m)) for m in chunk))))
+        base = str(root)
+        while page:
+            run.missing += len(page)
+            parsing.append((page, asyncio.gather(*(pool.submit((base, m)) for m in page))))
+            last = page[-1]
+            page = await asyncio.to_thread(page_after, last) if len(page) == commit_every else []
             if len(parsing) == 2:
                 await collect()
         while parsing:

@@ -257,14 +257,22 @@ class SearchIndex:
             known.update((folder, validity, uid) for (uid,) in cur)
         return known
 
-    def missing(self) -> list[MissingMessage]:
-        """The state DB's messages that are not indexed yet (key order)."""
+    def missing(self, after: MissingMessage | None = None, limit: int = -1) -> list[MissingMessage]:
+        """The state DB's messages that are not indexed yet (key order): at most ``limit`` of
+        them (-1: all) after ``after``'s key, so an archive of any size is gone through page by
+        page (the state's primary key is the order: each page is one index range scan)."""
         self._attach_state()
+        where = ""
+        args: tuple[object, ...] = ()
+        if after is not None:
+            where = " AND (m.folder, m.uidvalidity, m.uid) > (?, ?, ?)"
+            args = (after.folder, after.uidvalidity, after.uid)
         cur = self._db.execute(
             "SELECT m.folder, m.uidvalidity, m.uid, m.size, m.internaldate, m.path"
-            " FROM st.messages m WHERE m.size >= 0 AND NOT EXISTS (SELECT 1 FROM docs d"
-            " WHERE d.folder=m.folder AND d.uidvalidity=m.uidvalidity AND d.uid=m.uid)"
-            " ORDER BY m.folder, m.uidvalidity, m.uid"
+            " FROM st.messages m WHERE m.size >= 0" + where + " AND NOT EXISTS (SELECT 1 FROM"
+            " docs d WHERE d.folder=m.folder AND d.uidvalidity=m.uidvalidity AND d.uid=m.uid)"
+            " ORDER BY m.folder, m.uidvalidity, m.uid LIMIT ?",
+            (*args, limit),
         )
         return [MissingMessage(*row) for row in cur]
 

@@ -90,6 +90,10 @@ class MailSettings(FrozenModel):
     # a connection near 40 MB/s at a 200 ms round trip: 1 GB at 100 ms one way took 11.5 s
     # against 16 s with 2 (docs/mailsync.md); on loopback the depth changes nothing.
     pipeline_depth: int = Field(default=4, ge=1, le=64)
+    # A folder's listing (UID, size, flags of every message) is read and compared with the
+    # archive in chunks of about this many messages, so memory stays flat whatever the folder's
+    # size (docs/benchmarks/memory.md); a folder of at most this many is listed in one command.
+    listing_chunk: int = Field(default=2000, ge=2, le=1_000_000)
     # Seconds to connect + greet + log in, and the longest wait for one response.
     timeout: float = Field(default=60.0, gt=0, le=3600)
     # Reconnects (with exponential backoff) of one connection before its folders fail.

@@ -11,10 +11,12 @@ made them), never on the event loop.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from foundation.errors import StorageError
 from mailsync.private_db import open_private_db, write_batch
 
 __all__ = ["FolderRecord", "MessageRow", "StateDB"]
@@ -163,6 +165,84 @@ class StateDB:
                 r[0], r[1], r[2], r[3], r[4], r[5], _flags(r[6]), r[7], r[8], bool(r[9]), r[10]
             )
         return out
+
+    def rows_for(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> list[MessageRow]:
+        """The rows of these UIDs only (one indexed lookup each, through a temporary table):
+        what a chunk of a folder's listing is compared with."""
+        db = self._db
+        try:
+            # one transaction: in autocommit each row of the temporary table would be one
+            # (a folder's reconcile of 100,000 files took 7.5 s so, 0.3 s this way)
+            db.execute("BEGIN")
+            self._fill_listing(uids)
+            rows = self._listed_rows(folder, uidvalidity)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: state read failed: {exc}") from exc
+        return rows
+
+    def _fill_listing(self, uids: Iterable[int]) -> None:
+        db = self._db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS listing (uid INTEGER PRIMARY KEY)")
+        db.execute("DELETE FROM listing")
+        db.executemany("INSERT OR IGNORE INTO listing (uid) VALUES (?)", ((u,) for u in uids))
+
+    def _listed_rows(self, folder: str, uidvalidity: int) -> list[MessageRow]:
+        cur = self._db.execute(
+            "SELECT m.folder, m.uidvalidity, m.generation, m.uid, m.size, m.sha256, m.flags,"
+            " m.internaldate, m.path, m.deleted_on_server, m.message_id FROM listing l"
+            # CROSS JOIN keeps the chunk as the outer loop: one primary-key lookup per listed
+            # UID (the planner otherwise scanned the folder's rows: 60 us a row at 100,000)
+            " CROSS JOIN messages m ON m.folder=? AND m.uidvalidity=? AND m.uid=l.uid",
+            (folder, uidvalidity),
+        )
+        return [
+            MessageRow(
+                r[0], r[1], r[2], r[3], r[4], r[5], _flags(r[6]), r[7], r[8], bool(r[9]), r[10]
+            )
+            for r in cur
+        ]
+
+    def diff_chunk(
+        self,
+        folder: str,
+        uidvalidity: int,
+        uids: Sequence[int],
+        lo: int,
+        hi: int | None,
+        mark_gone: bool,
+    ) -> tuple[list[MessageRow], int]:
+        """One chunk of a folder's listing against the archive: the rows of the listed ``uids``
+        and, with ``mark_gone``, rows with a UID in ``lo``..``hi`` (None: no end) the listing
+        lacks marked deleted on the server (returns how many), in one transaction. The listed
+        UIDs go to a temporary table joined on the primary key: the work and the memory follow
+        the chunk, not the folder."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            self._fill_listing(uids)
+            rows = self._listed_rows(folder, uidvalidity)
+            gone = 0
+            if mark_gone:
+                cur = db.execute(
+                    "UPDATE messages SET deleted_on_server=1 WHERE folder=? AND uidvalidity=?"
+                    " AND uid BETWEEN ? AND ? AND deleted_on_server=0"
+                    " AND uid NOT IN (SELECT uid FROM listing)",
+                    (folder, uidvalidity, lo, hi if hi is not None else 2**63 - 1),
+                )
+                gone = max(0, cur.rowcount)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: state write failed: {exc}") from exc
+        return rows, gone
+
+    def paths_of(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> dict[int, str]:
+        """uid -> path in the state, for these UIDs only."""
+        return {r.uid: r.path for r in self.rows_for(folder, uidvalidity, uids)}
 
     def folder_paths(self, folder: str) -> set[str]:
         """Every message file path of ``folder`` the state names, all generations."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from foundation.errors import StorageError
+from foundation.heap import HeapTrimmer
 from mailsync.core.maildir import message_filename, subdir_for
 from mailsync.core.plan import FolderState
 from mailsync.layout import (
@@ -50,6 +51,7 @@ __all__ = [
 _R = TypeVar("_R")
 _NAME_RE = re.compile(r"^(\d+)\.(\d+)\.")
 _SYNC_THREADS = 16
+_RECONCILE_BATCH = 2000  # file names of a folder checked against the state at a time
 
 
 @dataclass(frozen=True)
@@ -248,20 +250,43 @@ class MaildirStore:
         return new_path
 
     def reconcile(
-        self, relpath: str, uidvalidity: int, known: Mapping[int, str]
+        self,
+        relpath: str,
+        uidvalidity: int,
+        known: Callable[[list[int]], Mapping[int, str]],
     ) -> tuple[dict[int, str], int]:
         """Repair what a crash may have left in a folder, for the current UIDVALIDITY.
 
-        ``known`` maps archived UIDs to their paths in the state. Files in new/ or cur/ the state
-        does not know (renamed in, but the crash came before the commit) are removed, so they are
-        fetched again and end up exactly once; a known message found under another name (a flag
-        rename whose commit was lost) yields a path fix. Empties tmp/. Returns (fixes, removed).
+        ``known(uids)`` maps those of ``uids`` the state archived to their paths there (asked
+        for a bounded batch of file names at a time, so a folder of any size costs the same
+        memory). Files in new/ or cur/ the state does not know (renamed in, but the crash came
+        before the commit) are removed, so they are fetched again and end up exactly once; a
+        known message found under another name (a flag rename whose commit was lost) yields a
+        path fix. Empties tmp/. Returns (fixes, removed).
         """
         base = self.root / relpath
         if not base.exists():
             return {}, 0
         fixes: dict[int, str] = {}
         removed = 0
+        batch: list[tuple[int, str, str]] = []  # (uid, relative path, absolute path)
+
+        def settle() -> None:
+            nonlocal removed
+            paths = known([uid for uid, _, _ in batch])
+            for uid, rel, full in batch:
+                want = paths.get(uid)
+                if want is None:
+                    os.unlink(full)
+                    removed += 1
+                elif want != rel:
+                    if (self.root / want).exists():
+                        os.unlink(full)
+                        removed += 1
+                    else:
+                        fixes[uid] = rel
+            batch.clear()
+
         for sub in ("new", "cur"):
             d = base / sub
             if not d.is_dir():
@@ -270,18 +295,11 @@ class MaildirStore:
                 m = _NAME_RE.match(entry.name)
                 if m is None or int(m.group(1)) != uidvalidity:
                     continue
-                uid = int(m.group(2))
-                rel = f"{relpath}/{sub}/{entry.name}"
-                want = known.get(uid)
-                if want is None:
-                    os.unlink(entry.path)
-                    removed += 1
-                elif want != rel:
-                    if (self.root / want).exists():
-                        os.unlink(entry.path)
-                        removed += 1
-                    else:
-                        fixes[uid] = rel
+                batch.append((int(m.group(2)), f"{relpath}/{sub}/{entry.name}", entry.path))
+                if len(batch) >= _RECONCILE_BATCH:
+                    settle()
+        if batch:
+            settle()
         tmp = base / "tmp"
         if tmp.is_dir():
             for entry in os.scandir(tmp):
@@ -317,6 +335,8 @@ class AccountArchive:
         self._index: SearchIndex | None = None
         self._store: MaildirStore | None = None
         self._fsync = fsync
+        # freed bodies otherwise stay in malloc's arenas: RSS crept up with the message count
+        self._trimmer = HeapTrimmer()
         self._lock: ArchiveLock | None = None
         self._opened = False
 
@@ -474,18 +494,16 @@ class AccountArchive:
         for name in gone:
             self.state.mark_deleted(name, None, ())
 
-    def load_folder(
-        self, name: str, relpath: str, uidvalidity: int
-    ) -> tuple[FolderRecord | None, dict[int, MessageRow]]:
-        """Reconcile crash leftovers, then return the folder record and its rows."""
+    def load_folder(self, name: str, relpath: str, uidvalidity: int) -> FolderRecord | None:
+        """Reconcile crash leftovers, then return the folder record (its messages are compared
+        chunk by chunk, :meth:`StateDB.diff_chunk`)."""
         record = self.state.folders().get(name)
-        rows = self.state.messages(name, uidvalidity)
-        fixes, _ = self.store.reconcile(relpath, uidvalidity, {u: r.path for u, r in rows.items()})
+        fixes, _ = self.store.reconcile(
+            relpath, uidvalidity, lambda uids: self.state.paths_of(name, uidvalidity, uids)
+        )
         for uid, path in fixes.items():
             self.state.update_path(name, uidvalidity, uid, path)
-        if fixes:
-            rows = self.state.messages(name, uidvalidity)
-        return record, rows
+        return record
 
     def store_batch(
         self,
@@ -516,6 +534,7 @@ class AccountArchive:
                 for s in stored
             ]
         )
+        self._trimmer.tick()
         return stored
 
     def update_flags(
@@ -525,7 +544,8 @@ class AccountArchive:
         uidvalidity: int,
         changes: Iterable[tuple[int, tuple[str, ...]]],
     ) -> None:
-        rows = self.state.messages(name, uidvalidity)
+        changes = list(changes)
+        rows = {r.uid: r for r in self.state.rows_for(name, uidvalidity, (u for u, _ in changes))}
         done = []
         for uid, flags in changes:
             row = rows.get(uid)

@@ -3,7 +3,7 @@
 :func:`discover` (one per account) and :func:`sync_folder` (one per folder) are generators. They
 yield effects -- :class:`Send` (IMAP commands, pipelined: one round trip), :class:`StartFetch` /
 :class:`NextFetch` (a sliding window of body FETCHes), :class:`LoadFolder`,
-:class:`StoreBatch`, :class:`UpdateFlags`, :class:`MarkGone`, :class:`NewGeneration`,
+:class:`DiffChunk`, :class:`StoreBatch`, :class:`UpdateFlags`, :class:`NewGeneration`,
 :class:`SaveFolder` -- and receive each effect's result. A driver (asyncio today; threads, gevent
 and processes later) performs the effects; the order of decisions lives here, once.
 
@@ -15,11 +15,13 @@ mistaken for "unchanged") on the next run.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from foundation.errors import FolderGone, ImapCommandError
-from mailsync.core import commands
+from mailsync.core import commands, listing
+from mailsync.core.listing import ChunkRouter, UidRange
 from mailsync.core.names import safe_relpath
 from mailsync.core.parser import (
     FetchResp,
@@ -34,12 +36,13 @@ from mailsync.core.plan import FolderState, LocalMsg, ServerMsg, needs_sync, pla
 __all__ = [
     "Command",
     "CommandResult",
+    "DiffChunk",
     "Effect",
     "FolderJob",
     "FolderResult",
     "LoadFolder",
+    "LocalChunk",
     "LocalFolder",
-    "MarkGone",
     "NewGeneration",
     "NextFetch",
     "SaveFolder",
@@ -98,11 +101,32 @@ class NextFetch:
 
 @dataclass(frozen=True)
 class LocalFolder:
-    """What the archive holds for a folder (after crash leftovers were reconciled)."""
+    """What the archive holds for a folder (after crash leftovers were reconciled): its last
+    UIDVALIDITY and generation. Its messages are compared chunk by chunk (:class:`DiffChunk`)."""
 
     uidvalidity: int | None
     generation: int
+
+
+@dataclass(frozen=True)
+class DiffChunk:
+    """Compare one chunk of the folder's listing with the archive (in SQLite: the rows of these
+    UIDs only). With ``mark_gone``, rows in ``span`` that the chunk lacks (and not yet marked) are
+    marked deleted on the server there. Result: :class:`LocalChunk`."""
+
+    name: str
+    uidvalidity: int
+    uids: tuple[int, ...]  # the UIDs the server listed in the chunk
+    span: UidRange
+    mark_gone: bool
+
+
+@dataclass(frozen=True)
+class LocalChunk:
+    """The archive's rows for a chunk's listed UIDs, and how many rows of it were marked gone."""
+
     messages: Mapping[int, LocalMsg]
+    gone: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,13 +158,6 @@ class UpdateFlags:
 
 
 @dataclass(frozen=True)
-class MarkGone:
-    name: str
-    uidvalidity: int
-    uids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class NewGeneration:
     """UIDVALIDITY changed: keep the old copies (marked in state), start a new generation."""
 
@@ -164,9 +181,9 @@ Effect = (
     | StartFetch
     | NextFetch
     | LoadFolder
+    | DiffChunk
     | StoreBatch
     | UpdateFlags
-    | MarkGone
     | NewGeneration
     | SaveFolder
 )
@@ -182,8 +199,12 @@ class SyncOptions:
     pipeline_depth: int = 4
     condstore: bool = False
     literal_plus: bool = False
-    # aioimaplib cannot take `UID FETCH 1:*` over large folders: list in UID ranges of this size
-    listing_chunk: int | None = None
+    # a folder's listing is read and compared with the archive in chunks of about this many
+    # messages (mailsync.core.listing): memory stays flat whatever the folder's size
+    listing_chunk: int = 2000
+    # list in fixed UID ranges of listing_chunk (aioimaplib: no plain FETCH, no `1:*` over a
+    # large folder, no CHANGEDSINCE delta)
+    uid_step: bool = False
 
 
 @dataclass(frozen=True)
@@ -324,22 +345,17 @@ def _send(*commands: Command) -> Generator[Effect, object, tuple[CommandResult, 
 
 
 def _listing_commands(uidnext: int | None, opts: SyncOptions) -> list[Command]:
-    if opts.listing_chunk is None or uidnext is None:
+    """The whole listing as fixed UID ranges (``uid_step``) or one ``1:*``."""
+    if not opts.uid_step:
         return [commands.uid_fetch_meta("1:*", modseq=opts.condstore)]
-    step = opts.listing_chunk
-    cmds: list[Command] = [
-        commands.uid_fetch_meta(f"{lo}:{min(lo + step - 1, uidnext - 1)}", modseq=opts.condstore)
-        for lo in range(1, uidnext, step)
-    ]
-    # plus anything that arrived after STATUS/EXAMINE told us UIDNEXT
-    cmds.append(commands.uid_fetch_meta(f"{max(uidnext, 1)}:*", modseq=opts.condstore))
-    return cmds
+    ranges = listing.stepped_ranges(uidnext, opts.listing_chunk)
+    return list(listing.range_commands(ranges, modseq=opts.condstore))
 
 
 def _incremental_base(job: FolderJob, opts: SyncOptions) -> FolderState | None:
     """The last complete sync's STATUS when a CONDSTORE delta listing is safe, else None."""
     before, now = job.before, job.status
-    if not opts.condstore or opts.listing_chunk is not None or before is None or now is None:
+    if not opts.condstore or opts.uid_step or before is None or now is None:
         return None
     if before.uidvalidity is None or before.uidvalidity != now.uidvalidity:
         return None
@@ -348,49 +364,151 @@ def _incremental_base(job: FolderJob, opts: SyncOptions) -> FolderState | None:
     return before
 
 
-def _server_msgs(
-    first: CommandResult | None, listing: Sequence[CommandResult], name: str, exists: int | None
-) -> list[ServerMsg]:
+def _check_listing(listing: Sequence[CommandResult], name: str, exists: int | None) -> None:
     for lres in listing:
         if exists == 0 and not lres.ok:
             continue  # some servers answer NO to UID FETCH on an empty folder
         _check(lres, "UID FETCH (listing)", name)
-    server: list[ServerMsg] = []
-    seen: set[int] = set()
+
+
+def _server_msgs(
+    first: CommandResult | None, listing: Sequence[CommandResult], name: str, exists: int | None
+) -> list[ServerMsg]:
+    """The listing lines of answers already in hand (a small folder, a CONDSTORE delta)."""
+    _check_listing(listing, name, exists)
+    router = ChunkRouter([UidRange(1, None)])
     # listing lines may be credited to EXAMINE (the earliest command of the burst)
     for lres in (first, *listing) if first is not None else listing:
-        for resp in lres.untagged:
-            if isinstance(resp, FetchResp) and resp.uid is not None and resp.uid not in seen:
-                if resp.size is None:
-                    continue  # an unsolicited FLAGS update, not a listing line
-                seen.add(resp.uid)
-                server.append(
-                    ServerMsg(
-                        uid=resp.uid,
-                        size=resp.size,
-                        flags=tuple(resp.flags or ()),
-                        internaldate=resp.internaldate or "",
-                        modseq=resp.modseq,
-                    )
-                )
-    return server
+        router.add(lres.untagged)
+    return router.take(0)
+
+
+@dataclass
+class _Tally:
+    """What a folder's listing made of it so far (summed over its chunks); the body batches
+    are cut across chunks as :func:`mailsync.core.commands.chunk_uids` would cut them."""
+
+    max_count: int
+    max_bytes: int
+    batches: list[array[int]] = field(default_factory=list)
+    flag_updates: int = 0
+    gone: int = 0
+    _open: array[int] = field(default_factory=lambda: listing.compact(()))
+    _open_bytes: int = 0
+
+    def want(self, uid: int, size: int) -> None:
+        cur = self._open
+        if cur and (len(cur) >= self.max_count or self._open_bytes + size > self.max_bytes):
+            self.batches.append(cur)
+            self._open, self._open_bytes = listing.compact(()), 0
+        self._open.append(uid)
+        self._open_bytes += size
+
+    def close(self) -> list[array[int]]:
+        if self._open:
+            self.batches.append(self._open)
+            self._open = listing.compact(())
+        return self.batches
+
+
+def _diff_chunk(
+    name: str,
+    job: FolderJob,
+    uidvalidity: int,
+    server: list[ServerMsg],
+    span: UidRange,
+    opts: SyncOptions,
+    tally: _Tally,
+    *,
+    mark_gone: bool,
+) -> Generator[Effect, object, None]:
+    """Compare one chunk with the archive, re-flag what changed; its fetch batches go to
+    ``tally`` (4 bytes per message to fetch: the chunk's lines are dropped after this)."""
+    if not server and not mark_gone:
+        return
+    local = yield DiffChunk(name, uidvalidity, tuple(m.uid for m in server), span, mark_gone)
+    assert isinstance(local, LocalChunk)
+    plan = plan_folder(
+        server,
+        local.messages,
+        uidvalidity_now=uidvalidity,
+        uidvalidity_before=uidvalidity,  # generations are handled by the caller
+        partial=True,  # what the chunk lacks was marked gone in the archive already
+        batch_messages=opts.batch_messages,
+        batch_bytes=opts.batch_bytes,
+    )
+    if plan.flag_updates:
+        yield UpdateFlags(name, job.relpath, uidvalidity, plan.flag_updates)
+    tally.flag_updates += len(plan.flag_updates)
+    tally.gone += local.gone
+    if plan.fetch:
+        sizes = {m.uid: m.size for m in server}
+        for batch in plan.fetch:
+            for uid in batch:
+                tally.want(uid, sizes[uid])
+
+
+def _list_in_chunks(
+    name: str,
+    job: FolderJob,
+    uidvalidity: int,
+    exists: int | None,
+    uidnext: int | None,
+    opts: SyncOptions,
+    tally: _Tally,
+) -> Generator[Effect, object, None]:
+    """A full listing of a folder too big to hold: UID ranges of about ``listing_chunk``
+    messages, listed in a sliding window, each compared with the archive when complete."""
+    if opts.uid_step:
+        ranges = listing.stepped_ranges(uidnext, opts.listing_chunk)
+    else:
+        bounds = listing.boundary_command(exists or 0, opts.listing_chunk)
+        ranges = [UidRange(1, None)]
+        if bounds is not None:
+            (bres,) = yield from _send(bounds)
+            # a server that refuses the message numbers (one expunged meanwhile, say) gets
+            # fixed UID ranges: more commands when UIDs are sparse, the same bound on memory
+            ranges = (
+                listing.boundary_ranges(bres.untagged)
+                if bres.ok
+                else listing.stepped_ranges(uidnext, opts.listing_chunk)
+            )
+    cmds = listing.range_commands(ranges, modseq=opts.condstore)
+    if len(cmds) > 1:
+        yield StartFetch(cmds, max(1, opts.pipeline_depth))
+    router = ChunkRouter(ranges)
+    for k, span in enumerate(ranges):
+        if len(cmds) > 1:
+            lres = yield NextFetch()
+        else:
+            (lres,) = yield from _send(cmds[0])
+        assert isinstance(lres, CommandResult)
+        _check_listing([lres], name, exists)
+        router.add(lres.untagged)
+        yield from _diff_chunk(
+            name, job, uidvalidity, router.take(k), span, opts, tally, mark_gone=True
+        )
 
 
 def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, FolderResult]:
-    """EXAMINE, list, plan, fetch in pipelined batches, store, record. Read-only on the server."""
+    """EXAMINE, list and compare chunk by chunk, fetch in pipelined batches, store, record.
+    Read-only on the server."""
     name = job.name
     since = _incremental_base(job, opts)
+    known = job.status.messages if job.status is not None else None
     if since is not None:
         # CONDSTORE: only UIDs above the last UIDNEXT and what changed since the last MODSEQ
         listing_cmds: list[Command] = [
             commands.uid_fetch_meta(f"{since.uidnext}:*", modseq=True),
             commands.uid_fetch_meta("1:*", changedsince=since.highestmodseq),
         ]
-    else:
+    elif known is not None and known <= opts.listing_chunk:
         listing_cmds = _listing_commands(job.status.uidnext if job.status else None, opts)
-    # EXAMINE and the listing in one round trip: a failed EXAMINE leaves no mailbox selected,
-    # so the listing then fails too instead of reading another folder
-    res, *listing = yield from _send(
+    else:
+        listing_cmds = []  # a big folder (or one STATUS did not describe): listed in chunks
+    # EXAMINE and a small folder's listing in one round trip: a failed EXAMINE leaves no mailbox
+    # selected, so the listing then fails too instead of reading another folder
+    res, *first_listing = yield from _send(
         commands.examine(job.raw_name, condstore=opts.condstore, literal_plus=opts.literal_plus),
         *listing_cmds,
     )
@@ -409,39 +527,52 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
     assert isinstance(local, LocalFolder)
     generation = local.generation
     new_generation = local.uidvalidity is not None and local.uidvalidity != uidvalidity
-    local_msgs: Mapping[int, LocalMsg] = local.messages
     if new_generation:
         assert local.uidvalidity is not None
         generation += 1
         # rows already stored under the new UIDVALIDITY (a run interrupted after the change)
-        # stay valid: LoadFolder returned only those
+        # stay valid: the chunks are compared with those only
         yield NewGeneration(name, local.uidvalidity, generation)
-    server = _server_msgs(res, listing, name, exists)
-    partial = False
+    tally = _Tally(max(1, opts.batch_messages), opts.batch_bytes)
+    whole = UidRange(1, None)
     if since is not None:
         assert since.uidnext is not None and since.messages is not None
-        new_count = len({m.uid for m in server if m.uid >= since.uidnext})
+        delta = _server_msgs(res, first_listing, name, exists)
+        new_count = len({m.uid for m in delta if m.uid >= since.uidnext})
         if not new_generation and exists == since.messages + new_count:
-            partial = True  # nothing was expunged: UIDs missing from the answer are unchanged
-        else:
+            # nothing was expunged: UIDs missing from the answer are unchanged
+            yield from _diff_chunk(
+                name, job, uidvalidity, delta, whole, opts, tally, mark_gone=False
+            )
+        elif exists is not None and exists <= opts.listing_chunk:
             full = yield from _send(*_listing_commands(uidnext, opts))
             server = _server_msgs(None, full, name, exists)
-    plan = plan_folder(
-        server,
-        local_msgs,
-        uidvalidity_now=uidvalidity,
-        uidvalidity_before=uidvalidity,  # generations are handled above
-        partial=partial,
-        batch_messages=opts.batch_messages,
-        batch_bytes=opts.batch_bytes,
-    )
-    if plan.flag_updates:
-        yield UpdateFlags(name, job.relpath, uidvalidity, plan.flag_updates)
-    if plan.gone:
-        yield MarkGone(name, uidvalidity, plan.gone)
+            yield from _diff_chunk(
+                name, job, uidvalidity, server, whole, opts, tally, mark_gone=True
+            )
+        else:
+            yield from _list_in_chunks(name, job, uidvalidity, exists, uidnext, opts, tally)
+    elif listing_cmds and not opts.uid_step:
+        server = _server_msgs(res, first_listing, name, exists)
+        yield from _diff_chunk(name, job, uidvalidity, server, whole, opts, tally, mark_gone=True)
+    elif listing_cmds:
+        # fixed UID ranges, answered in the first round trip (a small folder): one chunk each
+        ranges = listing.stepped_ranges(
+            job.status.uidnext if job.status else None, opts.listing_chunk
+        )
+        _check_listing(first_listing, name, exists)
+        router = ChunkRouter(ranges)
+        router.add(res.untagged)
+        for k, (span, lres) in enumerate(zip(ranges, first_listing, strict=True)):
+            router.add(lres.untagged)
+            yield from _diff_chunk(
+                name, job, uidvalidity, router.take(k), span, opts, tally, mark_gone=True
+            )
+    else:
+        yield from _list_in_chunks(name, job, uidvalidity, exists, uidnext, opts, tally)
     new_messages = new_bytes = 0
     missing: list[int] = []
-    batches = list(plan.fetch)
+    batches = tally.close()
     if batches:
         # a sliding window: `pipeline_depth` body FETCHes stay in flight, the next one is sent
         # as soon as the oldest completes, so the link never idles between batches
@@ -454,7 +585,8 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
     # does): bodies are routed by UID. A body is credited to its own command or an earlier one,
     # so when batch k completes, all of batch k is in the pool.
     pool: dict[int, FetchResp] = {}
-    for batch in batches:
+    while batches:
+        batch = batches.pop(0)
         fres = yield NextFetch()
         assert isinstance(fres, CommandResult)
         _check(fres, "UID FETCH (bodies)", name)
@@ -482,8 +614,8 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
         name=name,
         new_messages=new_messages,
         new_bytes=new_bytes,
-        flag_updates=len(plan.flag_updates),
-        gone=len(plan.gone),
+        flag_updates=tally.flag_updates,
+        gone=tally.gone,
         new_generation=new_generation,
         missing=tuple(missing),
     )

@@ -28,16 +28,20 @@ def sync_options(
     batch_messages: int,
     batch_bytes: int,
     pipeline_depth: int,
+    listing_chunk: int | None = None,
     aioimaplib: bool = False,
 ) -> SyncOptions:
     """The options :func:`mailsync.core.flow.sync_folder` runs with on a session offering
-    ``capabilities``. aioimaplib serialises commands itself (one body FETCH at a time) and lists
-    large folders in UID ranges."""
+    ``capabilities``, listing a folder in chunks of ``listing_chunk`` messages. aioimaplib
+    serialises commands itself (one body FETCH at a time) and lists large folders in UID ranges
+    of at most 500."""
+    chunk = listing_chunk if listing_chunk is not None else SyncOptions().listing_chunk
     return SyncOptions(
         batch_messages=batch_messages,
         batch_bytes=batch_bytes,
         pipeline_depth=1 if aioimaplib else pipeline_depth,
         condstore="CONDSTORE" in capabilities,
         literal_plus="LITERAL+" in capabilities,
-        listing_chunk=AIOIMAPLIB_LISTING_CHUNK if aioimaplib else None,
+        listing_chunk=min(chunk, AIOIMAPLIB_LISTING_CHUNK) if aioimaplib else chunk,
+        uid_step=aioimaplib,
     )

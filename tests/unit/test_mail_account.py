@@ -63,13 +63,14 @@ def test_sync_options_follow_the_server_and_the_settings() -> None:
     bare = sync_options(
         frozenset({"IMAP4REV1"}), batch_messages=7, batch_bytes=2048, pipeline_depth=6
     )
-    assert not bare.condstore and not bare.literal_plus and bare.listing_chunk is None
+    assert not bare.condstore and not bare.literal_plus and not bare.uid_step
+    assert bare.listing_chunk == flow.SyncOptions().listing_chunk
 
 
 def test_sync_options_for_aioimaplib_fetch_one_batch_at_a_time_and_list_in_ranges() -> None:
     opts = sync_options(CAPS, batch_messages=7, batch_bytes=2048, pipeline_depth=6, aioimaplib=True)
     assert opts.pipeline_depth == 1
-    assert opts.listing_chunk == AIOIMAPLIB_LISTING_CHUNK == 500
+    assert opts.listing_chunk == AIOIMAPLIB_LISTING_CHUNK == 500 and opts.uid_step
     assert opts.condstore and opts.literal_plus
 
 
@@ -90,9 +91,9 @@ def test_account_sync_options_take_batches_from_the_account_and_depth_from_the_r
     settings = MailSettings(pipeline_depth=9)
     opts = account.sync_options(ACCOUNT, settings, CAPS)
     assert (opts.batch_messages, opts.batch_bytes, opts.pipeline_depth) == (50, 4096, 9)
-    assert opts.condstore and opts.listing_chunk is None
+    assert opts.condstore and not opts.uid_step
     slow = account.sync_options(ACCOUNT, settings, CAPS, aioimaplib=True)
-    assert (slow.pipeline_depth, slow.listing_chunk) == (1, 500)
+    assert (slow.pipeline_depth, slow.listing_chunk, slow.uid_step) == (1, 500, True)
 
 
 def result(wire: bytes) -> flow.CommandResult:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable, Generator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from foundation.errors import FolderGone, ImapCommandError, ImapConnectError, ImapTLSError
-from mailsync.core import flow
+from mailsync.core import flow, listing
 from mailsync.core.parser import FetchResp, ResponseParser, Tagged
 from mailsync.core.plan import FolderState, LocalMsg
 from mailsync.transports.native import translate_connect_error
@@ -24,9 +25,25 @@ def result(wire: bytes) -> flow.CommandResult:
     return flow.CommandResult(tagged, tuple(responses[:-1]))
 
 
+def diff_chunk(effect: flow.DiffChunk, local: dict[int, LocalMsg]) -> flow.LocalChunk:
+    """What the state DB answers a DiffChunk with, over ``local`` (marked gone in place)."""
+    listed = set(effect.uids)
+    gone = 0
+    if effect.mark_gone:
+        for uid, msg in list(local.items()):
+            if effect.span.contains(uid) and uid not in listed and not msg.deleted_on_server:
+                local[uid] = replace(msg, deleted_on_server=True)
+                gone += 1
+    return flow.LocalChunk({u: local[u] for u in effect.uids if u in local}, gone)
+
+
 def drive(
-    gen: Generator[flow.Effect, object, Any], answer: Callable[[flow.Effect], object]
+    gen: Generator[flow.Effect, object, Any],
+    answer: Callable[[flow.Effect], object],
+    local: dict[int, LocalMsg] | None = None,
 ) -> tuple[Any, list[flow.Effect]]:
+    """Run ``gen``: ``answer`` gives each effect's result; DiffChunk is answered over ``local``
+    (the archive's rows of the folder)."""
     effects: list[flow.Effect] = []
     value: object = None
     while True:
@@ -35,7 +52,10 @@ def drive(
         except StopIteration as stop:
             return stop.value, effects
         effects.append(effect)
-        value = answer(effect)
+        if isinstance(effect, flow.DiffChunk):
+            value = diff_chunk(effect, {} if local is None else local)
+        else:
+            value = answer(effect)
 
 
 def fetch_line(uid: int, body: bytes, flags: str = "\\Seen") -> bytes:
@@ -173,16 +193,16 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
             return answers.pop(0)
         if isinstance(effect, flow.LoadFolder):
             assert effect.uidvalidity == 77
-            return flow.LocalFolder(77, 0, local)
+            return flow.LocalFolder(77, 0)
         return None
 
-    res, effects = drive(flow.sync_folder(_job(), opts), answer)
+    res, effects = drive(flow.sync_folder(_job(), opts), answer, local)
     kinds = [type(e).__name__ for e in effects]
     assert kinds == [
         "Send",
         "LoadFolder",
+        "DiffChunk",  # uid 2 is marked gone there
         "UpdateFlags",
-        "MarkGone",
         "StartFetch",
         "NextFetch",
         "StoreBatch",
@@ -190,10 +210,11 @@ def test_sync_folder_plans_fetches_in_pipelined_batches_and_saves_last() -> None
         "StoreBatch",
         "SaveFolder",
     ]
-    upd = effects[2]
+    diff = effects[2]
+    assert isinstance(diff, flow.DiffChunk) and diff.uids == (1, 4, 5) and diff.mark_gone
+    upd = effects[3]
     assert isinstance(upd, flow.UpdateFlags) and upd.changes == ((1, ("\\Seen",)),)
-    gone = effects[3]
-    assert isinstance(gone, flow.MarkGone) and gone.uids == (2,)
+    assert local[2].deleted_on_server
     stores = [e for e in effects if isinstance(e, flow.StoreBatch)]
     assert [[m.uid for m in s.messages] for s in stores] == [[4], [5]]
     body = stores[1].messages[0]
@@ -214,7 +235,7 @@ def test_a_message_that_vanishes_mid_sync_blocks_the_folder_save() -> None:
         if isinstance(effect, flow.NextFetch):
             return result(fetch_line(1, b"hello") + b"T3 OK done\r\n")
         if isinstance(effect, flow.LoadFolder):
-            return flow.LocalFolder(None, 0, {})
+            return flow.LocalFolder(None, 0)
         return None
 
     res, effects = drive(flow.sync_folder(_job(), flow.SyncOptions()), answer)
@@ -240,7 +261,7 @@ def test_listing_bad_raises_command_error() -> None:
     load = gen.send((result(EXAMINE_WIRE), result(b"T2 BAD syntax\r\n")))
     assert isinstance(load, flow.LoadFolder)
     with pytest.raises(ImapCommandError, match="BAD"):
-        gen.send(flow.LocalFolder(77, 0, {}))
+        gen.send(flow.LocalFolder(77, 0))
 
 
 def test_uidvalidity_change_starts_a_new_generation() -> None:
@@ -249,13 +270,13 @@ def test_uidvalidity_change_starts_a_new_generation() -> None:
             first = effect.commands[0]
             first = first if isinstance(first, bytes) else first[0]
             if first.startswith(b"EXAMINE"):
-                return (
-                    result(b"* 0 EXISTS\r\n* OK [UIDVALIDITY 78] x\r\nT1 OK done\r\n"),
-                    result(b"T2 OK nothing\r\n"),
-                )
-            raise AssertionError("an empty folder needs no body fetch")
+                # STATUS said nothing: EXAMINE tells the size before the listing is planned
+                assert len(effect.commands) == 1
+                return (result(b"* 0 EXISTS\r\n* OK [UIDVALIDITY 78] x\r\nT1 OK done\r\n"),)
+            assert effect.commands == (b"UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE)",)
+            return (result(b"T2 OK nothing\r\n"),)
         if isinstance(effect, flow.LoadFolder):
-            return flow.LocalFolder(77, 2, {})
+            return flow.LocalFolder(77, 2)
         return None
 
     job = flow.FolderJob("INBOX", b"INBOX", "INBOX", None)
@@ -268,7 +289,7 @@ def test_uidvalidity_change_starts_a_new_generation() -> None:
 
 
 def test_listing_in_uid_ranges_for_clients_that_need_it() -> None:
-    cmds = flow._listing_commands(1201, flow.SyncOptions(listing_chunk=500))
+    cmds = flow._listing_commands(1201, flow.SyncOptions(listing_chunk=500, uid_step=True))
     assert cmds == [
         b"UID FETCH 1:500 (UID RFC822.SIZE FLAGS INTERNALDATE)",
         b"UID FETCH 501:1000 (UID RFC822.SIZE FLAGS INTERNALDATE)",
@@ -344,13 +365,13 @@ def _delta_run(exists: int) -> tuple[flow.FolderResult, list[flow.Effect]]:
             )
             return (result(full + b"T4 OK\r\n"),)
         if isinstance(effect, flow.LoadFolder):
-            return flow.LocalFolder(77, 0, local)
+            return flow.LocalFolder(77, 0)
         if isinstance(effect, flow.NextFetch):
             return result(fetch_line(4, b"four!") + fetch_line(5, b"five!") + b"T5 OK\r\n")
         return None
 
     opts = flow.SyncOptions(condstore=True)
-    res, effects = drive(flow.sync_folder(job, opts), answer)
+    res, effects = drive(flow.sync_folder(job, opts), answer, local)
     return res, effects
 
 
@@ -365,3 +386,108 @@ def test_condstore_delta_falls_back_to_a_full_listing_after_an_expunge() -> None
     assert sum(isinstance(e, flow.Send) for e in effects) == 2
     assert res.gone == 1  # uid 2
     assert res.new_messages == 2 and res.flag_updates == 0
+
+
+# -- a big folder: listed and compared in chunks --------------------------------------------------
+
+
+def _meta_line(seq: int, uid: int, size: int = 5, flags: str = "\\Seen") -> bytes:
+    return (
+        b'* %d FETCH (UID %d RFC822.SIZE %d FLAGS (%s) INTERNALDATE "01-Jan-2024 10:00:00 +0000")'
+        b"\r\n" % (seq, uid, size, flags.encode())
+    )
+
+
+def test_listing_bounds_cut_ranges_of_chunk_messages_however_sparse_the_uids() -> None:
+    assert listing.boundary_command(4, 4) is None  # one range does
+    assert listing.boundary_command(9, 4) == b"FETCH 4,8 (UID)"
+    answer = result(b"* 4 FETCH (UID 400)\r\n* 8 FETCH (UID 90000)\r\nT1 OK\r\n")
+    ranges = listing.boundary_ranges(answer.untagged)
+    assert [r.text for r in ranges] == ["1:400", "401:90000", "90001:*"]
+    assert ranges[2].contains(10**9) and not ranges[0].contains(401)
+
+
+def test_a_big_folder_is_listed_in_chunks_and_each_chunk_compared_alone() -> None:
+    # 9 messages, chunks of 4: bounds at positions 4 and 8; UIDs 1..9 except 6, plus 20 and 21
+    uids = [1, 2, 3, 4, 5, 7, 8, 9, 20]
+    job = flow.FolderJob("INBOX", b"INBOX", "INBOX", FolderState("INBOX", 77, 22, 12, 9))
+    opts = flow.SyncOptions(batch_messages=100, pipeline_depth=2, listing_chunk=4)
+    # the archive has 1..6 (6 is gone from the server; 2 has other flags) and 30 (gone, beyond)
+    local = {u: LocalMsg(u, 5, ("\\Seen",), "x", f"INBOX/cur/{u}") for u in (1, 3, 4, 5, 6, 30)}
+    local[2] = LocalMsg(2, 5, (), "x", "INBOX/new/2")
+    chunks = [
+        # the second chunk's first line is credited to the first command (Dovecot does that)
+        b"".join(_meta_line(i, u) for i, u in enumerate(uids[:4], 1)) + _meta_line(5, 5),
+        b"".join(_meta_line(i, u) for i, u in enumerate(uids[5:8], 6)),
+        _meta_line(9, 20) + _meta_line(10, 21, flags=""),
+    ]
+    bodies = b"".join(fetch_line(u, b"new%d" % u) for u in (7, 8, 9, 20, 21))
+    fetches = [result(c + b"T%d OK\r\n" % n) for n, c in enumerate(chunks, 3)]
+    fetches.append(result(bodies + b"T9 OK\r\n"))
+    sent: list[tuple[flow.Command, ...]] = []
+
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            cmds = tuple(c if isinstance(c, bytes) else b"".join(c) for c in effect.commands)
+            sent.append(cmds)
+            if cmds[0].startswith(b"EXAMINE"):
+                assert len(cmds) == 1  # too big to list in the EXAMINE round trip
+                return (result(b"* 10 EXISTS\r\n* OK [UIDVALIDITY 77] x\r\nT1 OK done\r\n"),)
+            assert cmds == (b"FETCH 4,8 (UID)",)
+            return (result(b"* 4 FETCH (UID 4)\r\n* 8 FETCH (UID 9)\r\nT2 OK\r\n"),)
+        if isinstance(effect, flow.StartFetch):
+            sent.append(effect.commands)
+            return None
+        if isinstance(effect, flow.NextFetch):
+            return fetches.pop(0)
+        if isinstance(effect, flow.LoadFolder):
+            return flow.LocalFolder(77, 0)
+        return None
+
+    res, effects = drive(flow.sync_folder(job, opts), answer, local)
+    assert sent[2] == (
+        b"UID FETCH 1:4 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 5:9 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 10:* (UID RFC822.SIZE FLAGS INTERNALDATE)",
+    )
+    diffs = [e for e in effects if isinstance(e, flow.DiffChunk)]
+    assert [(d.uids, d.span.text) for d in diffs] == [
+        ((1, 2, 3, 4), "1:4"),
+        ((5, 7, 8, 9), "5:9"),
+        ((20, 21), "10:*"),
+    ]
+    assert sent[3] == (b"UID FETCH 7:9,20:21 (UID BODY.PEEK[] FLAGS INTERNALDATE)",)
+    assert local[6].deleted_on_server and local[30].deleted_on_server
+    assert res.gone == 2 and res.flag_updates == 1 and res.new_messages == 5
+    assert isinstance(effects[-1], flow.SaveFolder)
+
+
+def test_refused_listing_bounds_fall_back_to_fixed_uid_ranges() -> None:
+    job = flow.FolderJob("INBOX", b"INBOX", "INBOX", FolderState("INBOX", 77, 9, 12, 6))
+    opts = flow.SyncOptions(listing_chunk=4)
+    started: list[tuple[flow.Command, ...]] = []
+
+    def answer(effect: flow.Effect) -> object:
+        if isinstance(effect, flow.Send):
+            first = effect.commands[0]
+            first = first if isinstance(first, bytes) else first[0]
+            if first.startswith(b"EXAMINE"):
+                wire = b"* 6 EXISTS\r\n* OK [UIDVALIDITY 77] x\r\n* OK [UIDNEXT 9] x\r\nT1 OK\r\n"
+                return (result(wire),)
+            return (result(b"T2 BAD Invalid messageset\r\n"),)
+        if isinstance(effect, flow.StartFetch):
+            started.append(effect.commands)
+            return None
+        if isinstance(effect, flow.NextFetch):
+            return result(b"T3 OK\r\n")
+        if isinstance(effect, flow.LoadFolder):
+            return flow.LocalFolder(77, 0)
+        return None
+
+    res, _ = drive(flow.sync_folder(job, opts), answer)
+    assert started[0] == (
+        b"UID FETCH 1:4 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 5:8 (UID RFC822.SIZE FLAGS INTERNALDATE)",
+        b"UID FETCH 9:* (UID RFC822.SIZE FLAGS INTERNALDATE)",
+    )
+    assert res.new_messages == 0

@@ -63,7 +63,14 @@ def test_reconcile_removes_unrecorded_files_and_fixes_renamed_paths(tmp_path: Pa
     renamed = store.rename_flags("F", b.path, 5, 2, b.size, ("\\Seen",))
     (tmp_path / "F" / "tmp" / "5.9.mailsync,S=3:2,").write_bytes(b"par")  # a killed write
     known = {1: a.path, 2: b.path}  # 3 landed but its commit did not; 2's rename was lost
-    fixes, removed = store.reconcile("F", 5, known)
+    asked: list[list[int]] = []
+
+    def lookup(uids: list[int]) -> dict[int, str]:
+        asked.append(sorted(uids))
+        return {u: known[u] for u in uids if u in known}
+
+    fixes, removed = store.reconcile("F", 5, lookup)
+    assert sorted(u for batch in asked for u in batch) == [1, 2, 3]  # UIDVALIDITY 5's files
     assert fixes == {2: renamed}
     assert removed == 1 and not (tmp_path / c.path).exists()
     assert (tmp_path / a.path).exists()
@@ -97,6 +104,16 @@ def test_state_round_trip(tmp_path: Path) -> None:
         assert rows[2].message_id == "<m@x>"
         assert db.folders()["INBOX"].uidnext == 3
         assert db.counts() == {"INBOX": (1, 1)}
+        # a chunk of a listing: UIDs 1 and 3 listed, 2 in the range but gone from the server
+        db.insert_messages(
+            [MessageRow("INBOX", 7, 0, u, 5, "cc", (), "d", f"INBOX/new/{u}") for u in (2, 3, 9)]
+        )
+        got, gone = db.diff_chunk("INBOX", 7, [1, 3], 1, 5, True)
+        assert sorted(r.uid for r in got) == [1, 3] and gone == 1
+        assert db.rows_for("INBOX", 7, [2])[0].deleted_on_server
+        assert not db.rows_for("INBOX", 7, [9])[0].deleted_on_server  # beyond the range
+        got, gone = db.diff_chunk("INBOX", 7, [], 6, None, True)
+        assert got == [] and gone == 1
         db.mark_generation_gone("INBOX", 7)
         assert all(r.deleted_on_server for r in db.messages("INBOX").values())
     finally:
@@ -110,11 +127,13 @@ async def test_account_archive_runs_in_its_writer_thread(tmp_path: Path) -> None
         stored = await archive.run(
             archive.store_batch, "INBOX", "INBOX", 3, 0, [(1, ("\\Seen",), None, BODY, "x")]
         )
-        record, rows = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
-        assert record is None and rows[1].path == stored[0].path
+        record = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
+        assert record is None
+        (row,) = await archive.run(archive.state.rows_for, "INBOX", 3, [1, 2])
+        assert row.path == stored[0].path
         await archive.run(archive.update_flags, "INBOX", "INBOX", 3, [(1, ())])
-        _, rows = await archive.run(archive.load_folder, "INBOX", "INBOX", 3)
-        assert rows[1].path.startswith("INBOX/new/") and rows[1].flags == ()
+        (row,) = await archive.run(archive.state.rows_for, "INBOX", 3, [1])
+        assert row.path.startswith("INBOX/new/") and row.flags == ()
     finally:
         await archive.aclose()
 
