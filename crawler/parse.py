@@ -14,8 +14,6 @@ import codecs
 import re
 from dataclasses import dataclass
 
-from lxml import etree  # type: ignore[import-untyped]
-from selectolax.lexbor import LexborHTMLParser
 from w3lib.encoding import (
     html_body_declared_encoding,
     http_content_type_encoding,
@@ -152,6 +150,10 @@ def _rel_tokens(value: str | None) -> frozenset[str]:
 
 
 def _extract(url: str, text: str, charset: str) -> ParsedPage:
+    # imported where used: the crawler's main process imports this module (the page steps)
+    # but parses nothing when a parser pool runs, and lexbor + lxml cost it ~9 MB of RSS
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(text)
     nodes = tree.css(_SELECTOR)
     base = url
@@ -300,6 +302,8 @@ def parse_sitemap(inp: ParseInput) -> ParsedPage:
 
 
 def _xml_locs(body: bytes) -> list[str]:
+    from lxml import etree  # type: ignore[import-untyped]  # where used: see _extract
+
     parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,

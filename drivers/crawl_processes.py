@@ -60,8 +60,9 @@ from foundation.limits import check_process_count
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender, death_note
 
-# what the workers use, imported once in the fork server (surt and uvloop load lazily elsewhere)
-PRELOAD = ("drivers.crawl_processes", "surt", "uvloop")
+# what the workers use, imported once in the fork server (surt, uvloop and the parsers load
+# lazily elsewhere)
+PRELOAD = ("drivers.crawl_processes", "surt", "uvloop", "selectolax.lexbor", "lxml.etree")
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
 DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the others get a turn)
 
