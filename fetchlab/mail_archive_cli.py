@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from fetchlab.mail_cli_common import check_mode, settings_option
 from fetchlab.settings import load_settings
 from foundation.errors import ModeError, SettingsError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
@@ -31,16 +32,6 @@ _QUERY_HELP = (
     " subject:, has:attachment, is:flagged, AND/OR/NOT ...), answered by the archive's index."
     " Examples: --query 'folder:Archive/* date:2023..2024-06', --query 'from:bob has:attachment'."
 )
-
-
-def _settings_option(fn: click.decorators.FC) -> click.decorators.FC:
-    return click.option(
-        "--settings",
-        "settings_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="TOML settings file (default: $FETCHLAB_SETTINGS).",
-    )(fn)
 
 
 def _archive_option(fn: click.decorators.FC) -> click.decorators.FC:
@@ -89,7 +80,7 @@ def _archive_root(settings: MailSettings, account: str | None) -> Path:
 
 
 @click.command()
-@_settings_option
+@settings_option
 @click.option("--account", default=None, help="The archived account (needed when several are).")
 @_archive_option
 @click.option(
@@ -182,7 +173,7 @@ def export(
 
 
 @click.command()
-@_settings_option
+@settings_option
 @click.option("--from", "source", required=True, help="The archived account to restore from.")
 @click.option("--to", "target", required=True, help="The configured account to restore into.")
 @_archive_option
@@ -245,10 +236,7 @@ def restore(
         if target not in {a.name for a in settings.accounts}:
             names = ", ".join(a.name for a in settings.accounts) or "none"
             raise UsageError(f"--to {target!r} is not a configured account (configured: {names})")
-        if settings.mode != "asyncio":
-            from drivers.dispatch import check_mail_mode
-
-            check_mail_mode(settings)
+        check_mode(settings)
     except (UsageError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     except ModeError as exc:

@@ -21,6 +21,7 @@ import click
 from rich.console import Console
 
 from fetchlab import mail_index_cli
+from fetchlab.mail_cli_common import check_mode, settings_option
 from fetchlab.settings import load_settings
 from foundation.errors import MailError, ModeError, SettingsError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
@@ -42,14 +43,6 @@ __all__ = ["main"]
 EXIT_INTERRUPTED = 130
 INTERRUPTED_NOTE = "mailsync: interrupted; run it again to resume"
 STOP_GRACE = 1.5  # seconds a blocking mode gets to stop after Ctrl-C / SIGTERM (then: exit)
-
-_settings_option = click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: $FETCHLAB_SETTINGS).",
-)
 
 
 def _load(settings_file: Path | None, out: Path | None, mode: str | None = None) -> MailSettings:
@@ -150,7 +143,7 @@ def _run_backup(
 
 
 @main.command()
-@_settings_option
+@settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
 @_out_option
 @click.option(
@@ -175,10 +168,7 @@ def backup(
     """Back up every selectable folder of the configured (or named) accounts."""
     settings = _load(settings_file, out, mode)
     try:
-        if settings.mode != "asyncio":
-            from drivers.dispatch import check_mail_mode
-
-            check_mail_mode(settings)
+        check_mode(settings)
     except ModeError as exc:
         click.echo(f"mailsync: {exc}", err=True)
         sys.exit(2)
@@ -253,7 +243,7 @@ def _index_gaps(settings: MailSettings, names: list[str]) -> None:
 
 
 @main.command()
-@_settings_option
+@settings_option
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
 @_out_option
 @click.option("--deep", is_flag=True, help="Fetch every message again and compare SHA-256.")
@@ -291,7 +281,7 @@ def verify(
 
 
 @main.command()
-@_settings_option
+@settings_option
 @click.option(
     "--account", default=None, help="The account to list (needed when several are configured)."
 )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
+from fetchlab.mail_cli_common import check_mode, settings_option
 from fetchlab.settings import load_settings
 from foundation.errors import FetchlabError, ModeError, SettingsError, StorageError
 from foundation.lifeline import exit_now, stop_signals_as_interrupt
@@ -37,16 +38,6 @@ if TYPE_CHECKING:  # loaded when a fleet command runs: `mailsync --help` stays q
 __all__ = ["enqueue", "fleet_status", "worker"]
 
 EXIT_INTERRUPTED = 130
-
-
-def _settings_option(fn: click.decorators.FC) -> click.decorators.FC:
-    return click.option(
-        "--settings",
-        "settings_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="TOML settings file (default: $FETCHLAB_SETTINGS).",
-    )(fn)
 
 
 def _queue_options(fn: click.decorators.FC) -> click.decorators.FC:
@@ -99,7 +90,7 @@ def _open(settings: MailSettings) -> FleetQueue:
 
 
 @click.command()
-@_settings_option
+@settings_option
 @_queue_options
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
 def enqueue(
@@ -131,7 +122,7 @@ def enqueue(
 
 
 @click.command()
-@_settings_option
+@settings_option
 @_queue_options
 @click.option(
     "--mode",
@@ -155,10 +146,7 @@ def worker(
     done and durable. Exits 0 when nothing is queued or running any more (--follow: never)."""
     settings = _load(settings_file, queue, fleet_name, mode)
     try:
-        if settings.mode != "asyncio":
-            from drivers.dispatch import check_mail_mode
-
-            check_mail_mode(settings)
+        check_mode(settings)
     except ModeError as exc:
         click.echo(f"mailsync: {exc}", err=True)
         sys.exit(2)
@@ -208,7 +196,7 @@ def _when(status: AccountStatus, now: float) -> str:
 
 
 @click.command(name="fleet-status")
-@_settings_option
+@settings_option
 @_queue_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the tables.")
 def fleet_status(

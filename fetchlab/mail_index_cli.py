@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fetchlab.mail_cli_common import settings_option
 from fetchlab.settings import load_settings
 from foundation.errors import QuerySyntaxError, SettingsError, StorageError, UsageError
 from foundation.progress import human_bytes
@@ -45,13 +46,6 @@ Examples:
   mailsync search 'has:attachment larger:5M' --output paths | xargs ls -l
   mailsync search --json '"project review" OR filename:report.pdf'"""
 
-_settings_option = click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML settings file (default: $FETCHLAB_SETTINGS).",
-)
 _out_option = click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -116,7 +110,7 @@ def fill_index_gaps(settings: MailSettings, names: Sequence[str], *, quiet: bool
 
 
 @click.command()
-@_settings_option
+@settings_option
 @_account_option
 @_out_option
 @click.option(
@@ -159,7 +153,7 @@ def _when(stamp: float | None) -> str:
 
 
 @click.command(epilog=SEARCH_HELP)
-@_settings_option
+@settings_option
 @_account_option
 @_out_option
 @click.option(
@@ -266,7 +260,7 @@ def _resolve(chosen: list[tuple[str, Path]], ident: str) -> tuple[str, Path, int
 
 
 @click.command()
-@_settings_option
+@settings_option
 @_out_option
 @click.option("--raw", is_flag=True, help="The message file's exact bytes.")
 @click.argument("ident", metavar="ID")
@@ -328,7 +322,7 @@ def _wrap(text: str, width: int = 78) -> str:
 
 # -- report --------------------------------------------------------------------------------------
 @click.command()
-@_settings_option
+@settings_option
 @_account_option
 @_out_option
 @click.option(
