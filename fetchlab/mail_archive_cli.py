@@ -12,9 +12,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from fetchlab.mail_cli_common import check_mode, settings_option
-from fetchlab.settings import load_settings
-from foundation.errors import ModeError, SettingsError, StorageError, UsageError
+from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
+from foundation.errors import ModeError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import human_bytes, summary_table
@@ -47,14 +46,7 @@ def _load(
     settings_file: Path | None, archive: Path | None, mode: str | None = None
 ) -> MailSettings:
     # the same layering as the other mailsync commands (mail.out is the archive folder here)
-    try:
-        overrides = {"mail": {"out": archive, "mode": mode}}
-        settings = load_settings(settings_file, overrides, tool="mail")
-    except SettingsError as exc:
-        for problem in exc.problems:
-            click.echo(f"mailsync: {problem}", err=True)
-        sys.exit(2)
-    return settings.mail
+    return load_mail(settings_file, {"mail": {"out": archive, "mode": mode}})
 
 
 def _archive_root(settings: MailSettings, account: str | None) -> Path:

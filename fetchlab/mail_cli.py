@@ -21,9 +21,8 @@ import click
 from rich.console import Console
 
 from fetchlab import mail_index_cli
-from fetchlab.mail_cli_common import check_mode, settings_option
-from fetchlab.settings import load_settings
-from foundation.errors import MailError, ModeError, SettingsError, StorageError, UsageError
+from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
+from foundation.errors import MailError, ModeError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter, human_bytes, summary_table
@@ -46,14 +45,7 @@ STOP_GRACE = 1.5  # seconds a blocking mode gets to stop after Ctrl-C / SIGTERM 
 
 
 def _load(settings_file: Path | None, out: Path | None, mode: str | None = None) -> MailSettings:
-    try:
-        overrides = {"mail": {"out": out, "mode": mode}}
-        settings = load_settings(settings_file, overrides, tool="mail")
-    except SettingsError as exc:
-        for problem in exc.problems:
-            click.echo(f"mailsync: {problem}", err=True)
-        sys.exit(2)
-    return settings.mail
+    return load_mail(settings_file, {"mail": {"out": out, "mode": mode}})
 
 
 def _pick(settings: MailSettings, names: Sequence[str]) -> list[AccountSettings]:

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from fetchlab.mail_cli_common import check_mode, settings_option
-from fetchlab.settings import load_settings
-from foundation.errors import FetchlabError, ModeError, SettingsError, StorageError
+from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
+from foundation.errors import FetchlabError, ModeError, StorageError
 from foundation.lifeline import exit_now, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import human_bytes, summary_table
@@ -62,14 +61,8 @@ def _load(
     fleet_name: str | None,
     mode: str | None = None,
 ) -> MailSettings:
-    try:
-        overrides = {"mail": {"mode": mode, "fleet": {"queue": queue, "name": fleet_name}}}
-        settings = load_settings(settings_file, overrides, tool="mail")
-    except SettingsError as exc:
-        for problem in exc.problems:
-            click.echo(f"mailsync: {problem}", err=True)
-        sys.exit(2)
-    return settings.mail
+    overrides = {"mail": {"mode": mode, "fleet": {"queue": queue, "name": fleet_name}}}
+    return load_mail(settings_file, overrides)
 
 
 def _open(settings: MailSettings) -> FleetQueue:

@@ -17,9 +17,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fetchlab.mail_cli_common import settings_option
-from fetchlab.settings import load_settings
-from foundation.errors import QuerySyntaxError, SettingsError, StorageError, UsageError
+from fetchlab.mail_cli_common import load_mail, settings_option
+from foundation.errors import QuerySyntaxError, StorageError, UsageError
 from foundation.progress import human_bytes
 from foundation.runtime import run
 from mailsync.layout import ArchiveLock, has_state
@@ -58,12 +57,7 @@ _account_option = click.option(
 
 
 def _load(settings_file: Path | None, out: Path | None) -> MailSettings:
-    try:
-        return load_settings(settings_file, {"mail": {"out": out}}, tool="mail").mail
-    except SettingsError as exc:
-        for problem in exc.problems:
-            click.echo(f"mailsync: {problem}", err=True)
-        sys.exit(2)
+    return load_mail(settings_file, {"mail": {"out": out}})
 
 
 def _archives(settings: MailSettings, names: Sequence[str]) -> list[tuple[str, Path]]:
