@@ -160,7 +160,7 @@ class Coordinator:
                 if self._committer is not None:
                     for fetched in works:
                         if isinstance(fetched, Fetched):
-                            self._host_free(fetched.item)
+                            sched.fetched(fetched.item)
                             self._freed.add(fetched.item.url)
                     self._commit_archived([w for w in works if isinstance(w, ArchivedWork)])
                 else:
