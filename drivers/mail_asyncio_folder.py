@@ -22,10 +22,10 @@ from typing import TypeVar
 from foundation.offload import BatchOffload
 from mailsync import effects
 from mailsync.core import flow
-from mailsync.indexer import Parsed, parse_headers_only, parse_stored
 from mailsync.report import AccountReport
 from mailsync.settings import MailSettings
 from mailsync.store import AccountArchive, StoredMessage
+from mailsync.stored_parse import Parsed, parse_headers_only, parse_stored
 from mailsync.transports.base import ImapSession
 from mailsync.transports.factory import SessionFactory
 

@@ -27,10 +27,10 @@ from mailsync import account, effects
 from mailsync.auth import Secret, get_secret
 from mailsync.core import flow, retry
 from mailsync.core.schedule import folder_where
-from mailsync.indexer import Parsed, parse_headers_only, parse_stored
 from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
+from mailsync.stored_parse import Parsed, parse_headers_only, parse_stored
 from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
 
 __all__ = ["HANDLED_EFFECTS", "AccountRun", "BlockingKind", "backup_blocking"]

@@ -16,10 +16,9 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import signal
 import sys
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import (
     BrokenExecutor,
     Executor,
@@ -29,7 +28,7 @@ from concurrent.futures import (
 )
 from typing import Generic, Literal, TypeVar
 
-from foundation.lifeline import watch_owner
+from foundation.pool_worker import apply_batch, ignore_sigint, pool_worker_init
 
 __all__ = [
     "BatchOffload",
@@ -41,11 +40,6 @@ __all__ = [
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-
-
-def apply_batch(fn: Callable[[In], Out], items: Sequence[In]) -> list[Out]:
-    """Run ``fn`` over a batch in the worker (top level, so it pickles)."""
-    return [fn(item) for item in items]
 
 
 @contextlib.contextmanager
@@ -61,21 +55,6 @@ def main_module_hidden() -> Iterator[None]:
         yield
     finally:
         sys.modules["__main__"] = real
-
-
-def ignore_sigint() -> None:
-    """Pool worker initializer: Ctrl-C reaches the whole process group, but only the parent
-    decides how to stop; a worker dying of KeyboardInterrupt would break the pool mid-shutdown."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def pool_worker_init(owner: int) -> None:
-    """Pool worker initializer: ignore Ctrl-C (see :func:`ignore_sigint`) and end with the
-    process that owns the pool. A worker is the fork server's child and holds its own job
-    queue's write end, so after a SIGKILL of the owner it would wait on that queue for ever
-    (and keep the fork server and the resource tracker alive with it)."""
-    ignore_sigint()
-    watch_owner(owner)
 
 
 class BatchOffload(Generic[In, Out]):

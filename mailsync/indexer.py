@@ -1,21 +1,24 @@
 """Parsing stored messages for the state's header fields and the search index (no asyncio here:
 the gevent mode imports it).
 
-:func:`parse_stored` is what every backup mode runs on each message it has just stored (in the
-process pool in the asyncio mode, inline in the blocking ones): it takes the file's path, not its
-bytes, so a batch crosses the process boundary as a few hundred bytes of paths instead of
-megabytes of bodies; the worker reads the file back from the page cache.
+:func:`parse_stored` (in :mod:`mailsync.stored_parse`, re-exported here) is what every backup
+mode runs on each message it has just stored (in the process pool in the asyncio mode, inline in
+the blocking ones); :func:`index_entry` is ``mailsync index``'s pool function.
 """
 
 from __future__ import annotations
 
-import os
-
 from foundation.errors import MailError
-from mailsync.core.headers import MAX_HEADER_BYTES, HeaderInfo, parse_headers
-from mailsync.core.mime import IndexDoc, extract
 from mailsync.core.parser import parse_internaldate
 from mailsync.search_index import IndexEntry, MissingMessage
+from mailsync.stored_parse import (
+    READ_CAP,
+    Parsed,
+    failed,
+    parse_doc,
+    parse_headers_only,
+    parse_stored,
+)
 
 __all__ = [
     "READ_CAP",
@@ -27,55 +30,6 @@ __all__ = [
     "parse_headers_only",
     "parse_stored",
 ]
-
-READ_CAP = 16 * 1024 * 1024  # bytes of one message read for indexing (text and names come first)
-
-# the state's header fields, and the index document (None: the backup does not index)
-Parsed = tuple[HeaderInfo, IndexDoc | None]
-
-
-def failed(problem: str) -> tuple[HeaderInfo, IndexDoc]:
-    """What a message that could not be read at all is indexed as."""
-    return (
-        HeaderInfo(None, None, None, None, None, problem[:300]),
-        IndexDoc("", "", "", "", "", "", None, "", (), problem[:300]),
-    )
-
-
-def _read(path: str) -> bytes:
-    # the size first: read(READ_CAP) would allocate the whole cap for every small message
-    with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        return fh.read(min(size, READ_CAP) + 1)[:READ_CAP]
-
-
-def parse_stored(path: str) -> Parsed:
-    """The header fields (state DB) and the index document of the message file at ``path``;
-    never raises (top level: it runs in the process pool)."""
-    try:
-        raw = _read(path)
-    except OSError as exc:
-        return failed(f"unreadable file: {exc.strerror or exc}")
-    return parse_headers(raw), extract(raw)
-
-
-def parse_headers_only(path: str) -> Parsed:
-    """The header fields alone (a backup with ``index = false``); never raises."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(MAX_HEADER_BYTES + 4)
-    except OSError as exc:
-        return failed(f"unreadable file: {exc.strerror or exc}")[0], None
-    return parse_headers(head), None
-
-
-def parse_doc(path: str) -> IndexDoc:
-    """The index document alone (``mailsync index`` keeps the state's header fields)."""
-    try:
-        raw = _read(path)
-    except OSError as exc:
-        return failed(f"unreadable file: {exc.strerror or exc}")[1]
-    return extract(raw)
 
 
 def index_entry(task: tuple[str, MissingMessage]) -> IndexEntry:

@@ -42,7 +42,9 @@ class AccountSettings(FrozenModel):
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     connections: int = Field(default=4, ge=1, le=64)
-    batch_messages: int = Field(default=200, ge=1, le=10_000)
+    # 100: small messages cost more in flight than their bytes (a parsed FETCH item each): 200
+    # held ~8 MB more at 1.5 KB a message for no speed (docs/benchmarks/memory.md)
+    batch_messages: int = Field(default=100, ge=1, le=10_000)
     # 2 MB: 4 connections x (4 in flight + 1 being written + 1 parsed) batches stay near 50 MB;
     # larger batches bought no speed even at 100 ms (measured, docs/mailsync.md)
     batch_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -102,9 +104,9 @@ class MailSettings(FrozenModel):
     retry_delay: float = Field(default=0.2, ge=0, le=60)
     retry_max_delay: float = Field(default=5.0, ge=0, le=3600)
     # Header parser processes (0 = parse on the event loop) and messages per IPC batch.
-    # (2: with the search index's MIME walk one parser process held a 1 GB backup back by ~19 %;
-    # docs/benchmarks/mail.md, "The search index during a backup")
-    header_workers: int = Field(default=2, ge=0, le=64)
+    # (1: on two cores a second process bought no speed and cost ~24 MB; measured 2026-12-06,
+    # 1 GB corpus 9.8 s with one against 12.5 s with two, docs/benchmarks/memory.md)
+    header_workers: int = Field(default=1, ge=0, le=64)
     header_batch: int = Field(default=64, ge=1, le=10_000)
     # Index each stored message for search (the MIME walk) during the backup.
     index: bool = True
