@@ -11,7 +11,9 @@ broken (every later ``feed`` raises the same error) and the connection must be d
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Literal
 
 from foundation.errors import ImapProtocolError
@@ -240,6 +242,17 @@ def _untagged(parts: RawResponse) -> Response:
     return Untagged(kind, number, None, (), _text(line[at:]), values)
 
 
+# Shared by every fast-path FETCH: a folder listing keeps thousands of responses in flight
+# (connections x pipeline_depth x listing_chunk), and one empty dict and one flags tuple each
+# were ~4 MB of the 200,000-message backup's peak (tracemalloc, docs/benchmarks/memory.md).
+_NO_OTHER: Mapping[str, object] = MappingProxyType({})
+
+
+@lru_cache(maxsize=1024)
+def _flag_tuple(raw: bytes) -> tuple[str, ...]:
+    return tuple(f.decode("utf-8", "surrogateescape") for f in raw.split())
+
+
 def _fast_fetch(
     seq: bytes,
     g: tuple[bytes | None, ...],
@@ -254,14 +267,12 @@ def _fast_fetch(
     return FetchResp(
         int(seq),
         int(uid) if uid is not None else None,
-        tuple(f.decode("utf-8", "surrogateescape") for f in flags.split())
-        if flags is not None
-        else None,
+        _flag_tuple(flags) if flags is not None else None,
         int(size) if size is not None else None,
         date.decode("utf-8", "surrogateescape") if date is not None else None,
         body,
         int(modseq) if modseq is not None else None,
-        {},
+        _NO_OTHER,
     )
 
 
