@@ -1,0 +1,32 @@
+"""A spawned parser worker imports the module of every function it is sent: those modules must
+stay light, or each worker process grows by the search index, SQLite and asyncio (~8 MB RSS each,
+docs/benchmarks/memory.md). Checked in a fresh interpreter, as a spawned worker starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("asyncio", "sqlite3", "mailsync.search_index", "pydantic", "aiohttp")
+
+
+def _imported_after(modules: str) -> set[str]:
+    code = f"import sys, json\nimport {modules}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return set(json.loads(out.stdout))
+
+
+def test_the_mail_parser_worker_imports_nothing_heavy() -> None:
+    loaded = _imported_after("foundation.pool_worker, mailsync.stored_parse")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_the_offload_sends_functions_from_the_light_module() -> None:
+    from foundation import offload, pool_worker
+    from mailsync import indexer, stored_parse
+
+    # pickled by reference: the worker imports the function's own module
+    assert offload.apply_batch.__module__ == pool_worker.__name__
+    assert offload.pool_worker_init.__module__ == pool_worker.__name__
+    assert indexer.parse_stored.__module__ == stored_parse.__name__
