@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Literal
 
 from foundation.errors import ImapProtocolError
@@ -245,7 +244,9 @@ def _untagged(parts: RawResponse) -> Response:
 # Shared by every fast-path FETCH: a folder listing keeps thousands of responses in flight
 # (connections x pipeline_depth x listing_chunk), and one empty dict and one flags tuple each
 # were ~4 MB of the 200,000-message backup's peak (tracemalloc, docs/benchmarks/memory.md).
-_NO_OTHER: Mapping[str, object] = MappingProxyType({})
+# (a plain dict typed read-only: a mappingproxy does not pickle, and the processes modes send
+# FETCH responses between processes)
+_NO_OTHER: Mapping[str, object] = {}
 
 
 @lru_cache(maxsize=1024)

@@ -811,3 +811,13 @@ def test_fast_body_path_matches_general_path(
     fast = one(head + b"{%d}\r\n" % len(body) + body + tail + b"\r\n")
     assert fast == _parser_mod._untagged([head, body, tail])
     assert isinstance(fast, FetchResp) and fast.body == body
+
+
+def test_fast_path_fetch_responses_pickle_for_the_processes_modes() -> None:
+    import pickle
+
+    parser = ResponseParser()
+    got = parser.feed(b"* 3 FETCH (UID 7 FLAGS (\\Seen) RFC822.SIZE 12)\r\n")
+    assert isinstance(got[0], FetchResp)
+    assert got[0].other is _parser_mod._NO_OTHER  # the fast path: shared, and must pickle
+    assert pickle.loads(pickle.dumps(got)) == got

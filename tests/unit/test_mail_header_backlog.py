@@ -1,0 +1,87 @@
+"""A parser slower than the disk must hold the folder's writes back, not pile up stored batches.
+
+Each stored batch gets a task that waits for its messages' parse results; without a bound, a
+parser process starved of CPU let those tasks (each holding its batch's names and 100 pending
+submissions) accumulate over a 200,000-message backup (peak RSS 119 -> 182 MB). The archive and
+the parser are stand-ins here (no socket is involved): the bound is the driver's own logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+from drivers import mail_asyncio_folder as folder
+from mailsync import effects
+from mailsync.core import flow
+from mailsync.core.responses import FetchResp
+from mailsync.report import AccountReport
+from mailsync.store import AccountArchive, StoredMessage
+from mailsync.stored_parse import Parsed, failed
+from mailsync.transports.base import ImapSession
+
+PER_BATCH = 5
+
+
+class _Archive:
+    root = Path("/archive")
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        if fn is effects.store_batch:
+            batch = cast(flow.StoreBatch, args[1])
+            return [StoredMessage(m.uid or 0, 3, "x", f"f/{m.uid}") for m in batch.messages]
+        return None
+
+    async def aadd_to_index(self, entries: object) -> None:
+        return None
+
+
+class _SlowParser:
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.parsed = 0
+
+    async def submit(self, path: str) -> Parsed:
+        await self.gate.wait()
+        self.parsed += 1
+        return failed("stand-in")
+
+
+def _batch(n: int) -> flow.StoreBatch:
+    msgs = tuple(
+        FetchResp(i, n * PER_BATCH + i + 1, (), 3, None, b"abc", None)
+        for i in range(PER_BATCH)
+    )
+    return flow.StoreBatch("INBOX", "INBOX", 1, 0, msgs)
+
+
+def test_a_slow_parser_holds_the_writes_back() -> None:
+    async def scenario() -> None:
+        parser = _SlowParser()
+        fx = folder.FolderEffects()
+        fx.archive = cast(AccountArchive, _Archive())
+        fx.report = AccountReport("a")
+        fx.offload = cast(folder.HeaderOffload, parser)
+        lanes = folder.FetchLanes()
+        session = cast(ImapSession, None)
+
+        async def flow_side() -> None:
+            for n in range(12):  # the flow hands over one stored batch after another
+                await fx._perform(_batch(n), session, lanes)
+                live = [t for t in lanes.headers if not t.done()]
+                assert len(live) <= folder._HEADER_BACKLOG
+
+        driving = asyncio.create_task(flow_side())
+        await asyncio.sleep(0.2)
+        # the parser answered nothing: the flow is stuck behind the bounded backlog
+        assert not driving.done()
+        assert len(lanes.headers) == folder._HEADER_BACKLOG
+        parser.gate.set()
+        await asyncio.wait_for(driving, 5)
+        await lanes.writes_done()
+        await asyncio.gather(*lanes.headers, *lanes.stores)
+        assert parser.parsed == 12 * PER_BATCH
+        assert fx.report.new_messages == 12 * PER_BATCH
+
+    asyncio.run(scenario())
