@@ -50,8 +50,7 @@ class _SlowParser:
 
 def _batch(n: int) -> flow.StoreBatch:
     msgs = tuple(
-        FetchResp(i, n * PER_BATCH + i + 1, (), 3, None, b"abc", None)
-        for i in range(PER_BATCH)
+        FetchResp(i, n * PER_BATCH + i + 1, (), 3, None, b"abc", None) for i in range(PER_BATCH)
     )
     return flow.StoreBatch("INBOX", "INBOX", 1, 0, msgs)
 
