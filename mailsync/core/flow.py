@@ -201,7 +201,7 @@ class SyncOptions:
     literal_plus: bool = False
     # a folder's listing is read and compared with the archive in chunks of about this many
     # messages (mailsync.core.listing): memory stays flat whatever the folder's size
-    listing_chunk: int = 2000
+    listing_chunk: int = 1000
     # list in fixed UID ranges of listing_chunk (aioimaplib: no plain FETCH, no `1:*` over a
     # large folder, no CHANGEDSINCE delta)
     uid_step: bool = False
