@@ -39,6 +39,19 @@ _STORE_BACKLOG = 1  # batches a folder may have waiting for the writer before fe
 _HEADER_BACKLOG = 4
 
 
+async def _bounded(tasks: list[asyncio.Task[None]], running: int) -> None:
+    """Drop the finished ``tasks`` (raising the first failure) and wait while more than
+    ``running`` of them are still running: the bound on a folder's writes, and on its batches
+    waiting for the parser."""
+    while True:
+        for done in [t for t in tasks if t.done()]:
+            tasks.remove(done)
+            done.result()
+        if len(tasks) <= running:
+            return
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+
+
 class HeaderOffload:
     """Message parsing (header fields and the search index's MIME walk, :func:`parse_stored`):
     on the event loop for the first messages of a run, then in the process pool. A small
@@ -242,14 +255,8 @@ class FolderEffects:
         if isinstance(effect, flow.NextFetch):
             return await lanes.next()
         if isinstance(effect, flow.StoreBatch):
-            stores = lanes.stores
-            stores.append(asyncio.create_task(self._store(effect, lanes)))
-            live = [t for t in stores if not t.done()]
-            if len(live) > _STORE_BACKLOG:
-                await asyncio.wait(live[: len(live) - _STORE_BACKLOG])
-            for t in [t for t in stores if t.done()]:
-                stores.remove(t)
-                t.result()  # a failed write stops the folder here
+            lanes.stores.append(asyncio.create_task(self._store(effect, lanes)))
+            await _bounded(lanes.stores, _STORE_BACKLOG)  # a failed write stops the folder here
             return None
         if isinstance(effect, effects.ARCHIVE_EFFECTS):
             if isinstance(effect, flow.SaveFolder):
@@ -264,18 +271,12 @@ class FolderEffects:
         stored = await arch.run(effects.store_batch, arch, effect, items)
         self.report.stored(stored)
         # messages are parsed on the side, up to _HEADER_BACKLOG batches behind the writes
-        # (the task gets names and paths only: holding `effect` would keep the bodies)
+        # (the task gets names and paths only: holding `effect` would keep the bodies);
+        # finished ones are dropped as it goes: a folder of 200,000 messages would otherwise
+        # keep 1,000 done tasks until its end
         dates = effects.item_dates(items)
-        del items
-        # finished ones are dropped here (a failure is raised now): a folder of 200,000 messages
-        # would otherwise keep 1,000 done tasks until its end
-        while True:
-            for done in [t for t in lanes.headers if t.done()]:
-                lanes.headers.remove(done)
-                done.result()
-            if len(lanes.headers) < _HEADER_BACKLOG:
-                break
-            await asyncio.wait(lanes.headers, return_when=asyncio.FIRST_COMPLETED)
+        del items  # (a body that came as a bytearray was copied into them)
+        await _bounded(lanes.headers, _HEADER_BACKLOG - 1)
         task = self._headers(effect.name, effect.uidvalidity, stored, dates)
         lanes.headers.append(asyncio.create_task(task))
 
