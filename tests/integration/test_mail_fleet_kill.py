@@ -59,8 +59,9 @@ def test_sigkill_random_workers_then_every_archive_exact(
 ) -> None:
     n_accounts, messages, kills = (20, 40, 10) if slow_size else (20, 16, 6)
     first = fresh_imap_account(messages=0)
-    # a few ms each way stretches each account so that kills land inside backups
-    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=3)
+    # a few ms each way stretches each account so that kills land inside backups (3 ms let the
+    # whole queue drain before half the kills had landed in one CI run: 8 ms)
+    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=8)
     accounts = []
     for i in range(n_accounts):
         acct = fresh_imap_account(
