@@ -24,6 +24,7 @@ from pathlib import Path
 
 from drivers.mail_asyncio_folder import (
     AccountReport,
+    BodyBudget,
     FetchLanes,
     FolderEffects,
     HeaderOffload,
@@ -81,6 +82,7 @@ class AccountRun(FolderEffects):
         self.sessions: list[ImapSession] = []
         self.opts = flow.SyncOptions()
         self.fetching: list[FetchLanes] = []  # folders with body FETCHes going: helpable
+        self.budget = BodyBudget(settings.bodies_in_flight_bytes)
         self._may_help = True
         self._starting = 0  # folders taken from the queue that have not started fetching yet
         self._change: asyncio.Event | None = None
@@ -314,7 +316,7 @@ class AccountRun(FolderEffects):
         where = folder_where(self.account.name, job.name)
         attempt = 0
         while True:
-            lanes = FetchLanes(job.raw_name, self.opts.pipeline_depth)
+            lanes = FetchLanes(job.raw_name, self.opts.pipeline_depth, self.budget)
             lanes.on_start = started
             try:
                 if session is None:

@@ -92,6 +92,9 @@ class StartFetch:
     # the folder's UIDVALIDITY: a driver that spreads the commands over several connections
     # (each EXAMINEs the folder) uses a connection only if it sees the same one
     uidvalidity: int | None = None
+    # each command's bytes of bodies (RFC822.SIZE summed; empty when unknown): a driver may
+    # hold the bytes it has asked for and not yet handed on under a budget
+    sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,7 @@ class _Tally:
     max_count: int
     max_bytes: int
     batches: list[array[int]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # each batch's bytes
     flag_updates: int = 0
     gone: int = 0
     _open: array[int] = field(default_factory=lambda: listing.compact(()))
@@ -400,6 +404,7 @@ class _Tally:
         cur = self._open
         if cur and (len(cur) >= self.max_count or self._open_bytes + size > self.max_bytes):
             self.batches.append(cur)
+            self.sizes.append(self._open_bytes)
             self._open, self._open_bytes = listing.compact(()), 0
         self._open.append(uid)
         self._open_bytes += size
@@ -407,7 +412,8 @@ class _Tally:
     def close(self) -> list[array[int]]:
         if self._open:
             self.batches.append(self._open)
-            self._open = listing.compact(())
+            self.sizes.append(self._open_bytes)
+            self._open, self._open_bytes = listing.compact(()), 0
         return self.batches
 
 
@@ -580,6 +586,7 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
             tuple(commands.uid_fetch_bodies(b) for b in batches),
             max(1, opts.pipeline_depth),
             uidvalidity,
+            tuple(tally.sizes),
         )
     # servers may run pipelined FETCHes concurrently and interleave their answers (Dovecot
     # does): bodies are routed by UID. A body is credited to its own command or an earlier one,

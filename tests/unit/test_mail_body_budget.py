@@ -1,0 +1,99 @@
+"""An account's body FETCHes stay under its byte budget, over every folder and lane.
+
+Without the budget each folder kept ``depth x lanes`` batches asked for ahead of its flow (4 x 4
+x 2 MB), whatever the disk's speed. The session is a stand-in (no socket: what is checked is
+the driver's own accounting); it answers each command when the test lets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from drivers.mail_asyncio_folder import BodyBudget, FetchLanes
+from mailsync.core import flow
+from mailsync.core.responses import Tagged
+from mailsync.transports.base import ImapSession
+
+
+class _Session:
+    """Answers every command at once; records what was in flight when each was sent."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.sent: list[str] = []
+        self.held_at_send: list[int] = []
+
+    async def pipeline(self, cmds: list[object]) -> list[flow.CommandResult]:
+        self.sent.append(str(cmds[0]))
+        self.held_at_send.append(self.budget.held)
+        await asyncio.sleep(0)
+        return [flow.CommandResult(Tagged("t", "OK", None, (), ""), ())]
+
+
+def _start(
+    lanes: FetchLanes, session: _Session, name: str, sizes: tuple[int, ...], depth: int = 4
+) -> None:
+    cmds = tuple(cast(flow.Command, f"{name}{k}") for k in range(len(sizes)))
+    lanes.start(flow.StartFetch(cmds, depth, 1, sizes), cast(ImapSession, session))
+
+
+def test_two_folders_share_the_account_budget() -> None:
+    async def scenario() -> None:
+        budget = BodyBudget(10)
+        session = _Session(budget)
+        a, b = FetchLanes(b"A", 4, budget), FetchLanes(b"B", 4, budget)
+        _start(a, session, "a", (4,) * 6)
+        _start(b, session, "b", (3,) * 6)
+        await asyncio.sleep(0.05)
+        # without the budget all 8 (4 + 4 of depth) would be out: 28 bytes
+        assert budget.held <= 10
+        assert len(session.sent) < 8
+        got: list[int] = []
+
+        async def flow_side(lanes: FetchLanes) -> None:  # each folder's flow reads slowly
+            for _ in range(6):
+                await lanes.next()
+                got.append(budget.held)
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(asyncio.gather(flow_side(a), flow_side(b)), 5)
+        assert len(got) == 12 and len(session.sent) == 12
+        assert max(got) <= 10
+        assert budget.held == 0
+        assert max(session.held_at_send) <= 10  # counted as it is sent
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_larger_than_the_budget_goes_alone() -> None:
+    async def scenario() -> None:
+        budget = BodyBudget(10)
+        session = _Session(budget)
+        lanes = FetchLanes(b"A", 4, budget)
+        _start(lanes, session, "a", (25, 25, 2))
+        await asyncio.sleep(0.05)
+        assert session.sent == ["a0"]  # the first fits (nothing held); the second waits
+        await lanes.next()
+        await asyncio.sleep(0.01)
+        assert session.sent == ["a0", "a1"]
+        await lanes.next()
+        await lanes.next()
+        assert budget.held == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_folder_that_stops_gives_back_what_it_asked_for() -> None:
+    async def scenario() -> None:
+        budget = BodyBudget(100)
+        session = _Session(budget)
+        lanes = FetchLanes(b"A", 2, budget)
+        _start(lanes, session, "a", (10,) * 5, depth=2)
+        await asyncio.sleep(0.05)
+        assert budget.held == 20  # depth 2: two batches asked for, none read
+        await lanes.next()
+        await lanes.settle()  # the folder failed: the rest is dropped
+        assert budget.held == 0
+
+    asyncio.run(scenario())
