@@ -285,8 +285,9 @@ def crawl_section(
     variants: tuple[tuple[str, ...], ...] = ((), TUNED),
 ) -> list[Run]:
     """Interleaved rounds: per round, every mode x flag variant (the crawler's defaults first,
-    then tuned), the baseline checkout after each, then wget; every output is set aside, not
-    deleted (see set_aside), for every tool alike."""
+    then tuned), the baseline checkout after each, and wget (and scrapy) -- the peers after
+    the crawler in even rounds, before it in odd ones; every output is set aside, not deleted
+    (see set_aside), for every tool alike."""
     info, server = serve_generated_site(work / "site", pages, 1, (100,), "nginx")
     expected = len(info.truth_obey_robots)
     scrapy_argv: list[str] | None = None
@@ -297,38 +298,46 @@ def crawl_section(
     try:
         cpu = ServerCPU(server.process.pid)
         for i in range(runs):
-            for flags in variants:
-                for mode in modes:
-                    codes = [("", ROOT)] + ([(" @baseline", baseline)] if baseline else [])
-                    for label, code in codes:
-                        out = work / f"fetchlab-{mode}{label.strip()}-{len(flags)}-{i}"
-                        argv, count = _fetchlab_crawl(server.base_url, out, code, mode, flags)
-                        shown = " ".join(flags) if flags else "default flags"
-                        tool = f"fetchlab ({mode}, WARC, {shown}){label}"
-                        results.append(measure(tool, argv, count, code=code, server=cpu))
-                        set_aside(out, work)
-            if shutil.which("wget"):
-                wdir = work / f"wget-{i}"
-                wdir.mkdir()
-                results.append(
-                    measure(
-                        "wget --warc-file",
-                        _wget(server.base_url),
-                        lambda: expected,
-                        wdir,
-                        server=cpu,
+
+            def ours(i: int = i) -> None:
+                for flags in variants:
+                    for mode in modes:
+                        codes = [("", ROOT)] + ([(" @baseline", baseline)] if baseline else [])
+                        for label, code in codes:
+                            out = work / f"fetchlab-{mode}{label.strip()}-{len(flags)}-{i}"
+                            argv, count = _fetchlab_crawl(server.base_url, out, code, mode, flags)
+                            shown = " ".join(flags) if flags else "default flags"
+                            tool = f"fetchlab ({mode}, WARC, {shown}){label}"
+                            results.append(measure(tool, argv, count, code=code, server=cpu))
+                            set_aside(out, work)
+
+            def peers(i: int = i) -> None:
+                if shutil.which("wget"):
+                    wdir = work / f"wget-{i}"
+                    wdir.mkdir()
+                    results.append(
+                        measure(
+                            "wget --warc-file",
+                            _wget(server.base_url),
+                            lambda: expected,
+                            wdir,
+                            server=cpu,
+                        )
                     )
-                )
-                set_aside(wdir, work)
-            if scrapy_argv is not None and i < scrapy_runs:
-                results.append(
-                    measure(
-                        "scrapy (no WARC)",
-                        scrapy_argv,
-                        lambda: int(counter.read_text()),
-                        server=cpu,
+                    set_aside(wdir, work)
+                if scrapy_argv is not None and i < scrapy_runs:
+                    results.append(
+                        measure(
+                            "scrapy (no WARC)",
+                            scrapy_argv,
+                            lambda: int(counter.read_text()),
+                            server=cpu,
+                        )
                     )
-                )
+
+            # the peers go first in every other round: neither side always runs after the other
+            for step in (ours, peers) if i % 2 == 0 else (peers, ours):
+                step()
     finally:
         server.stop()
     return results
