@@ -4,7 +4,8 @@
 are taken by *lanes* -- the folder's own connection and, once their own folders are done, other
 connections of the account that EXAMINE the same folder (same UIDVALIDITY) and help. Each lane
 keeps ``depth`` commands in flight; the flow reads the results in command order and at most
-``depth x lanes`` results may be fetched ahead of it, which bounds memory. One big folder is so
+``depth x lanes`` results may be fetched ahead of it, and no more bytes of bodies than the
+account's :class:`BodyBudget` allows over all its folders. One big folder is so
 fetched over every connection of the account (mbsync keeps a folder on one connection).
 
 Within one connection a lane takes commands in increasing order, so a body that a server credits
@@ -128,7 +129,7 @@ class BodyBudget:
         self.held -= size
         waiting, self._waiting = self._waiting, []
         for lanes in waiting:
-            lanes.wake()
+            lanes.notify()
 
     def wait(self, lanes: FetchLanes) -> None:
         """Wake ``lanes``'s slots when bytes are given back."""
@@ -180,7 +181,7 @@ class FetchLanes:
         """Start ``depth`` slots taking commands for ``session``; each task returns False when
         the connection failed (the failed command's result carries the error)."""
         self.lanes += 1
-        self._notify()
+        self.notify()
         # tasks start in creation order, and a slot writes its command before its first await
         return [asyncio.create_task(self._slot(session)) for _ in range(self.depth)]
 
@@ -192,7 +193,7 @@ class FetchLanes:
             # its bodies go on to the folder's writes (bounded by _STORE_BACKLOG)
             self._consumed += 1
             self.budget.give(size)
-            self._notify()
+            self.notify()
 
     def _room(self) -> bool:
         if not self.queued:
@@ -204,10 +205,7 @@ class FetchLanes:
         self.budget.wait(self)
         return False
 
-    def wake(self) -> None:
-        self._notify()
-
-    def _notify(self) -> None:
+    def notify(self) -> None:
         # wake every slot waiting for room; later waiters wait on a fresh event
         if self._changed is not None:
             self._changed.set()
@@ -248,7 +246,7 @@ class FetchLanes:
                 self._consumed += 1
                 self.budget.give(size)
         self.results.clear()
-        self._notify()  # helpers' slots waiting for room see the empty queue and leave
+        self.notify()  # helpers' slots waiting for room see the empty queue and leave
         for task in self.slots:
             task.cancel()
         if self.slots:

@@ -38,6 +38,17 @@ def _start(
     lanes.start(flow.StartFetch(cmds, depth, 1, sizes), cast(ImapSession, session))
 
 
+def _one_folder(
+    limit: int, sizes: tuple[int, ...], depth: int = 4
+) -> tuple[BodyBudget, _Session, FetchLanes]:
+    """One folder fetching batches of ``sizes`` bytes under a budget of ``limit``."""
+    budget = BodyBudget(limit)
+    session = _Session(budget)
+    lanes = FetchLanes(b"A", depth, budget)
+    _start(lanes, session, "a", sizes, depth)
+    return budget, session, lanes
+
+
 def test_two_folders_share_the_account_budget() -> None:
     async def scenario() -> None:
         budget = BodyBudget(10)
@@ -68,10 +79,7 @@ def test_two_folders_share_the_account_budget() -> None:
 
 def test_a_batch_larger_than_the_budget_goes_alone() -> None:
     async def scenario() -> None:
-        budget = BodyBudget(10)
-        session = _Session(budget)
-        lanes = FetchLanes(b"A", 4, budget)
-        _start(lanes, session, "a", (25, 25, 2))
+        budget, session, lanes = _one_folder(10, (25, 25, 2))
         await asyncio.sleep(0.05)
         assert session.sent == ["a0"]  # the first fits (nothing held); the second waits
         await lanes.next()
@@ -86,10 +94,7 @@ def test_a_batch_larger_than_the_budget_goes_alone() -> None:
 
 def test_a_folder_that_stops_gives_back_what_it_asked_for() -> None:
     async def scenario() -> None:
-        budget = BodyBudget(100)
-        session = _Session(budget)
-        lanes = FetchLanes(b"A", 2, budget)
-        _start(lanes, session, "a", (10,) * 5, depth=2)
+        budget, _, lanes = _one_folder(100, (10,) * 5, depth=2)
         await asyncio.sleep(0.05)
         assert budget.held == 20  # depth 2: two batches asked for, none read
         await lanes.next()
