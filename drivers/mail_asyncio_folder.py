@@ -323,15 +323,19 @@ class FolderEffects:
 
     async def _store(self, effect: flow.StoreBatch, lanes: FetchLanes) -> None:
         items = effects.store_items(effect.messages)
+        dates = effects.item_dates(items)
         arch = self.archive
-        stored = await arch.run(effects.store_batch, arch, effect, items)
+        # the next batch's files are written while this one's are synced (astore_batch); it
+        # empties `items` once their files are in tmp/ (a body that came as a bytearray was
+        # copied into them)
+        stored = await arch.astore_batch(
+            effect.name, effect.relpath, effect.uidvalidity, effect.generation, items
+        )
         self.report.stored(stored)
         # messages are parsed on the side, up to _HEADER_BACKLOG batches behind the writes
         # (the task gets names and paths only: holding `effect` would keep the bodies);
         # finished ones are dropped as it goes: a folder of 200,000 messages would otherwise
         # keep 1,000 done tasks until its end
-        dates = effects.item_dates(items)
-        del items  # (a body that came as a bytearray was copied into them)
         await _bounded(lanes.headers, _HEADER_BACKLOG - 1)
         task = self._headers(effect.name, effect.uidvalidity, stored, dates)
         lanes.headers.append(asyncio.create_task(task))

@@ -32,7 +32,7 @@ from mailsync.core.plan import LocalMsg, normalize_flags
 from mailsync.indexer import Parsed, failed
 from mailsync.search_index import IndexEntry
 from mailsync.state import FolderRecord, MessageRow
-from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage
+from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage, StoreItem
 
 __all__ = [
     "ARCHIVE_EFFECTS",
@@ -52,8 +52,6 @@ __all__ = [
     "stored_paths",
 ]
 
-# (uid, flags, mtime, body, internaldate): one message as AccountArchive.store_batch takes it
-StoreItem = tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]
 # (folder, uidvalidity, uid, message_id, from, to, subject, date, error): StateDB.set_headers
 HeaderRow = tuple[
     str, int, int, str | None, str | None, str | None, str | None, str | None, str | None

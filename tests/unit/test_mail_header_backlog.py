@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from drivers import mail_asyncio_folder as folder
-from mailsync import effects
 from mailsync.core import flow
 from mailsync.core.responses import FetchResp
 from mailsync.report import AccountReport
-from mailsync.store import AccountArchive, StoredMessage
+from mailsync.store import AccountArchive, StoredMessage, StoreItem
 from mailsync.stored_parse import Parsed, failed
 from mailsync.transports.base import ImapSession
 
@@ -27,10 +26,11 @@ PER_BATCH = 5
 class _Archive:
     root = Path("/archive")
 
+    async def astore_batch(self, *args: Any) -> list[StoredMessage]:
+        items = cast(list[StoreItem], args[-1])
+        return [StoredMessage(uid, 3, "x", f"f/{uid}") for uid, *_ in items]
+
     async def run(self, fn: Any, *args: Any) -> Any:
-        if fn is effects.store_batch:
-            batch = cast(flow.StoreBatch, args[1])
-            return [StoredMessage(m.uid or 0, 3, "x", f"f/{m.uid}") for m in batch.messages]
         return None
 
     async def aadd_to_index(self, entries: object) -> None:

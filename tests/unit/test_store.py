@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from foundation.errors import StorageError
 from mailsync.state import FolderRecord, MessageRow, StateDB
-from mailsync.store import AccountArchive, MaildirStore, SpillSink
+from mailsync.store import AccountArchive, MaildirStore, SpillSink, StagedBatch, StoreItem
 
 BODY = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -166,3 +168,78 @@ def test_blocking_hook_opens_and_closes_the_archive_in_the_caller(tmp_path: Path
     archive.close_blocking()  # idempotent
     with pytest.raises(AssertionError, match="not opened"):
         _ = archive.state
+
+
+async def test_astore_batch_stages_the_next_batch_while_one_is_committed(tmp_path: Path) -> None:
+    archive = AccountArchive(tmp_path / "acct", fsync=True)
+    await archive.open()
+    store = archive.store
+    gate = threading.Event()
+    committing = threading.Event()
+    real_commit = store.commit_staged
+
+    def held_commit(staged: StagedBatch) -> None:
+        if staged.stored[0].uid == 1:
+            committing.set()
+            assert gate.wait(10)
+        real_commit(staged)
+
+    store.commit_staged = held_commit  # type: ignore[method-assign]
+    try:
+        first = asyncio.ensure_future(
+            archive.astore_batch("INBOX", "INBOX", 3, 0, [(1, (), None, BODY, "d1")])
+        )
+        assert await asyncio.to_thread(committing.wait, 10)
+        # batch 1 waits in its commit: batch 2 is staged meanwhile (in the writer thread), and
+        # neither is in new/ nor recorded until its commit ends
+        items: list[StoreItem] = [(2, ("\\Seen",), None, BODY, "d2")]
+        second_task = asyncio.ensure_future(archive.astore_batch("INBOX", "INBOX", 3, 0, items))
+        tmp = archive.root / "INBOX" / "tmp"
+        for _ in range(500):
+            if len(os.listdir(tmp)) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(os.listdir(tmp)) == [
+            f"3.1.mailsync,S={len(BODY)}:2,",
+            f"3.2.mailsync,S={len(BODY)}:2,S",
+        ]
+        assert items == []  # the bodies are let go once staged
+        assert os.listdir(archive.root / "INBOX" / "new") == []
+        assert await archive.run(archive.state.rows_for, "INBOX", 3, [1, 2]) == []
+        gate.set()
+        (one,) = await first
+        (second,) = await second_task
+        assert (archive.root / second.path).read_bytes() == BODY
+        rows = await archive.run(archive.state.rows_for, "INBOX", 3, [1, 2])
+        assert sorted((r.uid, r.path, r.internaldate) for r in rows) == [
+            (1, one.path, "d1"),
+            (2, second.path, "d2"),
+        ]
+        assert os.listdir(archive.root / "INBOX" / "tmp") == []
+    finally:
+        gate.set()
+        await archive.aclose()
+
+
+async def test_a_failed_commit_records_nothing_and_a_rerun_clears_tmp(tmp_path: Path) -> None:
+    archive = AccountArchive(tmp_path / "acct", fsync=True)
+    await archive.open()
+
+    def broken_commit(staged: StagedBatch) -> None:
+        raise StorageError(f"{staged.base}: cannot write message: disk full")
+
+    archive.store.commit_staged = broken_commit  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StorageError, match="disk full"):
+            await archive.astore_batch("INBOX", "INBOX", 3, 0, [(1, (), None, BODY, None)])
+        assert await archive.run(archive.state.rows_for, "INBOX", 3, [1]) == []
+    finally:
+        await archive.aclose()
+    again = AccountArchive(tmp_path / "acct", fsync=True)
+    await again.open()
+    try:
+        assert await again.run(again.load_folder, "INBOX", "INBOX", 3) is None
+        assert os.listdir(again.root / "INBOX" / "tmp") == []
+        assert os.listdir(again.root / "INBOX" / "new") == []
+    finally:
+        await again.aclose()
