@@ -462,16 +462,22 @@ def _list_in_chunks(
     uidnext: int | None,
     opts: SyncOptions,
     tally: _Tally,
+    bounds_answer: CommandResult | None = None,
 ) -> Generator[Effect, object, None]:
     """A full listing of a folder too big to hold: UID ranges of about ``listing_chunk``
-    messages, listed in a sliding window, each compared with the archive when complete."""
+    messages, listed in a sliding window, each compared with the archive when complete.
+    ``bounds_answer``: the boundary FETCH's answer when it went with EXAMINE."""
     if opts.uid_step:
         ranges = listing.stepped_ranges(uidnext, opts.listing_chunk)
     else:
         bounds = listing.boundary_command(exists or 0, opts.listing_chunk)
         ranges = [UidRange(1, None)]
-        if bounds is not None:
-            (bres,) = yield from _send(bounds)
+        if bounds_answer is not None or bounds is not None:
+            if bounds_answer is not None:
+                bres = bounds_answer
+            else:
+                assert bounds is not None
+                (bres,) = yield from _send(bounds)
             # a server that refuses the message numbers (one expunged meanwhile, say) gets
             # fixed UID ranges: more commands when UIDs are sparse, the same bound on memory
             ranges = (
@@ -512,14 +518,31 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
         listing_cmds = _listing_commands(job.status.uidnext if job.status else None, opts)
     else:
         listing_cmds = []  # a big folder (or one STATUS did not describe): listed in chunks
+    # a big folder's boundary FETCH (where its listing chunks start) goes with EXAMINE too,
+    # cut at STATUS's count: a round trip less before its first body. Messages that arrived
+    # since fall in the last, open range; a count that shrank makes the server refuse the
+    # message numbers, and fixed UID ranges are used as when EXAMINE came first
+    bounds = None
+    if since is None and not listing_cmds and not opts.uid_step and known is not None:
+        bounds = listing.boundary_command(known, opts.listing_chunk)
     # EXAMINE and a small folder's listing in one round trip: a failed EXAMINE leaves no mailbox
     # selected, so the listing then fails too instead of reading another folder
     res, *first_listing = yield from _send(
         commands.examine(job.raw_name, condstore=opts.condstore, literal_plus=opts.literal_plus),
         *listing_cmds,
+        *((bounds,) if bounds is not None else ()),
     )
     if not res.ok:
         raise FolderGone(f"{name}: EXAMINE", res.tagged.status, res.tagged.text)
+    bounds_answer = None
+    if bounds is not None:
+        (bres,) = first_listing
+        first_listing = []
+        # an answer line may be credited to EXAMINE (the earliest command of the burst)
+        bounds_answer = CommandResult(
+            bres.tagged,
+            tuple(r for r in res.untagged if isinstance(r, FetchResp)) + tuple(bres.untagged),
+        )
     uidvalidity = uidnext = modseq = exists = None
     for resp in (*res.untagged, res.tagged):
         uidvalidity = code_int(resp, "UIDVALIDITY") or uidvalidity
@@ -575,7 +598,9 @@ def sync_folder(job: FolderJob, opts: SyncOptions) -> Generator[Effect, object, 
                 name, job, uidvalidity, router.take(k), span, opts, tally, mark_gone=True
             )
     else:
-        yield from _list_in_chunks(name, job, uidvalidity, exists, uidnext, opts, tally)
+        yield from _list_in_chunks(
+            name, job, uidvalidity, exists, uidnext, opts, tally, bounds_answer
+        )
     new_messages = new_bytes = 0
     missing: list[int] = []
     batches = tally.close()
