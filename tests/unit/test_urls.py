@@ -353,6 +353,11 @@ def test_scope_rejects_bad_input() -> None:
         ("/a\tb\n", "http://h:8080/ab"),
         ("/a?", "http://h:8080/a"),
         ("http://[::1]:80/p q", "http://[::1]/p%20q"),
+        # the common shape, returned as is unless its port is the default
+        ("http://h.example:8080/a/b?z=1&a=2", "http://h.example:8080/a/b?z=1&a=2"),
+        ("http://h.example:80/a", "http://h.example/a"),
+        ("https://h.example:443/a", "https://h.example/a"),
+        ("http://h.example:65535/a", "http://h.example:65535/a"),
     ],
 )
 def test_exact_url(href: str, expected: str) -> None:
@@ -366,6 +371,7 @@ def test_exact_url(href: str, expected: str) -> None:
         ("ftp://h/x", UnsupportedSchemeError),
         ("http://u:p@h/", InvalidURLError),
         ("http://h:99999/", InvalidURLError),
+        ("http://h:65536/a", InvalidURLError),  # the common shape but for the port
         ("http://exa mple.com/", InvalidURLError),
         ("example.com:8080/x", InvalidURLError),
         ("", InvalidURLError),
