@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal
 
 from crawler.core.retry import RetryPolicy, parse_retry_after
 from crawler.core.robots import RobotsRules, robots_url, rules_from_response, unreachable_rules
-from crawler.core.urls import exact_url, host_key
+from crawler.core.urls import exact_url, host_key, host_key_of
 from foundation.errors import ConnectError, FetchError, InvalidURLError
 
 __all__ = [
@@ -81,17 +80,7 @@ class FetchResult:
         return header_value(self.headers, name)
 
 
-@lru_cache(maxsize=4096)
-def _origin_host(origin: str) -> str:
-    return host_key(origin)
-
-
-def host_of(url: str) -> str:
-    """:func:`host_key`, cached per origin: the driver asks for it several times per URL, and
-    ``urlsplit`` was a visible share of the event loop's time. The netloc ends at the first
-    ``/``, ``?`` or ``#`` after ``//``, so the text up to the path's ``/`` has the same host."""
-    cut = url.find("/", url.find("//") + 2)
-    return _origin_host(url if cut < 0 else url[:cut])
+host_of = host_key_of  # the name the drivers and frontiers know
 
 
 def header_value(headers: RawHeaders, name: str) -> str | None:
