@@ -54,14 +54,16 @@ class Abandoned(Exception):
 
 
 class Backend(Protocol):
-    """Where URLs are fetched and parsed. ``submit`` never blocks; ``results`` waits up to
-    ``timeout`` for at least one finished :class:`Work` and returns every one that is ready;
-    a backend may tell a URL's fetching ended before its work (:class:`Fetched`)."""
+    """Where URLs are fetched and parsed. ``submit`` never blocks; ``flush`` sends what
+    ``submit`` buffered (``results`` does too); ``results`` waits up to ``timeout`` for at
+    least one finished :class:`Work` and returns every one that is ready; a backend may tell
+    a URL's fetching ended before its work (:class:`Fetched`)."""
 
     capacity: int
 
     def start(self) -> None: ...
     def submit(self, item: FrontierItem) -> None: ...
+    def flush(self) -> None: ...
     def results(self, timeout: float) -> list[Work] | list[ArchivedWork | Fetched]: ...
     def close(self, abandon: bool) -> None: ...
 
@@ -158,10 +160,19 @@ class Coordinator:
                     continue
                 works = self.backend.results(sched.wake_in())
                 if self._committer is not None:
+                    freed = False
                     for fetched in works:
                         if isinstance(fetched, Fetched):
                             sched.fetched(fetched.item)
                             self._freed.add(fetched.item.url)
+                            freed = True
+                    if freed:
+                        # the freed host places are handed out before this batch's commit
+                        # (frontier SQL, pages lines): at the default per_host a host's
+                        # places, not the CPU, set the pace, and each waited for the commit
+                        for item in sched.start(capacity, host_limit=self._host_limit):
+                            self.backend.submit(item)
+                        self.backend.flush()
                     self._commit_archived([w for w in works if isinstance(w, ArchivedWork)])
                 else:
                     for work in works:

@@ -64,6 +64,9 @@ class GreenletBackend:
     def submit(self, item: FrontierItem) -> None:
         self._group.spawn(self._run, item)
 
+    def flush(self) -> None:
+        """Nothing is buffered: ``submit`` hands the URL on at once."""
+
     def results(self, timeout: float) -> list[Work]:
         out: list[Work] = []
         try:

@@ -37,6 +37,9 @@ class InlineBackend:
     def submit(self, item: FrontierItem) -> None:
         self._queue.append(item)
 
+    def flush(self) -> None:
+        """Nothing to send: the queued URLs are crawled in :meth:`results`."""
+
     def results(self, timeout: float) -> list[Work]:
         # the work happens here, when the coordinator asks for it
         if not self._queue:

@@ -40,6 +40,9 @@ class ThreadBackend:
         assert self._pool is not None
         self._pool.submit(self._effects.crawl, item).add_done_callback(self._done.put)
 
+    def flush(self) -> None:
+        """Nothing is buffered: ``submit`` hands the URL on at once."""
+
     def results(self, timeout: float) -> list[Work]:
         out: list[Work] = []
         try:
