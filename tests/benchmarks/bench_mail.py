@@ -317,8 +317,10 @@ def _ensure_peers(console: Console) -> None:
 
 
 def _tool_version(tool: str) -> str:
+    if tool == "mailsync-baseline" and BASELINE:
+        return f"the checkout {BASELINE[0].name} ({_commit(BASELINE[0])})"
     if tool.startswith("mailsync"):
-        return "this tree"
+        return f"this tree ({_commit(Path(__file__).resolve().parents[2])})"
     argv = {"mbsync": ["mbsync", "--version"], "offlineimap": ["offlineimap", "--version"]}[tool]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -329,6 +331,22 @@ def _tool_version(tool: str) -> str:
         if (done.stdout or done.stderr)
         else "?"
     )
+
+
+def _commit(tree: Path) -> str:
+    """The commit ``tree`` is checked out at, ``-dirty`` when it has changes (``?`` when git
+    cannot tell)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(tree), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() or "?"
 
 
 def _archived_mb(root: Path) -> float:
