@@ -28,16 +28,20 @@ GROWTH = 1.3  # peak RSS large / small
 # frontier's 8 MiB SQLite cache, the seen-link cache): ~1,000 B/page from 1,000 to 12,000 pages,
 # flat beyond; a per-page leak like the one fixed (~1,100 B/page at any size) adds to that
 SLOPE = 1_600
+# the processes mode fills those caches in three processes (the coordinator's frontier, each
+# worker's seen-link and robots caches): 1,370-1,560 B/page on a quiet machine (2026-12-06, six
+# runs), 1,747 once in a loaded CI run; the leak of ~1,100 B/page still takes it past this
+SLOPE_PROCESSES = 2_200
 
 
-def _check(small: Run, large: Run) -> None:
+def _check(small: Run, large: Run, slope_limit: int = SLOPE) -> None:
     growth = large.peak_rss / small.peak_rss
     slope = (large.peak_rss - small.peak_rss) / (large.pages - small.pages)
     said = (
         f"{small.pages} pages: {small.peak_rss >> 20} MB, {large.pages} pages: "
         f"{large.peak_rss >> 20} MB (x{growth:.2f}, {slope:.0f} B/page)"
     )
-    assert growth <= GROWTH and slope <= SLOPE, said
+    assert growth <= GROWTH and slope <= slope_limit, said
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,8 @@ def test_site_crawl_memory_is_flat(
         argv, count = _fetchlab_crawl(site.server.base_url, out, mode=mode, flags=())
         runs.append(measure(f"site {out.name}", argv, count))
         assert runs[-1].pages >= len(site.info.page_paths)  # the site and its broken links' 404s
-    _check(*runs)
+    small, large = runs
+    _check(small, large, SLOPE_PROCESSES if mode == "processes" else SLOPE)
 
 
 def test_list_crawl_memory_is_flat(
@@ -84,4 +89,5 @@ def test_list_crawl_memory_is_flat(
         argv += ["--out", str(out), "--no-progress"]
         runs.append(measure(f"list {n}", argv, partial(_fetched, out / "pages.jsonl")))
         assert runs[-1].pages == n
-    _check(*runs)
+    small, large = runs
+    _check(small, large)
