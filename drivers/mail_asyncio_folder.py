@@ -328,9 +328,7 @@ class FolderEffects:
         # the next batch's files are written while this one's are synced (astore_batch); it
         # empties `items` once their files are in tmp/ (a body that came as a bytearray was
         # copied into them)
-        stored = await arch.astore_batch(
-            effect.name, effect.relpath, effect.uidvalidity, effect.generation, items
-        )
+        stored = await arch.astore_batch(effect, items)
         self.report.stored(stored)
         # messages are parsed on the side, up to _HEADER_BACKLOG batches behind the writes
         # (the task gets names and paths only: holding `effect` would keep the bodies);

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from foundation.errors import StorageError
 from foundation.heap import HeapTrimmer
+from mailsync.core.flow import StoreBatch
 from mailsync.core.maildir import message_filename, subdir_for
 from mailsync.core.plan import FolderState
 from mailsync.layout import (
@@ -563,31 +564,26 @@ class AccountArchive:
         )
         return stored
 
-    async def astore_batch(
-        self,
-        name: str,
-        relpath: str,
-        uidvalidity: int,
-        generation: int,
-        items: list[StoreItem],
-    ) -> list[StoredMessage]:
-        """:meth:`store_batch` in three steps, so that the next batch's files are written while
-        this one's wait for the disk: the files are written to ``tmp/`` in the writer thread,
+    async def astore_batch(self, batch: StoreBatch, items: list[StoreItem]) -> list[StoredMessage]:
+        """:meth:`store_batch` of ``batch``'s ``items`` in three steps, so that the next batch's
+        files are written while this one's wait for the disk: to ``tmp/`` in the writer thread,
         synced and renamed into place in the commit thread, then the rows are recorded in the
         writer thread. Files durable before their rows, as in :meth:`store_batch`.
 
         Why: the writer thread was busy 9.3-9.8 s of a 10.6-12.7 s 1 GB backup, a third of it
-        waiting in fdatasync; see docs/benchmarks/mail.md. ``items`` keeps its bodies only
-        until they are in ``tmp/``: the caller passes the list and must not hold it."""
-        store = self.store
+        waiting in fdatasync; see docs/benchmarks/mail.md. ``items`` is emptied once its files
+        are in ``tmp/`` (a body copied into it, from a bytearray, is let go then)."""
+        store, uidvalidity = self.store, batch.uidvalidity
         staged = await self._call(
-            store.stage_batch, relpath, uidvalidity, [(u, f, m, b) for u, f, m, b, _ in items]
+            store.stage_batch, batch.relpath, uidvalidity, [(u, f, m, b) for u, f, m, b, _ in items]
         )
         rows = [(u, f, d) for u, f, _, _, d in items]
         items.clear()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._commit_pool, store.commit_staged, staged)
-        await self._call(self._record_rows, name, uidvalidity, generation, rows, staged.stored)
+        await self._call(
+            self._record_rows, batch.name, uidvalidity, batch.generation, rows, staged.stored
+        )
         return staged.stored
 
     def _record_rows(

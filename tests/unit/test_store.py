@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from foundation.errors import StorageError
+from mailsync.core.flow import StoreBatch
 from mailsync.state import FolderRecord, MessageRow, StateDB
 from mailsync.store import AccountArchive, MaildirStore, SpillSink, StagedBatch, StoreItem
 
 BODY = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+INBOX_3 = StoreBatch("INBOX", "INBOX", 3, 0, ())  # where a batch goes (its messages unused)
 
 
 def test_write_batch_is_atomic_named_and_dated(tmp_path: Path) -> None:
@@ -186,14 +188,12 @@ async def test_astore_batch_stages_the_next_batch_while_one_is_committed(tmp_pat
 
     store.commit_staged = held_commit  # type: ignore[method-assign]
     try:
-        first = asyncio.ensure_future(
-            archive.astore_batch("INBOX", "INBOX", 3, 0, [(1, (), None, BODY, "d1")])
-        )
+        first = asyncio.ensure_future(archive.astore_batch(INBOX_3, [(1, (), None, BODY, "d1")]))
         assert await asyncio.to_thread(committing.wait, 10)
         # batch 1 waits in its commit: batch 2 is staged meanwhile (in the writer thread), and
         # neither is in new/ nor recorded until its commit ends
         items: list[StoreItem] = [(2, ("\\Seen",), None, BODY, "d2")]
-        second_task = asyncio.ensure_future(archive.astore_batch("INBOX", "INBOX", 3, 0, items))
+        second_task = asyncio.ensure_future(archive.astore_batch(INBOX_3, items))
         tmp = archive.root / "INBOX" / "tmp"
         for _ in range(500):
             if len(os.listdir(tmp)) == 2:
@@ -231,7 +231,7 @@ async def test_a_failed_commit_records_nothing_and_a_rerun_clears_tmp(tmp_path: 
     archive.store.commit_staged = broken_commit  # type: ignore[method-assign]
     try:
         with pytest.raises(StorageError, match="disk full"):
-            await archive.astore_batch("INBOX", "INBOX", 3, 0, [(1, (), None, BODY, None)])
+            await archive.astore_batch(INBOX_3, [(1, (), None, BODY, None)])
         assert await archive.run(archive.state.rows_for, "INBOX", 3, [1]) == []
     finally:
         await archive.aclose()
