@@ -193,9 +193,10 @@ async def _worker(
     out: list[object] = []
 
     def send() -> None:
-        batch = out.copy()
-        out.clear()
-        outq.put(batch)
+        if out:  # (empty when the end of the worker sent them before their timer)
+            batch = out.copy()
+            out.clear()
+            outq.put(batch)
 
     def emit(result: object) -> None:
         if not out:
@@ -234,8 +235,8 @@ async def _worker(
                     link_filter = LinkFilter(scope)  # one() reads the name at each call
         if tasks:
             await asyncio.gather(*tasks)
-        await asyncio.sleep(0)  # the last send() runs
     finally:
+        send()  # the last results go now, not when their timer would have fired
         await fetcher.aclose()
         if effects.shared is not None:
             await effects.shared.aclose()
