@@ -67,10 +67,17 @@ _ALPHA_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _REL_PATH = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@./-]*")
 
 
+def _fast_valid(m: re.Match[str]) -> bool:
+    """A ``_FAST`` match is a valid URL: no empty host label, a port in range written without
+    leading zeros (the regex cannot say either)."""
+    port = m.group("port")
+    return ".." not in m.group("host") and (port is None or (port[0] != "0" and int(port) <= 65535))
+
+
 def _fast(url: str) -> str | None:
     """The canonical form of a URL in the common shape, or None to take the w3lib path."""
     m = _FAST.fullmatch(url)
-    if m is None or ".." in m.group("host"):
+    if m is None or not _fast_valid(m):
         return None
     host_end = m.end("host")
     rest = host_end
@@ -78,8 +85,6 @@ def _fast(url: str) -> str | None:
     port = m.group("port")
     if port is not None:
         num = int(port)
-        if num > 65535 or port[0] == "0":
-            return None
         rest = m.end("port")
         if num != _DEFAULT_PORTS[url[: url.index(":")]]:
             netloc_end = rest
@@ -261,17 +266,15 @@ def exact_url(url: str, base: str | None = None) -> str:
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters")
     m = _FAST.fullmatch(url)
-    if m is not None and m.group("path") is not None and ".." not in m.group("host"):
-        # the common shape: already exact, and valid unless its port is not (a default port
-        # is dropped by _shape). The checks are _fast's, without its second regex match and
-        # query sorting, which an exact URL does not want: ~40 links a page come this way
-        port = m.group("port")
-        if port is None or (
-            port[0] != "0"
-            and int(port) <= 65535
-            and port != str(_DEFAULT_PORTS[url[:5].rstrip(":")])
-        ):
-            return url
+    if (
+        m is not None
+        and m.group("path") is not None
+        and _fast_valid(m)
+        and m.group("port") != str(_DEFAULT_PORTS[url[:5].rstrip(":")])  # _shape drops it
+    ):
+        # the common shape: already exact (and valid). Not through _fast, whose second regex
+        # match and query sorting an exact URL does not want: ~40 links a page come this way
+        return url
     exact = _shape(url)
     if len(exact) > MAX_URL_LENGTH:
         raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters")
