@@ -20,7 +20,7 @@ from typing import Literal
 
 from crawler.core.retry import RetryPolicy, parse_retry_after
 from crawler.core.robots import RobotsRules, robots_url, rules_from_response, unreachable_rules
-from crawler.core.urls import exact_url, host_key, host_key_of
+from crawler.core.urls import exact_url, host_key, host_of
 from foundation.errors import ConnectError, FetchError, InvalidURLError
 
 __all__ = [
@@ -78,9 +78,6 @@ class FetchResult:
 
     def header(self, name: str) -> str | None:
         return header_value(self.headers, name)
-
-
-host_of = host_key_of  # the name the drivers and frontiers know
 
 
 def header_value(headers: RawHeaders, name: str) -> str | None:

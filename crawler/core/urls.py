@@ -43,7 +43,7 @@ __all__ = [
     "exact_url",
     "fingerprint",
     "host_key",
-    "host_key_of",
+    "host_of",
     "read_url_lines",
     "registered_domain",
 ]
@@ -365,7 +365,7 @@ def _origin_host_key(origin: str) -> str:
     return host_key(origin)
 
 
-def host_key_of(url: str) -> str:
+def host_of(url: str) -> str:
     """:func:`host_key`, cached per origin: asked several times per URL (the driver, the
     frontier, the scope check of every new link), and ``urlsplit`` was a visible share of the
     event loop's and the crawl workers' time. The netloc ends at the first ``/``, ``?`` or
@@ -475,7 +475,7 @@ class Scope:
         try:
             url = canonicalize(url)
             if self.kind == "host":
-                inside = host_key_of(url) in self._keys
+                inside = host_of(url) in self._keys
             elif self.kind == "domain":
                 inside = registered_domain(urlsplit(url).hostname or "") in self._keys
             else:
