@@ -149,8 +149,7 @@ class Coordinator:
                         self._hard = True
                         return
                 self.ledger.lease(capacity)
-                for item in sched.start(capacity, host_limit=self._host_limit):
-                    self.backend.submit(item)
+                self._start(capacity)
                 self.ledger.tick()
                 if sched.idle:
                     wait = self.ledger.end_or_wait()
@@ -170,8 +169,7 @@ class Coordinator:
                         # the freed host places are handed out before this batch's commit
                         # (frontier SQL, pages lines): at the default per_host a host's
                         # places, not the CPU, set the pace, and each waited for the commit
-                        for item in sched.start(capacity, host_limit=self._host_limit):
-                            self.backend.submit(item)
+                        self._start(capacity)
                         self.backend.flush()
                     self._commit_archived([w for w in works if isinstance(w, ArchivedWork)])
                 else:
@@ -188,6 +186,11 @@ class Coordinator:
                 self.stop()
             except KeyboardInterrupt:
                 self.stop()
+
+    def _start(self, capacity: int) -> None:
+        """Hand the backend the leased URLs the scheduler lets start now."""
+        for item in self.sched.start(capacity, host_limit=self._host_limit):
+            self.backend.submit(item)
 
     def _settle(self, item: FrontierItem, retries: int, later: float | None, robots: Any) -> bool:
         """True when the URL that came back is to be archived now."""
