@@ -326,8 +326,8 @@ class FolderEffects:
         dates = effects.item_dates(items)
         arch = self.archive
         # the next batch's files are written while this one's are synced (astore_batch); it
-        # empties `items` once their files are in tmp/ (a body that came as a bytearray was
-        # copied into them)
+        # empties `items` and lets their bodies go once their files are in tmp/ (a body that
+        # came as a bytearray was copied into them)
         stored = await arch.astore_batch(effect, items)
         self.report.stored(stored)
         # messages are parsed on the side, up to _HEADER_BACKLOG batches behind the writes

@@ -104,6 +104,9 @@ class SpillSink:
 
 # (uid, flags, mtime, body, internaldate): one message as AccountArchive.store_batch takes it
 StoreItem = tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral, str | None]
+# its (uid, flags, mtime, body), for its file; its (uid, flags, internaldate), for its row
+_FileItem = tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral]
+_RowItem = tuple[int, tuple[str, ...], str | None]
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ class MaildirStore:
         self,
         relpath: str,
         uidvalidity: int,
-        messages: Iterable[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral]],
+        messages: Iterable[_FileItem],
     ) -> list[StoredMessage]:
         """Write (uid, flags, mtime, body) items durably; returns where each one went.
 
@@ -185,7 +188,7 @@ class MaildirStore:
         self,
         relpath: str,
         uidvalidity: int,
-        messages: Iterable[tuple[int, tuple[str, ...], float | None, bytes | SpilledLiteral]],
+        messages: Iterable[_FileItem],
     ) -> StagedBatch:
         """The first half of :meth:`write_batch`: every file written to ``tmp/`` (not synced,
         not visible in the Maildir yet). Its bodies may be dropped once this returns."""
@@ -349,6 +352,12 @@ class MaildirStore:
             for entry in os.scandir(d):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+def _split_items(items: list[StoreItem]) -> tuple[list[_FileItem], list[_RowItem]]:
+    """A batch's items as (uid, flags, mtime, body) for its files and (uid, flags,
+    internaldate) for its rows."""
+    return [(u, f, m, b) for u, f, m, b, _ in items], [(u, f, d) for u, f, _, _, d in items]
 
 
 class AccountArchive:
@@ -556,12 +565,9 @@ class AccountArchive:
         items: list[StoreItem],
     ) -> list[StoredMessage]:
         """Write a batch's files durably, then record their state rows (blocking)."""
-        stored = self.store.write_batch(
-            relpath, uidvalidity, [(u, f, m, b) for u, f, m, b, _ in items]
-        )
-        self._record_rows(
-            name, uidvalidity, generation, [(u, f, d) for u, f, _, _, d in items], stored
-        )
+        files, rows = _split_items(items)
+        stored = self.store.write_batch(relpath, uidvalidity, files)
+        self._record_rows(name, uidvalidity, generation, rows, stored)
         return stored
 
     async def astore_batch(self, batch: StoreBatch, items: list[StoreItem]) -> list[StoredMessage]:
@@ -571,14 +577,14 @@ class AccountArchive:
         writer thread. Files durable before their rows, as in :meth:`store_batch`.
 
         Why: the writer thread was busy 9.3-9.8 s of a 10.6-12.7 s 1 GB backup, a third of it
-        waiting in fdatasync; see docs/benchmarks/mail.md. ``items`` is emptied once its files
-        are in ``tmp/`` (a body copied into it, from a bytearray, is let go then)."""
+        waiting in fdatasync; see docs/benchmarks/mail.md. ``items`` is emptied at once, and its
+        bodies are let go once their files are in ``tmp/`` (a body copied into it, from a
+        bytearray, is held by nothing else)."""
         store, uidvalidity = self.store, batch.uidvalidity
-        staged = await self._call(
-            store.stage_batch, batch.relpath, uidvalidity, [(u, f, m, b) for u, f, m, b, _ in items]
-        )
-        rows = [(u, f, d) for u, f, _, _, d in items]
+        files, rows = _split_items(items)
         items.clear()
+        staged = await self._call(store.stage_batch, batch.relpath, uidvalidity, files)
+        del files
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._commit_pool, store.commit_staged, staged)
         await self._call(
@@ -591,7 +597,7 @@ class AccountArchive:
         name: str,
         uidvalidity: int,
         generation: int,
-        rows: list[tuple[int, tuple[str, ...], str | None]],
+        rows: list[_RowItem],
         stored: list[StoredMessage],
     ) -> None:
         flags = {u: f for u, f, _ in rows}
