@@ -470,14 +470,13 @@ def _list_in_chunks(
     if opts.uid_step:
         ranges = listing.stepped_ranges(uidnext, opts.listing_chunk)
     else:
-        bounds = listing.boundary_command(exists or 0, opts.listing_chunk)
         ranges = [UidRange(1, None)]
-        if bounds_answer is not None or bounds is not None:
-            if bounds_answer is not None:
-                bres = bounds_answer
-            else:
-                assert bounds is not None
+        bres = bounds_answer
+        if bres is None:
+            bounds = listing.boundary_command(exists or 0, opts.listing_chunk)
+            if bounds is not None:
                 (bres,) = yield from _send(bounds)
+        if bres is not None:
             # a server that refuses the message numbers (one expunged meanwhile, say) gets
             # fixed UID ranges: more commands when UIDs are sparse, the same bound on memory
             ranges = (
