@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from crawler.surt_key import url_key
 from foundation.errors import StorageError
 
 __all__ = [
@@ -42,15 +43,6 @@ PART_DIR = ".index"
 RUN_LINES = 50_000  # index lines sorted in memory at once (~20 MB)
 MERGE_FILES = 64  # sorted runs merged at once (open files)
 _MIME_END = re.compile(r"[;\s]")
-
-
-def url_key(url: str) -> str:
-    """The SURT key a CDXJ line starts with."""
-    # imported on first use: surt pulls in tldextract, requests and urllib3 (80 ms), which the
-    # crawler's start-up would otherwise wait for; the first use is in the writer thread
-    import surt  # type: ignore[import-untyped]
-
-    return str(surt.surt(url))
 
 
 def index_part(out: Path, warc: Path) -> Path:

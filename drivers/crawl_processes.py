@@ -60,9 +60,15 @@ from foundation.limits import check_process_count
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender, death_note
 
-# what the workers use, imported once in the fork server (surt, uvloop and the parsers load
+# what the workers use, imported once in the fork server (SURT keys, uvloop and the parsers load
 # lazily elsewhere)
-PRELOAD = ("drivers.crawl_processes", "surt", "uvloop", "selectolax.lexbor", "lxml.etree")
+PRELOAD = (
+    "drivers.crawl_processes",
+    "crawler.surt_key",
+    "uvloop",
+    "selectolax.lexbor",
+    "lxml.etree",
+)
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
 # a worker's results wait at most this long to leave together: 20,000-page site at the default
 # flags, against one message per loop tick: ~9 % less CPU a page (fewer messages), the same

@@ -30,3 +30,20 @@ def test_the_offload_sends_functions_from_the_light_module() -> None:
     assert offload.apply_batch.__module__ == pool_worker.__name__
     assert offload.pool_worker_init.__module__ == pool_worker.__name__
     assert indexer.parse_stored.__module__ == stored_parse.__name__
+
+
+def test_surt_keys_leave_tldextract_unimported_until_it_is_used() -> None:
+    # surt imports tldextract (and with it requests and urllib3: ~20 MB a process) for public
+    # suffixes that surt.surt never asks for
+    code = (
+        "import sys\n"
+        "from crawler.surt_key import url_key\n"
+        "assert url_key('http://www.Example.com:80/b/../a?b=1&a=2') == 'com,example)/a?a=2&b=1'\n"
+        "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules\n"
+        "import tldextract\n"
+        "from surt.handyurl import handyurl\n"
+        "assert tldextract.TLDExtract.__module__ == 'tldextract.tldextract'\n"
+        "assert 'requests' in sys.modules  # the real module, loaded on first use\n"
+        "assert handyurl.parse(b'http://a.example/').host == b'a.example'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
