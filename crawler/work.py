@@ -25,6 +25,7 @@ __all__ = [
     "ForgetLinks",
     "HostBackoff",
     "HostWaiting",
+    "Queued",
     "ShipRobots",
     "Work",
     "WorkerFailed",
@@ -88,6 +89,18 @@ class Fetched:
 
     item: FrontierItem
     worker: int
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Coordinator to worker: a URL of a host spread over the workers, sent ahead of a free
+    place. The worker runs at most ``limit`` URLs of the host at once (its share of
+    ``per_host``) and starts this one when one of them has its body in: the next fetch does not
+    wait for the round trip to the coordinator and back (see
+    :class:`crawler.core.routing.HostRouter`)."""
+
+    item: FrontierItem
+    limit: int
 
 
 @dataclass(frozen=True)

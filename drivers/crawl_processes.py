@@ -47,6 +47,7 @@ from crawler.work import (
     ForgetLinks,
     HostBackoff,
     HostWaiting,
+    Queued,
     ShipRobots,
     Work,
     WorkerFailed,
@@ -54,6 +55,7 @@ from crawler.work import (
 from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from drivers.crawl_asyncio import shared_hosts
+from drivers.crawl_places import HostPlaces
 from foundation.errors import ModeError, WorkerDiedError
 from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
@@ -218,21 +220,40 @@ async def _worker(
     )
     effects.on_waiting = lambda host, why, until: emit(HostWaiting(host, why, until))
 
-    async def one(item: FrontierItem) -> None:
+    places = HostPlaces()
+
+    async def one(item: FrontierItem, limit: int | None) -> None:
+        await places.take(item.host, limit)
+        held = True
+
+        def fetched(done: FrontierItem) -> None:
+            nonlocal held
+            held = False
+            places.give_back(done.host)
+            emit(Fetched(done, index))
+
         try:
-            work = await effects.crawl(item, lambda done: emit(Fetched(done, index)))
+            work = await effects.crawl(item, fetched)
             # written and queued with no await between: results leave in write order
             emit(archive_work(settings, work, archive, link_filter))
         except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
             emit(WorkerFailed(item.url, f"{type(exc).__name__}: {exc}"))
+        finally:
+            if held:
+                places.give_back(item.host)
+
+    def begin(item: FrontierItem, limit: int | None) -> None:
+        task = asyncio.create_task(one(item, limit))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     try:
         while (batch := await inbox.get()) is not None:
             for msg in batch:
                 if isinstance(msg, FrontierItem):
-                    task = asyncio.create_task(one(msg))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    begin(msg, None)
+                elif isinstance(msg, Queued):
+                    begin(msg.item, msg.limit)
                 elif isinstance(msg, ShipRobots):
                     effects.install_robots(msg.host, msg.rules)
                 elif isinstance(msg, HostBackoff):
@@ -316,7 +337,9 @@ class ProcessBackend:
         route = self.router.route(item.host)
         if route.robots is not None:
             self._outbox[route.worker].append(ShipRobots(item.host, route.robots))
-        self._outbox[route.worker].append(item)
+        self._outbox[route.worker].append(
+            item if route.limit is None else Queued(item, route.limit)
+        )
 
     def forget_links(self) -> None:
         """Every worker forgets the links it met (the shared frontier's server restarted)."""

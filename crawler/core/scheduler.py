@@ -297,18 +297,18 @@ class CrawlScheduler:
         host_limit: Callable[[str], int] | None = None,
     ) -> list[FrontierItem]:
         """The leased URLs to start now, at most ``capacity`` in flight in total and ``per_host``
-        (or ``host_limit(host)``, if lower) per host. ``can_start(host)``: the host's politeness
-        slot is free now (drivers that see the slot table pass it: a URL then never waits for
-        its host while holding a place); a host with a delay gets one start per call."""
+        per host, or ``host_limit(host)``: a backend that caps each host's requests itself may
+        hold more of its URLs (the processes mode queues them at its workers).
+        ``can_start(host)``: the host's politeness slot is free now (drivers that see the slot
+        table pass it: a URL then never waits for its host while holding a place); a host with
+        a delay gets one start per call."""
         if self.stopping:
             return []
         out: list[FrontierItem] = []
         pacing = self.cfg.delay > 0
         for host in list(self._ready):
             queue = self._ready[host]
-            limit = self.cfg.per_host
-            if host_limit is not None:
-                limit = min(limit, host_limit(host))
+            limit = self.cfg.per_host if host_limit is None else host_limit(host)
             while (
                 queue
                 and self.in_flight < capacity

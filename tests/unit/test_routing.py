@@ -1,0 +1,42 @@
+"""The processes mode's host routing: spread hosts are sent ahead, within each worker's share."""
+
+from __future__ import annotations
+
+from crawler.core.robots import RobotsRules, rules_from_response
+from crawler.core.routing import AHEAD, HostRouter, host_shares
+
+UA = "fetchlab-test"
+
+
+def _rules(text: str) -> RobotsRules:
+    return rules_from_response(200, text.encode(), 0.0)
+
+
+def _router(per_host: int = 8, delay: float = 0.0, workers: int = 2) -> HostRouter:
+    return HostRouter(workers, per_host=per_host, delay=delay, robots=True, user_agent=UA)
+
+
+def test_a_spread_host_is_sent_ahead_and_each_worker_runs_its_share() -> None:
+    router = _router(per_host=8)
+    router.learn("a", _rules("User-agent: *\nDisallow: /private\n"))
+    assert router.host_limit("a") == 8 * (1 + AHEAD)
+    routes = [router.route("a") for _ in range(router.host_limit("a"))]
+    for k, share in enumerate(host_shares(8, 2)):
+        mine = [r for r in routes if r.worker == k]
+        assert len(mine) == share * (1 + AHEAD)
+        assert {r.limit for r in mine} == {share}  # the worker's cap: its share of per_host
+    router.returned(1, "a")
+    assert router.route("a").worker == 1  # the room freed is where the next URL goes
+
+
+def test_pinned_hosts_are_not_sent_ahead() -> None:
+    router = _router(per_host=8)
+    pin = router.pin("b")
+    # before its robots.txt verdict: the pinned worker's share, run as it comes
+    assert router.host_limit("b") == host_shares(8, 2)[pin]
+    assert router.route("b").limit is None
+    router.learn("c", _rules("User-agent: *\nCrawl-delay: 2\n"))
+    assert router.host_limit("c") == 8 and router.route("c").limit is None
+    delayed = _router(per_host=8, delay=1.0)
+    delayed.learn("d", _rules(""))
+    assert delayed.host_limit("d") == 8 and delayed.route("d").limit is None
