@@ -285,6 +285,7 @@ class ProcessBackend:
             delay=settings.delay,
             robots=settings.robots,
             user_agent=settings.user_agent,
+            capacity=settings.concurrency,
         )
         self.host_limit = self.router.host_limit  # the coordinator's per-host cap
         self._on_waiting: Callable[[str, str, float], None] | None = None

@@ -1,7 +1,8 @@
 """Which worker process fetches a URL, so that per-host politeness stays exact across workers.
 
-The processes mode's coordinator already keeps every host under ``per_host`` URLs in flight in
-total (the scheduler), so concurrency per host is exact whatever the routing. What this decides:
+The processes mode's coordinator keeps every host under ``host_limit(host)`` URLs in flight in
+total (the scheduler): ``per_host``, or more for a host whose URLs are sent ahead, which its
+workers then cap at their shares. What this decides:
 
 - A host starts *pinned* to worker ``crc32(host) % P``: its robots.txt is fetched once, there.
   When its verdict comes back with no Crawl-delay (and ``delay`` is 0 and ``per_host >= P``) the
@@ -18,11 +19,14 @@ total (the scheduler), so concurrency per host is exact whatever the routing. Wh
 - A spread host's URLs are also sent *ahead*: worker k is sent up to ``(1 + AHEAD)`` times its
   share and runs at most its share at once (the route's ``limit``), starting the next as soon
   as one has its body in. The scheduler's count for the host (``host_limit``) covers those
-  queued at the workers; the workers' caps keep the requests in flight at ``per_host``. Without
-  it each place waited for the worker's report to reach the coordinator and a new URL to come
-  back (a 4.8 ms cycle at the default ``per_host`` 8 on a one-host site, of which the fetch
-  was a fraction). Pinned hosts are not sent ahead: their worker counts their URLs but does
-  not cap them (the coordinator's count is exact), and a host with a delay gains nothing.
+  queued at the workers; the workers' caps keep the requests in flight at ``per_host``. Only
+  while the crawl's ``capacity`` (its ``concurrency``) holds that extra for every host in
+  flight: a URL queued at a worker holds one of those places, and with many hosts they are
+  better spent running URLs of more hosts. Without it each place waited for the worker's
+  report to reach the coordinator and a new URL to come back (a 4.8 ms cycle at the default
+  ``per_host`` 8 on a one-host site, of which the fetch was a fraction). Pinned hosts are not
+  sent ahead: their worker counts their URLs but does not cap them (the coordinator's count is
+  exact), and a host with a delay gains nothing.
 - A 429/503 pause of a spread host is forwarded to all of its workers.
 
 Pure: the backend maps each decision onto its pipes.
@@ -59,10 +63,18 @@ class Route:
 
 class HostRouter:
     def __init__(
-        self, workers: int, *, per_host: int, delay: float, robots: bool, user_agent: str
+        self,
+        workers: int,
+        *,
+        per_host: int,
+        delay: float,
+        robots: bool,
+        user_agent: str,
+        capacity: int,
     ) -> None:
         self.workers = workers
         self._per_host = per_host
+        self._capacity = capacity
         self._shares = host_shares(per_host, workers)
         self._can_spread = workers > 1 and delay == 0 and per_host >= workers
         self._robots = robots
@@ -79,7 +91,7 @@ class HostRouter:
     def host_limit(self, host: str) -> int:
         """How many URLs of ``host`` may be in flight across all workers now."""
         if host in self._spread:
-            return self._per_host * (1 + AHEAD)  # in flight, and queued at the workers
+            return self._per_host * (1 + AHEAD) if self._ahead(host) else self._per_host
         if host in self._pinned or not self._can_spread:
             return self._per_host
         if not self._robots:
@@ -93,7 +105,7 @@ class HostRouter:
         loads = self._host_load.setdefault(host, [0] * self.workers)
         ship = limit = None
         if host in self._spread:
-            room = 1 + AHEAD
+            room = 1 + AHEAD if self._ahead(host) else 1
             free = [k for k in range(self.workers) if loads[k] < self._shares[k] * room]
             # the scheduler keeps the host under per_host, so some share has room
             k = min(free, key=self._load.__getitem__) if free else self.pin(host)
@@ -107,6 +119,12 @@ class HostRouter:
         loads[k] += 1
         self._load[k] += 1
         return Route(k, ship, limit)
+
+    def _ahead(self, host: str) -> bool:
+        """Whether ``host`` (spread) is sent ahead now: the crawl's capacity holds the extra
+        places of every host in flight, ``host`` included."""
+        hosts = len(self._host_load) + (host not in self._host_load)
+        return hosts * self._per_host * (1 + AHEAD) <= self._capacity
 
     def returned(self, worker: int, host: str) -> None:
         """A URL of ``host`` routed to ``worker`` came back."""

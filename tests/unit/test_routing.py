@@ -12,8 +12,12 @@ def _rules(text: str) -> RobotsRules:
     return rules_from_response(200, text.encode(), 0.0)
 
 
-def _router(per_host: int = 8, delay: float = 0.0, workers: int = 2) -> HostRouter:
-    return HostRouter(workers, per_host=per_host, delay=delay, robots=True, user_agent=UA)
+def _router(
+    per_host: int = 8, delay: float = 0.0, workers: int = 2, capacity: int = 256
+) -> HostRouter:
+    return HostRouter(
+        workers, per_host=per_host, delay=delay, robots=True, user_agent=UA, capacity=capacity
+    )
 
 
 def test_a_spread_host_is_sent_ahead_and_each_worker_runs_its_share() -> None:
@@ -40,3 +44,25 @@ def test_pinned_hosts_are_not_sent_ahead() -> None:
     delayed = _router(per_host=8, delay=1.0)
     delayed.learn("d", _rules(""))
     assert delayed.host_limit("d") == 8 and delayed.route("d").limit is None
+
+
+def test_many_hosts_in_flight_are_not_sent_ahead() -> None:
+    # a URL queued at a worker holds a place of the crawl's concurrency: with many hosts the
+    # places run URLs of more hosts instead
+    router = _router(per_host=8, capacity=64)  # the extra of 64 / 16 = 4 hosts
+    hosts = [f"h{n}" for n in range(5)]
+    for host in hosts:
+        router.learn(host, _rules(""))
+    for host in hosts[:4]:
+        assert router.host_limit(host) == 16
+        router.route(host)
+    assert router.host_limit("h0") == 16  # four hosts in flight: each has its extra
+    assert router.host_limit("h4") == 8  # a fifth does not fit
+    routes = [router.route("h4") for _ in range(8)]
+    assert router.host_limit("h0") == 8  # five in flight: none is sent ahead
+    for k, share in enumerate(host_shares(8, 2)):
+        assert sum(r.worker == k for r in routes) == share  # each worker its share, no more
+        assert {r.limit for r in routes if r.worker == k} == {share}
+    for r in routes:
+        router.returned(r.worker, "h4")
+    assert router.host_limit("h0") == 16  # h4 is done: room again
