@@ -31,7 +31,12 @@ class HostPlaces:
             return
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(host, deque()).append((limit, place))
-        await place  # give_back counted this URL in before it set the result
+        try:
+            await place  # give_back counted this URL in before it set the result
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():  # counted in, then cancelled: hand it on
+                self.give_back(host)
+            raise
 
     def give_back(self, host: str) -> None:
         """One URL of ``host`` has its body in (or ended): start the next that waits."""

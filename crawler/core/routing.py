@@ -109,7 +109,9 @@ class HostRouter:
         if host in self._spread:
             room = 1 + AHEAD if self._ahead(host) else 1
             free = [k for k in range(self.workers) if loads[k] < self._shares[k] * room]
-            # the scheduler keeps the host under per_host, so some share has room
+            if not free:  # started while it was sent ahead (then more hosts came in flight)
+                free = [k for k in range(self.workers) if loads[k] < self._shares[k] * (1 + AHEAD)]
+            # the scheduler keeps the host under its host_limit, so some worker has room
             k = min(free, key=self._load.__getitem__) if free else self.pin(host)
             rules = self._spread[host]
             if rules is not None and host not in self._shipped[k]:

@@ -69,3 +69,19 @@ def test_a_cancelled_wait_passes_its_turn_on() -> None:
         assert second.done() and not second.cancelled() and places.running("a") == 1
 
     asyncio.run(scenario())
+
+
+def test_a_wait_cancelled_after_its_turn_came_hands_the_place_on() -> None:
+    async def scenario() -> None:
+        places = HostPlaces()
+        await places.take("a", 1)
+        first = asyncio.create_task(places.take("a", 1))
+        second = asyncio.create_task(places.take("a", 1))
+        await asyncio.sleep(0)
+        places.give_back("a")  # first's turn: counted in, its task not run yet
+        first.cancel()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert first.cancelled() and second.done() and places.running("a") == 1
+
+    asyncio.run(scenario())

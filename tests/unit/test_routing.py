@@ -66,3 +66,15 @@ def test_many_hosts_in_flight_are_not_sent_ahead() -> None:
     for r in routes:
         router.returned(r.worker, "h4")
     assert router.host_limit("h0") == 16  # h4 is done: room again
+
+
+def test_urls_started_while_sent_ahead_still_go_where_there_is_room() -> None:
+    # host_limit let 16 start; a second host came in flight before they were routed
+    router = _router(per_host=8, capacity=16)
+    router.learn("a", _rules(""))
+    router.learn("b", _rules(""))
+    assert router.host_limit("a") == 16
+    router.route("b")  # now two hosts in flight: a is no longer sent ahead
+    routes = [router.route("a") for _ in range(16)]
+    for k, share in enumerate(host_shares(8, 2)):
+        assert sum(r.worker == k for r in routes) == 2 * share
