@@ -33,7 +33,7 @@ from drivers.mail_asyncio_folder import (
 from foundation.errors import MailError, ModeError, StorageError
 from mailsync import account
 from mailsync.auth import Secret, get_secret
-from mailsync.core import commands, flow, retry
+from mailsync.core import commands, flow, options, retry
 from mailsync.core.plan import FolderState
 from mailsync.core.schedule import folder_where
 from mailsync.report import FolderOutcome
@@ -308,6 +308,17 @@ class AccountRun(FolderEffects):
         await self._close(session)
         return None
 
+    def _size_budget(self) -> None:
+        """Fit the body budget to the link's round trip as measured so far: the bytes asked for
+        and not yet in are what keeps it full (:func:`mailsync.core.options.body_budget`)."""
+        timed = [
+            s.stats.fastest_round_trip
+            for s in self.sessions
+            if s.stats.fastest_round_trip is not None
+        ]
+        cap = self.settings.bodies_in_flight_bytes
+        self.budget.limit = options.body_budget(min(timed, default=None), cap)
+
     # one folder --------------------------------------------------------------------------------
 
     async def _sync_with_retries(
@@ -316,6 +327,7 @@ class AccountRun(FolderEffects):
         where = folder_where(self.account.name, job.name)
         attempt = 0
         while True:
+            self._size_budget()
             lanes = FetchLanes(job.raw_name, self.opts.pipeline_depth, self.budget)
             lanes.on_start = started
             try:

@@ -98,13 +98,16 @@ class MailSettings(FrozenModel):
     # 1000: with 4 connections x pipeline_depth 4 chunks in flight, 2000 held ~6 MB more at the
     # start of a big backup; a changed 100,000-message folder then takes ~25 round trips, not 13
     listing_chunk: int = Field(default=1000, ge=2, le=1_000_000)
-    # Bytes of message bodies one account may have asked for (body FETCHes sent) and not yet
-    # handed on to its writes, over all its connections (0 = no bound). A batch larger than
-    # this still goes, alone. Without it, up to pipeline_depth x lanes batches per folder (32 MB
-    # at the defaults) piled up whenever the disk was slower than the network; bodies not asked
-    # for yet wait in the server instead (docs/benchmarks/memory.md). The asyncio mode's: the
-    # other modes keep a folder on one connection and store each batch before reading the
-    # next, so they hold at most pipeline_depth + 1 batches a connection.
+    # At most this many bytes of message bodies one account may have asked for (body FETCHes
+    # sent) and not yet handed on to its writes, over all its connections (0 = no bound). Below
+    # it, the account asks for what keeps its link full: the fastest command round trip so far
+    # times 200 MB/s, at least 8 MiB (8 MiB on loopback; at 100 ms each way the cap:
+    # mailsync.core.options.body_budget). A batch larger than the budget still goes, alone.
+    # Without it, up to pipeline_depth x lanes batches per folder (32 MB at the defaults)
+    # piled up whenever the disk was slower than the network; bodies not asked for yet wait in
+    # the server instead (docs/benchmarks/memory.md). The asyncio mode's: the other modes keep
+    # a folder on one connection and store each batch before reading the next, so they hold at
+    # most pipeline_depth + 1 batches a connection.
     bodies_in_flight_bytes: int = Field(default=24 * 1024 * 1024, ge=0)
     # Seconds to connect + greet + log in, and the longest wait for one response.
     timeout: float = Field(default=60.0, gt=0, le=3600)

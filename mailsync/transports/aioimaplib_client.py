@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,12 @@ class AioimaplibSession:
             cmd = aioimaplib.Command(name.upper(), tag, *args, loop=loop, timeout=self._timeout)
         self.stats.commands += 1
         self.stats.round_trips += 1
+        began = time.monotonic()
         try:
             response = await self._run(cmd)
         except aioimaplib.AioImapException as exc:
             raise ImapConnectError(f"aioimaplib: {exc}") from None
+        self.stats.timed_round_trip(time.monotonic() - began)
         if response.result == "OK" and cmd.name == "EXAMINE":
             self._proto.state = aioimaplib.SELECTED  # aioimaplib forgets this (FACTS.md)
         keyword = cmd.name.encode() + b" " if cmd.name in ("LIST", "STATUS") else b""

@@ -26,6 +26,12 @@ class TransportStats:
     bytes_in: int = 0
     bytes_out: int = 0
     wire_in: int = field(default=0)  # bytes on the socket (smaller than bytes_in with COMPRESS)
+    # seconds of the quickest command round trip yet (None: none timed): the link's latency
+    fastest_round_trip: float | None = None
+
+    def timed_round_trip(self, seconds: float) -> None:
+        if self.fastest_round_trip is None or seconds < self.fastest_round_trip:
+            self.fastest_round_trip = seconds
 
 
 class ImapSession(Protocol):

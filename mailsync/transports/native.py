@@ -18,6 +18,7 @@ import collections
 import contextlib
 import itertools
 import ssl
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -245,6 +246,7 @@ class NativeConnection:
         """Send all ``commands`` at once, then wait for all of them: one round trip."""
         if not commands:
             return []
+        began = time.monotonic()
         started = [self._start(cmd) for cmd in commands]
         self.stats.round_trips += 1
         if all(len(parts) == 1 for _, _, parts in started):
@@ -265,6 +267,7 @@ class NativeConnection:
         results = []
         for pending, _, _ in started:
             results.append(await self._wait(pending.future))
+        self.stats.timed_round_trip(time.monotonic() - began)
         return results
 
     async def starttls(self, context: ssl.SSLContext) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from drivers.mail_asyncio import backup_accounts, open_account_session
 from mailsync.auth import Secret
+from mailsync.core import commands
+from mailsync.core.options import BUDGET_FLOOR, body_budget
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import StateDB
 from mailsync.transports.base import ImapSession
@@ -86,6 +88,33 @@ async def test_one_big_folder_is_fetched_over_every_connection(
     (again,) = await run_backup(settings, tmp_path)
     assert again.ok and again.new_messages == 0
     assert_archive_matches(tmp_path / "big", acct.truth)
+
+
+async def test_a_session_times_the_link_s_round_trip_and_the_budget_follows(
+    fresh_imap_account: FreshImapAccount, delay_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    # the body budget is sized from the fastest command round trip (options.body_budget)
+    acct = fresh_imap_account(messages=1, seed=24, folders=["INBOX"])
+    server = acct.server
+    budgets = {}
+    for delay in (0, 40):
+        port = delay_proxy((server.host, server.port), delay_ms=delay).port if delay else None
+        account = account_for(server, acct.user, name=f"rtt{delay}", port=port or server.port)
+        settings = mail_settings(account)
+        session = await open_account_session(
+            account, Secret("secret"), settings, tmp_path / f"spill{delay}"
+        )
+        try:
+            await session.execute(commands.noop())
+            rtt = session.stats.fastest_round_trip
+        finally:
+            await session.aclose()
+        assert rtt is not None
+        if delay:
+            assert 2 * delay / 1000 <= rtt < 2 * delay / 1000 + 0.1, rtt
+        budgets[delay] = body_budget(rtt, settings.bodies_in_flight_bytes)
+    assert budgets[0] == BUDGET_FLOOR  # loopback: a few ms
+    assert BUDGET_FLOOR < budgets[40] <= 24 * 1024 * 1024  # ~80 ms x 200 MB/s
 
 
 async def test_a_reset_at_connect_is_retried(

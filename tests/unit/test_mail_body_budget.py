@@ -8,7 +8,9 @@ the driver's own accounting); it answers each command when the test lets it.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 from drivers.mail_asyncio_folder import BodyBudget, FetchLanes
 from mailsync.core import flow
@@ -102,3 +104,43 @@ def test_a_folder_that_stops_gives_back_what_it_asked_for() -> None:
         assert budget.held == 0
 
     asyncio.run(scenario())
+
+
+def test_the_budget_follows_the_link_s_round_trip() -> None:
+    from mailsync.core.options import BUDGET_FLOOR, body_budget
+
+    cap = 24 * 1024 * 1024
+    assert body_budget(None, cap) == cap  # not timed yet: the setting
+    assert body_budget(0.0024, cap) == BUDGET_FLOOR  # loopback
+    assert body_budget(0.1, cap) == 20_000_000  # 100 ms at 200 MB/s
+    assert body_budget(0.204, cap) == cap  # 100 ms each way: the cap
+    assert body_budget(0.001, 4 * 1024 * 1024) == 4 * 1024 * 1024  # a cap below the floor
+    assert body_budget(0.5, 0) == 0  # no bound stays no bound
+
+
+def test_an_account_sizes_its_budget_from_its_fastest_connection(tmp_path: Path) -> None:
+    from drivers.mail_asyncio_account import AccountRun
+    from mailsync.core.options import BUDGET_FLOOR
+    from mailsync.settings import AccountSettings, MailSettings
+    from mailsync.transports.base import TransportStats
+
+    account = AccountSettings(name="a", host="127.0.0.1", username="u", password_env="X")
+    run = AccountRun(
+        account,
+        MailSettings(out=tmp_path, accounts=(account,)),
+        tmp_path,
+        asyncio.Semaphore(1),
+        cast(Any, None),
+        cast(Any, None),
+    )
+    assert run.budget.limit == 24 * 1024 * 1024
+    slow, fast, untimed = TransportStats(), TransportStats(), TransportStats()
+    for seconds in (0.3, 0.2):
+        slow.timed_round_trip(seconds)
+    fast.timed_round_trip(0.05)
+    run.sessions = [cast(ImapSession, SimpleNamespace(stats=s)) for s in (slow, untimed)]
+    run._size_budget()
+    assert slow.fastest_round_trip == 0.2 and run.budget.limit == 24 * 1024 * 1024
+    run.sessions.append(cast(ImapSession, SimpleNamespace(stats=fast)))
+    run._size_budget()
+    assert run.budget.limit == max(BUDGET_FLOOR, 10_000_000)
