@@ -108,9 +108,9 @@ class HostRouter:
         ship = limit = None
         if host in self._spread:
             room = 1 + AHEAD if self._ahead(host) else 1
-            free = [k for k in range(self.workers) if loads[k] < self._shares[k] * room]
-            if not free:  # started while it was sent ahead (then more hosts came in flight)
-                free = [k for k in range(self.workers) if loads[k] < self._shares[k] * (1 + AHEAD)]
+            # a URL started while its host was sent ahead (then more hosts came in flight) takes
+            # the room left in the shares sent ahead
+            free = self._room(loads, room) or self._room(loads, 1 + AHEAD)
             # the scheduler keeps the host under its host_limit, so some worker has room
             k = min(free, key=self._load.__getitem__) if free else self.pin(host)
             rules = self._spread[host]
@@ -123,6 +123,10 @@ class HostRouter:
         loads[k] += 1
         self._load[k] += 1
         return Route(k, ship, limit)
+
+    def _room(self, loads: list[int], shares: int) -> list[int]:
+        """The workers holding fewer of a host's URLs than ``shares`` times their share."""
+        return [k for k in range(self.workers) if loads[k] < self._shares[k] * shares]
 
     def _ahead(self, host: str) -> bool:
         """Whether ``host`` (spread) is sent ahead now: the crawl's capacity holds the extra

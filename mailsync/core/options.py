@@ -24,10 +24,9 @@ AIOIMAPLIB_LISTING_CHUNK = 500
 # second), at least the floor, at most the setting (24 MiB by default). 1 GB corpus, interleaved
 # probes on 2026-12-07 (seven pairs): on loopback (2.4 ms measured: the floor) 8.36-9.72 s
 # against 8.57-10.72 s with the fixed 24 MiB, the main process 105-108 MB against 116-124 MB.
-# At 100 ms
-# each way (0.204 s measured) asking 40 MB (a 48 MiB cap) gave no measurable gain over 24 MiB
-# (11.6-13.4 s against 11.7-12.4 s), so the default cap stays 24 MiB: there the budget is the
-# cap, as before.
+# At 100 ms each way (0.204 s measured) asking 40 MB (a 48 MiB cap) gave no measurable gain
+# over 24 MiB (11.6-13.4 s against 11.7-12.4 s), so the default cap stays 24 MiB: there the
+# budget is the cap, as before.
 BUDGET_FLOOR = 8 * 1024 * 1024
 BUDGET_RATE = 200_000_000
 
