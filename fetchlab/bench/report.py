@@ -16,7 +16,17 @@ from typing import Any
 
 from fetchlab.bench.grid import Cell, CellSummary, RunResult
 
-__all__ = ["PUBLISHED", "machine_info", "markdown", "read_json", "write_charts", "write_json"]
+__all__ = [
+    "PUBLISHED",
+    "cpu_model",
+    "library_versions",
+    "machine_info",
+    "markdown",
+    "read_json",
+    "versions_line",
+    "write_charts",
+    "write_json",
+]
 
 # (section, mode, concurrency, variant) -> published wall seconds; with each table's source job
 PUBLISHED: Mapping[tuple[str, str, int, str], float] = {
@@ -47,6 +57,44 @@ VARIANT_ROWS = frozenset({"crawl"})
 PUBLISHED_LATENCY = {"http": 300}
 
 
+# the libraries whose C code the hot paths run in: a run is comparable with another only with
+# the same versions (a fresh venv takes the newest releases the pyproject ranges allow)
+HOT_LIBRARIES = ("aiohttp", "uvloop", "isal", "selectolax", "yarl", "multidict", "psutil")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``?`` when it does not)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def library_versions(names: Sequence[str] = HOT_LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names`` (``-`` when absent) and SQLite's."""
+    import sqlite3
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "-"
+    found["sqlite"] = sqlite3.sqlite_version
+    return found
+
+
+def versions_line() -> str:
+    """One line for a bench's Markdown: the CPU model and the hot-path library versions."""
+    libs = ", ".join(f"{k} {v}" for k, v in library_versions().items())
+    return f"CPU {cpu_model()}; {libs}"
+
+
 def machine_info() -> dict[str, Any]:
     import os
 
@@ -54,9 +102,11 @@ def machine_info() -> dict[str, Any]:
 
     return {
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
+        "libraries": library_versions(),
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -123,6 +173,9 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
         f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gb')} GB, Python {m.get('python')}, "
         f"{m.get('system')}; load average at start {m.get('load_avg_at_start')}. "
         f"Repeats per cell: {meta.get('repeats')} (interleaved; median shown).",
+        "",
+        f"CPU {m.get('cpu_model', '?')}; libraries: "
+        + ", ".join(f"{k} {v}" for k, v in dict(m.get("libraries") or {}).items()),
         "",
         "Speed-up: the first row's wall time over this row's. Where a published figure exists, "
         "`ours / published`, both relative to the first row that has one. CPU ms/item counts "

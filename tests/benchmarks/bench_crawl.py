@@ -44,6 +44,7 @@ import psutil
 from rich.console import Console
 
 from fetchlab.bench.grid import set_aside
+from fetchlab.bench.report import cpu_model, library_versions, versions_line
 from fetchlab.bench.sampler import ServerCPU
 from foundation.progress import summary_table
 from testbed.site import serve_generated_site
@@ -395,10 +396,28 @@ def _machine() -> dict[str, object]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
+        "libraries": library_versions(),
+        "commit": _commit(ROOT),
         "wget": version.splitlines()[0] if version else None,
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _commit(tree: Path) -> str:
+    """The commit ``tree`` is checked out at (``-dirty`` with changes; ``?`` when unknown)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(tree), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() or "?"
 
 
 def write_docs(meta: dict[str, object], sections: dict[str, list[Run]]) -> None:
@@ -414,9 +433,12 @@ def write_docs(meta: dict[str, object], sections: dict[str, list[Run]]) -> None:
         "Written by `python -m tests.benchmarks.bench_crawl --write` (see its docstring for how"
         " CPU, memory and pages are counted). Medians of interleaved runs; raw runs in"
         " [crawl.json](crawl.json).\n",
-        f"Machine: {meta['cpus']} cores, Python {meta['python']}, {meta['wget']}; run at"
-        f" {meta['date']}, load average before: {meta['load_before']}, after:"
-        f" {meta['load_after']}.\n",
+        f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), Python {meta['python']},"
+        f" {meta['wget']}; commit {meta['commit']}; run at {meta['date']}, load average"
+        f" before: {meta['load_before']}, after: {meta['load_after']}.\n",
+        "Libraries: "
+        + ", ".join(f"{k} {v}" for k, v in dict(meta["libraries"]).items())  # type: ignore[call-overload]
+        + ".\n",
     ]
     for title, runs in sections.items():
         parts.append(_markdown(title, summarize(runs)))
@@ -498,6 +520,7 @@ def main() -> None:
     for title, runs in sections.items():
         console.print(summary_table(title, COLUMNS, [s.row for s in summarize(runs)]))
     console.print(f"load average before {meta['load_before']}, after {meta['load_after']}")
+    console.print(f"commit {meta['commit']}; {versions_line()}")
     if args.write:
         write_docs(meta, sections)
         console.print(f"written: {DOCS / 'crawl.md'}, {DOCS / 'crawl.json'}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fetchlab.bench.exp_crawl import steady_rate
 from fetchlab.bench.grid import Cell, RunResult, summarize
-from fetchlab.bench.report import PUBLISHED, markdown
+from fetchlab.bench.report import PUBLISHED, library_versions, machine_info, markdown, versions_line
 from fetchlab.bench.sections import FULL, QUICK
 
 
@@ -70,6 +70,26 @@ def test_markdown_puts_published_numbers_next_to_ours() -> None:
     zero = next(line for line in lines if line.startswith("| threads | 10 | 100 | 0.50"))
     assert "| — |" in zero
     assert "2 CPUs" in md
+
+
+def test_a_run_records_the_machine_and_the_hot_path_library_versions() -> None:
+    """Runs on two machines (or two venvs) compare only with the same CPU and library versions:
+    every bench writes them beside its table."""
+    from importlib import metadata
+
+    versions = library_versions(("aiohttp", "surely-not-installed-here"))
+    assert versions["aiohttp"] == metadata.version("aiohttp")
+    assert versions["surely-not-installed-here"] == "-"
+    assert versions["sqlite"].count(".") == 2
+    info = machine_info()
+    assert info["cpu_model"] and info["libraries"]["isal"] == metadata.version("isal")
+    line = versions_line()
+    assert (
+        line.startswith(f"CPU {info['cpu_model']}; ")
+        and f"uvloop {metadata.version('uvloop')}" in line
+    )
+    md = markdown({"size": "quick", "repeats": 1, "machine": info}, [])
+    assert f"aiohttp {metadata.version('aiohttp')}" in md
 
 
 def test_sizes_reproduce_the_classic_shapes() -> None:
