@@ -19,6 +19,7 @@ from fetchlab.bench.grid import Cell, CellSummary, RunResult
 __all__ = [
     "PUBLISHED",
     "cpu_model",
+    "git_commit",
     "library_versions",
     "machine_info",
     "markdown",
@@ -87,6 +88,24 @@ def library_versions(names: Sequence[str] = HOT_LIBRARIES) -> dict[str, str]:
             found[name] = "-"
     found["sqlite"] = sqlite3.sqlite_version
     return found
+
+
+def git_commit(tree: Path) -> str:
+    """The commit ``tree`` is checked out at, ``-dirty`` when it has changes (``?`` when git
+    cannot tell)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(tree), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() or "?"
 
 
 def versions_line() -> str:

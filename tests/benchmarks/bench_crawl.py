@@ -44,7 +44,7 @@ import psutil
 from rich.console import Console
 
 from fetchlab.bench.grid import set_aside
-from fetchlab.bench.report import cpu_model, library_versions, versions_line
+from fetchlab.bench.report import cpu_model, git_commit, library_versions, versions_line
 from fetchlab.bench.sampler import ServerCPU
 from foundation.progress import summary_table
 from testbed.site import serve_generated_site
@@ -399,25 +399,10 @@ def _machine() -> dict[str, object]:
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "libraries": library_versions(),
-        "commit": _commit(ROOT),
+        "commit": git_commit(ROOT),
         "wget": version.splitlines()[0] if version else None,
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def _commit(tree: Path) -> str:
-    """The commit ``tree`` is checked out at (``-dirty`` with changes; ``?`` when unknown)."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(tree), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    return done.stdout.strip() or "?"
 
 
 def write_docs(meta: dict[str, object], sections: dict[str, list[Run]]) -> None:

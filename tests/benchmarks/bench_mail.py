@@ -50,7 +50,7 @@ import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from fetchlab.bench.grid import set_aside  # noqa: E402
-from fetchlab.bench.report import versions_line  # noqa: E402
+from fetchlab.bench.report import git_commit, versions_line  # noqa: E402
 from fetchlab.bench.sampler import ServerCPU  # noqa: E402
 from foundation.progress import summary_table  # noqa: E402
 from testbed.corpus import generate_corpus  # noqa: E402
@@ -319,9 +319,9 @@ def _ensure_peers(console: Console) -> None:
 
 def _tool_version(tool: str) -> str:
     if tool == "mailsync-baseline" and BASELINE:
-        return f"the checkout {BASELINE[0].name} ({_commit(BASELINE[0])})"
+        return f"the checkout {BASELINE[0].name} ({git_commit(BASELINE[0])})"
     if tool.startswith("mailsync"):
-        return f"this tree ({_commit(Path(__file__).resolve().parents[2])})"
+        return f"this tree ({git_commit(Path(__file__).resolve().parents[2])})"
     argv = {"mbsync": ["mbsync", "--version"], "offlineimap": ["offlineimap", "--version"]}[tool]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -332,22 +332,6 @@ def _tool_version(tool: str) -> str:
         if (done.stdout or done.stderr)
         else "?"
     )
-
-
-def _commit(tree: Path) -> str:
-    """The commit ``tree`` is checked out at, ``-dirty`` when it has changes (``?`` when git
-    cannot tell)."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(tree), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    return done.stdout.strip() or "?"
 
 
 def _archived_mb(root: Path) -> float:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from fetchlab.bench.exp_crawl import steady_rate
 from fetchlab.bench.grid import Cell, RunResult, summarize
-from fetchlab.bench.report import PUBLISHED, library_versions, machine_info, markdown, versions_line
+from fetchlab.bench.report import (
+    PUBLISHED,
+    git_commit,
+    library_versions,
+    machine_info,
+    markdown,
+    versions_line,
+)
 from fetchlab.bench.sections import FULL, QUICK
 
 
@@ -72,7 +79,7 @@ def test_markdown_puts_published_numbers_next_to_ours() -> None:
     assert "2 CPUs" in md
 
 
-def test_a_run_records_the_machine_and_the_hot_path_library_versions() -> None:
+def test_a_run_records_the_machine_and_the_hot_path_library_versions(tmp_path: Path) -> None:
     """Runs on two machines (or two venvs) compare only with the same CPU and library versions:
     every bench writes them beside its table."""
     from importlib import metadata
@@ -90,6 +97,9 @@ def test_a_run_records_the_machine_and_the_hot_path_library_versions() -> None:
     )
     md = markdown({"size": "quick", "repeats": 1, "machine": info}, [])
     assert f"aiohttp {metadata.version('aiohttp')}" in md
+    # and which code ran: the checkout's commit, or "?" where git cannot tell
+    assert git_commit(Path(__file__).resolve().parents[2]).removesuffix("-dirty").isalnum()
+    assert git_commit(tmp_path) == "?"
 
 
 def test_sizes_reproduce_the_classic_shapes() -> None:
