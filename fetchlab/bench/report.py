@@ -20,6 +20,7 @@ __all__ = [
     "PUBLISHED",
     "cpu_model",
     "git_commit",
+    "libraries_text",
     "library_versions",
     "machine_info",
     "markdown",
@@ -108,10 +109,17 @@ def git_commit(tree: Path) -> str:
     return done.stdout.strip() or "?"
 
 
-def versions_line() -> str:
-    """One line for a bench's Markdown: the CPU model and the hot-path library versions."""
-    libs = ", ".join(f"{k} {v}" for k, v in library_versions().items())
-    return f"CPU {cpu_model()}; {libs}"
+def libraries_text(libs: Mapping[str, object]) -> str:
+    """``name version, ...``: how every bench shows :func:`library_versions`."""
+    return ", ".join(f"{k} {v}" for k, v in libs.items())
+
+
+def versions_line(cpu: str | None = None, libs: Mapping[str, object] | None = None) -> str:
+    """One line for a bench's Markdown: the CPU model and the hot-path library versions (read
+    now unless the caller already has them)."""
+    return (
+        f"CPU {cpu or cpu_model()}; {libraries_text(library_versions() if libs is None else libs)}"
+    )
 
 
 def machine_info() -> dict[str, Any]:
@@ -193,8 +201,7 @@ def markdown(meta: Mapping[str, Any], cells: Sequence[CellSummary]) -> str:
         f"{m.get('system')}; load average at start {m.get('load_avg_at_start')}. "
         f"Repeats per cell: {meta.get('repeats')} (interleaved; median shown).",
         "",
-        f"CPU {m.get('cpu_model', '?')}; libraries: "
-        + ", ".join(f"{k} {v}" for k, v in dict(m.get("libraries") or {}).items()),
+        f"CPU {m.get('cpu_model', '?')}; libraries: " + libraries_text(m.get("libraries") or {}),
         "",
         "Speed-up: the first row's wall time over this row's. Where a published figure exists, "
         "`ours / published`, both relative to the first row that has one. CPU ms/item counts "

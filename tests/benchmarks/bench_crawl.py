@@ -35,16 +35,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import psutil
 from rich.console import Console
 
 from fetchlab.bench.grid import set_aside
-from fetchlab.bench.report import cpu_model, git_commit, library_versions, versions_line
+from fetchlab.bench.report import (
+    cpu_model,
+    git_commit,
+    libraries_text,
+    library_versions,
+    versions_line,
+)
 from fetchlab.bench.sampler import ServerCPU
 from foundation.progress import summary_table
 from testbed.site import serve_generated_site
@@ -421,9 +428,7 @@ def write_docs(meta: dict[str, object], sections: dict[str, list[Run]]) -> None:
         f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), Python {meta['python']},"
         f" {meta['wget']}; commit {meta['commit']}; run at {meta['date']}, load average"
         f" before: {meta['load_before']}, after: {meta['load_after']}.\n",
-        "Libraries: "
-        + ", ".join(f"{k} {v}" for k, v in dict(meta["libraries"]).items())  # type: ignore[call-overload]
-        + ".\n",
+        f"Libraries: {libraries_text(cast(Mapping[str, str], meta['libraries']))}.\n",
     ]
     for title, runs in sections.items():
         parts.append(_markdown(title, summarize(runs)))
@@ -505,7 +510,8 @@ def main() -> None:
     for title, runs in sections.items():
         console.print(summary_table(title, COLUMNS, [s.row for s in summarize(runs)]))
     console.print(f"load average before {meta['load_before']}, after {meta['load_after']}")
-    console.print(f"commit {meta['commit']}; {versions_line()}")
+    libs = cast(Mapping[str, str], meta["libraries"])
+    console.print(f"commit {meta['commit']}; {versions_line(str(meta['cpu_model']), libs)}")
     if args.write:
         write_docs(meta, sections)
         console.print(f"written: {DOCS / 'crawl.md'}, {DOCS / 'crawl.json'}")

@@ -446,9 +446,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     table = _report(console, rows)
-    console.print(
-        f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {versions_line()}"
-    )
+    machine = versions_line()
+    console.print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {machine}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1), "utf-8")
@@ -462,7 +461,7 @@ def main() -> None:
             f"{args.peer_budget:.0f} s; its msgs/s is then what it archived in that time)",
             "- tools: " + "; ".join(f"{t}: {_tool_version(t)}" for t in tools),
             "- delay: added by testbed.proxy in each direction (a round trip gains 2x)",
-            f"- machine: {versions_line()}",
+            f"- machine: {machine}",
             f"- server: Dovecot, {args.server} configuration"
             + (" (zlib plugins loaded for COMPRESS)" if args.server == "compress" else "")
             + "; server CPU s is all its processes' CPU during the run",
