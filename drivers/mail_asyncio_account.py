@@ -73,7 +73,9 @@ class AccountRun(FolderEffects):
     ) -> None:
         self.account = account
         self.settings = settings
-        self.archive = AccountArchive(out / account.name, fsync=settings.fsync)
+        self.archive = AccountArchive(
+            out / account.name, fsync=settings.fsync, method=settings.fsync_method
+        )
         self.sem = semaphore
         self.offload = offload
         self.factory = factory

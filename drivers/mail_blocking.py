@@ -78,7 +78,9 @@ class AccountRun:
         self.account = account
         self.settings = settings
         self.kind = kind
-        self.archive = AccountArchive(out / account.name, fsync=settings.fsync)
+        self.archive = AccountArchive(
+            out / account.name, fsync=settings.fsync, method=settings.fsync_method
+        )
         self.sem = semaphore
         self.report = AccountReport(account.name)
         self.secret: Secret | None = None

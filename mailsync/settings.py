@@ -125,6 +125,9 @@ class MailSettings(FrozenModel):
     index: bool = True
     # fsync every message file and folder before the state records it (crash safety).
     fsync: bool = True
+    # how: "syncfs" syncs a batch's file system in one call (Linux 5.8+, else per file),
+    # "files" each file and folder (no wait for other programs' writes to that file system)
+    fsync_method: Literal["syncfs", "files"] = "syncfs"
     # `mailsync enqueue` / `worker` / `fleet-status`: the Redis job queue (mailsync.fleet_settings)
     fleet: FleetSettings = FleetSettings()
     accounts: tuple[AccountSettings, ...] = ()

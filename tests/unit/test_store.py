@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from foundation import durable
+from foundation.durable import syncfs_usable
 from foundation.errors import StorageError
+from mailsync import store as store_module
 from mailsync.core.flow import StoreBatch
 from mailsync.state import FolderRecord, MessageRow, StateDB
 from mailsync.store import AccountArchive, MaildirStore, SpillSink, StagedBatch, StoreItem
@@ -143,7 +146,7 @@ async def test_account_archive_runs_in_its_writer_thread(tmp_path: Path) -> None
 
 
 def test_a_batch_is_synced_in_parallel_and_lands_whole(tmp_path: Path) -> None:
-    store = MaildirStore(tmp_path, fsync=True)
+    store = MaildirStore(tmp_path, fsync=True, method="files")
     try:
         bodies = [BODY + b"%d\r\n" % i for i in range(40)]
         stored = store.write_batch("INBOX", 5, [(i, (), None, b) for i, b in enumerate(bodies)])
@@ -157,6 +160,51 @@ def test_a_batch_is_synced_in_parallel_and_lands_whole(tmp_path: Path) -> None:
     (again,) = store.write_batch("INBOX", 5, [(99, (), None, BODY)])
     store.close()
     assert (tmp_path / again.path).read_bytes() == BODY
+
+
+@pytest.mark.skipif(not syncfs_usable(), reason="syncfs with error reports needs Linux 5.8+")
+def test_syncfs_syncs_a_batch_in_two_calls_whatever_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One syncfs before the renames (the files) and one after (the renames), never a call per
+    file: what makes the default method cheap (foundation.durable)."""
+    calls: list[tuple[str, Path]] = []
+    real_syncfs = durable.syncfs
+
+    def counted_syncfs(path: Path) -> None:
+        calls.append(("syncfs", path))
+        real_syncfs(path)
+
+    def no_per_file(path: Path) -> None:
+        calls.append(("per-file", path))
+
+    monkeypatch.setattr(store_module, "syncfs", counted_syncfs)
+    monkeypatch.setattr(store_module, "fdatasync_path", no_per_file)
+    monkeypatch.setattr(store_module, "fsync_dir", no_per_file)
+    store = MaildirStore(tmp_path, fsync=True)
+    try:
+        bodies = [BODY + b"%d\r\n" % i for i in range(40)]
+        stored = store.write_batch("INBOX", 5, [(i, (), None, b) for i, b in enumerate(bodies)])
+    finally:
+        store.close()
+    assert [(tmp_path / s.path).read_bytes() for s in stored] == bodies
+    assert calls == [("syncfs", tmp_path / "INBOX")] * 2
+    assert store._sync_pool is None
+
+
+def test_a_syncfs_error_fails_the_batch_before_anything_is_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(path: Path) -> None:
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(store_module, "syncfs_usable", lambda: True)
+    monkeypatch.setattr(store_module, "syncfs", failing)
+    store = MaildirStore(tmp_path, fsync=True)
+    with pytest.raises(StorageError, match="Input/output error"):
+        store.write_batch("INBOX", 5, [(1, (), None, BODY)])
+    assert os.listdir(tmp_path / "INBOX" / "new") == []
+    assert os.listdir(tmp_path / "INBOX" / "cur") == []
 
 
 def test_blocking_hook_opens_and_closes_the_archive_in_the_caller(tmp_path: Path) -> None:
