@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from drivers.mail_asyncio_folder import HeaderOffload
+from drivers.mail_asyncio_folder import IndexOffload
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.factory import SessionFactory, open_account_session
@@ -35,7 +35,7 @@ async def backup_accounts(
     from drivers.mail_asyncio_account import AccountRun
 
     semaphore = asyncio.Semaphore(settings.max_connections)
-    offload = HeaderOffload(settings)
+    offload = IndexOffload(settings)
     runs = [AccountRun(a, settings, out, semaphore, offload, factory) for a in accounts]
     if on_start is not None:
         on_start([r.report for r in runs])

@@ -27,7 +27,7 @@ from drivers.mail_asyncio_folder import (
     BodyBudget,
     FetchLanes,
     FolderEffects,
-    HeaderOffload,
+    IndexOffload,
     SessionFactory,
 )
 from foundation.errors import MailError, ModeError, StorageError
@@ -68,7 +68,7 @@ class AccountRun(FolderEffects):
         settings: MailSettings,
         out: Path,
         semaphore: asyncio.Semaphore,
-        offload: HeaderOffload,
+        offload: IndexOffload,
         factory: SessionFactory,
     ) -> None:
         self.account = account

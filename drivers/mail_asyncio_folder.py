@@ -23,10 +23,11 @@ from typing import TypeVar
 from foundation.offload import BatchOffload
 from mailsync import effects
 from mailsync.core import flow
+from mailsync.core.mime import IndexDoc
 from mailsync.report import AccountReport
 from mailsync.settings import MailSettings
 from mailsync.store import AccountArchive, StoredMessage
-from mailsync.stored_parse import Parsed, parse_headers_only, parse_stored
+from mailsync.stored_parse import parse_doc
 from mailsync.transports.base import ImapSession
 from mailsync.transports.factory import SessionFactory
 
@@ -35,16 +36,16 @@ __all__ = [
     "BodyBudget",
     "FetchLanes",
     "FolderEffects",
-    "HeaderOffload",
+    "IndexOffload",
     "SessionFactory",
 ]
 
 _R = TypeVar("_R")
 _STORE_BACKLOG = 1  # batches a folder may have waiting for the writer before fetching pauses
-# stored batches a folder may have waiting for the parser before its writes (and so its fetches)
-# pause: unbounded, a parser slower than the disk (one process on a loaded machine) let the
-# waiting batches grow RSS from 119 to 182 MB over 200,000 messages
-_HEADER_BACKLOG = 4
+# stored batches a folder may have waiting for the index's parser before its writes (and so its
+# fetches) pause: unbounded, a parser slower than the disk (one process on a loaded machine) let
+# the waiting batches grow RSS from 119 to 182 MB over 200,000 messages
+_INDEX_BACKLOG = 4
 
 
 async def _bounded(tasks: list[asyncio.Task[None]], running: int) -> None:
@@ -60,41 +61,42 @@ async def _bounded(tasks: list[asyncio.Task[None]], running: int) -> None:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
 
 
-class HeaderOffload:
-    """Message parsing (header fields and the search index's MIME walk, :func:`parse_stored`):
-    on the event loop for the first messages of a run, then in the process pool. A small
-    re-sync (+100 new) never pays the pool's start (~0.5 s and ~36 MB); a big backup gets the
-    other cores for the parser (~0.25 ms of CPU per message, most of it the MIME walk)."""
+class IndexOffload:
+    """The search index's MIME walk of each stored message (:func:`parse_doc`; the state's
+    header fields are read by the store as it writes): on the event loop for the first messages
+    of a run, then in the process pool. A small re-sync (+100 new) never pays the pool's start
+    (~0.5 s and ~36 MB); a big backup gets the other cores for the parser (~0.1 ms of CPU per
+    message). A backup that does not index (``index = false``) starts nothing."""
 
     def __init__(self, settings: MailSettings, inline_first: int = 256) -> None:
         self._settings = settings
-        self._pool: BatchOffload[str, Parsed] | None = None
+        self.enabled = settings.index
+        self._pool: BatchOffload[str, IndexDoc] | None = None
         self._inline_left = inline_first if settings.header_workers > 0 else 0
-        self._parse = parse_stored if settings.index else parse_headers_only
 
     def prestart(self) -> None:
         """Start the pool now: a big backup is coming (its start then overlaps the folder
         listings instead of stalling every connection when the 257th message arrives)."""
-        if self._pool is None and self._settings.header_workers > 0:
+        if self._pool is None and self.enabled and self._settings.header_workers > 0:
             self._inline_left = 0
             self._start()
 
-    def _start(self) -> BatchOffload[str, Parsed]:
+    def _start(self) -> BatchOffload[str, IndexDoc]:
         if self._pool is None:
             s = self._settings
             self._pool = BatchOffload(
-                self._parse,
+                parse_doc,
                 workers=s.header_workers,
                 batch_size=s.header_batch,
                 max_pending=s.header_batch * 8,
             )
         return self._pool
 
-    async def submit(self, path: str) -> Parsed:
-        """Parse the stored message file at ``path``."""
+    async def submit(self, path: str) -> IndexDoc:
+        """The index document of the stored message file at ``path``."""
         if self._inline_left > 0:
             self._inline_left -= 1
-            return self._parse(path)
+            return parse_doc(path)
         return await self._start().submit(path)
 
     async def aclose(self) -> None:
@@ -153,7 +155,7 @@ class FetchLanes:
         self.lanes = 0
         self.slots: list[asyncio.Task[bool]] = []  # the folder's own lane
         self.stores: list[asyncio.Task[None]] = []
-        self.headers: list[asyncio.Task[None]] = []
+        self.indexing: list[asyncio.Task[None]] = []
         self._taken = 0
         self._consumed = 0
         self._changed: asyncio.Event | None = None
@@ -255,16 +257,16 @@ class FetchLanes:
         if self.stores:
             await asyncio.gather(*self.stores, return_exceptions=True)
             self.stores.clear()
-        if self.headers:
-            await asyncio.gather(*self.headers, return_exceptions=True)
-            self.headers.clear()
+        if self.indexing:
+            await asyncio.gather(*self.indexing, return_exceptions=True)
+            self.indexing.clear()
 
     async def writes_done(self) -> None:
-        """Wait for every batch write and header index of the folder; raise the first failure."""
+        """Wait for every batch write and index write of the folder; raise the first failure."""
         outcomes = await asyncio.gather(*self.stores, return_exceptions=True)
-        outcomes += await asyncio.gather(*self.headers, return_exceptions=True)
+        outcomes += await asyncio.gather(*self.indexing, return_exceptions=True)
         self.stores.clear()
-        self.headers.clear()
+        self.indexing.clear()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -275,7 +277,7 @@ class FolderEffects:
 
     archive: AccountArchive
     report: AccountReport
-    offload: HeaderOffload
+    offload: IndexOffload
 
     def on_fetch_start(self, lanes: FetchLanes) -> None:
         """Called when a folder starts its body FETCHes (the account lets others help)."""
@@ -330,15 +332,17 @@ class FolderEffects:
         # came as a bytearray was copied into them)
         stored = await arch.astore_batch(effect, items)
         self.report.stored(stored)
-        # messages are parsed on the side, up to _HEADER_BACKLOG batches behind the writes
-        # (the task gets names and paths only: holding `effect` would keep the bodies);
-        # finished ones are dropped as it goes: a folder of 200,000 messages would otherwise
-        # keep 1,000 done tasks until its end
-        await _bounded(lanes.headers, _HEADER_BACKLOG - 1)
-        task = self._headers(effect.name, effect.uidvalidity, stored, dates)
-        lanes.headers.append(asyncio.create_task(task))
+        if not self.offload.enabled:
+            return
+        # messages are parsed for the index on the side, up to _INDEX_BACKLOG batches behind
+        # the writes (the task gets names and paths only: holding `effect` would keep the
+        # bodies); finished ones are dropped as it goes: a folder of 200,000 messages would
+        # otherwise keep 1,000 done tasks until its end
+        await _bounded(lanes.indexing, _INDEX_BACKLOG - 1)
+        task = self._index(effect.name, effect.uidvalidity, stored, dates)
+        lanes.indexing.append(asyncio.create_task(task))
 
-    async def _headers(
+    async def _index(
         self,
         folder: str,
         uidvalidity: int,
@@ -350,9 +354,5 @@ class FolderEffects:
             *(self.offload.submit(p) for p in effects.stored_paths(arch.root, stored)),
             return_exceptions=True,
         )
-        parsed = [effects.parsed_or_failed(o) for o in outcomes]
-        entries = effects.index_entries(folder, uidvalidity, stored, parsed, dates)
-        await asyncio.gather(
-            arch.run(effects.save_headers, arch, folder, uidvalidity, stored, parsed),
-            arch.aadd_to_index(entries),
-        )
+        docs = [effects.doc_or_failed(o) for o in outcomes]
+        await arch.aadd_to_index(effects.index_entries(folder, uidvalidity, stored, docs, dates))

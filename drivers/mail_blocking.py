@@ -26,11 +26,12 @@ from foundation.errors import ImapProtocolError, MailError, StorageError
 from mailsync import account, effects
 from mailsync.auth import Secret, get_secret
 from mailsync.core import flow, retry
+from mailsync.core.mime import IndexDoc
 from mailsync.core.schedule import folder_where
 from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.store import AccountArchive
-from mailsync.stored_parse import Parsed, parse_headers_only, parse_stored
+from mailsync.stored_parse import parse_doc
 from mailsync.transports.imaplib_client import ImaplibSession, open_blocking_session
 
 __all__ = ["HANDLED_EFFECTS", "AccountRun", "BlockingKind", "backup_blocking"]
@@ -282,10 +283,9 @@ class AccountRun:
             return result
         return self.perform_archive(effect)
 
-    def parse_stored(self, paths: list[str]) -> list[Parsed]:
-        """Header fields and index documents of stored message files (inline here)."""
-        parse = parse_stored if self.settings.index else parse_headers_only
-        return [parse(p) for p in paths]
+    def parse_docs(self, paths: list[str]) -> list[IndexDoc]:
+        """The search index documents of stored message files (inline here)."""
+        return [parse_doc(p) for p in paths]
 
     def perform_archive(self, effect: flow.Effect) -> object:
         """Perform an effect on the account's archive (every effect but the IMAP ones)."""
@@ -295,16 +295,15 @@ class AccountRun:
             stored = self._archive(effects.store_batch, arch, effect, items)
             with self._report_lock:
                 self.report.stored(stored)
-            # parsed (headers, and the MIME walk for the search index) inline: in the threads
-            # mode on the worker, under the GIL (a mode's real cost)
-            parsed = self.parse_stored(effects.stored_paths(arch.root, stored))
-            self._archive(
-                effects.save_headers, arch, effect.name, effect.uidvalidity, stored, parsed
-            )
+            if not self.settings.index:
+                return None  # the header fields were recorded with the rows
+            # the MIME walk for the search index inline: in the threads mode on the worker,
+            # under the GIL (a mode's real cost)
+            docs = self.parse_docs(effects.stored_paths(arch.root, stored))
             # the index has its own lock: another worker's batch can be stored meanwhile
             arch.add_to_index(
                 effects.index_entries(
-                    effect.name, effect.uidvalidity, stored, parsed, effects.item_dates(items)
+                    effect.name, effect.uidvalidity, stored, docs, effects.item_dates(items)
                 )
             )
             return None

@@ -9,11 +9,12 @@ here once, so that every mode leaves the same Maildirs, state rows and index. No
 the gevent mode imports it.
 
 A StoreBatch is performed in steps, each driver putting its own I/O between them:
-:func:`store_items` (no I/O), :func:`store_batch` (on the archive), parsing each stored file
-(:func:`mailsync.indexer.parse_stored` on :func:`stored_paths`: inline, or in a process pool)
-for its header fields and its search index document, :func:`save_headers` (on the archive: the
-state's header fields) and :func:`index_entries` (written by the archive's index writer, beside
-the archive writer, see :mod:`mailsync.search_index`). Every other
+:func:`store_items` (no I/O), :func:`store_batch` (on the archive: the files, then their state
+rows with the header fields the store read from the bodies as it wrote them), and when the
+backup indexes, parsing each stored file for its search index document
+(:func:`mailsync.indexer.parse_doc` on :func:`stored_paths`: inline, or in a process pool) and
+:func:`index_entries` (written by the archive's index writer, beside the archive writer, see
+:mod:`mailsync.search_index`). Every other
 archive effect is one operation: :func:`archive_call`, then :func:`archive_answer`.
 """
 
@@ -26,10 +27,10 @@ from typing import cast
 
 from foundation.errors import ImapProtocolError, MailError
 from mailsync.core import flow
-from mailsync.core.headers import HeaderInfo
+from mailsync.core.mime import IndexDoc
 from mailsync.core.parser import FetchResp, parse_internaldate
 from mailsync.core.plan import LocalMsg, normalize_flags
-from mailsync.indexer import Parsed, failed
+from mailsync.indexer import failed
 from mailsync.search_index import IndexEntry
 from mailsync.state import FolderRecord, MessageRow
 from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage, StoreItem
@@ -37,24 +38,16 @@ from mailsync.store import AccountArchive, SpilledLiteral, StoredMessage, StoreI
 __all__ = [
     "ARCHIVE_EFFECTS",
     "ArchiveEffect",
-    "HeaderRow",
     "StoreItem",
     "archive_answer",
     "archive_call",
+    "doc_or_failed",
     "folder_record",
-    "header_rows",
     "index_entries",
     "item_dates",
-    "parsed_or_failed",
-    "save_headers",
     "store_batch",
     "store_items",
     "stored_paths",
-]
-
-# (folder, uidvalidity, uid, message_id, from, to, subject, date, error): StateDB.set_headers
-HeaderRow = tuple[
-    str, int, int, str | None, str | None, str | None, str | None, str | None, str | None
 ]
 
 
@@ -114,38 +107,25 @@ def item_dates(items: Sequence[StoreItem]) -> dict[int, float | None]:
     return {uid: mtime for uid, _, mtime, _, _ in items}
 
 
-def parsed_or_failed(outcome: object) -> Parsed:
-    """A pool outcome as a parse result (an exception: a message indexed as unreadable)."""
-    if isinstance(outcome, tuple):
-        return cast(Parsed, outcome)
+def doc_or_failed(outcome: object) -> IndexDoc:
+    """A pool outcome as an index document (an exception: a message indexed as unreadable)."""
+    if isinstance(outcome, IndexDoc):
+        return outcome
     return failed(f"parser failed: {outcome!r}")
-
-
-def save_headers(
-    arch: AccountArchive,
-    folder: str,
-    uidvalidity: int,
-    stored: Sequence[StoredMessage],
-    parsed: Sequence[Parsed],
-) -> None:
-    """Record the parsed header fields in the state (``parsed`` in the order of ``stored``);
-    runs on the archive."""
-    arch.state.set_headers(header_rows(folder, uidvalidity, stored, [h for h, _ in parsed]))
 
 
 def index_entries(
     folder: str,
     uidvalidity: int,
     stored: Sequence[StoredMessage],
-    parsed: Sequence[Parsed],
+    docs: Sequence[IndexDoc],
     dates: Mapping[int, float | None],
 ) -> list[IndexEntry]:
-    """The search index rows of ``stored`` messages (none when the backup does not index);
+    """The search index rows of ``stored`` messages (``docs`` in their order);
     :meth:`AccountArchive.add_to_index` writes them, beside the archive's writer."""
     return [
         IndexEntry(folder, uidvalidity, s.uid, s.size, dates.get(s.uid), doc)
-        for s, (_, doc) in zip(stored, parsed, strict=True)
-        if doc is not None
+        for s, doc in zip(stored, docs, strict=True)
     ]
 
 
@@ -220,13 +200,3 @@ def folder_record(effect: flow.SaveFolder) -> FolderRecord:
         st.highestmodseq,
         st.messages,
     )
-
-
-def header_rows(
-    folder: str, uidvalidity: int, stored: Sequence[StoredMessage], infos: Sequence[HeaderInfo]
-) -> list[HeaderRow]:
-    """The header index rows of ``stored`` messages, parsed as ``infos`` (same order)."""
-    return [
-        (folder, uidvalidity, s.uid, h.message_id, h.from_, h.to, h.subject, h.date, h.error)
-        for s, h in zip(stored, infos, strict=True)
-    ]

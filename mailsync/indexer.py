@@ -1,9 +1,8 @@
-"""Parsing stored messages for the state's header fields and the search index (no asyncio here:
-the gevent mode imports it).
+"""Parsing stored messages for the search index (no asyncio here: the gevent mode imports it).
 
-:func:`parse_stored` (in :mod:`mailsync.stored_parse`, re-exported here) is what every backup
-mode runs on each message it has just stored (in the process pool in the asyncio mode, inline in
-the blocking ones); :func:`index_entry` is ``mailsync index``'s pool function.
+:func:`parse_doc` (in :mod:`mailsync.stored_parse`, re-exported here) is what every backup mode
+that indexes runs on each message it has just stored (in the process pool in the asyncio mode,
+inline in the blocking ones); :func:`index_entry` is ``mailsync index``'s pool function.
 """
 
 from __future__ import annotations
@@ -11,24 +10,14 @@ from __future__ import annotations
 from foundation.errors import MailError
 from mailsync.core.parser import parse_internaldate
 from mailsync.search_index import IndexEntry, MissingMessage
-from mailsync.stored_parse import (
-    READ_CAP,
-    Parsed,
-    failed,
-    parse_doc,
-    parse_headers_only,
-    parse_stored,
-)
+from mailsync.stored_parse import READ_CAP, failed, parse_doc
 
 __all__ = [
     "READ_CAP",
-    "Parsed",
     "failed",
     "index_entry",
     "internaldate_stamp",
     "parse_doc",
-    "parse_headers_only",
-    "parse_stored",
 ]
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import StorageError
+from mailsync.core.headers import HeaderInfo
 from mailsync.private_db import open_private_db, write_batch
 
 __all__ = ["FolderRecord", "MessageRow", "StateDB"]
@@ -86,6 +87,14 @@ class MessageRow:
     path: str
     deleted_on_server: bool = False
     message_id: str | None = None
+
+
+def _header_values(
+    h: HeaderInfo | None,
+) -> tuple[str | None, str | None, str | None, str | None, str | None, str | None]:
+    if h is None:
+        return (None, None, None, None, None, None)
+    return (h.message_id, h.from_, h.to, h.subject, h.date, h.error)
 
 
 def _flags(text: str) -> tuple[str, ...]:
@@ -268,13 +277,21 @@ class StateDB:
             for r in cur
         ]
 
-    def insert_messages(self, rows: Sequence[MessageRow]) -> None:
+    def insert_messages(
+        self, rows: Sequence[MessageRow], headers: Sequence[HeaderInfo | None] = ()
+    ) -> None:
+        """Record stored messages with their header fields (``headers``, in the order of
+        ``rows``; missing or None: none), in one transaction."""
+        infos = list(headers) + [None] * (len(rows) - len(headers))
         self._write(
             "INSERT INTO messages (folder, uidvalidity, generation, uid, size, sha256, flags,"
-            " internaldate, path, deleted_on_server) VALUES (?,?,?,?,?,?,?,?,?,0)"
+            " internaldate, path, deleted_on_server, message_id, from_addr, to_addr, subject,"
+            " date, header_error) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?,?,?,?)"
             " ON CONFLICT(folder, uidvalidity, uid) DO UPDATE SET size=excluded.size,"
             " sha256=excluded.sha256, flags=excluded.flags, internaldate=excluded.internaldate,"
-            " path=excluded.path, deleted_on_server=0",
+            " path=excluded.path, deleted_on_server=0, message_id=excluded.message_id,"
+            " from_addr=excluded.from_addr, to_addr=excluded.to_addr, subject=excluded.subject,"
+            " date=excluded.date, header_error=excluded.header_error",
             [
                 (
                     r.folder,
@@ -286,8 +303,9 @@ class StateDB:
                     " ".join(r.flags),
                     r.internaldate,
                     r.path,
+                    *_header_values(h),
                 )
-                for r in rows
+                for r, h in zip(rows, infos, strict=True)
             ],
         )
 
@@ -323,29 +341,6 @@ class StateDB:
         self._write(
             "UPDATE messages SET deleted_on_server=1 WHERE folder=? AND uidvalidity=?",
             [(folder, uidvalidity)],
-        )
-
-    def set_headers(
-        self,
-        rows: Sequence[
-            tuple[
-                str,
-                int,
-                int,
-                str | None,
-                str | None,
-                str | None,
-                str | None,
-                str | None,
-                str | None,
-            ]
-        ],
-    ) -> None:
-        """``rows``: (folder, uidvalidity, uid, message_id, from, to, subject, date, error)."""
-        self._write(
-            "UPDATE messages SET message_id=?, from_addr=?, to_addr=?, subject=?, date=?,"
-            " header_error=? WHERE folder=? AND uidvalidity=? AND uid=?",
-            [(m, f, t, s, d, e, fo, uv, uid) for fo, uv, uid, m, f, t, s, d, e in rows],
         )
 
     def counts(self) -> dict[str, tuple[int, int]]:

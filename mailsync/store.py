@@ -31,6 +31,7 @@ from foundation.durable import fdatasync_path, fsync_dir, syncfs, syncfs_usable
 from foundation.errors import StorageError
 from foundation.heap import HeapTrimmer
 from mailsync.core.flow import StoreBatch
+from mailsync.core.headers import MAX_HEADER_BYTES, HeaderInfo, parse_headers
 from mailsync.core.maildir import message_filename, subdir_for
 from mailsync.core.plan import FolderState
 from mailsync.layout import (
@@ -122,6 +123,8 @@ class StoredMessage:
     size: int
     sha256: str
     path: str  # relative to the account root, POSIX style
+    # the state's header fields, read from the body as it was written (None: not parsed)
+    headers: HeaderInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -250,11 +253,15 @@ class MaildirStore:
         name = message_filename(uidvalidity, uid, size, flags)
         sub = subdir_for(flags)
         tmp = base / "tmp" / name
+        # the header fields come from the bytes at hand: parsing the file later cost a read
+        # back, a process pool and its IPC, and a second state write (docs/mailsync.md)
         if isinstance(body, SpilledLiteral):
             digest = body.sha256
+            headers = parse_headers(body.head(MAX_HEADER_BYTES + 4))
             os.replace(body.path, tmp)
         else:
             digest = hashlib.sha256(body).hexdigest()
+            headers = parse_headers(body)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 view = memoryview(body)
@@ -264,7 +271,8 @@ class MaildirStore:
                 os.close(fd)
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
-        return tmp, base / sub / name, StoredMessage(uid, size, digest, f"{relpath}/{sub}/{name}")
+        path = f"{relpath}/{sub}/{name}"
+        return tmp, base / sub / name, StoredMessage(uid, size, digest, path, headers)
 
     def rename_flags(
         self,
@@ -616,7 +624,8 @@ class AccountArchive:
                     s.path,
                 )
                 for s in stored
-            ]
+            ],
+            [s.headers for s in stored],
         )
         self._trimmer.tick()
 

@@ -50,7 +50,7 @@ async def test_full_backup_is_byte_exact_then_no_change_is_cheap(
     root = tmp_path / "corpus"
     assert_archive_matches(root, truth)
     assert len(archive_files(root)) == len(truth)
-    # headers were parsed (in the process pool) into the state
+    # headers were read (by the store, from the bytes it wrote) into the state
     rows = {(r["folder"], r["uid"]): r for r in state_rows(root)}
     with_id = [t for t in truth if not t.kind.startswith("malformed")]
     hits = sum(rows[(t.folder, t.uid)]["message_id"] == t.message_id for t in with_id)

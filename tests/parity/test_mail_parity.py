@@ -49,7 +49,10 @@ def layout(root: Path) -> set[tuple[str, str]]:
 
 
 def rows(root: Path) -> set[tuple[object, ...]]:
-    keys = ("folder", "uidvalidity", "uid", "size", "sha256", "flags", "path", "message_id")
+    keys = (
+        *("folder", "uidvalidity", "uid", "size", "sha256", "flags", "path", "message_id"),
+        *("from_addr", "to_addr", "subject", "date", "header_error"),
+    )
     return {tuple(r[k] for k in keys) for r in state_rows(root)}
 
 

@@ -13,14 +13,14 @@ import pytest
 from foundation.errors import ImapAuthError, MailError, ModeError, StorageError
 from mailsync import account, effects
 from mailsync.core import flow
-from mailsync.core.headers import HeaderInfo, parse_headers
+from mailsync.core.headers import parse_headers
 from mailsync.core.mime import extract
 from mailsync.core.options import AIOIMAPLIB_LISTING_CHUNK, listing_capabilities, sync_options
 from mailsync.core.parser import FetchResp, ResponseParser, Tagged
 from mailsync.core.plan import FolderState
 from mailsync.core.retry import FailFolder, Retry, SkipFolder
 from mailsync.core.schedule import folder_where
-from mailsync.indexer import parse_headers_only, parse_stored
+from mailsync.indexer import parse_doc
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.state import FolderRecord
@@ -251,52 +251,47 @@ def test_store_batch_writes_the_effects_items(archive: AccountArchive) -> None:
     assert (archive.root / rows[1].path).read_bytes() == BODY
 
 
-def test_spilled_bodies_are_parsed_from_their_stored_files(
+def test_header_fields_are_recorded_with_the_rows_spilled_bodies_too(
     archive: AccountArchive, tmp_path: Path
 ) -> None:
     sink = SpillSink(tmp_path / "spill", len(BODY))
     sink.write(BODY)
     spilled = sink.finish()
     assert spilled.sha256 == hashlib.sha256(BODY).hexdigest()
-    effect = _batch([fetch(1, BODY), fetch(2, spilled)])
+    bad = b"Message-ID: <3@x>\r\nDate: the day after tomorrow\r\nSubject: s\r\n\r\nbody\r\n"
+    effect = _batch([fetch(1, BODY), fetch(2, spilled), fetch(3, bad)])
     items = effects.store_items(effect.messages)
     stored = effects.store_batch(archive, effect, items)
-    parsed = [parse_stored(p) for p in effects.stored_paths(archive.root, stored)]
-    assert parsed[0] == parsed[1]
-    assert parsed[0][0] == parse_headers(BODY)
+    # read from the bytes as they were written, in memory or spilled: no file is read back
+    assert [s.headers for s in stored] == [parse_headers(BODY)] * 2 + [parse_headers(bad)]
+    rows = archive.state.messages("INBOX", 3)
+    assert rows[1].message_id is rows[2].message_id is None and rows[3].message_id == "<3@x>"
+    got = archive.state._db.execute(
+        "SELECT uid, from_addr, subject, date, header_error FROM messages ORDER BY uid"
+    ).fetchall()
+    info = parse_headers(BODY)
+    assert got[:2] == [(u, info.from_, info.subject, info.date, None) for u in (1, 2)]
+    assert got[2][2] == "s" and got[2][3] is None and "Date" in got[2][4]
+    # the index's document is parsed from the stored file, the same for both
+    docs = [parse_doc(p) for p in effects.stored_paths(archive.root, stored)]
+    assert docs[0] == docs[1] == extract(BODY)
     # a file gone before the parser reached it: indexed as unreadable, never raised
-    head, doc = parse_stored(str(tmp_path / "no" / "such" / "file"))
-    assert head.error and doc is not None and doc.error and "unreadable file" in doc.error
-    # index = false: the header fields alone
-    assert parse_headers_only(effects.stored_paths(archive.root, stored)[1]) == (parsed[1][0], None)
+    gone = parse_doc(str(tmp_path / "no" / "such" / "file"))
+    assert gone.error and "unreadable file" in gone.error
 
 
-def test_save_headers_records_the_headers_and_indexes_the_messages(
-    archive: AccountArchive,
-) -> None:
+def test_index_entries_index_the_messages_once(archive: AccountArchive) -> None:
     effect = _batch([fetch(1, BODY), fetch(2, BODY)])
     items = effects.store_items(effect.messages)
     stored = effects.store_batch(archive, effect, items)
-    doc = extract(BODY)
-    parsed = [
-        (HeaderInfo("<1@x>", "hi", "a@example.org", None, None), doc),
-        (HeaderInfo(None, None, None, None, None, "ValueError()"), doc),
-    ]
-    effects.save_headers(archive, "INBOX", 3, stored, parsed)
-    entries = effects.index_entries("INBOX", 3, stored, parsed, effects.item_dates(items))
+    docs = [extract(BODY), effects.doc_or_failed(ValueError("x"))]
+    assert docs[1].error == "parser failed: ValueError('x')"
+    entries = effects.index_entries("INBOX", 3, stored, docs, effects.item_dates(items))
     archive.add_to_index(entries)
-    rows = archive.state.messages("INBOX", 3)
-    assert rows[1].message_id == "<1@x>" and rows[2].message_id is None
-    (error,) = archive.state._db.execute("SELECT header_error FROM messages WHERE uid=2")
-    assert error == ("ValueError()",)
     assert [h.folder for h in archive.index.search("")] == ["INBOX", "INBOX"]
     # a second save of the same messages (a rerun) indexes nothing twice
     archive.add_to_index(entries)
     assert archive.index.count() == 2
-    # index = false: nothing to index
-    assert effects.index_entries("INBOX", 3, stored, [(p[0], None) for p in parsed], {}) == []
-    _, failed_doc = effects.parsed_or_failed(ValueError("x"))
-    assert failed_doc is not None and failed_doc.error == "parser failed: ValueError('x')"
 
 
 def test_save_folder_is_one_archive_operation(archive: AccountArchive) -> None:

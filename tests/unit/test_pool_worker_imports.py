@@ -29,7 +29,7 @@ def test_the_offload_sends_functions_from_the_light_module() -> None:
     # pickled by reference: the worker imports the function's own module
     assert offload.apply_batch.__module__ == pool_worker.__name__
     assert offload.pool_worker_init.__module__ == pool_worker.__name__
-    assert indexer.parse_stored.__module__ == stored_parse.__name__
+    assert indexer.parse_doc.__module__ == stored_parse.__name__
 
 
 def test_surt_keys_leave_tldextract_unimported_until_it_is_used() -> None:

@@ -15,6 +15,7 @@ from foundation.durable import syncfs_usable
 from foundation.errors import StorageError
 from mailsync import store as store_module
 from mailsync.core.flow import StoreBatch
+from mailsync.core.headers import HeaderInfo
 from mailsync.state import FolderRecord, MessageRow, StateDB
 from mailsync.store import AccountArchive, MaildirStore, SpillSink, StagedBatch, StoreItem
 
@@ -99,11 +100,11 @@ def test_state_round_trip(tmp_path: Path) -> None:
             [
                 MessageRow("INBOX", 7, 0, 1, 10, "aa", ("\\Seen",), "d", "INBOX/cur/x"),
                 MessageRow("INBOX", 7, 0, 2, 20, "bb", (), "d", "INBOX/new/y"),
-            ]
+            ],
+            [None, HeaderInfo("<m@x>", "S", "a@x", "b@x", "2024-01-01")],
         )
         db.update_flags("INBOX", 7, [(2, ("\\Flagged",), "INBOX/cur/y2")])
         db.mark_deleted("INBOX", 7, [1])
-        db.set_headers([("INBOX", 7, 2, "<m@x>", "a@x", "b@x", "S", "2024-01-01", None)])
         db.save_folder(FolderRecord("INBOX", "INBOX", 7, 0, 3, None, 2), 1.0)
         rows = db.messages("INBOX", 7)
         assert rows[1].deleted_on_server and not rows[2].deleted_on_server

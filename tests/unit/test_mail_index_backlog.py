@@ -1,6 +1,7 @@
-"""A parser slower than the disk must hold the folder's writes back, not pile up stored batches.
+"""An index parser slower than the disk must hold the folder's writes back, not pile up batches.
 
-Each stored batch gets a task that waits for its messages' parse results; without a bound, a
+Each stored batch of a backup that indexes gets a task that waits for its messages' parse
+results; without a bound, a
 parser process starved of CPU let those tasks (each holding its batch's names and 100 pending
 submissions) accumulate over a 200,000-message backup (peak RSS 119 -> 182 MB). The archive and
 the parser are stand-ins here (no socket is involved): the bound is the driver's own logic.
@@ -14,10 +15,11 @@ from typing import Any, cast
 
 from drivers import mail_asyncio_folder as folder
 from mailsync.core import flow
+from mailsync.core.mime import IndexDoc
 from mailsync.core.responses import FetchResp
 from mailsync.report import AccountReport
 from mailsync.store import AccountArchive, StoredMessage, StoreItem
-from mailsync.stored_parse import Parsed, failed
+from mailsync.stored_parse import failed
 from mailsync.transports.base import ImapSession
 
 PER_BATCH = 5
@@ -30,9 +32,6 @@ class _Archive:
         items = cast(list[StoreItem], args[-1])
         return [StoredMessage(uid, 3, "x", f"f/{uid}") for uid, *_ in items]
 
-    async def run(self, fn: Any, *args: Any) -> Any:
-        return None
-
     async def aadd_to_index(self, entries: object) -> None:
         return None
 
@@ -42,7 +41,9 @@ class _SlowParser:
         self.gate = asyncio.Event()
         self.parsed = 0
 
-    async def submit(self, path: str) -> Parsed:
+    enabled = True
+
+    async def submit(self, path: str) -> IndexDoc:
         await self.gate.wait()
         self.parsed += 1
         return failed("stand-in")
@@ -61,25 +62,25 @@ def test_a_slow_parser_holds_the_writes_back() -> None:
         fx = folder.FolderEffects()
         fx.archive = cast(AccountArchive, _Archive())
         fx.report = AccountReport("a")
-        fx.offload = cast(folder.HeaderOffload, parser)
+        fx.offload = cast(folder.IndexOffload, parser)
         lanes = folder.FetchLanes()
         session = cast(ImapSession, None)
 
         async def flow_side() -> None:
             for n in range(12):  # the flow hands over one stored batch after another
                 await fx._perform(_batch(n), session, lanes)
-                live = [t for t in lanes.headers if not t.done()]
-                assert len(live) <= folder._HEADER_BACKLOG
+                live = [t for t in lanes.indexing if not t.done()]
+                assert len(live) <= folder._INDEX_BACKLOG
 
         driving = asyncio.create_task(flow_side())
         await asyncio.sleep(0.2)
         # the parser answered nothing: the flow is stuck behind the bounded backlog
         assert not driving.done()
-        assert len(lanes.headers) == folder._HEADER_BACKLOG
+        assert len(lanes.indexing) == folder._INDEX_BACKLOG
         parser.gate.set()
         await asyncio.wait_for(driving, 5)
         await lanes.writes_done()
-        await asyncio.gather(*lanes.headers, *lanes.stores)
+        await asyncio.gather(*lanes.indexing, *lanes.stores)
         assert parser.parsed == 12 * PER_BATCH
         assert fx.report.new_messages == 12 * PER_BATCH
 
