@@ -113,12 +113,15 @@ def export(
     end with a line end gets one, and is named in a warning). out/manifest.jsonl lists every
     message with its file, SHA-256, flags and INTERNALDATE.
     """
-    from mailsync.archived import select_messages
+    from fetchlab.mail_index_cli import catch_up
+    from mailsync.archived import query_needs_index, select_messages
     from mailsync.export import export_archive
 
     settings = _load(settings_file, archive)
     try:
         root = _archive_root(settings, account)
+        if query_needs_index(query):
+            catch_up(settings, [(root.name, root)])
         selection = select_messages(root, query)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
@@ -212,7 +215,8 @@ def restore(
     only what is missing there. Uses MULTIAPPEND, LITERAL+ and UIDPLUS when the server has them.
     """
     from drivers.mail_restore import RestoreSpec, run_restore
-    from mailsync.archived import select_messages
+    from fetchlab.mail_index_cli import catch_up
+    from mailsync.archived import query_needs_index, select_messages
     from mailsync.core.restore import parse_folder_map
     from mailsync.layout import ArchiveLock
     from mailsync.restore_state import RestoreLock
@@ -222,7 +226,9 @@ def restore(
         mapping = parse_folder_map(folder_map)
         root = _archive_root(settings, source)
         try:
-            select_messages(root, query)  # a bad query (or one that needs a missing index)
+            if query_needs_index(query):
+                catch_up(settings, [(root.name, root)])
+            select_messages(root, query)  # a bad query (or an archive that cannot be read)
         except StorageError as exc:  # is refused before anything connects
             raise UsageError(str(exc)) from None
         if target not in {a.name for a in settings.accounts}:

@@ -20,7 +20,13 @@ from mailsync.core.parser import parse_internaldate
 from mailsync.core.selection import Selection, parse_query
 from mailsync.layout import ArchiveLock, existing_state
 
-__all__ = ["ArchiveReader", "ArchivedMessage", "open_reader", "select_messages"]
+__all__ = [
+    "ArchiveReader",
+    "ArchivedMessage",
+    "open_reader",
+    "query_needs_index",
+    "select_messages",
+]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,18 @@ class ArchiveReader:
             )
             if selection.date_ok(msg.when):
                 yield msg
+
+
+def query_needs_index(query: str | None) -> bool:
+    """True when ``query`` is answered by the search index (not absent, not ``folder:`` and
+    ``date:`` alone); a malformed one too (the index's parser then names the problem)."""
+    if query is None:
+        return False
+    try:
+        parse_query(query)
+    except UsageError:
+        return True
+    return False
 
 
 def select_messages(root: Path, query: str | None) -> Selection:

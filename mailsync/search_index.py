@@ -44,7 +44,7 @@ from mailsync.core.query import (
 )
 from mailsync.layout import index_path, private_dirs, private_file, state_path
 
-__all__ = ["Hit", "IndexEntry", "MissingMessage", "SearchIndex"]
+__all__ = ["Hit", "IndexEntry", "MissingMessage", "SearchIndex", "unindexed"]
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -276,6 +276,25 @@ class SearchIndex:
         )
         return [MissingMessage(*row) for row in cur]
 
+    def unindexed(self) -> int:
+        """How many of the state DB's messages are not indexed: two counts when none is (the
+        usual case, a few ms for 100,000 messages), the exact number otherwise."""
+        self._attach_state()
+        try:
+            (archived,) = self._db.execute(
+                "SELECT count(*) FROM st.messages WHERE size >= 0"
+            ).fetchone()
+            if self.count() >= archived:
+                return 0
+            (lacking,) = self._db.execute(
+                "SELECT count(*) FROM st.messages m WHERE m.size >= 0 AND NOT EXISTS (SELECT 1"
+                " FROM docs d WHERE d.folder=m.folder AND d.uidvalidity=m.uidvalidity"
+                " AND d.uid=m.uid)"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot read the search index: {exc}") from exc
+        return int(lacking)
+
     # reading ---------------------------------------------------------------------------------
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
@@ -377,3 +396,26 @@ class SearchIndex:
             yield from self._db.execute(sql, params)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: query failed: {exc}") from exc
+
+
+def unindexed(root: Path) -> int:
+    """How many messages of the archive at ``root`` its search index lacks (read only; all of
+    them when it has no index yet). StorageError when there is no archive."""
+    state = state_path(root)
+    if not state.is_file():
+        raise StorageError(f"{root}: no state DB: nothing was archived there")
+    if index_path(root).is_file():
+        idx = SearchIndex(root, readonly=True)
+        try:
+            return idx.unindexed()
+        finally:
+            idx.close()
+    try:
+        db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+        try:
+            (n,) = db.execute("SELECT count(*) FROM messages WHERE size >= 0").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"{state}: cannot read the state DB: {exc}") from exc
+    return int(n)

@@ -121,8 +121,9 @@ class MailSettings(FrozenModel):
     # 1 GB corpus 9.8 s with one against 12.5 s with two, docs/benchmarks/memory.md)
     header_workers: int = Field(default=1, ge=0, le=64)
     header_batch: int = Field(default=64, ge=1, le=10_000)
-    # Index each stored message for search (the MIME walk) during the backup.
-    index: bool = True
+    # Index each stored message for search (the MIME walk) during the backup; false: the first
+    # search (or report, or --query) after it indexes what is new, as notmuch new after mbsync.
+    index: bool = False
     # fsync every message file and folder before the state records it (crash safety).
     fsync: bool = True
     # how: "syncfs" syncs a batch's file system in one call (Linux 5.8+, else per file),

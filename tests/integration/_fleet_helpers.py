@@ -60,12 +60,14 @@ def write_settings(
     connections: int = 2,
     batch_messages: int = 200,
     host: str = "127.0.0.1",
+    index: bool = False,
     **fleet: Any,
 ) -> Path:
     fleet_lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fleet.items())
     text = f"""[mail]
 out = "{out}"
 header_workers = 0
+index = {json.dumps(index)}
 timeout = 20.0
 retries = 2
 retry_delay = 0.05

@@ -34,6 +34,7 @@ def _settings(tmp_path: Path, port: int, user: str) -> Path:
         f"""[mail]
 out = "{tmp_path / "archive"}"
 header_workers = 0
+index = true
 timeout = 20.0
 [[mail.accounts]]
 name = "crash"

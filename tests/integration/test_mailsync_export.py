@@ -274,12 +274,26 @@ def test_query_in_the_search_language_selects_what_search_finds(
     assert code == 2 and "query error at character 15" in output, output
 
 
-def test_a_search_query_without_an_index_says_how_to_make_one(
+def test_a_search_query_indexes_what_the_backup_did_not_then_selects(
     fresh_imap_account: FreshImapAccount, tmp_path: Path
 ) -> None:
-    archive = _archive_with_specials(fresh_imap_account, tmp_path)
-    from mailsync.layout import index_path
+    """A default backup leaves the index to later: an export whose --query needs it indexes the
+    archive first (once, under its lock), then exports exactly what search finds; a backup
+    holding the archive leaves the unindexed messages out, with a warning."""
+    from mailsync.layout import ArchiveLock, index_path
 
-    index_path(archive / "src").unlink()
-    code, output, _ = _export_eml(archive, tmp_path / "x", "from:bob")
-    assert code == 2 and "mailsync index" in output, output
+    archive = _archive_with_specials(fresh_imap_account, tmp_path)
+    root = archive / "src"
+    assert not index_path(root).exists()
+    total = len(state_rows(root))
+    with ArchiveLock(root):  # a backup running
+        code, output, got = _export_eml(archive, tmp_path / "busy", "NOT folder:Special")
+    assert code == 2 and f"{total} messages are not indexed yet" in output, output
+    assert "archive in use" in output and got == []
+    code, output, got = _export_eml(archive, tmp_path / "x", "NOT folder:Special")
+    assert code == 0, output
+    assert f"indexing {total} messages for search" in output
+    assert len(got) == total - len(SPECIAL)
+    # indexed once: the next query reads the index as it is
+    code, output, _ = _export_eml(archive, tmp_path / "y", "folder:Special OR from:nobody")
+    assert code == 0 and "indexing" not in output, output

@@ -1,5 +1,6 @@
-"""The search index against the real test-bed Dovecot: built during the backup in every mode,
-by ``mailsync index`` for an existing archive, queried by ``search`` / ``show``, crash-safe."""
+"""The search index against the real test-bed Dovecot: built during the backup (``index = true``)
+or by the first search after it (the default) in every mode, by ``mailsync index`` for an
+existing archive, queried by ``search`` / ``show``, crash-safe."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from click.testing import CliRunner
 from drivers.dispatch import run_backup
 from fetchlab.mail_cli import main
 from foundation.mode import Mode
-from mailsync.layout import index_path
+from mailsync.layout import ArchiveLock, index_path
 from mailsync.search_index import SearchIndex
 from testbed.corpus import TruthRecord
+from testbed.imap_load import append_messages
 from tests.fixtures.imap import FreshImapAccount, ImapCorpus
 from tests.integration._mailsync_helpers import (
     PASSWORD_ENV,
@@ -33,6 +35,11 @@ from tests.integration._mailsync_helpers import (
 
 pytestmark = pytest.mark.needs_dovecot
 ROOT = Path(__file__).resolve().parents[2]
+NEW_MAIL = (
+    b"From: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: Zeppelin schedule\r\n"
+    b"Message-ID: <zeppelin@example.org>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\n"
+    b"See you at the hangar.\r\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -78,28 +85,58 @@ def test_backup_indexes_every_message_in_every_mode(
     account = account_for(server, imap_corpus.user, name="corpus", connections=2)
     # the asyncio mode parses in its process pool here (the other modes parse inline)
     workers = 1 if mode is Mode.ASYNCIO else 0
-    settings = mail_settings(account, mode=mode, header_workers=workers)
+    settings = mail_settings(account, mode=mode, header_workers=workers, index=True)
     (report,) = run_backup(settings, [account], tmp_path)
     assert report.ok, report.errors
     _assert_indexed(tmp_path / "corpus", truth)
 
 
-def test_index_false_parses_headers_only(imap_corpus: ImapCorpus, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", list(Mode))
+def test_a_default_backup_leaves_the_index_to_the_first_search(
+    mode: Mode, imap_corpus: ImapCorpus, tmp_path: Path
+) -> None:
+    """``index = false`` (the default): the backup records the header fields and builds no
+    index; the first search indexes what is missing (once), then finds what it should."""
     server, truth = imap_corpus
-    account = account_for(server, imap_corpus.user, name="corpus")
-    (report,) = run_backup(mail_settings(account, index=False), [account], tmp_path)
+    account = account_for(server, imap_corpus.user, name="corpus", connections=2)
+    (report,) = run_backup(mail_settings(account, mode=mode), [account], tmp_path)
     assert report.ok, report.errors
     root = tmp_path / "corpus"
     assert not index_path(root).exists()
     rows = state_rows(root)
     assert sum(r["message_id"] is not None for r in rows) >= len(truth) - 10
-    code, _, stderr = _cli(tmp_path, "search", "budget")
-    assert code == 2 and "no search index yet: run 'mailsync index'" in stderr
-    # the index comes later, on demand
-    code, stdout, stderr = _cli(tmp_path, "index", "--workers", "0")
+    with_id = next(t for t in truth if not t.kind.startswith("malformed"))
+    code, stdout, stderr = _cli(tmp_path, "search", "--json", f"id:{with_id.message_id}")
     assert code == 0, stderr
-    assert f"corpus: {len(truth)} messages indexed" in stdout
+    assert f"corpus: indexing {len(truth)} messages for search" in stderr
+    assert [json.loads(line)["message_id"] for line in stdout.splitlines()] == [with_id.message_id]
     _assert_indexed(root, truth)
+    code, _, stderr = _cli(tmp_path, "search", "budget")
+    assert code == 0 and "indexing" not in stderr, stderr
+
+
+def test_search_while_a_backup_holds_the_archive_says_what_is_left_out(
+    fresh_imap_account: FreshImapAccount, tmp_path: Path
+) -> None:
+    acct = fresh_imap_account(messages=12, seed=31, folders=["INBOX", "Work"])
+    account = account_for(acct.server, acct.user, name="acct")
+    settings = mail_settings(account)
+    run_backup(settings, [account], tmp_path)
+    root = tmp_path / "acct"
+    with ArchiveLock(root):  # a backup running before anything was ever indexed
+        code, _, stderr = _cli(tmp_path, "search", "budget")
+    assert code == 2 and "12 messages are not indexed yet" in stderr, stderr
+    assert "archive in use by another mailsync run" in stderr
+    assert len(_json(tmp_path, "")) == 12  # indexes the 12 first
+    append_messages(acct.server, acct.user, "INBOX", [NEW_MAIL])
+    (report,) = run_backup(settings, [account], tmp_path)
+    assert report.new_messages == 1
+    with ArchiveLock(root):
+        code, stdout, stderr = _cli(tmp_path, "search", "--json", "--limit", "100")
+    assert code == 0 and "1 messages are not indexed yet and left out" in stderr, stderr
+    assert len(stdout.splitlines()) == 12
+    found = _json(tmp_path, "subject:zeppelin")
+    assert [h["message_id"] for h in found] == ["<zeppelin@example.org>"]
 
 
 @pytest.fixture(scope="module")
