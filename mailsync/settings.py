@@ -116,7 +116,7 @@ class MailSettings(FrozenModel):
     # Seconds before the first retry (doubling each time, jittered by +-50 %) and the longest wait.
     retry_delay: float = Field(default=0.2, ge=0, le=60)
     retry_max_delay: float = Field(default=5.0, ge=0, le=3600)
-    # Header parser processes (0 = parse on the event loop) and messages per IPC batch.
+    # Parser processes for the index's MIME walk (0 = on the event loop), messages per IPC batch.
     # (1: on two cores a second process bought no speed and cost ~24 MB; measured 2026-12-06,
     # 1 GB corpus 9.8 s with one against 12.5 s with two, docs/benchmarks/memory.md)
     header_workers: int = Field(default=1, ge=0, le=64)
