@@ -101,14 +101,14 @@ class MailSettings(FrozenModel):
     # At most this many bytes of message bodies one account may have asked for (body FETCHes
     # sent) and not yet handed on to its writes, over all its connections (0 = no bound). Below
     # it, the account asks for what keeps its link full: the fastest command round trip so far
-    # times 200 MB/s, at least 8 MiB (8 MiB on loopback; at 100 ms each way the cap:
+    # times 200 MB/s, at least 8 MiB (8 MiB on loopback; 40.8 MB at 100 ms each way:
     # mailsync.core.options.body_budget). A batch larger than the budget still goes, alone.
     # Without it, up to pipeline_depth x lanes batches per folder (32 MB at the defaults)
     # piled up whenever the disk was slower than the network; bodies not asked for yet wait in
     # the server instead (docs/benchmarks/memory.md). The asyncio mode's: the other modes keep
     # a folder on one connection and store each batch before reading the next, so they hold at
     # most pipeline_depth + 1 batches a connection.
-    bodies_in_flight_bytes: int = Field(default=24 * 1024 * 1024, ge=0)
+    bodies_in_flight_bytes: int = Field(default=40 * 1024 * 1024, ge=0)
     # Seconds to connect + greet + log in, and the longest wait for one response.
     timeout: float = Field(default=60.0, gt=0, le=3600)
     # Reconnects (with exponential backoff) of one connection before its folders fail.

@@ -21,12 +21,13 @@ __all__ = [
 # aioimaplib cannot take `UID FETCH 1:*` over a large folder: it lists in UID ranges of this size
 AIOIMAPLIB_LISTING_CHUNK = 500
 # An account's body budget is what keeps its link full: the round trip times this rate (bytes a
-# second), at least the floor, at most the setting (24 MiB by default). 1 GB corpus, interleaved
+# second), at least the floor, at most the setting (40 MiB by default). 1 GB corpus, interleaved
 # probes on 2026-12-07 (seven pairs): on loopback (2.4 ms measured: the floor) 8.36-9.72 s
 # against 8.57-10.72 s with the fixed 24 MiB, the main process 105-108 MB against 116-124 MB.
-# At 100 ms each way (0.204 s measured) asking 40 MB (a 48 MiB cap) gave no measurable gain
-# over 24 MiB (11.6-13.4 s against 11.7-12.4 s), so the default cap stays 24 MiB: there the
-# budget is the cap, as before.
+# At 100 ms each way (0.204 s measured: 40.8 MB asked for) the cap was 24 MiB while the search
+# index, built during the backup, set the pace (a 48 MiB cap gave nothing then); without it
+# (index = false, the default since) a 40 MiB cap took 9.56-10.27 s against 10.98-11.56 s with
+# 24 MiB and the same peak RSS (three interleaved rounds; 64 MiB: no better than 40).
 BUDGET_FLOOR = 8 * 1024 * 1024
 BUDGET_RATE = 200_000_000
 

@@ -133,14 +133,14 @@ def test_an_account_sizes_its_budget_from_its_fastest_connection(tmp_path: Path)
         cast(Any, None),
         cast(Any, None),
     )
-    assert run.budget.limit == 24 * 1024 * 1024
+    assert run.budget.limit == 40 * 1024 * 1024
     slow, fast, untimed = TransportStats(), TransportStats(), TransportStats()
     for seconds in (0.3, 0.2):
         slow.timed_round_trip(seconds)
     fast.timed_round_trip(0.05)
     run.sessions = [cast(ImapSession, SimpleNamespace(stats=s)) for s in (slow, untimed)]
     run._size_budget()
-    assert slow.fastest_round_trip == 0.2 and run.budget.limit == 24 * 1024 * 1024
+    assert slow.fastest_round_trip == 0.2 and run.budget.limit == 40_000_000
     run.sessions.append(cast(ImapSession, SimpleNamespace(stats=fast)))
     run._size_budget()
     assert run.budget.limit == max(BUDGET_FLOOR, 10_000_000)
