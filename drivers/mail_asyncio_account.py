@@ -43,7 +43,7 @@ from mailsync.transports.base import ImapSession
 
 __all__ = ["AccountRun"]
 
-# messages in never-synced folders above which the header-parser pool is started at once
+# messages in never-synced folders above which the index's parser pool is started at once
 _PRESTART_PARSER = 1000
 
 

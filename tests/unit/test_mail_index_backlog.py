@@ -85,3 +85,21 @@ def test_a_slow_parser_holds_the_writes_back() -> None:
         assert fx.report.new_messages == 12 * PER_BATCH
 
     asyncio.run(scenario())
+
+
+def test_a_backup_without_the_index_starts_no_parser(tmp_path: Path) -> None:
+    from mailsync.settings import MailSettings
+
+    async def scenario() -> None:
+        off = folder.IndexOffload(MailSettings(out=tmp_path))  # index = false: the default
+        assert not off.enabled
+        off.prestart()  # a big first backup: still nothing to start
+        assert off._pool is None
+        on = folder.IndexOffload(MailSettings(out=tmp_path, index=True, header_workers=1))
+        on.prestart()
+        try:
+            assert on._pool is not None
+        finally:
+            await on.aclose()
+
+    asyncio.run(scenario())
