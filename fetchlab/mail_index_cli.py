@@ -21,7 +21,7 @@ from fetchlab.mail_cli_common import load_mail, settings_option
 from foundation.errors import QuerySyntaxError, StorageError, UsageError
 from foundation.progress import human_bytes
 from foundation.runtime import run
-from mailsync.layout import ArchiveBusyError, ArchiveLock, has_state
+from mailsync.layout import ArchiveLock, has_state
 from mailsync.settings import MailSettings
 
 __all__ = ["SEARCH_HELP", "catch_up", "fill_index_gaps", "index", "report", "search", "show"]
@@ -119,7 +119,7 @@ def catch_up(settings: MailSettings, chosen: Sequence[tuple[str, Path]]) -> None
         lock = ArchiveLock(root)
         try:
             lock.acquire()
-        except ArchiveBusyError as exc:
+        except StorageError as exc:  # a backup holds it, or the archive is read-only here
             click.echo(
                 f"warning: {name}: {lacking} messages are not indexed yet and left out: {exc}",
                 err=True,
@@ -129,6 +129,9 @@ def catch_up(settings: MailSettings, chosen: Sequence[tuple[str, Path]]) -> None
             click.echo(f"{name}: indexing {lacking} messages for search (once)...", err=True)
             workers = max(2, settings.header_workers)
             done = run(index_archive(root, workers=workers), settings.loop)
+        except StorageError as exc:  # e.g. a full disk: what was indexed is kept (per chunk)
+            click.echo(f"warning: {name}: indexing stopped, the rest is left out: {exc}", err=True)
+            continue
         finally:
             lock.release()
         click.echo(f"{name}: indexed {done.indexed} messages in {done.seconds:.1f} s", err=True)

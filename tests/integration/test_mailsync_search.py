@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from drivers.dispatch import run_backup
 from fetchlab.mail_cli import main
 from foundation.mode import Mode
-from mailsync.layout import ArchiveLock, index_path
+from mailsync.layout import ArchiveLock, index_path, lock_path
 from mailsync.search_index import SearchIndex
 from testbed.corpus import TruthRecord
 from testbed.imap_load import append_messages
@@ -135,6 +135,15 @@ def test_search_while_a_backup_holds_the_archive_says_what_is_left_out(
         code, stdout, stderr = _cli(tmp_path, "search", "--json", "--limit", "100")
     assert code == 0 and "1 messages are not indexed yet and left out" in stderr, stderr
     assert len(stdout.splitlines()) == 12
+    # an archive this user cannot lock (read-only here): read as it is, the same warning
+    lock = lock_path(root)
+    lock.unlink()
+    lock.mkdir()
+    code, stdout, stderr = _cli(tmp_path, "search", "--json", "--limit", "100")
+    assert code == 0 and "cannot create the lock file" in stderr, stderr
+    assert "1 messages are not indexed yet and left out" in stderr
+    assert len(stdout.splitlines()) == 12
+    lock.rmdir()
     found = _json(tmp_path, "subject:zeppelin")
     assert [h["message_id"] for h in found] == ["<zeppelin@example.org>"]
 
