@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 _run([str(BIN / "mailsync"), "verify", "--deep", "--settings", str(settings)], env),
             )
             mail = str(out / "mail")
-            _banner("mailsync: search the archive (indexed during the backup)")
+            _banner(
+                "mailsync: search the archive (the first search indexes what the backup stored)"
+            )
             status = max(
                 status,
                 _run(
