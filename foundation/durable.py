@@ -19,7 +19,6 @@ git's ``core.fsyncMethod = batch`` trade per-file syncs for one, with the same c
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import sys
@@ -53,7 +52,8 @@ def _load() -> Callable[[int], int] | None:
         _LOADED = True
         if sys.platform.startswith("linux") and _kernel_at_least(platform.release(), _MIN_KERNEL):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+                # the symbols already loaded: find_library forks `ldconfig -p` (foundation.heap)
+                libc = ctypes.CDLL(None, use_errno=True)
                 _SYNCFS = libc.syncfs
             except (OSError, AttributeError):
                 _SYNCFS = None

@@ -12,7 +12,6 @@ for the same backup. Elsewhere than glibc it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 
@@ -29,7 +28,9 @@ def trim_heap() -> bool:
         _LOADED = True
         if sys.platform.startswith("linux"):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                # the symbols already loaded in this process: ctypes.util.find_library forks
+                # the whole process to run `ldconfig -p`, in the middle of a backup
+                libc = ctypes.CDLL(None)
                 _TRIM = libc.malloc_trim  # absent from musl
             except (OSError, AttributeError):
                 _TRIM = None

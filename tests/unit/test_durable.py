@@ -42,3 +42,23 @@ def test_the_per_file_syncs_work_on_real_files(tmp_path: Path) -> None:
     durable.fsync_dir(tmp_path)
     with pytest.raises(FileNotFoundError):
         durable.fdatasync_path(tmp_path / "gone")
+
+
+def test_finding_the_libc_calls_starts_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ctypes.util.find_library forks `ldconfig -p`: a fork of the whole backup process, twice
+    in every backup (strace), for a name the process has already loaded."""
+    import subprocess
+
+    from foundation import heap
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    monkeypatch.setattr(durable, "_LOADED", False)
+    monkeypatch.setattr(heap, "_LOADED", False)
+    usable = durable.syncfs_usable()
+    trimmed = heap.trim_heap()
+    if sys.platform.startswith("linux"):
+        assert trimmed  # glibc's malloc_trim, found among the symbols already loaded
+        assert usable is durable._kernel_at_least(platform.release(), (5, 8))
