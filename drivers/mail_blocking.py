@@ -26,7 +26,6 @@ from foundation.errors import ImapProtocolError, MailError, StorageError
 from mailsync import account, effects
 from mailsync.auth import Secret, get_secret
 from mailsync.core import flow, retry
-from mailsync.core.mime import IndexDoc
 from mailsync.core.schedule import folder_where
 from mailsync.report import AccountReport, FolderOutcome
 from mailsync.settings import AccountSettings, MailSettings
@@ -283,10 +282,6 @@ class AccountRun:
             return result
         return self.perform_archive(effect)
 
-    def parse_docs(self, paths: list[str]) -> list[IndexDoc]:
-        """The search index documents of stored message files (inline here)."""
-        return [parse_doc(p) for p in paths]
-
     def perform_archive(self, effect: flow.Effect) -> object:
         """Perform an effect on the account's archive (every effect but the IMAP ones)."""
         arch = self.archive
@@ -299,7 +294,7 @@ class AccountRun:
                 return None  # the header fields were recorded with the rows
             # the MIME walk for the search index inline: in the threads mode on the worker,
             # under the GIL (a mode's real cost)
-            docs = self.parse_docs(effects.stored_paths(arch.root, stored))
+            docs = [parse_doc(p) for p in effects.stored_paths(arch.root, stored)]
             # the index has its own lock: another worker's batch can be stored meanwhile
             arch.add_to_index(
                 effects.index_entries(

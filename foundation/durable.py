@@ -8,7 +8,7 @@ machine. ``syncfs`` on the folder writes back every dirty page of that file syst
 its journal once: the same guarantee for a whole batch in one call (measured: 7.1 s against
 9.7 s and 8.2 s of CPU against 11.6 s for that backup, docs/benchmarks/mail.md). The price is
 that it also writes back other programs' dirty data on the same file system: a batch then
-waits for them too (``sync_method = "files"`` avoids that).
+waits for them too (:data:`SyncMethod` ``"files"`` avoids that).
 
 ``syncfs`` returns write-back errors only since Linux 5.8 (before, an I/O error was lost): on an
 older kernel, or without the call (not Linux, not glibc), :func:`syncfs_usable` is False and the
@@ -21,29 +21,26 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["fdatasync_path", "fsync_dir", "syncfs", "syncfs_usable"]
+__all__ = ["SyncMethod", "fdatasync_path", "fsync_dir", "syncfs", "syncfs_usable"]
 
+# how a batch of new files is made durable: one syncfs of their file system (where it reports
+# write-back errors, else as "files") or one fdatasync per file and one fsync per directory
+SyncMethod = Literal["syncfs", "files"]
 _MIN_KERNEL = (5, 8)
+_RELEASE = re.compile(r"(\d+)\.(\d+)")
 _SYNCFS: Callable[[int], int] | None = None
 _LOADED = False
 
 
 def _kernel_at_least(release: str, wanted: tuple[int, int]) -> bool:
-    parts: list[int] = []
-    for piece in release.split(".")[:2]:
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            return False
-        parts.append(int(digits))
-    return len(parts) == 2 and (parts[0], parts[1]) >= wanted
+    m = _RELEASE.match(release)
+    return m is not None and (int(m[1]), int(m[2])) >= wanted
 
 
 def _load() -> Callable[[int], int] | None:

@@ -2,9 +2,10 @@
 
 Parsing goes through the bounded process pool (:class:`foundation.offload.BatchOffload`, the
 same offload a backup uses), writing in chunks of one transaction each: interrupted at any
-point, a rerun indexes only the rest. A backup runs it at its end too, for whatever the backup
-itself could not index (a crash between a batch's write and its index, an archive from a version
-without the index).
+point, a rerun indexes only the rest. A backup with ``index = true`` runs it at its end too, for
+whatever the backup itself could not index (a crash between a batch's write and its index, an
+archive from a version without the index); search, report and ``--query`` run it first when the
+index lacks messages (``fetchlab.mail_index_cli.catch_up``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from foundation.durable import SyncMethod
 from foundation.frozen import FrozenModel
 from foundation.mode import Mode
 from mailsync.core.retry import Backoff
@@ -128,7 +129,7 @@ class MailSettings(FrozenModel):
     fsync: bool = True
     # how: "syncfs" syncs a batch's file system in one call (Linux 5.8+, else per file),
     # "files" each file and folder (no wait for other programs' writes to that file system)
-    fsync_method: Literal["syncfs", "files"] = "syncfs"
+    fsync_method: SyncMethod = "syncfs"
     # `mailsync enqueue` / `worker` / `fleet-status`: the Redis job queue (mailsync.fleet_settings)
     fleet: FleetSettings = FleetSettings()
     accounts: tuple[AccountSettings, ...] = ()

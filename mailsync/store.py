@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-from foundation.durable import fdatasync_path, fsync_dir, syncfs, syncfs_usable
+from foundation.durable import SyncMethod, fdatasync_path, fsync_dir, syncfs, syncfs_usable
 from foundation.errors import StorageError
 from foundation.heap import HeapTrimmer
 from mailsync.core.flow import StoreBatch
@@ -52,14 +52,9 @@ __all__ = [
     "StagedBatch",
     "StoreItem",
     "StoredMessage",
-    "SyncMethod",
-    "fsync_dir",
 ]
 
 _R = TypeVar("_R")
-# how a batch's files are made durable: one syncfs of their file system (where it reports
-# write-back errors) or one fdatasync per file (foundation.durable)
-SyncMethod = Literal["syncfs", "files"]
 _NAME_RE = re.compile(r"^(\d+)\.(\d+)\.")
 _SYNC_THREADS = 16
 _RECONCILE_BATCH = 2000  # file names of a folder checked against the state at a time
