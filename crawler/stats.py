@@ -12,12 +12,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from crawler.pages import iter_pages
-from foundation.progress import human_bytes, summary_table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["NO_RESPONSE", "ArchiveSummary", "CrawlStats", "is_archive", "summarize_archive"]
 
@@ -183,6 +183,10 @@ class CrawlStats:
         return snap
 
     def summary(self) -> Table:
+        # rich is imported here, not with the module: the processes mode's workers count pages
+        # with this class and never draw a table (rich: ~4 MB in each of them)
+        from foundation.progress import human_bytes, summary_table
+
         el = self.elapsed
         pages = self.done + self.failed
         cpu = time.process_time() - self.cpu_start
@@ -219,6 +223,8 @@ class ArchiveSummary:
     failed_urls: tuple[tuple[str, str], ...]
 
     def table(self, title: str) -> Table:
+        from foundation.progress import human_bytes, summary_table
+
         rows: list[tuple[str, object]] = [
             ("pages", self.pages),
             ("ok", self.ok),

@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.core.flow import (
     FetchEffect,
@@ -36,9 +36,11 @@ from crawler.page_steps import flow_config
 from crawler.parse import ParsedPage
 from crawler.redis_hosts import RedisHosts
 from crawler.settings import CrawlerSettings
-from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import Work, parse_outcome
 from foundation.errors import FetchError
+
+if TYPE_CHECKING:
+    from crawler.transports.aiohttp_fetch import AiohttpFetcher
 
 __all__ = ["AsyncEffects"]
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.commit import CHECKPOINT_KEY, CommitPipeline
 from crawler.core.flow import Outcome
@@ -35,12 +35,14 @@ from crawler.parse import ParsedPage, ParseInput, parse_any
 from crawler.redis_hosts import RedisHosts
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
-from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.warc import ArchiveWriter
 from drivers.crawl_async_effects import AsyncEffects
 from foundation.errors import StorageError
 from foundation.offload import BatchOffload
 from foundation.runtime import raise_nofile_limit
+
+if TYPE_CHECKING:
+    from crawler.transports.aiohttp_fetch import AiohttpFetcher
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -119,6 +121,9 @@ class Engine:
         self._commit = CommitPipeline(self.frontier, writer)
         report = await self._commit.open()
         repaired = self.ledger.begin(report, self._commit.checkpoint)
+        # imported here: a processes-mode coordinator imports this module and fetches nothing
+        from crawler.transports.aiohttp_fetch import AiohttpFetcher
+
         fetcher = AiohttpFetcher(concurrency=s.concurrency, per_host=s.per_host, timeout=s.timeout)
         self._effects = AsyncEffects(
             s, self._scope, fetcher, self._rand, on_slot_free=self._wake.set, shared=shared_hosts(s)

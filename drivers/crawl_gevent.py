@@ -26,6 +26,7 @@ from crawler.work import Work
 from drivers.crawl_coordinator import RunOutcome
 from drivers.gevent_child import ChildJob, on_stop_signals, run_child
 from foundation.errors import ModeError
+from foundation.frozen import build, to_data
 from foundation.limits import check_gevent_installed, check_greenlet_count
 
 __all__ = ["GreenletBackend", "main", "run_gevent"]
@@ -97,7 +98,7 @@ def main(argv: list[str]) -> int:
     from drivers.crawl_coordinator import Coordinator
 
     job = ChildJob.read(argv)
-    settings = CrawlerSettings.model_validate(job.data["settings"])
+    settings = build(CrawlerSettings, job.data["settings"])
     scope = Scope(**job.data["scope"]) if job.data["scope"] else None
     stats = CrawlStats.from_json(job.data["stats"])  # the parent's counters (and ETA hint)
     frontier = SqliteFrontier(Path(job.data["frontier"]))
@@ -141,7 +142,7 @@ def run_gevent(
     if flush is not None:
         flush()  # the seeds must be committed before the child opens the database
     job: dict[str, Any] = {
-        "settings": settings.model_dump(mode="json"),
+        "settings": to_data(settings),
         "frontier": str(path),
         "stats": stats.to_json(),
         "scope": None if scope is None else {

@@ -40,7 +40,6 @@ from crawler.core.urls import Scope
 from crawler.page_steps import follows_links, sitemap_links
 from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
-from crawler.transports.aiohttp_fetch import AiohttpFetcher
 from crawler.work import (
     ArchivedWork,
     Fetched,
@@ -59,18 +58,10 @@ from drivers.crawl_places import HostPlaces
 from foundation.errors import ModeError, WorkerDiedError
 from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
+from foundation.offload import main_module_hidden
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender, death_note
 
-# what the workers use, imported once in the fork server (SURT keys, uvloop and the parsers load
-# lazily elsewhere)
-PRELOAD = (
-    "drivers.crawl_processes",
-    "crawler.surt_key",
-    "uvloop",
-    "selectolax.lexbor",
-    "lxml.etree",
-)
 SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
 # a worker's results wait at most this long to leave together: 20,000-page site at the default
 # flags, against one message per loop tick: ~9 % less CPU a page (fewer messages), the same
@@ -190,6 +181,8 @@ async def _worker(
     except Exception as exc:
         outq.put([WorkerFailed("(opening the archive)", f"{type(exc).__name__}: {exc}")])
         return
+    from crawler.transports.aiohttp_fetch import AiohttpFetcher  # the coordinator needs none
+
     fetcher = AiohttpFetcher(
         concurrency=concurrency, per_host=settings.per_host, timeout=settings.timeout
     )
@@ -289,11 +282,11 @@ class ProcessBackend:
         )
         self.host_limit = self.router.host_limit  # the coordinator's per-host cap
         self._on_waiting: Callable[[str, str, float], None] | None = None
-        ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
-        # the fork server imports the worker's modules once and forks every worker from it:
-        # each worker otherwise spent ~0.45 s of CPU importing aiohttp, lexbor & co. (no effect
-        # when this process already started its fork server)
-        ctx.set_forkserver_preload(list(PRELOAD))
+        # spawn: never fork a process with threads. Not the fork server (with the workers'
+        # modules preloaded, as until 2026-12): it sat idle for the whole crawl holding all of
+        # them, ~50 MB of a ~270 MB crawl; spawned, each worker imports them itself (~0.25 s of
+        # CPU, once) and this process never imports the HTTP client (docs/benchmarks/crawl.md)
+        ctx = multiprocessing.get_context("spawn")
         # to each worker a pipe its reader thread drains at once (so sending never blocks for
         # long), batched per dispatch round; back, a pipe from each (see foundation.worker_pipe: a
         # worker that dies is then seen at once, by name, and cannot jam the others)
@@ -308,7 +301,7 @@ class ProcessBackend:
         self._out = settings.out
         self._procs = [
             ctx.Process(
-                # the fork server's child: it must watch this process to end with it
+                # it must end with this process, whatever ends this one (SIGKILL included)
                 target=run_watched,
                 args=(
                     os.getpid(),
@@ -329,8 +322,10 @@ class ProcessBackend:
     def start(self) -> None:
         # this process hands the GIL to the queue's reader as often as the workers do
         sys.setswitchinterval(SWITCH_INTERVAL)
-        for proc in self._procs:
-            proc.start()
+        # the workers must not import this program's __main__ (the CLI and all it imports)
+        with main_module_hidden():
+            for proc in self._procs:
+                proc.start()
         for end in self._theirs:  # the workers hold their own copies now
             end.close()
 

@@ -31,6 +31,7 @@ from crawler.stats import CrawlStats
 from drivers.crawl_asyncio import Engine, EngineResult
 from drivers.crawl_coordinator import Backend, Coordinator, RunOutcome
 from foundation.errors import ModeError
+from foundation.frozen import replace
 from foundation.limits import (
     MAX_MAIL_PROCESSES,
     check_gevent_installed,
@@ -100,7 +101,7 @@ def run_crawl(
 ) -> EngineResult:
     """Crawl ``frontier`` into ``settings.out`` in ``mode`` (default: ``settings.mode``)."""
     if mode is not None and mode != settings.mode:
-        settings = settings.model_copy(update={"mode": Mode(mode)})
+        settings = replace(settings, mode=Mode(mode))
     check_crawl_mode(settings)
     stats = stats if stats is not None else CrawlStats()
     if settings.mode == "asyncio":
@@ -200,7 +201,7 @@ def run_backup(
 ) -> list[AccountReport]:
     """Back up ``accounts`` into ``out`` in ``mode`` (default: ``settings.mode``)."""
     if mode is not None and mode != settings.mode:
-        settings = settings.model_copy(update={"mode": Mode(mode)})
+        settings = replace(settings, mode=Mode(mode))
     check_mail_mode(settings)
     if settings.mode == "asyncio":
         from drivers.mail_asyncio import backup_accounts

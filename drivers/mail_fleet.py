@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import FetchlabError
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.fleet_queue import FleetQueue, FleetQueueError, Job
 from mailsync.fleet_slots import ConnectionSlots
@@ -172,10 +173,10 @@ def _one(
     try:
         try:
             if mode is not None:
-                settings = settings.model_copy(update={"mode": mode})
+                settings = replace(settings, mode=mode)
             if fleet.max_connections_per_server is not None:
                 members = _take_slots(queue, settings, account, beat)
-                account = account.model_copy(update={"connections": len(members)})
+                account = replace(account, connections=len(members))
             report = _backup(settings, account)
         finally:
             beat.stop()

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from drivers.gevent_child import ChildJob, on_stop_signals, run_child
+from foundation.frozen import build, to_data
 from foundation.limits import check_gevent_installed
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings, MailSettings
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     # rows, and the next run reconciles any leftover), exactly as after a SIGKILL.
     on_stop_signals(lambda: os._exit(EXIT_INTERRUPTED))
     job = ChildJob.read(argv)
-    settings = MailSettings.model_validate(job.data["settings"])
+    settings = build(MailSettings, job.data["settings"])
     chosen = [a for a in settings.accounts if a.name in set(job.data["accounts"])]
     reports = backup_blocking(settings, chosen, Path(job.data["out"]), kind="gevent")
     job.finish([asdict(r) for r in reports])
@@ -45,7 +46,7 @@ def run_gevent_backup(
     KeyboardInterrupt here once it has ended."""
     check_gevent_installed()
     job = {
-        "settings": settings.model_dump(mode="json"),
+        "settings": to_data(settings),
         "accounts": [a.name for a in accounts],
         "out": str(out),
     }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.errors import MailError, ModeError
+from foundation.frozen import build, replace, to_data
 from foundation.mode import Mode
 from mailsync.archived import select_messages
 from mailsync.auth import Secret, get_secret
@@ -103,7 +104,7 @@ def gevent_main(argv: list[str]) -> int:
     # Ctrl-C: leave at once; the restore table is consistent at any instant (as after SIGKILL)
     on_stop_signals(lambda: os._exit(EXIT_INTERRUPTED))
     job = ChildJob.read(argv)
-    settings = MailSettings.model_validate(job.data["settings"])
+    settings = build(MailSettings, job.data["settings"])
     spec = RestoreSpec.from_json(job.data["spec"])
     dests = set(job.data["dests"])
     jobs = [j for j in spec.jobs() if j.dest in dests]
@@ -122,7 +123,7 @@ def _run_gevent(
 
     check_gevent_installed()
     data = {
-        "settings": settings.model_dump(mode="json"),
+        "settings": to_data(settings),
         "spec": spec.to_json(),
         "dests": [j.dest for j in jobs],
     }
@@ -147,7 +148,7 @@ def _process_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     wanted = set(dests)
     jobs = [j for j in spec.jobs() if j.dest in wanted]
-    target = _account(settings, spec.target).model_copy(update={"connections": 1})
+    target = replace(_account(settings, spec.target), connections=1)
     report = run(restore_asyncio(settings, spec.root, target, jobs, secret=secret), settings.loop)
     return asdict(report)
 

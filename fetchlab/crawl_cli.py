@@ -41,6 +41,7 @@ from foundation.errors import (
     UsageError,
     WorkerDiedError,
 )
+from foundation.frozen import field_defaults
 from foundation.lifeline import exit_now, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter
@@ -70,7 +71,7 @@ def _err(console: Console, message: str) -> None:
 
 def _default(key: str) -> str:
     """The model's default of ``key``, as ``--help`` prints it (never written by hand)."""
-    value = CrawlerSettings.model_fields[key].default
+    value = field_defaults(CrawlerSettings)[key]
     if value is None:
         return "unlimited"
     if isinstance(value, bool):

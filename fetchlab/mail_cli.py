@@ -23,6 +23,7 @@ from rich.console import Console
 from fetchlab import mail_index_cli
 from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
 from foundation.errors import MailError, ModeError, StorageError, UsageError
+from foundation.frozen import field_defaults
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.mode import Mode
 from foundation.progress import ProgressReporter, human_bytes, summary_table
@@ -147,8 +148,7 @@ def _run_backup(
 @click.option(
     "--mode",
     type=click.Choice(list(MODES)),
-    help="Concurrency design (mail.mode)."
-    f" [default: {MailSettings.model_fields['mode'].default.value}]",
+    help=f"Concurrency design (mail.mode). [default: {field_defaults(MailSettings)['mode'].value}]",
 )
 def backup(
     settings_file: Path | None,

@@ -8,7 +8,7 @@ naming the key and where its value came from (file, environment variable or comm
 
 from __future__ import annotations
 
-import difflib
+import json
 import os
 import tomllib
 import typing
@@ -16,12 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
 from crawler.settings import CrawlerSettings
 from foundation.errors import SettingsError
+from foundation.frozen import FrozenModel, Invalid, Problem, build, field_type, inner_model
 from mailsync.settings import MailSettings
 
 __all__ = ["ENV_PREFIX", "SECTIONS", "SETTINGS_ENV", "AppSettings", "load_settings"]
@@ -30,61 +27,14 @@ ENV_PREFIX = "FETCHLAB_"
 SETTINGS_ENV = "FETCHLAB_SETTINGS"
 
 
-class _FileSource(PydanticBaseSettingsSource):
-    """Feeds the already-parsed TOML file in at its place in the layering."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = dict(data)
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
-class AppSettings(BaseSettings):
+class AppSettings(FrozenModel, frozen=True, kw_only=True):
     """The whole settings tree of both tools."""
-
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        case_sensitive=False,
-    )
 
     crawler: CrawlerSettings = CrawlerSettings()
     mail: MailSettings = MailSettings()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Highest priority first: command line (init kwargs), environment, then the file.
-        return init_settings, env_settings, _FileSource(settings_cls, _CURRENT_FILE_DATA)
-
-
-_CURRENT_FILE_DATA: dict[str, Any] = {}
 
 SECTIONS = ("crawler", "mail")
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The settings model inside an annotation (``X``, ``X | None``, ``tuple[X, ...]``)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _is_path(annotation: Any) -> bool:
@@ -93,7 +43,7 @@ def _is_path(annotation: Any) -> bool:
     return any(_is_path(arg) for arg in typing.get_args(annotation))
 
 
-def _resolve_paths(model: type[BaseModel], data: Any, base: Path) -> Any:
+def _resolve_paths(model: type[FrozenModel], data: Any, base: Path) -> Any:
     """``data`` with every relative path of a ``Path`` field made relative to ``base`` (the
     settings file's folder), recursively through nested sections and lists of them."""
     if isinstance(data, list):
@@ -101,40 +51,17 @@ def _resolve_paths(model: type[BaseModel], data: Any, base: Path) -> Any:
     if not isinstance(data, Mapping):
         return data
     out = dict(data)
-    for name, field in model.model_fields.items():
-        if name not in out:
-            continue
-        value = out[name]
-        if _is_path(field.annotation) and isinstance(value, str) and value:
+    for name, value in data.items():
+        try:
+            annotation = field_type(model, name)
+        except KeyError:
+            continue  # an unknown key: validation names it
+        if _is_path(annotation) and isinstance(value, str) and value:
             path = Path(value).expanduser()
             out[name] = str(path if path.is_absolute() else base / path)
-        elif (inner := _model_in(field.annotation)) is not None:
+        elif (inner := inner_model(annotation)) is not None:
             out[name] = _resolve_paths(inner, value, base)
     return out
-
-
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    """The settings model that holds the key at ``loc`` (for spelling suggestions)."""
-    model: type[BaseModel] = AppSettings
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        inner = _model_in(field.annotation) if field is not None else None
-        if inner is None:
-            return None
-        model = inner
-    return model
-
-
-def _suggest(loc: tuple[str | int, ...]) -> str:
-    if not loc or not isinstance(loc[-1], str):
-        return ""
-    model = _model_at(loc)
-    if model is None:
-        return ""
-    close = difflib.get_close_matches(loc[-1].lower(), list(model.model_fields), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -164,14 +91,11 @@ def _has_path(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
     return True
 
 
-def _env_name(loc: tuple[str | int, ...], env: Mapping[str, str]) -> str | None:
+def _env_name(loc: tuple[str | int, ...], names: Mapping[tuple[str, ...], str]) -> str | None:
     for depth in range(len(loc), 0, -1):
         parts = loc[:depth]
-        if any(isinstance(p, int) for p in parts):
-            continue
-        name = ENV_PREFIX + "__".join(str(p) for p in parts).upper()
-        if name in env:
-            return name
+        if all(isinstance(p, str) for p in parts) and parts in names:
+            return names[typing.cast(tuple[str, ...], parts)]
     return None
 
 
@@ -183,34 +107,96 @@ def _key(loc: tuple[str | int, ...]) -> str:
 
 
 def _describe(
-    exc: ValidationError,
+    problems: list[Problem],
     path: Path | None,
-    file_data: Mapping[str, Any],
     cli: Mapping[str, Any],
-    env: Mapping[str, str],
+    env_names: Mapping[tuple[str, ...], str],
 ) -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+    out = []
+    for problem in problems:
+        loc = problem.loc
         key = _key(loc) or "(top level)"
-        if _has_path(cli, loc):
+        if problem.source is not None:
+            where = problem.source
+        elif _has_path(cli, loc):
             where = "command line"
-        elif (name := _env_name(loc, env)) is not None:
+        elif (name := _env_name(loc, env_names)) is not None:
             where = f"environment variable {name}"
         elif path is not None:
             where = str(path)
         else:
             where = "defaults"
-        value = err.get("input")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _suggest(loc)
         shown = ""
-        quiet = err["type"] in {"extra_forbidden", "value_error"}
-        if not quiet and value is not None and not isinstance(value, dict | list | tuple):
-            shown = f" (got {value!r})"
-        problems.append(f"{where}: {key}: {msg}{shown}")
-    return problems
+        if problem.show_value and not isinstance(problem.value, dict | list | tuple):
+            shown = f" (got {problem.value!r})"
+        out.append(f"{where}: {key}: {problem.message}{shown}")
+    return out
+
+
+def _wants_json(annotation: Any) -> bool:
+    """A table or list: the environment spells it as JSON (as pydantic-settings read it before)."""
+    if inner_model(annotation) is not None:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list, dict):
+        return True
+    return any(_wants_json(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+def _from_env(
+    env: Mapping[str, str], sections: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[Problem]]:
+    """``FETCHLAB_<SECTION>__<KEY>[__<KEY>...]`` variables (any case) as nested data, with the
+    variable that set each key and the values that are not the JSON a table or list needs."""
+    data: dict[str, Any] = {}
+    names: dict[tuple[str, ...], str] = {}
+    problems: list[Problem] = []
+    for name, raw in sorted(env.items()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        loc = tuple(upper[len(ENV_PREFIX) :].lower().split("__"))
+        if loc[0] not in sections or "" in loc:
+            continue  # FETCHLAB_SETTINGS and other variables of ours
+        value: Any = raw
+        if _wants_json(_annotation_at(loc)):
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                where = f"environment variable {name}"
+                problems.append(Problem(loc, f"not JSON ({exc})", raw, True, source=where))
+                continue
+        names[loc] = name
+        node = data
+        for part in loc[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[loc[-1]] = _merge(node.get(loc[-1]), value)
+    return data, names, problems
+
+
+def _annotation_at(loc: tuple[str, ...]) -> Any:
+    """The declared type of the key at ``loc`` (None for an unknown key: validation names it)."""
+    model: type[FrozenModel] | None = AppSettings
+    annotation: Any = None
+    for part in loc:
+        if model is None:
+            return None
+        try:
+            annotation = field_type(model, part)
+        except KeyError:
+            return None
+        model = inner_model(annotation)
+    return annotation
+
+
+def _merge(under: Any, over: Any) -> Any:
+    """``over`` laid on ``under``: tables merge key by key, anything else is replaced."""
+    if isinstance(under, Mapping) and isinstance(over, Mapping):
+        out = dict(under)
+        for key, value in over.items():
+            out[key] = _merge(out.get(key), value)
+        return out
+    return over
 
 
 def load_settings(
@@ -229,7 +215,6 @@ def load_settings(
     a mistake in the other tool's section does not stop this one (the other section is then left
     at its defaults). Raises :class:`SettingsError` listing every problem.
     """
-    global _CURRENT_FILE_DATA
     environ: Mapping[str, str] = os.environ if env is None else env
     if path is None and environ.get(SETTINGS_ENV):
         path = environ[SETTINGS_ENV]
@@ -238,34 +223,20 @@ def load_settings(
     if file_path is not None:
         file_data = _resolve_paths(AppSettings, file_data, file_path.parent)
     cli = _drop_none(overrides or {})
+    sections: tuple[str, ...] = SECTIONS
     if tool is not None:
         if tool not in SECTIONS:
             raise ValueError(f"unknown tool section {tool!r}")
-        others = [ENV_PREFIX + s.upper() for s in SECTIONS if s != tool]
+        sections = (tool,)
         file_data = {k: v for k, v in file_data.items() if k not in SECTIONS or k == tool}
         cli = {k: v for k, v in cli.items() if k not in SECTIONS or k == tool}
-        environ = {
-            k: v
-            for k, v in environ.items()
-            if not any(k.upper() == o or k.upper().startswith(o + "__") for o in others)
-        }
-        env = environ
-    _CURRENT_FILE_DATA = file_data
+    env_data, env_names, problems = _from_env(environ, sections)
+    data = _merge(_merge(file_data, env_data), cli)
     try:
-        if env is None:
-            return AppSettings(**cli)
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            return AppSettings(**cli)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-    except ValidationError as exc:
-        raise SettingsError(_describe(exc, file_path, file_data, cli, environ)) from None
-    finally:
-        _CURRENT_FILE_DATA = {}
+        settings = build(AppSettings, data, found=problems)
+    except Invalid as exc:
+        raise SettingsError(_describe(exc.problems, file_path, cli, env_names)) from None
+    return settings
 
 
 def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:

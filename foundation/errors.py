@@ -1,6 +1,6 @@
 """The one error tree of the project.
 
-Third-party errors (aiohttp, imaplib, sqlite3, pydantic, OSError from sockets) are translated at the
+Third-party errors (aiohttp, imaplib, sqlite3, msgspec, OSError from sockets) are translated at the
 boundary into these; callers catch these and nothing else. Each error also inherits the builtin a
 caller would expect (``FetchTimeout`` is a ``TimeoutError``), so generic handlers keep working.
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from msgspec import Meta, structs
 
 from foundation.durable import SyncMethod
 from foundation.frozen import FrozenModel
@@ -27,13 +28,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class AccountSettings(FrozenModel):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._@-]+$")
-    host: str = Field(min_length=1)
-    port: int = Field(default=993, ge=1, le=65535)
+class AccountSettings(FrozenModel, frozen=True, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z0-9._@-]+\Z")]
+    host: Annotated[str, Meta(min_length=1)]
+    port: Annotated[int, Meta(ge=1, le=65535)] = 993
     security: Literal["tls", "starttls", "plain"] = "tls"
     allow_plain: bool = False
-    username: str = Field(min_length=1)
+    username: Annotated[str, Meta(min_length=1)]
     password_env: str | None = None
     password_command: str | None = None
     # login = LOGIN; plain = AUTHENTICATE PLAIN; xoauth2 = AUTHENTICATE XOAUTH2 with the token
@@ -42,63 +43,57 @@ class AccountSettings(FrozenModel):
     oauth_token_command: str | None = None
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    connections: int = Field(default=4, ge=1, le=64)
+    connections: Annotated[int, Meta(ge=1, le=64)] = 4
     # 100: small messages cost more in flight than their bytes (a parsed FETCH item each): 200
     # held ~8 MB more at 1.5 KB a message for no speed (docs/benchmarks/memory.md)
-    batch_messages: int = Field(default=100, ge=1, le=10_000)
+    batch_messages: Annotated[int, Meta(ge=1, le=10_000)] = 100
     # 2 MB: 4 connections x (4 in flight + 1 being written + 1 parsed) batches stay near 50 MB;
     # larger batches bought no speed even at 100 ms (measured, docs/mailsync.md)
-    batch_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    batch_bytes: Annotated[int, Meta(ge=1024)] = 2 * 1024 * 1024
     ca_file: Path | None = None
     verify_tls: bool = True
 
-    @field_validator("name")
-    @classmethod
-    def _one_path_segment(cls, name: str) -> str:
-        # the archive is <out>/<name>: "." or ".." would be <out> itself or its parent
-        if name in (".", "..") or "/" in name or "\0" in name:
-            raise ValueError(f"{name!r} is not a folder name: it must be one safe path segment")
-        return name
-
-    @field_validator("host")
-    @classmethod
-    def _bare_ipv6_literal(cls, host: str) -> str:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         # "[::1]" is how URLs spell an IPv6 literal; sockets, TLS and the loopback check take
         # "::1" (with the brackets every transport failed with "unknown host")
-        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if self.host.startswith("[") and self.host.endswith("]"):
+            structs.force_setattr(self, "host", self.host[1:-1])
 
-    @model_validator(mode="after")
-    def _plain_only_to_loopback(self) -> AccountSettings:
+    def problems(self) -> Iterator[tuple[str | None, str]]:
+        # the archive is <out>/<name>: "." or ".." would be <out> itself or its parent
+        if self.name in (".", ".."):
+            yield "name", f"{self.name!r} is not a folder name: it must be one safe path segment"
         # a password in clear text over a real network is refused unless explicitly forced
         if self.security == "plain" and not self.allow_plain and not is_loopback(self.host):
-            raise ValueError(
+            yield (
+                None,
                 f"security = 'plain' sends the password unencrypted to {self.host}: "
-                "use tls or starttls, or set allow_plain = true"
+                "use tls or starttls, or set allow_plain = true",
             )
-        return self
 
 
-class MailSettings(FrozenModel):
+class MailSettings(FrozenModel, frozen=True, kw_only=True):
     out: Path = Path("mail-archive")
     mode: Mode = Mode.ASYNCIO
     loop: Literal["uvloop", "asyncio"] = "uvloop"
     imap_client: Literal["native", "aioimaplib"] = "native"
-    max_connections: int = Field(default=64, ge=1, le=10_000)
+    max_connections: Annotated[int, Meta(ge=1, le=10_000)] = 64
     # COMPRESS=DEFLATE: auto = only when the host is not loopback (on loopback zlib costs more
     # CPU than it saves), always = whenever the server offers it, never.
     compress: Literal["auto", "always", "never"] = "auto"
     # Literals (message bodies) larger than this stream to a file instead of memory.
-    spill_threshold: int = Field(default=8 * 1024 * 1024, ge=1024)
+    spill_threshold: Annotated[int, Meta(ge=1024)] = 8 * 1024 * 1024
     # UID FETCH body commands in flight per connection (pipelining depth). 4 x 2 MB batches keep
     # a connection near 40 MB/s at a 200 ms round trip: 1 GB at 100 ms one way took 11.5 s
     # against 16 s with 2 (docs/mailsync.md); on loopback the depth changes nothing.
-    pipeline_depth: int = Field(default=4, ge=1, le=64)
+    pipeline_depth: Annotated[int, Meta(ge=1, le=64)] = 4
     # A folder's listing (UID, size, flags of every message) is read and compared with the
     # archive in chunks of about this many messages, so memory stays flat whatever the folder's
     # size (docs/benchmarks/memory.md); a folder of at most this many is listed in one command.
     # 1000: with 4 connections x pipeline_depth 4 chunks in flight, 2000 held ~6 MB more at the
     # start of a big backup; a changed 100,000-message folder then takes ~25 round trips, not 13
-    listing_chunk: int = Field(default=1000, ge=2, le=1_000_000)
+    listing_chunk: Annotated[int, Meta(ge=2, le=1_000_000)] = 1000
     # At most this many bytes of message bodies one account may have asked for (body FETCHes
     # sent) and not yet handed on to its writes, over all its connections (0 = no bound). Below
     # it, the account asks for what keeps its link full: the fastest command round trip so far
@@ -109,19 +104,19 @@ class MailSettings(FrozenModel):
     # the server instead (docs/benchmarks/memory.md). The asyncio mode's: the other modes keep
     # a folder on one connection and store each batch before reading the next, so they hold at
     # most pipeline_depth + 1 batches a connection.
-    bodies_in_flight_bytes: int = Field(default=40 * 1024 * 1024, ge=0)
+    bodies_in_flight_bytes: Annotated[int, Meta(ge=0)] = 40 * 1024 * 1024
     # Seconds to connect + greet + log in, and the longest wait for one response.
-    timeout: float = Field(default=60.0, gt=0, le=3600)
+    timeout: Annotated[float, Meta(gt=0, le=3600)] = 60.0
     # Reconnects (with exponential backoff) of one connection before its folders fail.
-    retries: int = Field(default=4, ge=0, le=100)
+    retries: Annotated[int, Meta(ge=0, le=100)] = 4
     # Seconds before the first retry (doubling each time, jittered by +-50 %) and the longest wait.
-    retry_delay: float = Field(default=0.2, ge=0, le=60)
-    retry_max_delay: float = Field(default=5.0, ge=0, le=3600)
+    retry_delay: Annotated[float, Meta(ge=0, le=60)] = 0.2
+    retry_max_delay: Annotated[float, Meta(ge=0, le=3600)] = 5.0
     # Parser processes for the index's MIME walk (0 = on the event loop), messages per IPC batch.
     # (1: on two cores a second process bought no speed and cost ~24 MB; measured 2026-12-06,
     # 1 GB corpus 9.8 s with one against 12.5 s with two, docs/benchmarks/memory.md)
-    header_workers: int = Field(default=1, ge=0, le=64)
-    header_batch: int = Field(default=64, ge=1, le=10_000)
+    header_workers: Annotated[int, Meta(ge=0, le=64)] = 1
+    header_batch: Annotated[int, Meta(ge=1, le=10_000)] = 64
     # Index each stored message for search (the MIME walk) during the backup; false: the first
     # search (or report, or --query) after it indexes what is new, as notmuch new after mbsync.
     index: bool = False
@@ -134,25 +129,19 @@ class MailSettings(FrozenModel):
     fleet: FleetSettings = FleetSettings()
     accounts: tuple[AccountSettings, ...] = ()
 
-    @field_validator("accounts")
-    @classmethod
-    def _names_unique(cls, accounts: tuple[AccountSettings, ...]) -> tuple[AccountSettings, ...]:
+    def problems(self) -> Iterator[tuple[str | None, str]]:
         # two accounts with one name would share (and fight over) one archive folder
         seen: dict[str, int] = {}
-        for i, acct in enumerate(accounts):
+        for i, acct in enumerate(self.accounts):
             if acct.name in seen:
-                raise ValueError(
+                yield (
+                    "accounts",
                     f"account name {acct.name!r} is used twice (accounts[{seen[acct.name]}] and "
-                    f"accounts[{i}]): each account needs a name of its own"
+                    f"accounts[{i}]): each account needs a name of its own",
                 )
-            seen[acct.name] = i
-        return accounts
-
-    @model_validator(mode="after")
-    def _delays_ordered(self) -> MailSettings:
+            seen.setdefault(acct.name, i)
         if self.retry_max_delay < self.retry_delay:
-            raise ValueError("retry_max_delay must not be smaller than retry_delay")
-        return self
+            yield None, "retry_max_delay must not be smaller than retry_delay"
 
     @property
     def backoff(self) -> Backoff:

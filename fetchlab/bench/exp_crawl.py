@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fetchlab.bench.grid import set_aside
+from foundation.frozen import build
 
 __all__ = ["prepare", "run"]
 
@@ -46,7 +47,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     start = spec["start_url"]
     out = Path(spec["workdir"]) / f"{mode}-c{conc}-{uuid.uuid4().hex[:8]}"
     out.mkdir(parents=True)
-    settings = CrawlerSettings.model_validate(
+    settings = build(
+        CrawlerSettings,
         {
             "out": out,
             "mode": mode,
@@ -54,7 +56,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             "concurrency": conc,
             "per_host": conc,
             "parse_workers": 0 if spec.get("variant") == "inline" else 2,
-        }
+        },
     )
     os.environ["FETCHLAB_PROCESSES"] = str(spec.get("processes", 2))
     scope = Scope("host", (start,))

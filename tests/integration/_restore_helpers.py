@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from drivers.dispatch import run_backup
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.core.parser import parse_internaldate
 from mailsync.settings import AccountSettings, MailSettings
@@ -16,7 +17,7 @@ __all__ = ["archive_multiset", "backup"]
 
 def backup(settings: MailSettings, account: AccountSettings, out: Path) -> None:
     """Back up ``account`` (asyncio) and insist it worked."""
-    one = settings.model_copy(update={"accounts": (account,), "mode": Mode.ASYNCIO})
+    one = replace(settings, accounts=(account,), mode=Mode.ASYNCIO)
     (report,) = run_backup(one, [account], out)
     assert report.ok, report.errors
 

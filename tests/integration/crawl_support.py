@@ -23,6 +23,7 @@ from crawler.warc import warc_files
 from drivers import dispatch
 from drivers.crawl_asyncio import seed_frontier
 from fetchlab.crawl_cli import run_crawl
+from foundation.frozen import build
 from foundation.mode import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,8 +138,9 @@ def dump(out: Path) -> str:
 
 def crawl_list(mode: Mode, out: Path, *urls: str, **extra: Any) -> dict[str, dict[str, Any]]:
     """A list crawl of ``urls`` in ``mode``; pages.jsonl rows by URL."""
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "concurrency": 4, "parse_workers": 1, "timeout": 5, **extra}
+    settings = build(
+        CrawlerSettings,
+        {"out": out, "mode": mode, "concurrency": 4, "parse_workers": 1, "timeout": 5, **extra},
     )
     out.mkdir(parents=True)
     frontier = SqliteFrontier(out / "state.sqlite")

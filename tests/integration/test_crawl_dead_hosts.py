@@ -19,6 +19,7 @@ from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from drivers.crawl_asyncio import seed_frontier
 from drivers.dispatch import run_crawl
+from foundation.frozen import build
 from foundation.mode import Mode
 from testbed._proc import free_port
 from testbed.faults import FaultServer
@@ -58,8 +59,8 @@ def test_unreachable_hosts_are_counted_for_the_display(
     refused = f"127.0.0.1:{free_port()}"
     out = tmp_path / "out"
     out.mkdir()
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "retries": 2, "parse_workers": 0, "timeout": 5}
+    settings = build(
+        CrawlerSettings, {"out": out, "mode": mode, "retries": 2, "parse_workers": 0, "timeout": 5}
     )
     stats = CrawlStats()
     frontier = SqliteFrontier(out / "state.sqlite")

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from drivers.mail_asyncio import backup_accounts, open_account_session
+from foundation.frozen import Invalid
 from mailsync.auth import Secret
 from mailsync.settings import AccountSettings, MailSettings
 from mailsync.transports.base import ImapSession
@@ -89,7 +89,7 @@ async def test_connection_refused(imap_corpus: ImapCorpus, tmp_path: Path) -> No
 
 
 def test_plain_text_to_a_remote_host_is_refused_by_settings() -> None:
-    with pytest.raises(ValidationError, match="sends the password unencrypted"):
+    with pytest.raises(Invalid, match="sends the password unencrypted"):
         AccountSettings(name="x", host="imap.example.org", port=143, security="plain", username="u")
     ok = AccountSettings(
         name="x",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drivers.dispatch import run_backup
+from foundation.frozen import replace
 from foundation.mode import Mode
 from tests.fixtures.imap import FreshImapAccount, ImapAccount
 from tests.integration._mailsync_helpers import PASSWORD_ENV, account_for, mail_settings, state_rows
@@ -33,7 +34,7 @@ def test_folder_renamed_away_and_back_is_not_deleted(
 ) -> None:
     acct = fresh_imap_account(messages=12, seed=3, folders=["INBOX", "Work"])
     account = account_for(acct.server, acct.user)
-    settings = mail_settings(account).model_copy(update={"mode": mode})
+    settings = replace(mail_settings(account), mode=mode)
     (first,) = run_backup(settings, [account], tmp_path)
     assert first.ok, first.errors
     root = tmp_path / account.name

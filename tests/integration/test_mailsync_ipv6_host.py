@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from drivers.dispatch import run_backup
+from foundation.frozen import build, replace, to_data
 from foundation.mode import Mode
 from mailsync.settings import AccountSettings
 from testbed.dovecot import DovecotServer
@@ -89,9 +90,9 @@ def test_bracketed_ipv6_loopback_connects(
     monkeypatch.setenv(PASSWORD_ENV, "secret")
     acct = fresh_imap_account(messages=6, seed=4, folders=["INBOX"])
     # validated as a settings file's values are (model_copy would skip the validators)
-    base = account_for(acct.server, acct.user).model_dump()
-    account = AccountSettings.model_validate({**base, "host": "[::1]", "port": ipv6_dovecot})
-    settings = mail_settings(account).model_copy(update={"mode": mode})
+    base = to_data(account_for(acct.server, acct.user))
+    account = build(AccountSettings, {**base, "host": "[::1]", "port": ipv6_dovecot})
+    settings = replace(mail_settings(account), mode=mode)
     (report,) = run_backup(settings, [account], tmp_path)
     assert report.ok, report.errors
     assert_archive_matches(tmp_path / account.name, acct.truth)

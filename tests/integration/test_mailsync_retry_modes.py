@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from drivers.dispatch import run_backup
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.report import AccountReport
 from mailsync.settings import AccountSettings
@@ -39,7 +40,7 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _backup(mode: Mode, account: AccountSettings, out: Path, **extra: Any) -> AccountReport:
     settings = mail_settings(account, **{**FAST_BACKOFF, **extra})
-    settings = settings.model_copy(update={"mode": mode})
+    settings = replace(settings, mode=mode)
     (report,) = run_backup(settings, list(settings.accounts), out)
     return report
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drivers.dispatch import run_backup
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.verify import verify_account
 from tests.fixtures.imap import FreshImapAccount
@@ -33,7 +34,7 @@ def test_verify_reports_once_and_a_rerun_repairs(
 ) -> None:
     acct = fresh_imap_account(messages=15, seed=6, folders=["INBOX", "Work", "Junk"])
     account = account_for(acct.server, acct.user, exclude=("Junk",))
-    settings = mail_settings(account).model_copy(update={"mode": mode})
+    settings = replace(mail_settings(account), mode=mode)
     (first,) = run_backup(settings, [account], tmp_path)
     assert first.ok, first.errors
     clean = asyncio.run(verify_account(account, settings, tmp_path, deep=True))

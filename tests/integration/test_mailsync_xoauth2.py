@@ -23,6 +23,7 @@ from drivers.dispatch import run_backup
 from drivers.mail_asyncio import backup_accounts, open_account_session
 from fetchlab.mail_cli import main
 from foundation.errors import TestbedError, UsageError
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.auth import Secret
 from mailsync.layout import state_path
@@ -72,7 +73,7 @@ def test_xoauth2_backup_from_token_command_in_every_mode(
         oauth_token_command=f"printf %s {oauth_imap.token}",
         connections=2,
     )
-    settings = mail_settings(account).model_copy(update={"mode": Mode(mode)})
+    settings = replace(mail_settings(account), mode=Mode(mode))
     (report,) = run_backup(settings, [account], tmp_path)
     assert report.ok, report.errors
     truth = oauth_imap.truth
@@ -100,7 +101,7 @@ def test_xoauth2_token_from_password_env_over_tls(
         ca_file=oauth_imap.server.ca_cert,
     )
     for mode in ("asyncio", "threads"):
-        settings = mail_settings(account).model_copy(update={"mode": Mode(mode)})
+        settings = replace(mail_settings(account), mode=Mode(mode))
         (report,) = run_backup(settings, [account], tmp_path / mode)
         assert report.ok, report.errors
         assert report.new_messages == len(oauth_imap.truth)

@@ -13,12 +13,14 @@ from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from drivers.crawl_asyncio import seed_frontier
 from drivers.dispatch import run_crawl
+from foundation.frozen import build
 
 
 def main(argv: list[str]) -> int:
     out, mode, conc, urls_file = Path(argv[0]), argv[1], int(argv[2]), Path(argv[3])
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "concurrency": conc, "per_host": conc, "parse_workers": 0}
+    settings = build(
+        CrawlerSettings,
+        {"out": out, "mode": mode, "concurrency": conc, "per_host": conc, "parse_workers": 0},
     )
     out.mkdir(parents=True, exist_ok=True)
     frontier = SqliteFrontier(out / "state.sqlite")

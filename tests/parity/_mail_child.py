@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from drivers.dispatch import run_backup
+from foundation.frozen import build
 from mailsync.settings import AccountSettings, MailSettings
 
 
@@ -25,8 +26,8 @@ def main(argv: list[str]) -> int:
         connections=2,
         batch_messages=5,
     )
-    settings = MailSettings.model_validate(
-        {"accounts": (account,), "mode": mode, "header_workers": 0, "timeout": 20.0}
+    settings = build(
+        MailSettings, {"accounts": (account,), "mode": mode, "header_workers": 0, "timeout": 20.0}
     )
     try:
         (report,) = run_backup(settings, [account], out)

@@ -19,6 +19,7 @@ from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
 from drivers.dispatch import run_crawl
+from foundation.frozen import build
 from foundation.mode import Mode
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import check_archive, pages
@@ -51,8 +52,9 @@ def latency_urls(site: WebSite, tmp_path: Path, n: int = 120) -> tuple[list[str]
 
 
 def finish_in(mode: str, out: Path) -> Any:
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "concurrency": 8, "per_host": 8, "parse_workers": 0}
+    settings = build(
+        CrawlerSettings,
+        {"out": out, "mode": mode, "concurrency": 8, "per_host": 8, "parse_workers": 0},
     )
     frontier = SqliteFrontier(out / "state.sqlite")
     try:

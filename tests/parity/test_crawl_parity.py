@@ -21,6 +21,7 @@ from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
 from drivers.crawl_asyncio import seed_frontier
 from drivers.dispatch import run_crawl
+from foundation.frozen import build
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import archived_urls, check_archive, crawler_cmd, pages
 
@@ -28,8 +29,9 @@ MODES = ["threads", "gevent", "processes", "sequential"]
 
 
 def crawl_in(mode: str, site: WebSite, out: Path, **extra: Any) -> Any:
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": mode, "follow": True, "concurrency": 8, "parse_workers": 1, **extra}
+    settings = build(
+        CrawlerSettings,
+        {"out": out, "mode": mode, "follow": True, "concurrency": 8, "parse_workers": 1, **extra},
     )
     out.mkdir(parents=True)
     frontier = SqliteFrontier(out / "state.sqlite")
@@ -87,8 +89,8 @@ def test_resume_in_another_mode(
     assert first.stats.done + first.stats.failed == 40
     frontier = SqliteFrontier(out / "state.sqlite")
     try:
-        settings = CrawlerSettings.model_validate(
-            {"out": out, "mode": second, "follow": True, "concurrency": 8}
+        settings = build(
+            CrawlerSettings, {"out": out, "mode": second, "follow": True, "concurrency": 8}
         )
         run_crawl(settings, frontier, Scope("host", (web_site.start_url,)))
     finally:

@@ -28,6 +28,7 @@ from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files, warc_series
 from drivers.crawl_asyncio import seed_frontier
 from drivers.dispatch import run_crawl
+from foundation.frozen import build
 from tests.integration.crawl_support import check_archive, pages
 
 PAGES = 60
@@ -103,8 +104,9 @@ async def serving(site: Counting) -> AsyncIterator[str]:
 
 
 def crawl(out: Path, start: str, **extra: Any) -> Any:
-    settings = CrawlerSettings.model_validate(
-        {"out": out, "mode": "processes", "follow": True, "concurrency": 8, **extra}
+    settings = build(
+        CrawlerSettings,
+        {"out": out, "mode": "processes", "follow": True, "concurrency": 8, **extra},
     )
     out.mkdir(parents=True)
     frontier = SqliteFrontier(out / "state.sqlite")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.dispatch import run_backup
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.settings import MailSettings
 from testbed.imap_load import append_messages, delete_messages, set_flags
@@ -37,8 +38,8 @@ def test_big_folder_listed_in_chunks_in_every_mode(
     acct = fresh_imap_account(messages=45, seed=11, folders=["INBOX"], max_bytes=200_000)
     account = account_for(acct.server, acct.user, connections=2, batch_messages=4)
     # chunks of 7 messages: the 45 make 7 ranges, the listing a window of 2 of them
-    settings: MailSettings = mail_settings(account, listing_chunk=7, pipeline_depth=2).model_copy(
-        update={"mode": mode}
+    settings: MailSettings = replace(
+        mail_settings(account, listing_chunk=7, pipeline_depth=2), mode=mode
     )
     (first,) = run_backup(settings, [account], tmp_path)
     assert first.ok, first.errors

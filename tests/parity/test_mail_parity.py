@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from drivers.dispatch import run_backup
+from foundation.frozen import replace
 from foundation.mode import Mode
 from mailsync.settings import AccountSettings, MailSettings
 from testbed.imap_load import append_messages
@@ -40,7 +41,7 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def settings_for(mode: str, *accounts: object, **extra: object) -> MailSettings:
     base = mail_settings(*accounts, **extra)  # type: ignore[arg-type]
-    return base.model_copy(update={"mode": Mode(mode)})
+    return replace(base, mode=Mode(mode))
 
 
 def layout(root: Path) -> set[tuple[str, str]]:
@@ -121,7 +122,7 @@ def test_mail_mode_limits_are_checked_first(tmp_path: Path) -> None:
         acct = AccountSettings(
             name="x", host="127.0.0.1", security="plain", username="x", connections=64
         )
-        other = acct.model_copy(update={"name": "y"})  # names must differ (one archive each)
+        other = replace(acct, name="y")  # names must differ (one archive each)
         run_backup(MailSettings(mode=Mode.PROCESSES, accounts=(acct, other)), [], tmp_path)
     with pytest.raises(ModeError, match="imaplib"):
         run_backup(MailSettings(mode=Mode.THREADS, imap_client="aioimaplib"), [], tmp_path)

@@ -4,8 +4,9 @@ The run must end on its own, soon, with the CLI's error code and one line that n
 worker (no traceback); every other worker must be gone too (no orphans); and a rerun, in the
 processes mode and in another, finishes the job: the archive then equals the ground truth.
 
-Worker PIDs are found by process tree, never by name: the workers are forked by the
-multiprocessing fork server, a child of the command (so: grandchildren of the command).
+Worker PIDs are found by process tree, never by name: the crawler spawns its workers (children
+of the command); mailsync's are forked by the multiprocessing fork server, a child of the command
+(so: grandchildren of the command).
 """
 
 from __future__ import annotations
@@ -59,12 +60,18 @@ def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _workers(proc: subprocess.Popen[str], n: int) -> list[psutil.Process]:
-    """The ``n`` worker processes of ``proc``: children of its fork server, a child of it."""
+def _workers(proc: subprocess.Popen[str], n: int, *, spawned: bool) -> list[psutil.Process]:
+    """The ``n`` worker processes of ``proc``: its spawned children (the crawler's; its other
+    child is multiprocessing's resource tracker) or the children of its fork server (mailsync's),
+    a child of it."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            found = [g for c in psutil.Process(proc.pid).children() for g in c.children()]
+            children = psutil.Process(proc.pid).children()
+            if spawned:
+                found = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+            else:
+                found = [g for c in children for g in c.children()]
         except psutil.NoSuchProcess:
             break
         if len(found) >= n:
@@ -155,7 +162,7 @@ def test_crawl_worker_killed_then_resumed(
     argv = _crawl_argv("-i", str(urls_file), "--out", str(out), "--mode", "processes")
     proc = _start(argv, _env())
     reaped.append(proc)
-    workers = _workers(proc, 2)
+    workers = _workers(proc, 2, spawned=True)
     _poll(lambda: _rows(out) >= 10, proc, "10 pages were archived")
     code, err, took = _kill_one_and_wait(proc, workers)
 
@@ -218,7 +225,7 @@ def test_mail_worker_killed_then_resumed(
     argv = _mailsync("backup", "--settings", str(cut), "--out", str(out), "--no-progress")
     proc = _start(argv, env)
     reaped.append(proc)
-    workers = _workers(proc, 2)
+    workers = _workers(proc, 2, spawned=False)
     _poll(lambda: root.exists() and _messages(root) >= 10, proc, "10 messages were archived")
     code, err, took = _kill_one_and_wait(proc, workers)
 

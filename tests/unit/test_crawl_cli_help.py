@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from crawler.settings import CrawlerSettings
 from fetchlab.crawl_cli import cli, crawl_cmd
+from foundation.frozen import field_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 # options of the command that are not keys of the [crawler] model
@@ -38,7 +39,7 @@ def _help_text() -> str:
 
 def test_every_flag_is_documented_with_the_model_default() -> None:
     text = _help_text()
-    fields = CrawlerSettings.model_fields
+    fields = field_defaults(CrawlerSettings)
     ctx = click.Context(crawl_cmd)
     for param in crawl_cmd.params:
         if not isinstance(param, click.Option):
@@ -58,7 +59,7 @@ def test_every_flag_is_documented_with_the_model_default() -> None:
         match = DEFAULT.search(" ".join(help_.split()))
         assert match is not None, f"{opts}: no default printed"
         shown = match.group(1).removeprefix("robots = ")
-        assert shown == _shown(fields[key].default), f"{opts}: default {shown!r}"
+        assert shown == _shown(fields[key]), f"{opts}: default {shown!r}"
 
 
 def test_help_no_longer_misstates_parse_workers_or_no_progress() -> None:
@@ -77,8 +78,7 @@ def test_example_settings_file_has_every_crawler_key_with_its_default() -> None:
     raw = (ROOT / "settings.example.toml").read_text(encoding="utf-8")
     section = tomllib.loads(raw)["crawler"]
     crawler_block = raw.split("[crawler]", 1)[1].split("\n[", 1)[0]
-    for name, field in CrawlerSettings.model_fields.items():
-        default = field.default
+    for name, default in field_defaults(CrawlerSettings).items():
         if default is None:  # TOML has no null: documented as a commented-out line
             assert re.search(rf"^# {name} = ", crawler_block, re.M), f"{name} missing"
             continue

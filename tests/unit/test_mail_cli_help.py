@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fetchlab.mail_cli import main
+from foundation.frozen import field_defaults, field_names
 from mailsync.fleet_settings import FleetSettings
 from mailsync.settings import MailSettings
 
@@ -20,7 +21,7 @@ def test_mode_help_prints_the_model_default() -> None:
     result = CliRunner().invoke(main, ["backup", "--help"], terminal_width=120)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    default = MailSettings.model_fields["mode"].default.value
+    default = field_defaults(MailSettings)["mode"].value
     assert f"Concurrency design (mail.mode). [default: {default}]" in text
     assert "log line" in text and "only the summary" in text
 
@@ -29,14 +30,14 @@ def test_example_settings_file_has_every_mail_key_with_its_default() -> None:
     raw = (ROOT / "settings.example.toml").read_text(encoding="utf-8")
     section = tomllib.loads(raw)["mail"]
     block = raw.split("[mail]", 1)[1].split("\n[[", 1)[0]
-    for name, field in MailSettings.model_fields.items():
+    for name in field_names(MailSettings):
         if name == "accounts":  # the [[mail.accounts]] tables follow
             assert section.get("accounts"), "no [[mail.accounts]] example"
             continue
         if name == "fleet":  # the [mail.fleet] table
             _check_fleet(section["fleet"], block.split("[mail.fleet]", 1)[1])
             continue
-        default = field.default
+        default = field_defaults(MailSettings)[name]
         if default is None:
             assert re.search(rf"^# {name} = ", block, re.M), f"{name} missing"
             continue
@@ -50,11 +51,11 @@ def test_example_settings_file_has_every_mail_key_with_its_default() -> None:
 
 
 def _check_fleet(table: dict[str, object], block: str) -> None:
-    for name, field in FleetSettings.model_fields.items():
-        if field.default is None:
+    for name, default in field_defaults(FleetSettings).items():
+        if default is None:
             assert re.search(rf"^# {name} = ", block, re.M), f"mail.fleet.{name} missing"
         else:
-            assert table.get(name) == field.default, f"mail.fleet.{name} != {field.default!r}"
+            assert table.get(name) == default, f"mail.fleet.{name} != {default!r}"
 
 
 def test_fleet_commands_have_help() -> None:

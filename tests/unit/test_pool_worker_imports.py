@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("asyncio", "sqlite3", "mailsync.search_index", "pydantic", "aiohttp")
+HEAVY = ("asyncio", "sqlite3", "mailsync.search_index", "msgspec", "aiohttp")
 
 
 def _imported_after(modules: str) -> set[str]:
