@@ -355,4 +355,5 @@ class AccountRun(FolderEffects):
             except BaseException:
                 await lanes.settle()
                 raise
+            lanes.release_unstored()  # a last result that stored nothing
             return session, result

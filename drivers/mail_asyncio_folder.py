@@ -109,12 +109,14 @@ _Slot = tuple[flow.Command, int, "asyncio.Future[flow.CommandResult]"]
 
 
 class BodyBudget:
-    """The bytes of message bodies one account may have asked for and not yet handed on to its
-    writes, over all its folders and connections. Without it that was up to depth x lanes
+    """The bytes of message bodies one account may have asked for and not yet written to their
+    files, over all its folders and connections. Without it that was up to depth x lanes
     batches a folder (4 x 4 x 2 MB) on top of the writes: the main process's largest use of
-    memory in a big backup (tracemalloc: 43 MB of literals 5 s into a 1 GB backup). Bodies
-    waiting here stay in the server and the kernel's socket buffers instead. A batch always
-    fits when nothing is held, so one larger than the budget still goes (alone)."""
+    memory in a big backup (tracemalloc: 43 MB of literals 5 s into a 1 GB backup). Until
+    2026-12-07 a batch's bytes were given back when the flow read its answer, so batches parsed
+    and waiting for the writer (two a folder) were held beyond it. Bodies waiting here stay in
+    the server and the kernel's socket buffers instead. A batch always fits when nothing is
+    held, so one larger than the budget still goes (alone)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # 0: no bound
@@ -158,6 +160,7 @@ class FetchLanes:
         self.indexing: list[asyncio.Task[None]] = []
         self._taken = 0
         self._consumed = 0
+        self._unstored = 0  # bytes of results the flow has read and no write has taken yet
         self._changed: asyncio.Event | None = None
 
     @property
@@ -188,14 +191,36 @@ class FetchLanes:
         return [asyncio.create_task(self._slot(session)) for _ in range(self.depth)]
 
     async def next(self) -> flow.CommandResult:
+        # the flow asks for the next result only after it yielded the last one's StoreBatch, if
+        # it had one: bytes not handed to a write by now are a result that stored nothing (its
+        # bodies missing, or credited to a later batch's write)
+        self.release_unstored()
         size, fut = self.results.popleft()
         try:
-            return await fut
-        finally:
-            # its bodies go on to the folder's writes (bounded by _STORE_BACKLOG)
-            self._consumed += 1
+            res = await fut
+        except BaseException:
             self.budget.give(size)
+            raise
+        finally:
+            self._consumed += 1
             self.notify()
+        # its bodies stay counted until their write is done (see hand_to_store)
+        self._unstored += size
+        return res
+
+    def hand_to_store(self) -> int:
+        """The bytes of the results read since the last write: the write about to start gives
+        them back when it is done. Counting bodies until they are in their files, not only until
+        the flow has them, bounds all of an account's bodies in memory by the budget: batches
+        parsed and waiting for the writer were up to two a folder beyond it (~16 MB, the largest
+        part of a 1 GB backup's peak above its imports; docs/benchmarks/mail.md)."""
+        size, self._unstored = self._unstored, 0
+        return size
+
+    def release_unstored(self) -> None:
+        """Give back the bytes of results that no write took (at the folder's end too)."""
+        if self._unstored:
+            self.budget.give(self.hand_to_store())
 
     def _room(self) -> bool:
         if not self.queued:
@@ -239,6 +264,7 @@ class FetchLanes:
 
     async def settle(self) -> None:
         """Drop the FETCHes not read yet, let the writes already started finish."""
+        self.release_unstored()
         for _, _, fut in self.queued:
             fut.cancel()
         self.queued.clear()
@@ -295,6 +321,7 @@ class FolderEffects:
                     effect = gen.send(value)
                 except StopIteration as stop:
                     return stop.value  # type: ignore[no-any-return]
+                value = None  # a FETCH's answer (bodies) must not outlive its use by the flow
                 value = await self._perform(effect, session, lanes)
         finally:
             gen.close()
@@ -313,7 +340,8 @@ class FolderEffects:
         if isinstance(effect, flow.NextFetch):
             return await lanes.next()
         if isinstance(effect, flow.StoreBatch):
-            lanes.stores.append(asyncio.create_task(self._store(effect, lanes)))
+            held = lanes.hand_to_store()
+            lanes.stores.append(asyncio.create_task(self._store(effect, lanes, held)))
             await _bounded(lanes.stores, _STORE_BACKLOG)  # a failed write stops the folder here
             return None
         if isinstance(effect, effects.ARCHIVE_EFFECTS):
@@ -323,14 +351,18 @@ class FolderEffects:
             return effects.archive_answer(effect, await arch.run(fn, *args))
         raise AssertionError(f"unknown effect {effect!r}")
 
-    async def _store(self, effect: flow.StoreBatch, lanes: FetchLanes) -> None:
+    async def _store(self, effect: flow.StoreBatch, lanes: FetchLanes, held: int) -> None:
         items = effects.store_items(effect.messages)
         dates = effects.item_dates(items)
         arch = self.archive
         # the next batch's files are written while this one's are synced (astore_batch); it
         # empties `items` and lets their bodies go once their files are in tmp/ (a body that
         # came as a bytearray was copied into them)
-        stored = await arch.astore_batch(effect, items)
+        try:
+            stored = await arch.astore_batch(effect, items)
+        finally:
+            lanes.budget.give(held)
+            lanes.notify()
         self.report.stored(stored)
         if not self.offload.enabled:
             return

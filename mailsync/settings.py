@@ -95,7 +95,7 @@ class MailSettings(FrozenModel, frozen=True, kw_only=True):
     # start of a big backup; a changed 100,000-message folder then takes ~25 round trips, not 13
     listing_chunk: Annotated[int, Meta(ge=2, le=1_000_000)] = 1000
     # At most this many bytes of message bodies one account may have asked for (body FETCHes
-    # sent) and not yet handed on to its writes, over all its connections (0 = no bound). Below
+    # sent) and not yet written to their files, over all its connections (0 = no bound). Below
     # it, the account asks for what keeps its link full: the fastest command round trip so far
     # times 200 MB/s, at least 8 MiB (8 MiB on loopback; 40.8 MB at 100 ms each way:
     # mailsync.core.options.body_budget). A batch larger than the budget still goes, alone.

@@ -33,7 +33,7 @@ BUDGET_RATE = 200_000_000
 
 
 def body_budget(round_trip: float | None, cap: int) -> int:
-    """The bytes of bodies an account may have asked for and not yet handed on (0: no bound),
+    """The bytes of bodies an account may have asked for and not yet written (0: no bound),
     for a link whose fastest round trip took ``round_trip`` seconds (None: not measured, the
     cap), never above ``cap`` (the setting; 0 = no bound)."""
     if not cap or round_trip is None:

@@ -69,6 +69,7 @@ def test_two_folders_share_the_account_budget() -> None:
                 await lanes.next()
                 got.append(budget.held)
                 await asyncio.sleep(0.01)
+            lanes.release_unstored()  # the folder's end (the driver's): nothing was stored
 
         await asyncio.wait_for(asyncio.gather(flow_side(a), flow_side(b)), 5)
         assert len(got) == 12 and len(session.sent) == 12
@@ -86,9 +87,13 @@ def test_a_batch_larger_than_the_budget_goes_alone() -> None:
         assert session.sent == ["a0"]  # the first fits (nothing held); the second waits
         await lanes.next()
         await asyncio.sleep(0.01)
+        assert session.sent == ["a0"]  # a0's bodies are read, not yet written
+        budget.give(lanes.hand_to_store())  # its write is done
+        await asyncio.sleep(0.01)
         assert session.sent == ["a0", "a1"]
         await lanes.next()
-        await lanes.next()
+        await lanes.next()  # a1 stored nothing: given back when the flow asks for a2
+        lanes.release_unstored()
         assert budget.held == 0
 
     asyncio.run(scenario())
@@ -144,3 +149,25 @@ def test_an_account_sizes_its_budget_from_its_fastest_connection(tmp_path: Path)
     run.sessions.append(cast(ImapSession, SimpleNamespace(stats=fast)))
     run._size_budget()
     assert run.budget.limit == max(BUDGET_FLOOR, 10_000_000)
+
+
+def test_bodies_stay_counted_until_their_write_is_done() -> None:
+    async def scenario() -> None:
+        budget, session, lanes = _one_folder(10, (5, 5, 5, 5), depth=4)
+        await asyncio.sleep(0.05)
+        assert session.sent == ["a0", "a1"] and budget.held == 10
+        await lanes.next()
+        held = lanes.hand_to_store()  # a0's StoreBatch: its write holds the 5 bytes
+        await asyncio.sleep(0.01)
+        assert held == 5 and budget.held == 10 and session.sent == ["a0", "a1"]
+        budget.give(held)  # the write is done
+        await asyncio.sleep(0.01)
+        assert session.sent == ["a0", "a1", "a2"] and budget.held == 10
+        await lanes.next()  # a1 read; its results stored nothing: given back at the next read
+        await lanes.next()
+        await asyncio.sleep(0.01)
+        assert session.sent == ["a0", "a1", "a2", "a3"] and budget.held == 10
+        await lanes.settle()  # a folder that fails mid-way gives back what it read too
+        assert budget.held == 0
+
+    asyncio.run(scenario())
