@@ -70,6 +70,7 @@ class Sample:
     rss_mb: float
     timed_out: bool = False
     server_cpu: float = 0.0  # Dovecot's CPU seconds during the run (all its processes)
+    sys_cpu: float = 0.0  # the part of `cpu` spent in the kernel (file creation, page cache)
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,15 @@ class Row:
     rss_mb: float
     timed_out: bool = False  # stopped at --peer-budget: messages = what it archived by then
     server_cpu: float = 0.0  # Dovecot's CPU seconds: near the wall time, the server is the limit
+    sys_cpu: float = 0.0  # the client's CPU in the kernel (of `cpu`)
 
 
 SERVER = [ServerCPU(None)]  # the Dovecot in use (set in main)
 
 
-def _tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
-    """RSS of the process tree now; records each grandchild's CPU seconds in ``cpu``."""
+def _tree_rss(proc: psutil.Process, cpu: dict[int, tuple[float, float]]) -> int:
+    """RSS of the process tree now; records each grandchild's CPU seconds (user, system) in
+    ``cpu``."""
     # before exec the child still maps this (large) benchmark process: not the client's memory
     if any("bench_mail" in part for part in proc.cmdline()):
         return 0
@@ -101,7 +104,7 @@ def _tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
             total += p.memory_info().rss
             if p.pid != proc.pid and p.pid not in children:
                 times = p.cpu_times()
-                cpu[p.pid] = times.user + times.system
+                cpu[p.pid] = (times.user, times.system)
     return total
 
 
@@ -131,7 +134,7 @@ def _run(
         start_new_session=True,
     )
     peak = 0
-    grandchildren_cpu: dict[int, float] = {}
+    grandchildren_cpu: dict[int, tuple[float, float]] = {}
     timed_out = False
     ps = psutil.Process(proc.pid)
     while True:
@@ -153,8 +156,9 @@ def _run(
         proc.stderr.close()
     if proc.returncode != 0 and not timed_out:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
-    cpu = usage.ru_utime + usage.ru_stime + sum(grandchildren_cpu.values())
-    return Sample(wall, cpu, peak / 1e6, timed_out, server)
+    sys_cpu = usage.ru_stime + sum(t[1] for t in grandchildren_cpu.values())
+    cpu = usage.ru_utime + sum(t[0] for t in grandchildren_cpu.values()) + sys_cpu
+    return Sample(wall, cpu, peak / 1e6, timed_out, server, sys_cpu)
 
 
 def _mailsync(
@@ -282,6 +286,7 @@ def _median(samples: list[Sample]) -> Sample:
         max(s.rss_mb for s in samples),
         any(s.timed_out for s in samples),
         statistics.median(s.server_cpu for s in samples),
+        statistics.median(s.sys_cpu for s in samples),
     )
 
 
@@ -526,6 +531,7 @@ def _scenarios(
                     s.rss_mb,
                     True,
                     s.server_cpu,
+                    s.sys_cpu,
                 )
             )
             continue
@@ -541,6 +547,7 @@ def _scenarios(
                 s.rss_mb,
                 False,
                 s.server_cpu,
+                s.sys_cpu,
             )
         )
         if tool == "mailsync":
@@ -558,6 +565,7 @@ def _scenarios(
                     ix.rss_mb,
                     False,
                     ix.server_cpu,
+                    ix.sys_cpu,
                 )
             )
         none = _median([_runner(tool, out, port, args.peer_budget)() for _ in range(runs)])
@@ -573,6 +581,7 @@ def _scenarios(
                 none.rss_mb,
                 none.timed_out,
                 none.server_cpu,
+                none.sys_cpu,
             )
         )
         complete.append(tool)
@@ -596,6 +605,7 @@ def _scenarios(
                 s.rss_mb,
                 s.timed_out,
                 s.server_cpu,
+                s.sys_cpu,
             )
         )
     for tool in tools:
@@ -626,6 +636,7 @@ def _report(console: Console, rows: list[Row]) -> list[tuple[str, ...]]:
                 f"{r.messages / r.wall:.0f}" if r.messages else "-",
                 f"{r.mbytes / r.wall:.1f}" if r.mbytes else "-",
                 f"{r.cpu:.2f}",
+                f"{r.sys_cpu:.2f}",
                 f"{r.server_cpu:.2f}",
                 f"{r.rss_mb:.0f}",
                 ratio,
@@ -649,6 +660,7 @@ HEADERS = (
     "msgs/s",
     "MB/s",
     "CPU s",
+    "of it system s",
     "server CPU s",
     "RSS MB",
     "vs mbsync",
