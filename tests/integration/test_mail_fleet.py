@@ -40,6 +40,11 @@ def _accounts(
     return out
 
 
+def _messages_in(root: Path) -> int:
+    """Message files in new/ and cur/ under ``root`` (a backup may be writing tmp/ meanwhile)."""
+    return sum(1 for sub in ("new", "cur") for p in root.rglob(f"{sub}/*") if p.is_file())
+
+
 def _drained(url: str, name: str) -> None:
     client = redis_client(url)
     stream = f"mailsync:fleet:{name}:jobs"
@@ -174,8 +179,8 @@ def test_sigterm_gives_the_account_back_at_once(
     tmp_path: Path,
 ) -> None:
     first = fresh_imap_account(messages=0)
-    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=20)
-    accounts = _accounts(fresh_imap_account, 2, 20, port=proxy.port)
+    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=30)
+    accounts = _accounts(fresh_imap_account, 2, 40, port=proxy.port)
     name = fleet_name("term")
     settings = write_settings(
         tmp_path / "fleet.toml",
@@ -193,9 +198,11 @@ def test_sigterm_gives_the_account_back_at_once(
     client = redis_client(redis_server.url)
     stream = f"mailsync:fleet:{name}:jobs"
     deadline = time.monotonic() + 30
-    while not client.xpending(stream, "workers")["pending"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # inside the account's backup
+    # inside the first account's backup: its first message is in, the rest not (a fixed sleep
+    # raced a backup that had become fast enough to finish first)
+    while not _messages_in(tmp_path / "archive") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client.xpending(stream, "workers")["pending"] == 1
     proc.send_signal(signal.SIGTERM)
     assert wait_workers([proc], timeout=30) == [130], log.read_text("utf-8")
     _, st = status(settings)
