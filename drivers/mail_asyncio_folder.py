@@ -361,8 +361,7 @@ class FolderEffects:
         try:
             stored = await arch.astore_batch(effect, items)
         finally:
-            lanes.budget.give(held)
-            lanes.notify()
+            lanes.budget.give(held)  # wakes the lanes that wait for the budget
         self.report.stored(stored)
         if not self.offload.enabled:
             return

@@ -169,8 +169,11 @@ def _from_env(
         names[loc] = name
         node = data
         for part in loc[:-1]:
-            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
-        node[loc[-1]] = _merge(node.get(loc[-1]), value)
+            if not isinstance(node.setdefault(part, {}), dict):
+                break  # an outer variable set this table to a non-table: validation names it
+            node = node[part]
+        else:
+            node[loc[-1]] = _merge(node.get(loc[-1]), value)
     return data, names, problems
 
 

@@ -17,11 +17,11 @@ environment variable spells them: ``"64"`` for an int, a list for a tuple, a str
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,9 +32,11 @@ __all__ = [
     "FrozenModel",
     "Invalid",
     "Problem",
+    "build",
     "field_defaults",
     "field_names",
     "field_type",
+    "inner_model",
     "replace",
     "to_data",
 ]
@@ -42,7 +44,7 @@ __all__ = [
 M = TypeVar("M", bound="FrozenModel")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Problem:
     """One bad value: where it is (keys and list indexes from the section), what is wrong, and the
     value itself when showing it helps (a number out of range, not a whole table)."""
@@ -51,7 +53,6 @@ class Problem:
     message: str
     value: object = None
     show_value: bool = False
-    unknown_key: bool = False
     source: str | None = None  # where the value came from, when the problem's finder knows
 
 
@@ -77,14 +78,10 @@ class FrozenModel(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     def __post_init__(self) -> None:
         found: list[Problem] = []
-        for name, tp in _types(type(self)).items():
-            value = getattr(self, name)
-            try:
-                converted = msgspec.convert(value, tp, strict=False, dec_hook=_decode)
-            except msgspec.ValidationError as exc:
-                found.append(_problem((name,), tp, value, exc))
-                continue
-            if converted is not value:
+        types = _types(type(self))
+        values = {name: getattr(self, name) for name in types}
+        for name, converted in _converted(types, values, (), found).items():
+            if converted is not values[name]:
                 structs.force_setattr(self, name, converted)
         if not found:
             found = [Problem(() if key is None else (key,), msg) for key, msg in self.problems()]
@@ -95,6 +92,24 @@ class FrozenModel(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         """Checks beyond one field's type and bounds, run once every field is valid: ``(key,
         message)`` pairs, key ``None`` for the section as a whole."""
         return iter(())
+
+
+def _converted(
+    types: Mapping[str, Any],
+    values: Mapping[str, object],
+    loc: tuple[str | int, ...],
+    problems: list[Problem],
+) -> dict[str, object]:
+    """Each value converted to its key's declared type, one at a time (msgspec stops at a
+    value's first error, the user wants them all); the bad ones go to ``problems`` instead."""
+    out: dict[str, object] = {}
+    for name, value in values.items():
+        tp = types[name]
+        try:
+            out[name] = msgspec.convert(value, tp, strict=False, dec_hook=_decode)
+        except msgspec.ValidationError as exc:
+            problems.append(_problem((*loc, name), tp, value, exc))
+    return out
 
 
 @functools.cache
@@ -166,13 +181,13 @@ def _choices(tp: Any) -> tuple[object, ...]:
     return ()
 
 
-def is_model(tp: Any) -> bool:
+def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, FrozenModel)
 
 
 def inner_model(tp: Any) -> type[FrozenModel] | None:
     """The section class inside a type (``X``, ``X | None``, ``tuple[X, ...]``)."""
-    if is_model(tp):
+    if _is_model(tp):
         return typing.cast(type[FrozenModel], tp)
     for arg in typing.get_args(tp):
         found = inner_model(arg)
@@ -206,9 +221,7 @@ def _build(
     ok = True
     for key in data:
         if key not in types:
-            problems.append(
-                Problem((*loc, key), "unknown key" + _suggest(key, types), unknown_key=True)
-            )
+            problems.append(Problem((*loc, key), "unknown key" + _suggest(key, types)))
             ok = False
     required = {f.name for f in structs.fields(cls) if f.required}
     for key in sorted(required - set(data)):
@@ -225,18 +238,12 @@ def _build(
             values[key] = made
     if not ok:
         # the instance cannot be made: still name every bad value among the keys given
-        for key, value in values.items():
-            try:
-                msgspec.convert(value, types[key], strict=False, dec_hook=_decode)
-            except msgspec.ValidationError as exc:
-                problems.append(_problem((*loc, key), types[key], value, exc))
+        _converted(types, values, loc, problems)
         return None
     try:
         return cls(**values)
     except Invalid as exc:
-        problems.extend(
-            Problem((*loc, *p.loc), p.message, p.value, p.show_value) for p in exc.problems
-        )
+        problems.extend(dataclasses.replace(p, loc=(*loc, *p.loc)) for p in exc.problems)
         return None
 
 
@@ -248,7 +255,7 @@ def _field(tp: Any, value: object, loc: tuple[str | int, ...], problems: list[Pr
     location; any other value is left to the section's own conversion."""
     if value is None:
         return value
-    if is_model(tp):
+    if _is_model(tp):
         made = _build(tp, value, loc, problems)
         return _BAD if made is None else made
     args = typing.get_args(tp)
@@ -256,7 +263,7 @@ def _field(tp: Any, value: object, loc: tuple[str | int, ...], problems: list[Pr
         typing.get_origin(tp) is tuple
         and len(args) == 2
         and args[1] is Ellipsis
-        and is_model(args[0])
+        and _is_model(args[0])
     ):
         if not isinstance(value, list | tuple):
             problems.append(Problem(loc, "must be a list of tables", value, show_value=True))
