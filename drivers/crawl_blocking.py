@@ -70,6 +70,8 @@ class BlockingEffects:
         self._robots_records: deque[FetchResult] = deque()
         # (host, why, wall-clock end): a host's URLs wait (robots.txt retries), for the display
         self.on_waiting: Callable[[str, str, float], None] | None = None
+        # a flow's waits (backoffs, retries); the sequential mode's ends early on Ctrl-C
+        self.sleep: Callable[[float], None] = time.sleep
 
     def crawl(self, item: FrontierItem) -> Work:
         """Fetch (with robots, redirects, retries) and parse one URL."""
@@ -111,7 +113,7 @@ class BlockingEffects:
                 if effect.host is not None:
                     with self._cond:
                         self.slots.set_backoff(effect.host, time.monotonic() + effect.seconds)
-                time.sleep(effect.seconds)
+                self.sleep(effect.seconds)
                 value = None
             else:  # pragma: no cover - the flow yields only the effects above
                 raise TypeError(f"unknown effect {effect!r}")

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
@@ -59,6 +58,7 @@ from foundation.errors import ModeError, WorkerDiedError
 from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
 from foundation.offload import main_module_hidden
+from foundation.pool_worker import ignore_sigint, sigint_held
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender, death_note
 
@@ -136,7 +136,7 @@ def worker_main(
 ) -> None:
     """Top-level (picklable) body of worker process ``index``; results leave on ``outq``, this
     worker's own pipe (see :mod:`foundation.worker_pipe`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()  # (started with it blocked: ProcessBackend.start)
     # the loop hands results to the sender's thread: at the default 5 ms interval each
     # hand-off waited for the GIL (cProfile: 0.4 ms per put)
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -323,7 +323,7 @@ class ProcessBackend:
         # this process hands the GIL to the queue's reader as often as the workers do
         sys.setswitchinterval(SWITCH_INTERVAL)
         # the workers must not import this program's __main__ (the CLI and all it imports)
-        with main_module_hidden():
+        with main_module_hidden(), sigint_held():
             for proc in self._procs:
                 proc.start()
         for end in self._theirs:  # the workers hold their own copies now

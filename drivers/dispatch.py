@@ -126,16 +126,22 @@ def run_crawl(
     coordinator = Coordinator(settings, frontier, backend, scope=scope, stats=stats)
     if threading.current_thread() is not threading.main_thread():
         return _result(coordinator.run())
-    # SIGTERM as a graceful stop, like the asyncio CLI. SIGINT too, except in the sequential
-    # mode (its KeyboardInterrupt is what abandons the one blocking fetch): raised as an
-    # exception, it could land inside the coordinator's bookkeeping (between taking a worker's
-    # batch and counting it), and the processes mode then lost results whose records its
-    # workers had already written (and once miscounted a host's in-flight URLs: a KeyError in
-    # HostRouter.returned). As a flag it is seen at the next turn of the loop (<= 0.25 s).
-    stops = [signal.SIGTERM] if settings.mode == "sequential" else [signal.SIGTERM, signal.SIGINT]
+    # SIGINT and SIGTERM stop the coordinator as a flag, seen at the next turn of its loop
+    # (<= 0.25 s). Raised as an exception, Ctrl-C could land inside the coordinator's
+    # bookkeeping (the processes mode then lost results whose records its workers had written)
+    # or inside a lock (the sequential mode's fetch, in this thread, then hung in urllib3's
+    # pool): the sequential backend is told to give up its fetch instead (``interrupt``).
+    interrupt: Callable[[], None] | None = getattr(backend, "interrupt", None)
+
+    def on_signal(*_: object) -> None:
+        coordinator.stop()
+        if interrupt is not None:
+            interrupt()
+
+    stops = [signal.SIGTERM, signal.SIGINT]
     previous = {sig: signal.getsignal(sig) for sig in stops}
     for sig in stops:
-        signal.signal(sig, lambda *_: coordinator.stop())
+        signal.signal(sig, on_signal)
     try:
         return _result(coordinator.run())
     finally:

@@ -90,11 +90,15 @@ def start_child(target: str, *args: str) -> subprocess.Popen[bytes]:
     """Start ``python -P -m drivers.gevent_entry TARGET ARG...``: in the caller's working
     directory, the project first on ``PYTHONPATH``, told who its parent is."""
     from foundation.lifeline import OWNER_ENV
+    from foundation.pool_worker import sigint_held
 
     path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, PYTHONPATH=path, **{OWNER_ENV: str(os.getpid())})
     argv = [sys.executable, "-P", "-m", "drivers.gevent_entry", target, *args]
-    return subprocess.Popen(argv, env=env)
+    # the child starts with Ctrl-C blocked, until on_stop_signals takes it: a terminal's Ctrl-C
+    # during its start-up (~0.5 s of imports) killed it with a traceback
+    with sigint_held(start_tracker=False):
+        return subprocess.Popen(argv, env=env)
 
 
 def run_child(
@@ -160,3 +164,5 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, on_signal)
+    # blocked since start_child (a Ctrl-C held back meanwhile is delivered now, to stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

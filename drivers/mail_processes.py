@@ -25,7 +25,6 @@ import itertools
 import multiprocessing
 import os
 import random
-import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -37,6 +36,7 @@ from typing import Any, TypeVar
 from drivers.mail_blocking import AccountRun
 from foundation.errors import MailError, StorageError, WorkerDiedError
 from foundation.lifeline import run_watched
+from foundation.pool_worker import ignore_sigint, sigint_held
 from foundation.worker_pipe import PipeSender, death_note
 from mailsync.auth import Secret
 from mailsync.core import flow, retry
@@ -107,7 +107,7 @@ def folder_worker(
     """Top-level (picklable) body of a worker process; ``requests`` is its own pipe."""
     from foundation.runtime import run
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()  # (started with it blocked: see the start of the workers)
     sender = PipeSender(requests, "archive-requests")
     try:
         worker = _Worker(index, settings, account, secret, opts, spill_dir, sender, replies)
@@ -297,8 +297,9 @@ class ProcessAccountRun(AccountRun):
         ]
         finished = False
         try:
-            for proc in procs:
-                proc.start()
+            with sigint_held():  # a Ctrl-C during a worker's start-up must not kill it
+                for proc in procs:
+                    proc.start()
             for _, theirs in backs:  # the workers hold their own copies now
                 theirs.close()
             self._loop(procs, [mine for mine, _ in backs], replies)

@@ -25,6 +25,7 @@ from typing import Any
 from foundation.errors import MailError, ModeError
 from foundation.frozen import build, replace, to_data
 from foundation.mode import Mode
+from foundation.pool_worker import sigint_held
 from mailsync.archived import select_messages
 from mailsync.auth import Secret, get_secret
 from mailsync.core import restore as core
@@ -140,12 +141,11 @@ def _process_worker(
     settings: MailSettings, spec: RestoreSpec, dests: list[str], secret: Secret
 ) -> dict[str, Any]:
     """One worker process: its share of the folders on one connection, in an asyncio loop."""
-    import signal
-
     from drivers.mail_restore_asyncio import restore_asyncio
+    from foundation.pool_worker import ignore_sigint
     from foundation.runtime import run
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    ignore_sigint()  # the parent decides when to stop
     wanted = set(dests)
     jobs = [j for j in spec.jobs() if j.dest in wanted]
     target = replace(_account(settings, spec.target), connections=1)
@@ -188,10 +188,13 @@ def _run_processes(
         return report
     ctx = multiprocessing.get_context("forkserver")  # never fork a process with threads
     with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-        futures = [
-            pool.submit(run_watched, os.getpid(), _process_worker, settings, spec, share, secret)
-            for share in _deal(jobs, n)
-        ]
+        with sigint_held():  # the workers start here: a Ctrl-C then must not kill one
+            futures = [
+                pool.submit(
+                    run_watched, os.getpid(), _process_worker, settings, spec, share, secret
+                )
+                for share in _deal(jobs, n)
+            ]
         for fut in futures:
             try:
                 part = RestoreReport(**fut.result())

@@ -28,7 +28,7 @@ from concurrent.futures import (
 )
 from typing import Generic, Literal, TypeVar
 
-from foundation.pool_worker import apply_batch, ignore_sigint, pool_worker_init
+from foundation.pool_worker import apply_batch, ignore_sigint, pool_worker_init, sigint_held
 
 __all__ = [
     "BatchOffload",
@@ -104,7 +104,7 @@ class BatchOffload(Generic[In, Out]):
         # and cost ~40 MB more each. The function itself is imported by its own module name.
         # (A function defined in __main__ itself needs the main module: then it is imported.)
         hide = getattr(self._fn, "__module__", "__main__") != "__main__"
-        with main_module_hidden() if hide else contextlib.nullcontext():
+        with sigint_held(), main_module_hidden() if hide else contextlib.nullcontext():
             self._warmup = [pool.submit(ignore_sigint) for _ in range(self._workers)]
         return pool
 

@@ -9,13 +9,14 @@ module pulls in asyncio. Here only the standard library's signal handling and
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from foundation.lifeline import watch_owner
 
-__all__ = ["apply_batch", "ignore_sigint", "pool_worker_init"]
+__all__ = ["apply_batch", "ignore_sigint", "pool_worker_init", "sigint_held"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -28,8 +29,32 @@ def apply_batch(fn: Callable[[In], Out], items: Sequence[In]) -> list[Out]:
 
 def ignore_sigint() -> None:
     """Pool worker initializer: Ctrl-C reaches the whole process group, but only the parent
-    decides how to stop; a worker dying of KeyboardInterrupt would break the pool mid-shutdown."""
+    decides how to stop; a worker dying of KeyboardInterrupt would break the pool mid-shutdown.
+    The worker was started with Ctrl-C blocked (:func:`sigint_held`): unblocked once ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def sigint_held(*, start_tracker: bool = True) -> Iterator[None]:
+    """Start worker processes inside this: Ctrl-C is blocked in this thread meanwhile, and the
+    children inherit the block (the signal mask survives fork and exec) until they ignore it
+    (:func:`ignore_sigint`). Without it a Ctrl-C during a worker's start-up (a spawned one
+    imports for ~0.3 s) killed the worker with KeyboardInterrupt, and the run ended as a
+    worker's death instead of a stop. A Ctrl-C held back here is delivered when the block ends.
+
+    multiprocessing's resource tracker, started by the first spawn, unblocks SIGINT in the
+    thread that started it once it is up (the same trick, for itself): it is started first
+    (``start_tracker=False`` for children that multiprocessing does not start)."""
+    if start_tracker:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def pool_worker_init(owner: int) -> None:

@@ -17,8 +17,10 @@ connection per worker, as the classic thread-pool crawler does.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.cookiejar
+import socket
 import ssl
 import threading
 import time
@@ -53,6 +55,8 @@ MAX_HEAD = 64 * 1024  # the same cap as the asyncio port
 
 # The request target of the fetch running in this thread (greenlet, when patched), sent as is.
 _TARGET = threading.local()
+# The connection that fetch runs on (``interrupt`` shuts its socket down).
+_IN_FLIGHT = threading.local()
 
 
 class _ExactTarget(urllib3.connectionpool.HTTPConnectionPool):
@@ -63,6 +67,7 @@ class _ExactTarget(urllib3.connectionpool.HTTPConnectionPool):
 
     def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         exact: str | None = getattr(_TARGET, "value", None)
+        _IN_FLIGHT.conn = conn
         return super()._make_request(conn, method, exact or url, *args, **kwargs)
 
 
@@ -175,6 +180,9 @@ class RequestsFetcher:
         _TARGET.value = prepared.path_url
         try:
             resp = _send(session, prepared, request.timeout)
+        except BaseException:
+            _IN_FLIGHT.conn = None
+            raise
         finally:
             _TARGET.value = None
         try:
@@ -204,6 +212,19 @@ class RequestsFetcher:
             )
         finally:
             resp.close()
+            _IN_FLIGHT.conn = None
+
+    def interrupt(self) -> None:
+        """End the fetch under way in this thread now: its socket is shut down, so the read it
+        waits in returns (an error or a short body, for the caller to discard). Meant for a
+        signal handler in the thread that fetches (the sequential mode's Ctrl-C): unlike an
+        exception raised there, it cannot land inside urllib3's pool lock and leave it held
+        (a later fetch, or ``close``, then waited forever for it). A fetch still connecting
+        has no socket yet: it ends at its connect timeout."""
+        sock = getattr(getattr(_IN_FLIGHT, "conn", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         with self._lock:

@@ -5,11 +5,13 @@ paths mean the user's working directory (the runs start in a temporary cwd with 
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from foundation.mode import Mode
+from testbed.faults import FaultServer
 from tests.fixtures.web import WebSite, WebSiteFactory
 from tests.integration.crawl_support import check_archive, pages
 from tests.parity._lifecycle import (
@@ -120,3 +122,64 @@ def test_ctrl_c_while_results_pour_in_loses_nothing(
     check = check_archive(out)
     assert set(check.responses) == set(urls)
     assert max(check.responses.values()) == 1, "a URL's response archived twice"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/slow-drip?bytes=100000&interval=1&chunk=10",  # inside a body that takes 10,000 s
+        "/ratelimit/{key}?fails=1&retry_after=30",  # inside the 30 s wait a 429 asked for
+    ],
+    ids=["mid-body", "mid-backoff"],
+)
+@pytest.mark.timeout(90)
+def test_ctrl_c_inside_a_long_fetch_or_wait_stops_at_once(
+    mode: Mode, path: str, fault_server: FaultServer, tmp_path: Path, runs: Runs
+) -> None:
+    """Ctrl-C while the only URL left is stuck in its fetch or in a wait its flow asked for:
+    exit 130 within the 2 s, the URL not recorded (a rerun fetches it). The sequential mode
+    fetches in the thread the signal lands in; it once raised KeyboardInterrupt there, which
+    could land inside urllib3's pool lock and leave it held: the next fetch hung for good."""
+    key = f"{mode.value}-{tmp_path.name}"
+    url = fault_server.url(path.format(key=key))
+    (tmp_path / "urls.txt").write_text(f"{fault_server.url('/ok')}\n{url}\n", "utf-8")
+    out = tmp_path / "out"
+    argv = ["-m", "fetchlab.crawl_cli", "crawl", "-i", "urls.txt", "--out", "out"]
+    argv += ["--no-progress", "--mode", mode.value, "--timeout", "60", "--no-robots"]
+    stuck = path.split("?")[0].format(key=key)
+    before = fault_server.stats().get(stuck, 0)  # (the server is the session's)
+    proc = runs.start(argv, tmp_path, env())
+    wait_for(lambda: fault_server.stats().get(stuck, 0) > before, proc, f"the request for {stuck}")
+    time.sleep(0.3)  # inside the body's drip, or the wait after the 429
+    code, err, took = _stop_with(proc, runs, signal.SIGINT, group=True)
+    assert code == 130, err
+    assert "Traceback" not in err, err
+    assert took < STOP_WITHIN, f"{took:.2f} s"
+    assert url not in {r["url"] for r in pages(out)}
+
+
+@pytest.mark.needs_nginx
+@pytest.mark.timeout(90)
+def test_ctrl_c_while_the_workers_start_is_a_stop(
+    mode: Mode, web_site: WebSite, tmp_path: Path, runs: Runs
+) -> None:
+    """Ctrl-C the moment the worker processes (or the parse pool's) exist, while they are still
+    importing: a stop (exit 130, no worker reported dead), and a rerun finishes. A spawned
+    worker got the group's SIGINT before it could ignore it and died of KeyboardInterrupt; the
+    run then ended as "worker died" (exit 1)."""
+    urls = _site(web_site, tmp_path, 30)
+    out = tmp_path / "out"
+    proc = runs.start(_argv(mode, "--parse-workers", "2"), tmp_path, env())
+    wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
+    if wanted:
+        wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
+    else:  # no worker processes: as soon as the run has begun
+        wait_for(lambda: (out / "pages.jsonl").exists(), proc, "the archive was opened")
+    code, err, took = _stop_with(proc, runs, signal.SIGINT, group=True)
+    assert code == 130, err
+    assert "Traceback" not in err and "died" not in err, err
+    assert took < STOP_WITHIN, f"{took:.2f} s"
+    again = runs.start(_argv(mode), tmp_path, env())
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert sorted(r["url"] for r in pages(out)) == urls

@@ -108,6 +108,40 @@ def test_sigint_and_sigterm_stop_mailsync_then_a_rerun_finishes(
     assert len(archive_files(root)) == len(state_rows(root)) == MESSAGES
 
 
+@pytest.mark.needs_dovecot
+@pytest.mark.timeout(90)
+def test_ctrl_c_while_the_workers_start_is_a_stop(
+    mode: Mode,
+    fresh_imap_account: FreshImapAccount,
+    delay_proxy: ProxyFactory,
+    tmp_path: Path,
+    runs: Runs,
+) -> None:
+    """Ctrl-C the moment the worker processes (or the gevent child) exist,
+    while they still import: a stop (exit 130, no traceback, no worker reported dead), and a
+    rerun finishes. A child got the group's SIGINT before it could ignore it and died of
+    KeyboardInterrupt."""
+    acct = fresh_imap_account(messages=MESSAGES, seed=7, folders=["INBOX", "Work"])
+    proxy = delay_proxy((acct.server.host, acct.server.port), delay_ms=50)
+    _setup(tmp_path, acct, proxy.port, mode)
+    proc = runs.start(ARGV, tmp_path, env())
+    # (a backup this small parses on the loop: the asyncio mode's pool is the crawler test's)
+    wanted = {Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
+    if wanted:
+        wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
+    else:  # no worker processes: as soon as the backup has begun
+        wait_for(lambda: (tmp_path / "archive").exists(), proc, "the archive was opened")
+    code, err, took = stop_with(proc, runs, signal.SIGINT, group=True)
+    assert code == 130, err
+    assert "Traceback" not in err and "died" not in err, err
+    assert took < STOP_WITHIN, f"{took:.2f} s"
+    _setup(tmp_path, acct, acct.server.port, mode)
+    again = runs.start(ARGV, tmp_path, env())
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert_archive_matches(tmp_path / "archive" / acct.user, acct.truth)
+
+
 @pytest.mark.timeout(60)
 def test_a_parse_pool_ends_with_its_owner(tmp_path: Path, runs: Runs) -> None:
     """The header parser's pool (and the crawler's) after a SIGKILL of the process owning it:
