@@ -17,14 +17,12 @@ import contextlib
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from crawler.commit import CHECKPOINT_KEY, CommitPipeline
 from crawler.core.flow import Outcome
-from crawler.core.frontier import Frontier, FrontierItem, NewURL
+from crawler.core.frontier import Frontier, FrontierItem
 from crawler.core.robots import RobotsRules
 from crawler.core.scheduler import Commit
 from crawler.core.urls import Scope
@@ -37,7 +35,7 @@ from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveWriter
 from drivers.crawl_async_effects import AsyncEffects
-from foundation.errors import StorageError
+from drivers.crawl_run import EngineResult
 from foundation.offload import BatchOffload
 from foundation.runtime import raise_nofile_limit
 
@@ -48,21 +46,12 @@ __all__ = [
     "CHECKPOINT_KEY",
     "Engine",
     "EngineResult",
-    "seed_frontier",
     "shared_hosts",
-    "storage_check",
 ]
 
 STOP_GRACE = 1.0  # seconds in-flight work gets to finish after Ctrl-C / SIGTERM (then: back to
 # the frontier): the command must stop within 2 s, a service manager may not wait longer
 SWITCH_INTERVAL = 0.001  # seconds; see Engine.run
-
-
-@dataclass
-class EngineResult:
-    stats: CrawlStats
-    interrupted: bool = False
-    repaired: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -251,19 +240,3 @@ def shared_hosts(settings: CrawlerSettings) -> RedisHosts | None:
         return None
     assert settings.job is not None
     return RedisHosts(settings.frontier, settings.job, per_host=settings.per_host)
-
-
-def seed_frontier(frontier: Frontier, urls: Iterable[str]) -> int:
-    """Add the seed URLs at depth 0 (already canonical); returns how many were new."""
-    return frontier.add(NewURL(u, 0, None) for u in urls)
-
-
-def storage_check(out: Path) -> None:
-    """Fail early (exit 2) when the output folder cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise StorageError(f"output folder {out} is not writable: {exc.strerror or exc}") from exc

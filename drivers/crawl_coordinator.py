@@ -70,7 +70,7 @@ class Backend(Protocol):
 
 @dataclass
 class RunOutcome:
-    """What :class:`drivers.crawl_asyncio.EngineResult` holds (the dispatcher converts it)."""
+    """What :class:`drivers.crawl_run.EngineResult` holds (the dispatcher converts it)."""
 
     stats: CrawlStats
     interrupted: bool = False

@@ -21,23 +21,16 @@ the records no pages.jsonl line names, so ``--resume``, in any mode, finishes th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import multiprocessing
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
-from typing import Any
 
 from crawler.core.frontier import FrontierItem
 from crawler.core.routing import HostRouter
-from crawler.core.scheduler import LinkFilter, link_depth, retries_later
 from crawler.core.urls import Scope
-from crawler.page_steps import follows_links, sitemap_links
-from crawler.pages import page_row
 from crawler.settings import CrawlerSettings
 from crawler.work import (
     ArchivedWork,
@@ -47,223 +40,20 @@ from crawler.work import (
     HostWaiting,
     Queued,
     ShipRobots,
-    Work,
     WorkerFailed,
 )
-from crawler.worker_archive import WorkerArchive
-from drivers.crawl_async_effects import AsyncEffects
-from drivers.crawl_asyncio import shared_hosts
-from drivers.crawl_places import HostPlaces
+from foundation.child_process import ChildProcess
 from foundation.errors import ModeError, WorkerDiedError
-from foundation.lifeline import run_watched
 from foundation.limits import check_process_count
-from foundation.offload import main_module_hidden
-from foundation.pool_worker import ignore_sigint, sigint_held
-from foundation.runtime import raise_nofile_limit, run
-from foundation.worker_pipe import PipeSender, death_note
+from foundation.worker_pipe import death_note
 
-SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
-# a worker's results wait at most this long to leave together: 20,000-page site at the default
-# flags, against one message per loop tick: ~9 % less CPU a page (fewer messages), the same
-# pace, as the coordinator hands freed host places out before committing (see _loop there)
-RESULTS_EVERY = 0.002  # seconds
+SWITCH_INTERVAL = 0.001  # seconds: this process hands the GIL to its pipe reads as its workers do
+WORKER = "drivers.crawl_process_worker:worker_main"  # by name: this process never imports it
 DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the others get a turn)
 
-__all__ = ["ProcessBackend", "archive_work", "worker_main"]
+__all__ = ["ProcessBackend"]
 
 
-# -- the worker process ----------
-# A worker filters the links it sends with its own LinkFilter: only new in-scope links cross to
-# the coordinator, whose own filter stays the one that decides (this one saves the IPC and the
-# coordinator's CPU: a page's ~40 links are mostly known).
-
-
-def archive_work(
-    settings: CrawlerSettings,
-    work: Work,
-    archive: WorkerArchive,
-    links: Callable[[tuple[str, ...]], tuple[str, ...]] = tuple,
-) -> ArchivedWork:
-    """Write one URL's records (unless it is to be retried) and say where they are; ``links``
-    picks the page's links to send (all of them by default)."""
-    item, outcome, parsed = work.item, work.outcome, work.parsed
-    archive.hold_robots(work.robots_records)
-    if retries_later(item, outcome.retry_later, settings.retries):
-        return ArchivedWork(
-            item,
-            archive.worker,
-            None,
-            robots=work.robots,
-            retries=outcome.retries,
-            retry_later=outcome.retry_later,
-        )
-    row, _ = page_row(item, outcome, parsed)
-    final = outcome.final
-    sitemap = final is not None and sitemap_links(settings, final)
-    # links past max_depth must not enter the worker's memory of links met (see link_depth)
-    follow = follows_links(settings, outcome, parsed) and (
-        link_depth(item, sitemap, settings.max_depth) is not None
-    )
-    rec = archive.write_records(outcome.hops)
-    if rec.sha1 is not None:
-        row["sha1"] = rec.sha1
-    # the same keys, in the same order, as crawler.warc.ArchiveWriter.write adds them
-    row["revisit"] = rec.revisit
-    row["warc"] = rec.warc
-    row["warc_offset"] = rec.start
-    row["warc_end"] = rec.end
-    return ArchivedWork(
-        item,
-        archive.worker,
-        row,
-        links=links(parsed.links) if follow and parsed is not None else (),
-        sitemap=sitemap,
-        robots=work.robots,
-        digests=rec.digests,
-        retries=outcome.retries,
-        responses=len(outcome.hops),
-        body_bytes=sum(len(h.body) for h in outcome.hops),
-    )
-
-
-def worker_main(
-    settings: CrawlerSettings,
-    scope: Scope | None,
-    index: int,
-    inq: Any,
-    outq: Connection,
-    concurrency: int,
-) -> None:
-    """Top-level (picklable) body of worker process ``index``; results leave on ``outq``, this
-    worker's own pipe (see :mod:`foundation.worker_pipe`)."""
-    ignore_sigint()  # (started with it blocked: ProcessBackend.start)
-    # the loop hands results to the sender's thread: at the default 5 ms interval each
-    # hand-off waited for the GIL (cProfile: 0.4 ms per put)
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    sender = PipeSender(outq, "crawl-outbox")
-    try:
-        run(_worker(settings, scope, index, inq, sender, concurrency), settings.loop)
-    finally:
-        sender.close()
-
-
-async def _worker(
-    settings: CrawlerSettings,
-    scope: Scope | None,
-    index: int,
-    inq: Any,
-    outq: PipeSender,
-    concurrency: int,
-) -> None:
-    raise_nofile_limit(concurrency + 256)
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[list[object] | None] = asyncio.Queue()
-
-    def reader() -> None:  # blocking pipe reads stay off the loop, and never wait for it
-        while True:
-            try:
-                batch = inq.recv()
-            except EOFError:
-                batch = None
-            loop.call_soon_threadsafe(inbox.put_nowait, batch)
-            if batch is None:
-                return
-
-    threading.Thread(target=reader, name="crawl-inbox", daemon=True).start()
-    archive = WorkerArchive(
-        settings.out,
-        index,
-        max_file_bytes=settings.warc_max_bytes,
-        gzip_level=settings.warc_gzip_level,
-    )
-    try:
-        archive.open()
-    except Exception as exc:
-        outq.put([WorkerFailed("(opening the archive)", f"{type(exc).__name__}: {exc}")])
-        return
-    from crawler.transports.aiohttp_fetch import AiohttpFetcher  # the coordinator needs none
-
-    fetcher = AiohttpFetcher(
-        concurrency=concurrency, per_host=settings.per_host, timeout=settings.timeout
-    )
-    tasks: set[asyncio.Task[None]] = set()
-    link_filter = LinkFilter(scope)
-    # results leave in one message every RESULTS_EVERY seconds at most, not one per loop tick:
-    # IPC costs per message (pickling, the sender thread's wake-up, the coordinator's read),
-    # not per byte here
-    out: list[object] = []
-
-    def send() -> None:
-        if out:  # (empty when the end of the worker sent them before their timer)
-            batch = out.copy()
-            out.clear()
-            outq.put(batch)
-
-    def emit(result: object) -> None:
-        if not out:
-            loop.call_later(RESULTS_EVERY, send)
-        out.append(result)
-
-    effects = AsyncEffects(
-        settings,
-        scope,
-        fetcher,
-        on_backoff=lambda host, until: emit(HostBackoff(host, until)),
-        shared=shared_hosts(settings),
-    )
-    effects.on_waiting = lambda host, why, until: emit(HostWaiting(host, why, until))
-
-    places = HostPlaces()
-
-    async def one(item: FrontierItem, limit: int | None) -> None:
-        await places.take(item.host, limit)
-        held = True
-
-        def fetched(done: FrontierItem) -> None:
-            nonlocal held
-            held = False
-            places.give_back(done.host)
-            emit(Fetched(done, index))
-
-        try:
-            work = await effects.crawl(item, fetched)
-            # written and queued with no await between: results leave in write order
-            emit(archive_work(settings, work, archive, link_filter))
-        except Exception as exc:  # a bug or a full disk: the coordinator stops the crawl
-            emit(WorkerFailed(item.url, f"{type(exc).__name__}: {exc}"))
-        finally:
-            if held:
-                places.give_back(item.host)
-
-    def begin(item: FrontierItem, limit: int | None) -> None:
-        task = asyncio.create_task(one(item, limit))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    try:
-        while (batch := await inbox.get()) is not None:
-            for msg in batch:
-                if isinstance(msg, FrontierItem):
-                    begin(msg, None)
-                elif isinstance(msg, Queued):
-                    begin(msg.item, msg.limit)
-                elif isinstance(msg, ShipRobots):
-                    effects.install_robots(msg.host, msg.rules)
-                elif isinstance(msg, HostBackoff):
-                    effects.backoff(msg.host, msg.until)
-                elif isinstance(msg, ForgetLinks):
-                    link_filter = LinkFilter(scope)  # one() reads the name at each call
-        if tasks:
-            await asyncio.gather(*tasks)
-    finally:
-        send()  # the last results go now, not when their timer would have fired
-        await fetcher.aclose()
-        if effects.shared is not None:
-            await effects.shared.aclose()
-        archive.close()
-
-
-# -- the coordinator's side ----------
 class ProcessBackend:
     """Starts the workers, routes URLs (see the module docstring), collects their results."""
 
@@ -282,16 +72,16 @@ class ProcessBackend:
         )
         self.host_limit = self.router.host_limit  # the coordinator's per-host cap
         self._on_waiting: Callable[[str, str, float], None] | None = None
-        # spawn: never fork a process with threads. Not the fork server (with the workers'
-        # modules preloaded, as until 2026-12): it sat idle for the whole crawl holding all of
-        # them, ~50 MB of a ~270 MB crawl; spawned, each worker imports them itself (~0.25 s of
-        # CPU, once) and this process never imports the HTTP client (docs/benchmarks/crawl.md)
-        ctx = multiprocessing.get_context("spawn")
+        # started afresh (never forked from a process with threads) as plain children, not
+        # multiprocessing's: see foundation.child_process. Not the fork server with the workers'
+        # modules preloaded either (until 2026-12): it sat idle for the whole crawl holding all
+        # of them, ~50 MB of a ~270 MB crawl; each worker imports them itself (~0.25 s of CPU,
+        # once) and this process never imports the HTTP client (docs/benchmarks/crawl.md)
         # to each worker a pipe its reader thread drains at once (so sending never blocks for
         # long), batched per dispatch round; back, a pipe from each (see foundation.worker_pipe: a
         # worker that dies is then seen at once, by name, and cannot jam the others)
-        pipes = [ctx.Pipe(duplex=False) for _ in range(self._n)]
-        backs = [ctx.Pipe(duplex=False) for _ in range(self._n)]
+        pipes = [multiprocessing.Pipe(duplex=False) for _ in range(self._n)]
+        backs = [multiprocessing.Pipe(duplex=False) for _ in range(self._n)]
         self._inqs = [w for _, w in pipes]
         self._outqs = [r for r, _ in backs]
         self._theirs = [r for r, _ in pipes] + [w for _, w in backs]
@@ -300,21 +90,10 @@ class ProcessBackend:
         self._died = False
         self._out = settings.out
         self._procs = [
-            ctx.Process(
-                # it must end with this process, whatever ends this one (SIGKILL included)
-                target=run_watched,
-                args=(
-                    os.getpid(),
-                    worker_main,
-                    settings,
-                    scope,
-                    k,
-                    pipes[k][0],
-                    backs[k][1],
-                    settings.concurrency,
-                ),
+            ChildProcess(
+                WORKER,
+                (settings, scope, k, pipes[k][0], backs[k][1], settings.concurrency),
                 name=f"crawl-worker-{k}",
-                daemon=True,
             )
             for k in range(self._n)
         ]
@@ -322,10 +101,8 @@ class ProcessBackend:
     def start(self) -> None:
         # this process hands the GIL to the queue's reader as often as the workers do
         sys.setswitchinterval(SWITCH_INTERVAL)
-        # the workers must not import this program's __main__ (the CLI and all it imports)
-        with main_module_hidden(), sigint_held():
-            for proc in self._procs:
-                proc.start()
+        for proc in self._procs:
+            proc.start()
         for end in self._theirs:  # the workers hold their own copies now
             end.close()
 

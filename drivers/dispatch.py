@@ -1,7 +1,7 @@
 """Run a crawl or a mail backup in the mode its settings name: the entry points the CLIs need.
 
     from drivers.dispatch import run_crawl, run_backup
-    result = run_crawl(settings, frontier, scope, stats)     # -> drivers.crawl_asyncio.EngineResult
+    result = run_crawl(settings, frontier, scope, stats)     # -> drivers.crawl_run.EngineResult
     reports = run_backup(mail_settings, accounts, out)       # -> list[mailsync AccountReport]
 
 ``settings.mode`` picks the driver: ``asyncio`` (the engine, on ``settings.loop``), ``threads``,
@@ -16,7 +16,6 @@ account's folders over worker processes (one per connection).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
@@ -28,8 +27,8 @@ from crawler.core.frontier import Frontier
 from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
-from drivers.crawl_asyncio import Engine, EngineResult
 from drivers.crawl_coordinator import Backend, Coordinator, RunOutcome
+from drivers.crawl_run import EngineResult
 from foundation.errors import ModeError
 from foundation.frozen import replace
 from foundation.limits import (
@@ -40,7 +39,6 @@ from foundation.limits import (
     check_thread_count,
 )
 from foundation.mode import Mode
-from foundation.runtime import loop_factory
 
 if TYPE_CHECKING:  # mailsync is imported only when a backup runs
     from mailsync.report import AccountReport
@@ -156,6 +154,11 @@ def _result(outcome: RunOutcome) -> EngineResult:
 def _run_asyncio(
     settings: CrawlerSettings, frontier: Frontier, scope: Scope | None, stats: CrawlStats
 ) -> EngineResult:
+    import asyncio  # (the other modes' coordinators need no asyncio: ~3 MB)
+
+    from drivers.crawl_asyncio import Engine
+    from foundation.runtime import loop_factory
+
     async def main() -> EngineResult:
         engine = Engine(settings, frontier, scope=scope, stats=stats)
         loop = asyncio.get_running_loop()

@@ -27,7 +27,7 @@ from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats, is_archive, summarize_archive
 from crawler.warc import warc_files
-from drivers.crawl_asyncio import EngineResult, seed_frontier, storage_check
+from drivers.crawl_run import EngineResult, seed_frontier, storage_check
 from drivers.dispatch import check_crawl_mode
 from drivers.dispatch import run_crawl as run_in_mode
 from fetchlab.archive_cli import index_cmd, make_wacz, replay_cmd, wacz_cmd

@@ -21,7 +21,7 @@ from crawler.pages import iter_pages
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
 from drivers import dispatch
-from drivers.crawl_asyncio import seed_frontier
+from drivers.crawl_run import seed_frontier
 from fetchlab.crawl_cli import run_crawl
 from foundation.frozen import build
 from foundation.mode import Mode

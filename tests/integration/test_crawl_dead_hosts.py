@@ -17,7 +17,7 @@ from crawler.core.urls import exact_url
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
-from drivers.crawl_asyncio import seed_frontier
+from drivers.crawl_run import seed_frontier
 from drivers.dispatch import run_crawl
 from foundation.frozen import build
 from foundation.mode import Mode

@@ -11,7 +11,8 @@ import psutil
 from crawler.core.frontier import MemoryFrontier
 from crawler.core.urls import Scope
 from crawler.parse import ParsedPage, ParseInput, parse_any
-from drivers.crawl_asyncio import Engine, seed_frontier
+from drivers.crawl_asyncio import Engine
+from drivers.crawl_run import seed_frontier
 from fetchlab.settings import load_settings
 from tests.fixtures.web import WebSite
 

@@ -12,7 +12,8 @@ from crawler.core.frontier import MemoryFrontier
 from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
-from drivers.crawl_asyncio import Engine, seed_frontier
+from drivers.crawl_asyncio import Engine
+from drivers.crawl_run import seed_frontier
 from tests.fixtures.web import WebSite
 from tests.integration.crawl_support import check_archive, pages
 

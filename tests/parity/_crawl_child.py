@@ -11,7 +11,7 @@ from pathlib import Path
 
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
-from drivers.crawl_asyncio import seed_frontier
+from drivers.crawl_run import seed_frontier
 from drivers.dispatch import run_crawl
 from foundation.frozen import build
 

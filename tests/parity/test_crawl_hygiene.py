@@ -50,7 +50,7 @@ def test_sigkill_of_the_crawler_leaves_no_process(
 ) -> None:
     _site(web_site, tmp_path, 120)
     proc = runs.start(_argv(mode, "--parse-workers", "2"), tmp_path, env())
-    wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
+    wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 2, Mode.GEVENT: 1}.get(mode, 0)
     # the parse pool (its resource tracker and two spawned workers) or the mode's workers are up
     wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
     wait_for(lambda: _rows(tmp_path / "out") >= 3, proc, "3 pages were archived")
@@ -170,7 +170,7 @@ def test_ctrl_c_while_the_workers_start_is_a_stop(
     urls = _site(web_site, tmp_path, 30)
     out = tmp_path / "out"
     proc = runs.start(_argv(mode, "--parse-workers", "2"), tmp_path, env())
-    wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
+    wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 2, Mode.GEVENT: 1}.get(mode, 0)
     if wanted:
         wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
     else:  # no worker processes: as soon as the run has begun

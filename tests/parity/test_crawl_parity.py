@@ -19,7 +19,7 @@ from crawler.core.urls import Scope, canonicalize
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files
-from drivers.crawl_asyncio import seed_frontier
+from drivers.crawl_run import seed_frontier
 from drivers.dispatch import run_crawl
 from foundation.frozen import build
 from tests.fixtures.web import WebSite

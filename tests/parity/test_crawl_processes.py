@@ -26,7 +26,7 @@ from crawler.core.urls import Scope
 from crawler.frontier_sqlite import SqliteFrontier
 from crawler.settings import CrawlerSettings
 from crawler.warc import warc_files, warc_series
-from drivers.crawl_asyncio import seed_frontier
+from drivers.crawl_run import seed_frontier
 from drivers.dispatch import run_crawl
 from foundation.frozen import build
 from tests.integration.crawl_support import check_archive, pages

@@ -61,15 +61,15 @@ def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _workers(proc: subprocess.Popen[str], n: int, *, spawned: bool) -> list[psutil.Process]:
-    """The ``n`` worker processes of ``proc``: its spawned children (the crawler's; its other
-    child is multiprocessing's resource tracker) or the children of its fork server (mailsync's),
-    a child of it."""
+    """The ``n`` worker processes of ``proc``: its direct children (the crawler's, started by
+    foundation.child_process: there are no others) or the children of its fork server
+    (mailsync's), a child of it."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             children = psutil.Process(proc.pid).children()
             if spawned:
-                found = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+                found = [c for c in children if "foundation.child_process" in " ".join(c.cmdline())]
             else:
                 found = [g for c in children for g in c.children()]
         except psutil.NoSuchProcess:

@@ -206,7 +206,7 @@ def test_worker_keeps_links_first_met_too_deep(tmp_path: Path) -> None:
     from crawler.parse import ParsedPage
     from crawler.settings import CrawlerSettings
     from crawler.work import Work
-    from drivers.crawl_processes import archive_work
+    from drivers.crawl_process_worker import archive_work
 
     settings = CrawlerSettings(out=tmp_path, follow=True, max_depth=0, sitemaps=True)
     committer, archive, other = open_all(tmp_path)
