@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from isal import isal_zlib
-from warcio.archiveiterator import ArchiveIterator
 
 from crawler.cdxj import cdxj_line, index_part, trim_part
 from crawler.core.flow import FetchResult
@@ -597,6 +596,9 @@ class ArchiveThread:
 
 
 def _first_record_id(path: Path) -> str:
+    # imported here: only a repair reads records back (a crawl worker never does)
+    from warcio.archiveiterator import ArchiveIterator
+
     with open(path, "rb") as fh:
         for record in ArchiveIterator(fh):
             if record.rec_type == "warcinfo":

@@ -8,7 +8,6 @@ turned into for other web-archive tools (pywb, ReplayWeb.page, py-wacz, browsert
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +16,7 @@ import click
 from crawler.cdxj import build_index
 from crawler.wacz import default_wacz_path, write_wacz
 from crawler.warc import warc_files
+from fetchlab.version import installed_version
 from foundation.errors import FetchlabError
 
 __all__ = ["index_cmd", "make_wacz", "replay_cmd", "software_name", "wacz_cmd"]
@@ -27,10 +27,8 @@ _FOLDER = click.Path(path_type=Path, exists=True, file_okay=False)
 
 def software_name() -> str:
     """What datapackage.json names as the WACZ's writer."""
-    try:
-        return f"fetchlab-crawler {metadata.version('fetchlab')}"
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "fetchlab-crawler"
+    found = installed_version()
+    return "fetchlab-crawler" if found is None else f"fetchlab-crawler {found}"
 
 
 def _fail(message: str) -> NoReturn:

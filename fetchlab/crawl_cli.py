@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from drivers.dispatch import run_crawl as run_in_mode
 from fetchlab.archive_cli import index_cmd, make_wacz, replay_cmd, wacz_cmd
 from fetchlab.distributed_cli import job_overrides, merge_cmd, status_cmd, worker_name
 from fetchlab.settings import load_settings
+from fetchlab.version import version_flag
 from foundation.errors import (
     FetchlabError,
     ModeError,
@@ -87,15 +87,8 @@ def _help(text: str, key: str) -> str:
     return f"{text} [default: {_default(key)}]"
 
 
-def _version() -> str:
-    try:
-        return metadata.version("fetchlab")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), "--version", prog_name="crawler", message="%(prog)s %(version)s")
+@version_flag("crawler")
 def cli() -> None:
     """Crawl URL lists or whole sites into WARC, resumably."""
 

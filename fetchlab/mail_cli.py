@@ -22,6 +22,7 @@ from rich.console import Console
 
 from fetchlab import mail_index_cli
 from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
+from fetchlab.version import version_flag
 from foundation.errors import MailError, ModeError, StorageError, UsageError
 from foundation.frozen import field_defaults
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
@@ -64,15 +65,6 @@ def _pick(settings: MailSettings, names: Sequence[str]) -> list[AccountSettings]
     return [by_name[n] for n in names] if names else list(settings.accounts)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fetchlab")
-    except PackageNotFoundError:
-        return "unknown (fetchlab is not installed)"
-
-
 def _check_out(settings: MailSettings, chosen: Sequence[AccountSettings]) -> None:
     """Exit 2 at once when the output folder cannot be written or an archive is in use."""
     from mailsync.layout import check_free, unwritable_reason
@@ -98,7 +90,7 @@ _out_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), "--version", prog_name="mailsync", message="%(prog)s %(version)s")
+@version_flag("mailsync")
 def main() -> None:
     """Back up whole IMAP accounts into Maildir, incrementally and byte-exact; index, search and
     report on the archive."""
