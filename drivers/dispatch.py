@@ -27,7 +27,6 @@ from crawler.core.frontier import Frontier
 from crawler.core.urls import Scope
 from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
-from drivers.crawl_coordinator import Backend, Coordinator, RunOutcome
 from drivers.crawl_run import EngineResult
 from foundation.errors import ModeError
 from foundation.frozen import replace
@@ -40,7 +39,8 @@ from foundation.limits import (
 )
 from foundation.mode import Mode
 
-if TYPE_CHECKING:  # mailsync is imported only when a backup runs
+if TYPE_CHECKING:  # mailsync is imported only when a backup runs, the coordinator when a crawl
+    from drivers.crawl_coordinator import Backend, RunOutcome
     from mailsync.report import AccountReport
     from mailsync.settings import AccountSettings, MailSettings
 
@@ -108,6 +108,10 @@ def run_crawl(
         from drivers.crawl_gevent import run_gevent
 
         return _result(run_gevent(settings, frontier, scope, stats))
+    # (here, not at the top: a mail backup would carry the crawl's WARC writer, parsers and
+    # their libraries, ~4 MB)
+    from drivers.crawl_coordinator import Coordinator
+
     backend: Backend
     if settings.mode == "threads":
         from drivers.crawl_threads import ThreadBackend
