@@ -87,9 +87,14 @@ class ChildProcess:
                 )
         finally:
             os.close(boot_r)
-        with open(boot_w, "wb") as boot:  # (a pipe holds 64 KiB: the child reads it meanwhile)
-            pickle.dump(sys.path, boot)
-            boot.write(payload)
+        try:
+            with open(boot_w, "wb") as boot:  # (a pipe holds 64 KiB: the child reads meanwhile)
+                pickle.dump(sys.path, boot)
+                boot.write(payload)
+        except BrokenPipeError:
+            # it died before reading its job: its exit status tells why, and its pipes' end of
+            # file tells the caller, as for any death of a worker
+            pass
 
     def join(self, timeout: float | None = None) -> None:
         if self._popen is not None:

@@ -111,6 +111,22 @@ def stop_with(
     return proc.returncode, err, took
 
 
+def ctrl_c_as_workers_start(
+    proc: subprocess.Popen[str], runs: Runs, wanted: int, begun: Callable[[], bool]
+) -> None:
+    """Ctrl-C (to the process group) the moment ``proc`` has ``wanted`` descendants (its
+    workers, still importing), or once ``begun()`` when it starts none: it must stop as any
+    stop does: exit 130 within :data:`STOP_WITHIN`, no traceback, no worker reported dead."""
+    if wanted:
+        wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
+    else:  # no worker processes: as soon as the run has begun
+        wait_for(begun, proc, "the run began")
+    code, err, took = stop_with(proc, runs, signal.SIGINT, group=True)
+    assert code == 130, err
+    assert "Traceback" not in err and "died" not in err, err
+    assert took < STOP_WITHIN, f"{took:.2f} s"
+
+
 class Runs:
     """Runs started by a test and every descendant seen: all killed at the end, whatever is left."""
 

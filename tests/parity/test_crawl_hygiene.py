@@ -18,6 +18,7 @@ from tests.parity._lifecycle import (
     STOP_WITHIN,
     Runs,
     assert_all_gone,
+    ctrl_c_as_workers_start,
     env,
     sigkill_main,
     tree,
@@ -171,14 +172,7 @@ def test_ctrl_c_while_the_workers_start_is_a_stop(
     out = tmp_path / "out"
     proc = runs.start(_argv(mode, "--parse-workers", "2"), tmp_path, env())
     wanted = {Mode.ASYNCIO: 3, Mode.PROCESSES: 2, Mode.GEVENT: 1}.get(mode, 0)
-    if wanted:
-        wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
-    else:  # no worker processes: as soon as the run has begun
-        wait_for(lambda: (out / "pages.jsonl").exists(), proc, "the archive was opened")
-    code, err, took = _stop_with(proc, runs, signal.SIGINT, group=True)
-    assert code == 130, err
-    assert "Traceback" not in err and "died" not in err, err
-    assert took < STOP_WITHIN, f"{took:.2f} s"
+    ctrl_c_as_workers_start(proc, runs, wanted, (out / "pages.jsonl").exists)
     again = runs.start(_argv(mode), tmp_path, env())
     _, err = again.communicate(timeout=60)
     assert again.returncode == 0, err

@@ -18,6 +18,7 @@ from tests.parity._lifecycle import (
     STOP_WITHIN,
     Runs,
     assert_all_gone,
+    ctrl_c_as_workers_start,
     env,
     sigkill_main,
     stop_with,
@@ -127,14 +128,7 @@ def test_ctrl_c_while_the_workers_start_is_a_stop(
     proc = runs.start(ARGV, tmp_path, env())
     # (a backup this small parses on the loop: the asyncio mode's pool is the crawler test's)
     wanted = {Mode.PROCESSES: 3, Mode.GEVENT: 1}.get(mode, 0)
-    if wanted:
-        wait_for(lambda: len(tree(proc.pid)) >= wanted, proc, f"{wanted} descendants started")
-    else:  # no worker processes: as soon as the backup has begun
-        wait_for(lambda: (tmp_path / "archive").exists(), proc, "the archive was opened")
-    code, err, took = stop_with(proc, runs, signal.SIGINT, group=True)
-    assert code == 130, err
-    assert "Traceback" not in err and "died" not in err, err
-    assert took < STOP_WITHIN, f"{took:.2f} s"
+    ctrl_c_as_workers_start(proc, runs, wanted, (tmp_path / "archive").exists)
     _setup(tmp_path, acct, acct.server.port, mode)
     again = runs.start(ARGV, tmp_path, env())
     _, err = again.communicate(timeout=60)
