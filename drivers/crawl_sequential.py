@@ -7,7 +7,7 @@ Ctrl-C / SIGTERM: the handler (:func:`drivers.dispatch.run_crawl`) stops the coo
 calls :meth:`InlineBackend.interrupt`, which ends the fetch under way by shutting its socket
 down and ends a flow's wait (a backoff, a retry) within :data:`SLEEP_STEP`; the URL is then
 given up (:class:`~drivers.crawl_coordinator.Abandoned`), not recorded. Until 2026-12 the handler
-raised KeyboardInterrupt wherever the thread was; once in a few hundred stops that landed inside
+raised KeyboardInterrupt wherever the thread was; in 1 stop of 76 (a probe) that landed inside
 urllib3's pool lock and left it held, and the next fetch (or the pool's close) waited forever.
 """
 
