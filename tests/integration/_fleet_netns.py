@@ -77,10 +77,12 @@ def in_namespace(ns: str, argv: list[str]) -> list[str]:
 
 class Forwarder:
     """Relays connections to ``listen_host``:(a free port) to 127.0.0.1:``target_port``, on an
-    event loop in a thread of its own; :attr:`port` is the port it listens on."""
+    event loop in a thread of its own; :attr:`port` is the port it listens on. ``delay``:
+    seconds each chunk waits before it is passed on, either way (a slower link)."""
 
-    def __init__(self, listen_host: str, target_port: int) -> None:
+    def __init__(self, listen_host: str, target_port: int, delay: float = 0.0) -> None:
         self.target_port = target_port
+        self.delay = delay
         self.peers: set[str] = set()  # the addresses connections came from
         self.loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -102,6 +104,8 @@ class Forwarder:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):

@@ -152,7 +152,9 @@ def test_workers_in_network_namespaces_survive_kills(
     SIGKILLed mid-account: every archive exact, the queue acked."""
     with hosts(WORKERS) as net:
         first = fresh_imap_account(messages=0)
-        imap = Forwarder(net.gateway, first.server.port)
+        # 20 ms a chunk each way: at full speed the queue drained (8 accounts of 16 messages,
+        # 0.1 s each) before the second kill could land (CI failed on it once)
+        imap = Forwarder(net.gateway, first.server.port, delay=0.02)
         queue = Forwarder(net.gateway, redis_server.port)
         try:
             accounts = [
