@@ -35,7 +35,7 @@ from crawler.settings import CrawlerSettings
 from crawler.stats import CrawlStats
 from crawler.warc import ArchiveWriter
 from drivers.crawl_async_effects import AsyncEffects
-from drivers.crawl_run import EngineResult
+from drivers.crawl_run import SWITCH_INTERVAL, EngineResult
 from foundation.offload import BatchOffload
 from foundation.runtime import raise_nofile_limit
 
@@ -51,7 +51,6 @@ __all__ = [
 
 STOP_GRACE = 1.0  # seconds in-flight work gets to finish after Ctrl-C / SIGTERM (then: back to
 # the frontier): the command must stop within 2 s, a service manager may not wait longer
-SWITCH_INTERVAL = 0.001  # seconds; see Engine.run
 
 
 class Engine:
@@ -92,10 +91,7 @@ class Engine:
         self._wake.set()
 
     async def run(self) -> EngineResult:
-        # The writer and pool threads share the GIL with the loop: every SQLite step or pipe
-        # write on the loop releases it, and getting it back waited up to the 5 ms default
-        # interval (cProfile: 1.0 ms per pipe write at 5 ms, 0.16 ms at 1 ms; end to end
-        # 668 -> 764 pages/s, medians of 3 interleaved runs on the 2,000-page site).
+        # the writer and pool threads share the GIL with the loop (see SWITCH_INTERVAL)
         previous = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:

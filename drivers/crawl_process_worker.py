@@ -37,18 +37,18 @@ from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from drivers.crawl_asyncio import shared_hosts
 from drivers.crawl_places import HostPlaces
+from drivers.crawl_run import SWITCH_INTERVAL
 from foundation.pool_worker import ignore_sigint
 from foundation.runtime import raise_nofile_limit, run
 from foundation.worker_pipe import PipeSender
 
-SWITCH_INTERVAL = 0.001  # seconds (as the engine's): see worker_main
 # a worker's results wait at most this long to leave together: 20,000-page site at the default
 # flags, against one message per loop tick: ~9 % less CPU a page (fewer messages), the same
 # pace, as the coordinator hands freed host places out before committing (see _loop there)
 RESULTS_EVERY = 0.002  # seconds
 
 
-__all__ = ["RESULTS_EVERY", "SWITCH_INTERVAL", "archive_work", "worker_main"]
+__all__ = ["RESULTS_EVERY", "archive_work", "worker_main"]
 
 
 # A worker filters the links it sends with its own LinkFilter: only new in-scope links cross to
@@ -115,9 +115,7 @@ def worker_main(
     """Top-level (picklable) body of worker process ``index``; results leave on ``outq``, this
     worker's own pipe (see :mod:`foundation.worker_pipe`)."""
     ignore_sigint()  # (started with it blocked: foundation.child_process)
-    # the loop hands results to the sender's thread: at the default 5 ms interval each
-    # hand-off waited for the GIL (cProfile: 0.4 ms per put)
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # the loop hands results to the sender's thread
     sender = PipeSender(outq, "crawl-outbox")
     try:
         run(_worker(settings, scope, index, inq, sender, concurrency), settings.loop)

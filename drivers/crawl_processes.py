@@ -42,12 +42,12 @@ from crawler.work import (
     ShipRobots,
     WorkerFailed,
 )
+from drivers.crawl_run import SWITCH_INTERVAL
 from foundation.child_process import ChildProcess
 from foundation.errors import ModeError, WorkerDiedError
 from foundation.limits import check_process_count
 from foundation.worker_pipe import death_note
 
-SWITCH_INTERVAL = 0.001  # seconds: this process hands the GIL to its pipe reads as its workers do
 WORKER = "drivers.crawl_process_worker:worker_main"  # by name: this process never imports it
 DRAIN = 64  # batches read from one worker's pipe in one ``results`` call (the others get a turn)
 

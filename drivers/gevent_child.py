@@ -32,7 +32,6 @@ from foundation.errors import ModeError
 
 __all__ = ["ChildJob", "ChildRun", "on_stop_signals", "run_child", "start_child"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = 0.05  # seconds between two looks at the child (it ends: the parent returns at once)
 PROGRESS_EVERY = 5  # ticks between two reads of its progress (the child writes it each 0.5 s)
 SAME_KEYPRESS = 1.0  # a terminal's Ctrl-C reaches the child, and the parent forwards it too
@@ -89,16 +88,14 @@ def _report(path: Path, on_progress: Callable[[Any], None]) -> None:
 def start_child(target: str, *args: str) -> subprocess.Popen[bytes]:
     """Start ``python -P -m drivers.gevent_entry TARGET ARG...``: in the caller's working
     directory, the project first on ``PYTHONPATH``, told who its parent is."""
-    from foundation.lifeline import OWNER_ENV
+    from foundation.child_process import child_env
     from foundation.pool_worker import sigint_held
 
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=path, **{OWNER_ENV: str(os.getpid())})
     argv = [sys.executable, "-P", "-m", "drivers.gevent_entry", target, *args]
     # the child starts with Ctrl-C blocked, until on_stop_signals takes it: a terminal's Ctrl-C
     # during its start-up (~0.5 s of imports) killed it with a traceback
     with sigint_held(start_tracker=False):
-        return subprocess.Popen(argv, env=env)
+        return subprocess.Popen(argv, env=child_env())
 
 
 def run_child(

@@ -31,9 +31,16 @@ from typing import Any
 from foundation.lifeline import OWNER_ENV, die_with_parent
 from foundation.pool_worker import sigint_held
 
-__all__ = ["ChildProcess"]
+__all__ = ["ChildProcess", "child_env"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child that imports the project: this one, with the project first
+    on ``PYTHONPATH`` and this process's PID as its owner (it arms the parent-death signal)."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, **{OWNER_ENV: str(os.getpid())})
 
 
 @dataclass(frozen=True)
@@ -77,13 +84,11 @@ class ChildProcess:
         # pickled before the child exists: an argument that cannot cross fails here, in the parent
         payload = pickle.dumps((self._target, args), protocol=pickle.HIGHEST_PROTOCOL)
         boot_r, boot_w = os.pipe()
-        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
-        env = dict(os.environ, PYTHONPATH=path, **{OWNER_ENV: str(os.getpid())})
         argv = [sys.executable, "-c", "from foundation.child_process import _main; _main()"]
         try:
             with sigint_held(start_tracker=False):
                 self._popen = subprocess.Popen(
-                    [*argv, str(boot_r)], pass_fds=(boot_r, *fds), env=env
+                    [*argv, str(boot_r)], pass_fds=(boot_r, *fds), env=child_env()
                 )
         finally:
             os.close(boot_r)
