@@ -59,9 +59,10 @@ def test_sigkill_random_workers_then_every_archive_exact(
 ) -> None:
     n_accounts, messages, kills = (20, 40, 10) if slow_size else (20, 16, 6)
     first = fresh_imap_account(messages=0)
-    # a few ms each way stretches each account so that kills land inside backups (3 ms let the
-    # whole queue drain before half the kills had landed in one CI run: 8 ms)
-    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=8)
+    # a few ms each way stretches each account so that kills land inside backups: at 8 ms the
+    # asyncio workers drained the queue in 4-5 s, and a CI run saw only 2 of 6 kills land
+    # before it; 20 ms gives the kills (one every 0.1-0.5 s) about 10 s
+    proxy = delay_proxy((first.server.host, first.server.port), delay_ms=20)
     accounts = []
     for i in range(n_accounts):
         acct = fresh_imap_account(
@@ -96,7 +97,7 @@ def test_sigkill_random_workers_then_every_archive_exact(
     idle_looks = 0
     deadline = time.monotonic() + 60
     while done_killing < kills and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.2, 0.8))
+        time.sleep(rng.uniform(0.1, 0.5))
         alive = [i for i, w in enumerate(workers) if w.poll() is None]
         if not alive:
             break  # the queue drained before every kill happened
