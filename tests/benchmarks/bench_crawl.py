@@ -44,7 +44,8 @@ from typing import cast
 import psutil
 from rich.console import Console
 
-from fetchlab.bench.grid import set_aside
+from fetchlab.bench.grid import SET_ASIDE, set_aside
+from fetchlab.bench.page_cache import CacheReset, fresh_page_cache
 from fetchlab.bench.report import (
     cpu_model,
     git_commit,
@@ -218,6 +219,7 @@ def cli_module(code: Path) -> str:
 
 
 TUNED = ("--per-host", "64", "--concurrency", "64")
+CACHE: list[CacheReset | None] = [None]  # how the last run's page cache was reset
 
 
 def _fetchlab_crawl(
@@ -295,7 +297,8 @@ def crawl_section(
     """Interleaved rounds: per round, every mode x flag variant (the crawler's defaults first,
     then tuned), the baseline checkout after each, and wget (and scrapy) -- the peers after
     the crawler in even rounds, before it in odd ones; every output is set aside, not deleted
-    (see set_aside), for every tool alike."""
+    (see set_aside), and every run starts from the same page cache (fetchlab.bench.page_cache),
+    for every tool alike."""
     info, server = serve_generated_site(work / "site", pages, 1, (100,), "nginx")
     expected = len(info.truth_obey_robots)
     scrapy_argv: list[str] | None = None
@@ -303,6 +306,10 @@ def crawl_section(
     if scrapy_runs > 0:
         scrapy_argv, counter = _scrapy_setup(work, server.base_url)
     results: list[Run] = []
+
+    def reset() -> None:
+        CACHE[0] = fresh_page_cache([work / "site"], work / SET_ASIDE)
+
     try:
         cpu = ServerCPU(server.process.pid)
         for i in range(runs):
@@ -316,6 +323,7 @@ def crawl_section(
                             argv, count = _fetchlab_crawl(server.base_url, out, code, mode, flags)
                             shown = " ".join(flags) if flags else "default flags"
                             tool = f"fetchlab ({mode}, WARC, {shown}){label}"
+                            reset()
                             results.append(measure(tool, argv, count, code=code, server=cpu))
                             set_aside(out, work)
 
@@ -323,6 +331,7 @@ def crawl_section(
                 if shutil.which("wget"):
                     wdir = work / f"wget-{i}"
                     wdir.mkdir()
+                    reset()
                     results.append(
                         measure(
                             "wget --warc-file",
@@ -334,6 +343,7 @@ def crawl_section(
                     )
                     set_aside(wdir, work)
                 if scrapy_argv is not None and i < scrapy_runs:
+                    reset()
                     results.append(
                         measure(
                             "scrapy (no WARC)",
@@ -380,6 +390,7 @@ def list_section(work: Path, urls: int, levels: list[int], runs: int) -> list[Ru
                     "--no-progress",
                 ]
                 pages = out / "pages.jsonl"
+                CACHE[0] = fresh_page_cache([work / "site-l", listing], work / SET_ASIDE)
                 results.append(
                     measure(f"fetchlab list, concurrency {c}", argv, partial(_fetched, pages))
                 )
@@ -428,6 +439,7 @@ def write_docs(meta: dict[str, object], sections: dict[str, list[Run]]) -> None:
         f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), Python {meta['python']},"
         f" {meta['wget']}; commit {meta['commit']}; run at {meta['date']}, load average"
         f" before: {meta['load_before']}, after: {meta['load_after']}.\n",
+        f"Page cache: {CACHE[0].label if CACHE[0] else 'untouched'}.\n",
         f"Libraries: {libraries_text(cast(Mapping[str, str], meta['libraries']))}.\n",
     ]
     for title, runs in sections.items():
@@ -510,6 +522,8 @@ def main() -> None:
     for title, runs in sections.items():
         console.print(summary_table(title, COLUMNS, [s.row for s in summarize(runs)]))
     console.print(f"load average before {meta['load_before']}, after {meta['load_after']}")
+    if CACHE[0] is not None:
+        console.print(f"page cache: {CACHE[0].label}")
     libs = cast(Mapping[str, str], meta["libraries"])
     console.print(f"commit {meta['commit']}; {versions_line(str(meta['cpu_model']), libs)}")
     if args.write:

@@ -49,7 +49,8 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from fetchlab.bench.grid import set_aside  # noqa: E402
+from fetchlab.bench.grid import SET_ASIDE, set_aside  # noqa: E402
+from fetchlab.bench.page_cache import CacheReset, fresh_page_cache  # noqa: E402
 from fetchlab.bench.report import git_commit, versions_line  # noqa: E402
 from fetchlab.bench.sampler import ServerCPU  # noqa: E402
 from foundation.progress import summary_table  # noqa: E402
@@ -89,6 +90,7 @@ class Row:
 
 
 SERVER = [ServerCPU(None)]  # the Dovecot in use (set in main)
+CACHE: list[CacheReset | None] = [None]  # how the last full run's page cache was reset
 
 
 def _tree_rss(proc: psutil.Process, cpu: dict[int, tuple[float, float]]) -> int:
@@ -462,6 +464,8 @@ def main() -> None:
     table = _report(console, rows)
     machine = versions_line()
     console.print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {machine}")
+    if CACHE[0] is not None:
+        console.print(f"page cache: {CACHE[0].label}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1), "utf-8")
@@ -479,6 +483,7 @@ def main() -> None:
             f"- server: Dovecot, {args.server} configuration"
             + (" (zlib plugins loaded for COMPRESS)" if args.server == "compress" else "")
             + "; server CPU s is all its processes' CPU during the run",
+            f"- page cache: {CACHE[0].label if CACHE[0] else 'untouched'}",
         ]
         _write_markdown(args.markdown, meta, table)
 
@@ -501,7 +506,9 @@ def _scenarios(
     tool: on this file system a run right after a mass deletion (a finished bench's clean-up)
     pays for creating files for minutes, so a tool that always ran first (or always in one
     block) was handicapped by whatever ran before it (measured: mailsync 14.2 s against 8.7 s
-    twenty minutes apart, same code)."""
+    twenty minutes apart, same code). Each full backup also starts from the same page cache
+    (:mod:`fetchlab.bench.page_cache`: what the runs before had left cached changed a run's
+    system CPU up to threefold, for either tool)."""
     total_mb = sum(r.size for r in truth) / 1e6
     complete: list[str] = []
     runs_of = {tool: 1 if tool == "offlineimap" else args.runs for tool in tools}
@@ -512,6 +519,7 @@ def _scenarios(
             if k < runs_of[tool]:
                 set_aside(outs[tool], work)
                 set_aside(Path(f"{outs[tool]}.meta"), work)
+                CACHE[0] = fresh_page_cache([server.workdir / "home"], work / SET_ASIDE)
                 fulls[tool].append(_runner(tool, outs[tool], port, args.peer_budget)())
     for tool in tools:
         runs, out = runs_of[tool], outs[tool]
