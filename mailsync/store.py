@@ -122,13 +122,17 @@ class StoredMessage:
     headers: HeaderInfo | None = None
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
 @dataclass(frozen=True)
 class StagedBatch:
     """A batch written to a folder's ``tmp/`` and not yet committed (see
     :meth:`MaildirStore.commit_staged`)."""
 
     base: Path  # the folder's Maildir
-    moves: list[tuple[Path, Path]]  # (file in tmp/, where it goes)
+    moves: list[tuple[str, str]]  # (file name in tmp/, the subfolder it goes to: new or cur)
     stored: list[StoredMessage]
 
 
@@ -186,10 +190,18 @@ class MaildirStore:
         base = self.folder_dir(relpath)
         staged = StagedBatch(base, [], [])
         try:
-            for uid, flags, mtime, body in messages:
-                tmp, dest, stored = self._stage(base, relpath, uidvalidity, uid, flags, mtime, body)
-                staged.moves.append((tmp, dest))
-                staged.stored.append(stored)
+            # names relative to the folder's tmp/: one path component to resolve per call
+            # instead of the archive's whole path, and no Path object per message
+            tmp_fd = os.open(base / "tmp", _DIR_FLAGS)
+            try:
+                for uid, flags, mtime, body in messages:
+                    name, sub, stored = self._stage(
+                        tmp_fd, relpath, uidvalidity, uid, flags, mtime, body
+                    )
+                    staged.moves.append((name, sub))
+                    staged.stored.append(stored)
+            finally:
+                os.close(tmp_fd)
         except OSError as exc:
             raise StorageError(f"{base}: cannot write message: {exc}") from exc
         return staged
@@ -198,17 +210,25 @@ class MaildirStore:
         """The second half of :meth:`write_batch`: sync the staged files, rename them into
         ``new/`` or ``cur/``, sync those directories. Touches only ``staged``'s files, so it
         may run in another thread while the next batch is staged."""
+        base = staged.base
         try:
             if self.fsync:
-                self._sync_files(staged.base, [tmp for tmp, _ in staged.moves])
-            for tmp, dest in staged.moves:
-                os.replace(tmp, dest)
+                self._sync_files(base, [base / "tmp" / name for name, _ in staged.moves])
+            subs = {sub for _, sub in staged.moves}
+            fds = {sub: os.open(base / sub, _DIR_FLAGS) for sub in (*subs, "tmp")}
+            try:
+                tmp_fd = fds["tmp"]
+                for name, sub in staged.moves:
+                    os.replace(name, name, src_dir_fd=tmp_fd, dst_dir_fd=fds[sub])
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
             if self.fsync:
                 if self.whole_fs and staged.moves:
-                    syncfs(staged.base)  # the renames: one journal commit for every folder
+                    syncfs(base)  # the renames: one journal commit for every folder
                 else:
-                    for sub in {dest.parent.name for _, dest in staged.moves}:
-                        fsync_dir(staged.base / sub)
+                    for sub in subs:
+                        fsync_dir(base / sub)
         except OSError as exc:
             raise StorageError(f"{staged.base}: cannot write message: {exc}") from exc
 
@@ -236,38 +256,39 @@ class MaildirStore:
 
     def _stage(
         self,
-        base: Path,
+        tmp_fd: int,
         relpath: str,
         uidvalidity: int,
         uid: int,
         flags: tuple[str, ...],
         mtime: float | None,
         body: bytes | SpilledLiteral,
-    ) -> tuple[Path, Path, StoredMessage]:
+    ) -> tuple[str, str, StoredMessage]:
         size = body.size if isinstance(body, SpilledLiteral) else len(body)
         name = message_filename(uidvalidity, uid, size, flags)
         sub = subdir_for(flags)
-        tmp = base / "tmp" / name
         # the header fields come from the bytes at hand: parsing the file later cost a read
         # back, a process pool and its IPC, and a second state write (docs/mailsync.md)
         if isinstance(body, SpilledLiteral):
             digest = body.sha256
             headers = parse_headers(body.head(MAX_HEADER_BYTES + 4))
-            os.replace(body.path, tmp)
+            os.replace(body.path, name, dst_dir_fd=tmp_fd)
+            if mtime is not None:
+                os.utime(name, (mtime, mtime), dir_fd=tmp_fd)
         else:
             digest = hashlib.sha256(body).hexdigest()
             headers = parse_headers(body)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=tmp_fd)
             try:
                 view = memoryview(body)
                 while view:
                     view = view[os.write(fd, view) :]
+                if mtime is not None:
+                    os.utime(fd, (mtime, mtime))  # by descriptor: no second lookup of the name
             finally:
                 os.close(fd)
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
         path = f"{relpath}/{sub}/{name}"
-        return tmp, base / sub / name, StoredMessage(uid, size, digest, path, headers)
+        return name, sub, StoredMessage(uid, size, digest, path, headers)
 
     def rename_flags(
         self,
