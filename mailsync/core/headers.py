@@ -30,7 +30,7 @@ from functools import lru_cache
 __all__ = ["MAX_HEADER_BYTES", "HeaderInfo", "header_block", "parse_headers"]
 
 MAX_HEADER_BYTES = 256 * 1024
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_BLANK_AFTER_LF = re.compile(rb"\n\r?\n")
 _FIELD_CAP = 2000  # characters kept per field: enough for any real address list in an index
 
 # email.feedparser: lines end in CRLF, CR or LF; a header line starts like headerRE
@@ -72,13 +72,17 @@ class HeaderInfo:
 def header_block(raw: bytes) -> tuple[bytes, bool]:
     """The bytes up to (not including) the first empty line; False when that was not found in
     the first ``MAX_HEADER_BYTES`` (the block is then cut there)."""
-    window = raw[:MAX_HEADER_BYTES]
-    if window.startswith((b"\r\n", b"\n")):
+    if raw.startswith((b"\r\n", b"\n")):
         return b"", True  # no headers at all, body follows
-    m = _BLANK_LINE.search(window)
+    # where ``\r?\n\r?\n``) first matches: at the first "\n" that starts a
+    # ``\n\r?\n``, or the "\r" before it; a pattern that starts with a fixed byte is searched
+    # for that byte first, the other one tried at every byte (3 us a message, the rest of the
+    # header parsing took 20)
+    m = _BLANK_AFTER_LF.search(raw, 0, MAX_HEADER_BYTES)
     if m is None:
-        return window, len(raw) <= MAX_HEADER_BYTES
-    return window[: m.start()], True
+        return raw[:MAX_HEADER_BYTES], len(raw) <= MAX_HEADER_BYTES
+    first = m.start()
+    return raw[: first - 1 if first and raw[first - 1] == 13 else first], True
 
 
 def _clean(value: str) -> str:

@@ -8,9 +8,11 @@ corpus (all four malformed kinds included) and on hypothesis-built hostile heade
 from __future__ import annotations
 
 import pickle
+import re
 from collections import Counter
 from email.header import Header
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +56,30 @@ def test_decodes_fields() -> None:
 def test_lf_only_and_missing_fields() -> None:
     info = parse_headers(b"Subject: plain\n\nFrom: body@x\n")
     assert info == HeaderInfo(None, "plain", None, None, None, None)
+
+
+def _block_by_regex(raw: bytes) -> tuple[bytes, bool]:
+    """header_block as it was written first: the window sliced, then ``\r?\n\r?\n``."""
+    window = raw[:MAX_HEADER_BYTES]
+    if window.startswith((b"\r\n", b"\n")):
+        return b"", True
+    m = re.search(rb"\r?\n\r?\n", window)
+    if m is None:
+        return window, len(raw) <= MAX_HEADER_BYTES
+    return window[: m.start()], True
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b":", b" "]), max_size=14))
+def test_header_block_ends_where_the_first_blank_line_starts(parts: list[bytes]) -> None:
+    raw = b"".join(parts)
+    assert header_block(raw) == _block_by_regex(raw)
+
+
+@pytest.mark.parametrize("sep", [b"\r\n\r\n", b"\n\n", b"\n\r\n", b"\r\n\n"])
+@pytest.mark.parametrize("shift", range(-5, 4))
+def test_header_block_at_the_size_limit(sep: bytes, shift: int) -> None:
+    raw = b"x" * (MAX_HEADER_BYTES + shift) + sep + b"body"
+    assert header_block(raw) == _block_by_regex(raw)
 
 
 def test_only_header_block_is_read() -> None:
