@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from crawler.cdxj import build_index
 from crawler.core.frontier import Frontier, MemoryFrontier
@@ -33,6 +32,7 @@ from fetchlab.archive_cli import index_cmd, make_wacz, replay_cmd, wacz_cmd
 from fetchlab.distributed_cli import job_overrides, merge_cmd, status_cmd, worker_name
 from fetchlab.settings import load_settings
 from fetchlab.version import version_flag
+from foundation.console import Console
 from foundation.errors import (
     FetchlabError,
     ModeError,

@@ -11,11 +11,14 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+from foundation.console import Console, new_table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 from crawler.merge import merge_archives
 from crawler.redis_conn import default_worker_name
@@ -63,7 +66,7 @@ def job_overrides(url: str, job: str) -> dict[str, Any]:
 
 def _table(status: JobStatus) -> Table:
     state = "finished" if status.finished else "running"
-    table = Table(title=f"job {status.job}: {state}", title_justify="left")
+    table = new_table(title=f"job {status.job}: {state}", title_justify="left")
     for col in ("worker", "done", "failed", "leased", "pages/s", "last seen"):
         table.add_column(col, justify="left" if col == "worker" else "right")
     for w in status.workers:

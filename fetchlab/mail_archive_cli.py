@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
+from foundation.console import Console
 from foundation.errors import ModeError, StorageError, UsageError
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt
 from foundation.mode import Mode

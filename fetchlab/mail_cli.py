@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from fetchlab import mail_index_cli
 from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
 from fetchlab.version import version_flag
+from foundation.console import Console
 from foundation.errors import MailError, ModeError, StorageError, UsageError
 from foundation.frozen import field_defaults
 from foundation.lifeline import exit_now, hard_stop_after, stop_signals_as_interrupt

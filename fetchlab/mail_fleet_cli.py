@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from fetchlab.mail_cli_common import check_mode, load_mail, settings_option
+from foundation.console import Console
 from foundation.errors import FetchlabError, ModeError, StorageError
 from foundation.lifeline import exit_now, stop_signals_as_interrupt
 from foundation.mode import Mode

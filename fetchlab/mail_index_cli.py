@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from fetchlab.mail_cli_common import load_mail, settings_option
+from foundation.console import Console, new_table
 from foundation.errors import QuerySyntaxError, StorageError, UsageError
 from foundation.progress import human_bytes
 from foundation.runtime import run
@@ -256,7 +255,7 @@ def search(
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         return
-    table = Table(title=f"{len(hits)} message(s)", title_justify="left")
+    table = new_table(title=f"{len(hits)} message(s)", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("date", no_wrap=True)
     table.add_column("from", no_wrap=True, max_width=22, overflow="ellipsis")

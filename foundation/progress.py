@@ -7,16 +7,19 @@ caller prints a summary table with :func:`summary_table`.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from foundation.console import Console, new_table
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
 
 __all__ = ["ProgressReporter", "human_bytes", "summary_table"]
 
@@ -33,7 +36,7 @@ def human_bytes(n: float) -> str:
 
 
 def summary_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = new_table(title=title, title_justify="left")
     for col in columns:
         table.add_column(col, justify="left" if col == columns[0] else "right")
     for row in rows:
@@ -42,7 +45,7 @@ def summary_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[ob
 
 
 def _render(title: str, snap: Mapping[str, object]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left", box=None)
+    table = new_table(title=title, show_header=False, title_justify="left", box=None)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in snap.items():
@@ -72,7 +75,12 @@ class ProgressReporter:
         self._snapshot = snapshot
         self._stream = stream or sys.stderr
         self._console = Console(file=self._stream)
-        self._live_mode = self._console.is_terminal if live is None else live
+        if live is None:
+            # rich decides (it knows FORCE_TERMINAL and the like), and is imported to, only
+            # for a display that is on and may be a terminal: a plain log line needs no rich
+            maybe = self._stream.isatty() or "FORCE_TERMINAL" in os.environ
+            live = enabled and maybe and self._console.rich.is_terminal
+        self._live_mode = live
         self._interval = 0.25 if self._live_mode else log_interval
         self._enabled = enabled
         # lines worth a log line of their own as they happen (a host waiting, unreachable):
@@ -86,9 +94,11 @@ class ProgressReporter:
         if not self._enabled and self._notices is None:
             return self
         if self._enabled and self._live_mode:
+            from rich.live import Live
+
             self._live = Live(
                 _render(self._title, self._snapshot()),
-                console=self._console,
+                console=self._console.rich,
                 refresh_per_second=4,
                 transient=True,
             )
