@@ -21,7 +21,9 @@ when it allocates one (``recently_deleted`` in fs/ext4/ialloc.c), reading each o
 backup written right after deleting the previous run's 20,000 files spent ~40% of its CPU in
 that kernel scan (perf) and took 13.9-17 s instead of 9-10 s, whichever tool ran. Every tool
 now writes into an empty folder as a user's first backup would; the moved archives take disk
-space (~1 GB each at full size) until the end.
+space (~1 GB each at full size) until the end. Each full backup also starts from the same page
+cache (``fetchlab.bench.page_cache``: dropped, the server's Maildir read back), whichever tool
+ran before; the table's header says how.
 """
 
 from __future__ import annotations
