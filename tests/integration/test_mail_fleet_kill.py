@@ -61,7 +61,8 @@ def test_sigkill_random_workers_then_every_archive_exact(
     first = fresh_imap_account(messages=0)
     # a few ms each way stretches each account so that kills land inside backups: at 8 ms the
     # asyncio workers drained the queue in 4-5 s, and a CI run saw only 2 of 6 kills land
-    # before it; 20 ms gives the kills (one every 0.1-0.5 s) about 10 s
+    # before it; at 20 ms the queue lasted ~5 s and the 6 kills (one every 0.1-0.5 s) had all
+    # landed by ~2 s (3 probe runs)
     proxy = delay_proxy((first.server.host, first.server.port), delay_ms=20)
     accounts = []
     for i in range(n_accounts):
