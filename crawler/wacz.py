@@ -25,7 +25,6 @@ target and renamed, so a crash never leaves half a WACZ under the final name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from typing import IO, Any
 from crawler.pages import iter_pages
 from crawler.warc import warc_files
 from foundation.errors import StorageError
+from foundation.hashes import sha1, sha256
 
 __all__ = ["WACZ_VERSION", "WaczReport", "default_wacz_path", "wacz_pages", "write_wacz"]
 
@@ -65,7 +65,7 @@ def default_wacz_path(out: Path) -> Path:
 
 def _page_id(url: str, ts: str) -> str:
     # stable across runs of `crawler wacz` over the same archive (py-wacz draws a random uuid)
-    return hashlib.sha1(f"{ts} {url}".encode()).hexdigest()[:20]
+    return sha1(f"{ts} {url}".encode()).hexdigest()[:20]
 
 
 def wacz_pages(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -96,7 +96,7 @@ class _Entry:
         self.path = path
         # a file of unknown size (the index, the pages) may pass 4 GiB: ZIP64 headers at once
         self._fh: IO[bytes] = zf.open(info, "w", force_zip64=not size)
-        self._sha = hashlib.sha256()
+        self._sha = sha256()
         self.bytes = 0
 
     def __enter__(self) -> _Entry:
@@ -196,7 +196,7 @@ def write_wacz(out: Path, target: Path, *, title: str, software: str) -> WaczRep
             raw = _write_json(zf, "datapackage.json", package)
             digest = {
                 "path": "datapackage.json",
-                "hash": "sha256:" + hashlib.sha256(raw).hexdigest(),
+                "hash": "sha256:" + sha256(raw).hexdigest(),
             }
             _write_json(zf, "datapackage-digest.json", digest)
         os.replace(tmp, target)

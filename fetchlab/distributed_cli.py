@@ -7,7 +7,6 @@ the commands of a crawl job shared by workers on a Redis frontier (docs/distribu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from crawler.merge import merge_archives
 from crawler.redis_conn import default_worker_name
 from crawler.redis_status import JobStatus, job_status
 from foundation.errors import FetchlabError, UsageError
+from foundation.hashes import sha1
 
 __all__ = ["job_overrides", "merge_cmd", "status_cmd", "worker_name"]
 
@@ -37,9 +37,7 @@ def worker_name(out: Path) -> str:
     """The default worker name: host name, folder name and a hash of its full path (stable
     across restarts of the same folder, distinct for two folders on one machine)."""
     full = str(out.resolve())
-    return default_worker_name(
-        f"{out.resolve().name}-{hashlib.sha1(full.encode()).hexdigest()[:6]}"
-    )
+    return default_worker_name(f"{out.resolve().name}-{sha1(full.encode()).hexdigest()[:6]}")
 
 
 def job_overrides(url: str, job: str) -> dict[str, Any]:

@@ -22,7 +22,6 @@ is imported, before any of its modules runs.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +31,7 @@ from typing import Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 from foundation.errors import InvalidURLError, UnsupportedSchemeError
+from foundation.hashes import blake2b
 
 __all__ = [
     "MAX_URL_LENGTH",
@@ -228,7 +228,7 @@ def fingerprint(url: str) -> bytes:
     the frontier's dedup key. Canonical forms are fixed points, so a frontier written when it
     stored canonical URLs keeps its keys."""
     canon = canonicalize(url)  # its fast path first
-    return hashlib.blake2b(canon.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return blake2b(canon.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 # RFC 3986: what may appear raw in a path or query (unreserved, sub-delims, ":@/?" and the '%'

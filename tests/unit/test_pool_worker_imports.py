@@ -47,3 +47,30 @@ def test_surt_keys_leave_tldextract_unimported_until_it_is_used() -> None:
         "assert handyurl.parse(b'http://a.example/').host == b'a.example'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_crawl_coordinator_does_not_load_openssl() -> None:
+    # importing hashlib loads libcrypto (~3.3 MiB RSS); the processes mode's coordinator never
+    # makes a digest (foundation.hashes), and it fingerprints URLs with CPython's own BLAKE2b
+    code = (
+        "import sys\n"
+        "import fetchlab.crawl_cli, drivers.crawl_processes\n"
+        "from crawler.core.urls import fingerprint\n"
+        "assert len(fingerprint('http://a.example/b')) == 16\n"
+        "assert '_hashlib' not in sys.modules and 'ssl' not in sys.modules, 'OpenSSL loaded'\n"
+        "from foundation.hashes import sha1\n"
+        "assert sha1(b'abc').hexdigest() == 'a9993e364706816aba3e25717850c26c9cd0d89d'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fingerprints_are_hashlibs_blake2b() -> None:
+    import hashlib
+
+    from crawler.core.urls import canonicalize, fingerprint
+    from crawler.warc import _EMPTY_DIGEST, payload_digest
+
+    url = "http://Example.com:80/a/../b?x=1"
+    want = hashlib.blake2b(canonicalize(url).encode(), digest_size=16).digest()
+    assert fingerprint(url) == want  # the keys of frontiers written before stay valid
+    assert payload_digest(b"") == _EMPTY_DIGEST

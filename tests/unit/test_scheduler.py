@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.core.frontier import FrontierItem
 from crawler.core.robots import RobotsRules, rules_from_response
 from crawler.core.scheduler import (
     DRY_RECHECK,
+    RECENT_LINKS,
     Commit,
     CrawlScheduler,
     LinkFilter,
@@ -205,3 +206,26 @@ def test_forget_links_offers_them_again() -> None:
     assert s.links(page, ["http://a/x"], False) == []
     s.forget_links()  # the shared frontier's Redis restarted: it may have lost them
     assert [n.url for n in s.links(page, ["http://a/x"], False)] == ["http://a/x"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 300), max_size=40), max_size=60),
+    st.sampled_from([1, 3, 50, 10_000]),
+)
+def test_link_filter_sends_new_links_once_and_stays_bounded(
+    pages: list[list[int]], size: int
+) -> None:
+    f = LinkFilter(None, size=size)
+    seen: set[str] = set()
+    for page in pages:
+        links = [f"http://a.test/{n}" for n in page]
+        sent = f(links)
+        fresh = [u for u in dict.fromkeys(links) if u not in seen]
+        if size >= 10_000:  # never full: exactly the links met for the first time, in order
+            assert list(sent) == fresh
+        else:  # a forgotten link may come again, but a link never met always comes
+            assert set(fresh) <= set(sent) and len(set(sent)) == len(sent)
+        seen.update(links)
+        assert len(f._new) + len(f._old) <= 2 * (size + RECENT_LINKS)
+        assert list(f._new) == sorted(f._new) and list(f._old) == sorted(f._old)
