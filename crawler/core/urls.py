@@ -7,7 +7,7 @@ CDXJ record, byte for byte. The *canonical* form (:func:`canonicalize`) is only 
 :func:`fingerprint` digests it, so ``/a?b=1&a=2`` and ``/a?a=2&b=1`` are one page in the frontier
 while the first form met is the one fetched.
 
-The canonical form is The canonical form is w3lib's
+The canonical form is w3lib's
 (``canonicalize_url``: query arguments sorted, percent-encoding normalised, fragment dropped,
 non-ASCII made safe) plus what w3lib leaves alone: default ports dropped, empty path made ``/``.
 
@@ -63,15 +63,25 @@ _FAST = re.compile(
     rf"(?:\?(?P<query>{_ARG}(?:&{_ARG})*))?"
 )
 _ALPHA_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+# never in a host as written (the WHATWG parser would decode '%' and read '\' as '/')
+_BAD_HOST_CHARS = " %<>\\^`{|}\"'"
 # A relative reference made only of path characters (no scheme, query, fragment or escapes).
 _REL_PATH = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@./-]*")
 
 
 def _fast_valid(m: re.Match[str]) -> bool:
-    """A ``_FAST`` match is a valid URL: no empty host label, a port in range written without
-    leading zeros (the regex cannot say either)."""
+    """A ``_FAST`` match is a valid URL in canonical form: no empty host label, a port in range
+    written without leading zeros, and a host that does not end in a number unless it is a
+    dotted quad as written canonically (the regex cannot say any of these)."""
     port = m.group("port")
-    return ".." not in m.group("host") and (port is None or (port[0] != "0" and int(port) <= 65535))
+    host = m.group("host")
+    if ".." in host or (port is not None and (port[0] == "0" or int(port) > 65535)):
+        return False
+    # WHATWG (w3lib >= 2.6): a host whose last label is a number is an IPv4 address, rewritten
+    # ("0x7f.1" -> "127.0.0.1", "0" -> "0.0.0.0") or refused ("a.1"): the slow path decides
+    return not host[host.rfind(".") + 1].isdigit() or _IPV4.fullmatch(host) is not None
 
 
 def _fast(url: str) -> str | None:
@@ -194,6 +204,16 @@ def _slow(url: str) -> str:
     if scheme not in _DEFAULT_PORTS:
         raise UnsupportedSchemeError(f"unsupported scheme {scheme!r}: only http and https")
     try:
+        written = urlsplit(url).netloc.rpartition("@")[2]  # (credentials: refused below)
+    except ValueError as exc:
+        raise InvalidURLError(f"invalid URL {url[:80]!r}: {exc}") from None
+    if not written:
+        # "http:///path", "http:/x.com": browsers (and w3lib >= 2.6) take the next path segment
+        # for the host; wget and curl refuse them, and so does the exact form
+        raise InvalidURLError(f"no host in {url[:80]!r}")
+    if any(c in written for c in _BAD_HOST_CHARS):
+        raise InvalidURLError(f"invalid host in {url[:80]!r}")
+    try:
         if _full_canonical is None:
             raise RuntimeError("no URL canonicaliser bound (import the crawler package)")
         canon = _full_canonical(url)
@@ -207,7 +227,7 @@ def _slow(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         # Credentials in a URL would be archived in every record; refuse them.
         raise InvalidURLError(f"credentials in URL {url[:80]!r} are not supported")
-    if any(c in host for c in " %<>\\^`{|}\"'"):
+    if any(c in host for c in _BAD_HOST_CHARS):
         raise InvalidURLError(f"invalid host in {url[:80]!r}")
     netloc = parts.netloc
     if port is not None and port == _DEFAULT_PORTS[scheme]:

@@ -17,6 +17,7 @@ from crawler.core.urls import (
     Scope,
     UrlLine,
     canonicalize,
+    exact_url,
     fingerprint,
     host_key,
     read_url_lines,
@@ -79,6 +80,12 @@ BAD = [
     ("example.com/path", InvalidURLError),
     ("http://", InvalidURLError),
     ("http:///path", InvalidURLError),
+    ("http:/example.com/a", InvalidURLError),
+    ("http:example.com", InvalidURLError),
+    ("http://\\example.com/", InvalidURLError),
+    ("http://ex%41mple.com/", InvalidURLError),
+    ("http://a.1/", InvalidURLError),  # ends in a number, so IPv4 (WHATWG), and not one
+    ("http://256.1.1.1/", InvalidURLError),
     ("http://example.com:99999/", InvalidURLError),
     ("http://example.com:abc/", InvalidURLError),
     ("http://user:pw@example.com/", InvalidURLError),
@@ -198,6 +205,21 @@ def test_fast_path_taken_for_common_links() -> None:
     )
     assert urls._join("g:h", "http://example.com/") is None
     assert urls._fast("http://Example.com/") is None
+    assert urls._fast("http://10.0.0.1:81/x") == "http://10.0.0.1:81/x"
+    assert urls._fast("http://0/") is None  # WHATWG: 0.0.0.0, the slow path's business
+    assert urls._fast("http://1.2.3/") is None and urls._fast("http://01.2.3.4/") is None
+
+
+def test_numeric_hosts_are_ipv4_as_browsers_read_them() -> None:
+    # w3lib >= 2.6 parses hosts the WHATWG way: one page, however its address is written; the
+    # exact form (what is requested and archived) keeps what the page wrote
+    assert canonicalize("http://0x7f.1:8080/a") == "http://127.0.0.1:8080/a"
+    assert canonicalize("http://0/") == "http://0.0.0.0/"
+    assert canonicalize("HTTP://1.2.3/") == "http://1.2.0.3/"
+    assert exact_url("http://0x7f.1:8080/a") == "http://0x7f.1:8080/a"
+    assert fingerprint("http://0x7f.1/") == fingerprint("http://127.0.0.1/")
+    with pytest.raises(InvalidURLError):
+        exact_url("http://a.1/")
 
 
 def test_fingerprint() -> None:
