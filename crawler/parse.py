@@ -13,13 +13,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
-
-from w3lib.encoding import (
-    html_body_declared_encoding,
-    http_content_type_encoding,
-    read_bom,
-    resolve_encoding,
-)
+from types import ModuleType
 
 from crawler.core.urls import exact_url
 from crawler.decode import decode_body
@@ -77,10 +71,19 @@ _XML_TYPES = frozenset({"application/xml", "text/xml", "application/gzip", "appl
 _SNIFF = 4096
 
 
+def _w3lib_encoding() -> ModuleType:
+    """w3lib's encoding rules, imported by the first body to decode: since w3lib 2.6 they load
+    frostwork's native library (~1.2 MiB of RSS a process, measured), and the processes mode's
+    coordinator imports this module for its types but never decodes a page."""
+    import w3lib.encoding
+
+    return w3lib.encoding
+
+
 def _codec_name(encoding: str | None) -> str | None:
     if not encoding:
         return None
-    resolved = resolve_encoding(encoding)
+    resolved = _w3lib_encoding().resolve_encoding(encoding)
     if resolved is None:
         return None
     try:
@@ -96,15 +99,16 @@ def detect_charset(content_type: str | None, body: bytes) -> tuple[str, int]:
     does not: a ``utf-16`` label without BOM means little endian, and a ``<meta>`` claiming
     UTF-16/32 is read as UTF-8 (the meta could only be read because the bytes are ASCII-like).
     """
-    bom_enc, bom = read_bom(body)
+    w3 = _w3lib_encoding()
+    bom_enc, bom = w3.read_bom(body)
     if bom_enc and bom:
         name = _codec_name(bom_enc)
         if name:
             return name, len(bom)
-    header = _codec_name(http_content_type_encoding(content_type)) if content_type else None
+    header = _codec_name(w3.http_content_type_encoding(content_type)) if content_type else None
     if header:
         return ("utf-16-le" if header == "utf-16" else header), 0
-    meta = _codec_name(html_body_declared_encoding(body[:_SNIFF]))
+    meta = _codec_name(w3.html_body_declared_encoding(body[:_SNIFF]))
     if meta:
         return ("utf-8" if meta.startswith(("utf-16", "utf-32")) else meta), 0
     return "utf-8", 0

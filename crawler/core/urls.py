@@ -55,16 +55,20 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Already canonical but for the default port and query order: lower-case http(s) scheme and ASCII
 # host, no userinfo, a path of unreserved and sub-delim characters without '%', ';' or dot
-# segments, and a query of plain ``k=v`` arguments. Anything else takes the w3lib path.
+# segments, and a query of plain ``k=v`` arguments. Anything else takes the w3lib path. The host
+# is a dotted quad as written canonically or a name whose last label starts with a letter: w3lib
+# (>= 2.6, as the WHATWG URL standard) reads a host whose last label is a number as an IPv4
+# address, rewritten ("0x7f.1" -> "127.0.0.1", "0" -> "0.0.0.0") or refused ("a.1").
 _ARG = r"[A-Za-z0-9_~.-]+=[A-Za-z0-9_~.-]*"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _FAST = re.compile(
-    r"https?://(?P<host>[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::(?P<port>[0-9]{1,5}))?"
+    rf"https?://(?P<host>(?P<ipv4>{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?=[:/?]|$))"
+    r"|(?:[a-z0-9][a-z0-9.-]{0,250}\.)?[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
     r"(?P<path>/(?:[A-Za-z0-9_~!$&'()*+,=:@-]|\.(?![./?]|$)|/(?!\.))*)?"
     rf"(?:\?(?P<query>{_ARG}(?:&{_ARG})*))?"
 )
 _ALPHA_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 # never in a host as written (the WHATWG parser would decode '%' and read '\' as '/')
 _BAD_HOST_CHARS = " %<>\\^`{|}\"'"
 # A relative reference made only of path characters (no scheme, query, fragment or escapes).
@@ -72,16 +76,10 @@ _REL_PATH = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@./-]*")
 
 
 def _fast_valid(m: re.Match[str]) -> bool:
-    """A ``_FAST`` match is a valid URL in canonical form: no empty host label, a port in range
-    written without leading zeros, and a host that does not end in a number unless it is a
-    dotted quad as written canonically (the regex cannot say any of these)."""
+    """A ``_FAST`` match is a valid URL: no empty host label, a port in range written without
+    leading zeros (the regex cannot say either)."""
     port = m.group("port")
-    host = m.group("host")
-    if ".." in host or (port is not None and (port[0] == "0" or int(port) > 65535)):
-        return False
-    # WHATWG (w3lib >= 2.6): a host whose last label is a number is an IPv4 address, rewritten
-    # ("0x7f.1" -> "127.0.0.1", "0" -> "0.0.0.0") or refused ("a.1"): the slow path decides
-    return not host[host.rfind(".") + 1].isdigit() or _IPV4.fullmatch(host) is not None
+    return ".." not in m.group("host") and (port is None or (port[0] != "0" and int(port) <= 65535))
 
 
 def _fast(url: str) -> str | None:

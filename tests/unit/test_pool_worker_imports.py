@@ -49,15 +49,17 @@ def test_surt_keys_leave_tldextract_unimported_until_it_is_used() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_the_crawl_coordinator_does_not_load_openssl() -> None:
-    # importing hashlib loads libcrypto (~3.3 MiB RSS); the processes mode's coordinator never
-    # makes a digest (foundation.hashes), and it fingerprints URLs with CPython's own BLAKE2b
+def test_the_crawl_coordinator_loads_neither_openssl_nor_frostwork() -> None:
+    # importing hashlib loads libcrypto (~3.3 MiB RSS), w3lib.encoding frostwork's library (~1.2
+    # MiB); the processes mode's coordinator never makes a digest (foundation.hashes) nor decodes
+    # a page, and it fingerprints URLs with CPython's own BLAKE2b
     code = (
         "import sys\n"
         "import fetchlab.crawl_cli, drivers.crawl_processes\n"
         "from crawler.core.urls import fingerprint\n"
         "assert len(fingerprint('http://a.example/b')) == 16\n"
         "assert '_hashlib' not in sys.modules and 'ssl' not in sys.modules, 'OpenSSL loaded'\n"
+        "assert 'frostwork' not in sys.modules and 'w3lib.encoding' not in sys.modules\n"
         "from foundation.hashes import sha1\n"
         "assert sha1(b'abc').hexdigest() == 'a9993e364706816aba3e25717850c26c9cd0d89d'\n"
     )

@@ -140,7 +140,10 @@ SAFE = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/"
 
 @settings(max_examples=500, deadline=None)
 @given(
-    host=st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True),
+    host=st.one_of(
+        st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True),
+        st.from_regex(r"[0-9]{1,4}(\.[0-9x]{1,4}){0,4}", fullmatch=True),  # IPv4 or not
+    ),
     port=st.one_of(st.none(), st.sampled_from(["80", "443", "8080", "1"])),
     path=st.text(alphabet=SAFE + ".", max_size=30),
     query=st.one_of(
