@@ -82,8 +82,12 @@ class MailSettings(FrozenModel, frozen=True, kw_only=True):
     # COMPRESS=DEFLATE: auto = only when the host is not loopback (on loopback zlib costs more
     # CPU than it saves), always = whenever the server offers it, never.
     compress: Literal["auto", "always", "never"] = "auto"
-    # Literals (message bodies) larger than this stream to a file instead of memory.
-    spill_threshold: Annotated[int, Meta(ge=1024)] = 8 * 1024 * 1024
+    # Literals (message bodies) larger than this stream to a file as they arrive, hashed on the
+    # way, and are renamed into the Maildir. 256 KiB, not 8 MiB: the larger messages carry most
+    # of a mailbox's bytes, and held in memory until their batch was written they made most of
+    # the peak: 20,000 messages / 1 GB, 70-71 MB against 89-92 and 4.2-4.6 s against 4.4-5.0
+    # (interleaved, 2026-12-07; docs/benchmarks/mail.md)
+    spill_threshold: Annotated[int, Meta(ge=1024)] = 256 * 1024
     # UID FETCH body commands in flight per connection (pipelining depth). 4 x 2 MB batches keep
     # a connection near 40 MB/s at a 200 ms round trip: 1 GB at 100 ms one way took 11.5 s
     # against 16 s with 2 (docs/mailsync.md); on loopback the depth changes nothing.
