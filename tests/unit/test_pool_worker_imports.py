@@ -11,6 +11,10 @@ import sys
 HEAVY = ("asyncio", "sqlite3", "mailsync.search_index", "msgspec", "aiohttp")
 
 
+def _in_a_fresh_interpreter(*lines: str) -> None:
+    subprocess.run([sys.executable, "-c", "\n".join(lines)], check=True)
+
+
 def _imported_after(modules: str) -> set[str]:
     code = f"import sys, json\nimport {modules}\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -35,35 +39,33 @@ def test_the_offload_sends_functions_from_the_light_module() -> None:
 def test_surt_keys_leave_tldextract_unimported_until_it_is_used() -> None:
     # surt imports tldextract (and with it requests and urllib3: ~20 MB a process) for public
     # suffixes that surt.surt never asks for
-    code = (
-        "import sys\n"
-        "from crawler.surt_key import url_key\n"
-        "assert url_key('http://www.Example.com:80/b/../a?b=1&a=2') == 'com,example)/a?a=2&b=1'\n"
-        "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules\n"
-        "import tldextract\n"
-        "from surt.handyurl import handyurl\n"
-        "assert tldextract.TLDExtract.__module__ == 'tldextract.tldextract'\n"
-        "assert 'requests' in sys.modules  # the real module, loaded on first use\n"
-        "assert handyurl.parse(b'http://a.example/').host == b'a.example'\n"
+    _in_a_fresh_interpreter(
+        "import sys",
+        "from crawler.surt_key import url_key",
+        "assert url_key('http://www.Example.com:80/b/../a?b=1&a=2') == 'com,example)/a?a=2&b=1'",
+        "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules",
+        "import tldextract",
+        "from surt.handyurl import handyurl",
+        "assert tldextract.TLDExtract.__module__ == 'tldextract.tldextract'",
+        "assert 'requests' in sys.modules  # the real module, loaded on first use",
+        "assert handyurl.parse(b'http://a.example/').host == b'a.example'",
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_crawl_coordinator_loads_neither_openssl_nor_frostwork() -> None:
     # importing hashlib loads libcrypto (~3.3 MiB RSS), w3lib.encoding frostwork's library (~1.2
     # MiB); the processes mode's coordinator never makes a digest (foundation.hashes) nor decodes
     # a page, and it fingerprints URLs with CPython's own BLAKE2b
-    code = (
-        "import sys\n"
-        "import fetchlab.crawl_cli, drivers.crawl_processes\n"
-        "from crawler.core.urls import fingerprint\n"
-        "assert len(fingerprint('http://a.example/b')) == 16\n"
-        "assert '_hashlib' not in sys.modules and 'ssl' not in sys.modules, 'OpenSSL loaded'\n"
-        "assert 'frostwork' not in sys.modules and 'w3lib.encoding' not in sys.modules\n"
-        "from foundation.hashes import sha1\n"
-        "assert sha1(b'abc').hexdigest() == 'a9993e364706816aba3e25717850c26c9cd0d89d'\n"
+    _in_a_fresh_interpreter(
+        "import sys",
+        "import fetchlab.crawl_cli, drivers.crawl_processes",
+        "from crawler.core.urls import fingerprint",
+        "assert len(fingerprint('http://a.example/b')) == 16",
+        "assert '_hashlib' not in sys.modules and 'ssl' not in sys.modules, 'OpenSSL loaded'",
+        "assert 'frostwork' not in sys.modules and 'w3lib.encoding' not in sys.modules",
+        "from foundation.hashes import sha1",
+        "assert sha1(b'abc').hexdigest() == 'a9993e364706816aba3e25717850c26c9cd0d89d'",
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_fingerprints_are_hashlibs_blake2b() -> None:
