@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Callable
-from typing import Any
 
 from foundation.errors import DecodeError
 
@@ -97,50 +96,44 @@ def _brotli(data: bytes, cap: int) -> bytes:
     import brotli
 
     try:
-        return _brotli_stream(brotli.Decompressor(), data, cap)
+        d = brotli.Decompressor()
+        out = _Sink(cap)
+        out.add(d.process(data, output_buffer_limit=out.room()))
+        while not d.is_finished():
+            if d.can_accept_more_data():
+                # All input given and consumed, yet the stream is not finished.
+                raise DecodeError("truncated brotli body")
+            out.add(d.process(b"", output_buffer_limit=out.room()))
+        return out.result()
     except brotli.error as exc:
         raise DecodeError(f"corrupt br body: {exc}") from None
-
-
-def _brotli_stream(d: Any, data: bytes, cap: int) -> bytes:
-    out = _Sink(cap)
-    out.add(d.process(data, output_buffer_limit=out.room()))
-    while not d.is_finished():
-        if d.can_accept_more_data():
-            # All input given and consumed, yet the stream is not finished.
-            raise DecodeError("truncated brotli body")
-        out.add(d.process(b"", output_buffer_limit=out.room()))
-    return out.result()
 
 
 def _zstd(data: bytes, cap: int) -> bytes:
     import zstandard
 
     try:
-        return _zstd_frames(zstandard.ZstdDecompressor(), data, cap)
+        dctx = zstandard.ZstdDecompressor()
+        # Pass 1 only counts: the bounded reader never holds more than one chunk, so a bomb
+        # stops here. The reader cannot tell a truncated frame from a complete one, hence pass 2.
+        size = 0
+        with dctx.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
+            while chunk := reader.read(min(_CHUNK, cap + 1 - size)):
+                size += len(chunk)
+                if size > cap:
+                    raise _too_big(cap)
+        # Pass 2 decodes frame by frame (now known to fit the cap) and checks each one ends.
+        out = _Sink(cap)
+        pending = data
+        while pending:
+            obj = dctx.decompressobj()
+            out.add(obj.decompress(pending))
+            if not obj.eof:
+                raise DecodeError("truncated zstd body")
+            pending = obj.unused_data
+        return out.result()
     except zstandard.ZstdError as exc:
         raise DecodeError(f"corrupt zstd body: {exc}") from None
-
-
-def _zstd_frames(dctx: Any, data: bytes, cap: int) -> bytes:
-    # Pass 1 only counts: the bounded reader never holds more than one chunk, so a bomb stops
-    # here. The reader cannot tell a truncated frame from a complete one, hence pass 2.
-    size = 0
-    with dctx.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
-        while chunk := reader.read(min(_CHUNK, cap + 1 - size)):
-            size += len(chunk)
-            if size > cap:
-                raise _too_big(cap)
-    # Pass 2 decodes frame by frame (now known to fit the cap) and checks each one ends.
-    out = _Sink(cap)
-    pending = data
-    while pending:
-        obj = dctx.decompressobj()
-        out.add(obj.decompress(pending))
-        if not obj.eof:
-            raise DecodeError("truncated zstd body")
-        pending = obj.unused_data
-    return out.result()
 
 
 def _identity(data: bytes, cap: int) -> bytes:

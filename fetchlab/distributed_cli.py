@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from foundation.console import Console, new_table
-
-if TYPE_CHECKING:
-    from rich.table import Table
-
 from crawler.merge import merge_archives
 from crawler.redis_conn import default_worker_name
 from crawler.redis_status import JobStatus, job_status
+from foundation.console import Console, new_table
 from foundation.errors import FetchlabError, UsageError
 from foundation.hashes import sha1
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["job_overrides", "merge_cmd", "status_cmd", "worker_name"]
 
