@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from crawler.core.urls import exact_url
+from crawler.core.urls import exact_url, splice, splice_dirs, splice_origin, splice_relative
 from crawler.decode import decode_body
 from foundation.errors import InvalidURLError
 
@@ -67,6 +67,8 @@ _REFRESH = re.compile(
 _SPACES = re.compile(r"\s+")
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _XML_TYPES = frozenset({"application/xml", "text/xml", "application/gzip", "application/x-gzip"})
+# codecs that read ASCII bytes as ASCII (not so UTF-16, UTF-7 or the ISO-2022 family)
+_ASCII_SUPERSETS = frozenset({"utf-8", "cp1252", "iso8859-1"})
 # Sniff at most this much of the body for <meta charset> (HTML spec: the first 1024 bytes).
 _SNIFF = 4096
 
@@ -143,6 +145,10 @@ def parse_page(inp: ParseInput) -> ParsedPage:
     try:
         body = decode_body(inp.body, inp.content_encoding, inp.max_decoded)
         charset, skip = detect_charset(inp.content_type, body)
+        if not skip and charset in _ASCII_SUPERSETS and body.isascii():
+            # lexbor reads UTF-8 bytes: ASCII ones are the same text, without a decode here and
+            # selectolax's encode back (~15 us of a 26 KB page's ~200)
+            return _extract(inp.url, body, charset)
         text = body[skip:].decode(charset, "replace") if skip else body.decode(charset, "replace")
         return _extract(inp.url, text, charset)
     except Exception as exc:  # the pool must get a result for every page, whatever the bytes
@@ -153,7 +159,7 @@ def _rel_tokens(value: str | None) -> frozenset[str]:
     return frozenset(value.lower().split()) if value else frozenset()
 
 
-def _extract(url: str, text: str, charset: str) -> ParsedPage:
+def _extract(url: str, text: str | bytes, charset: str) -> ParsedPage:
     # imported where used: the crawler's main process imports this module (the page steps)
     # but parses nothing when a parser pool runs, and lexbor + lxml cost it ~9 MB of RSS
     from selectolax.lexbor import LexborHTMLParser
@@ -171,7 +177,7 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
     for node in nodes:
         tag = node.tag
         if tag == "a" or tag == "area":
-            attrs = node.attrs
+            attrs = node.attributes  # one dict: faster than node.attrs' lookups
             href = attrs.get("href")
             if href is None:
                 continue
@@ -180,7 +186,7 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
             if rel and "nofollow" in rel.lower().split():
                 blocked.add(href)
         elif tag == "link":
-            attrs = node.attrs
+            attrs = node.attributes
             href = attrs.get("href")
             rels = _rel_tokens(attrs.get("rel"))
             if href is None or not rels:
@@ -190,7 +196,7 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
             if rels & _NAV_RELS and not rels & _NOT_PAGES:
                 hrefs.append(href)
         elif tag == "meta":
-            attrs = node.attrs
+            attrs = node.attributes
             content = attrs.get("content")
             if content is None:
                 continue
@@ -249,8 +255,9 @@ def _extract(url: str, text: str, charset: str) -> ParsedPage:
 class _Resolver:
     """Exact absolute URL of an href, or None (a link to the page itself, or invalid)."""
 
-    __slots__ = ("base", "origin")
+    __slots__ = ("base", "dirs", "origin", "spliced")
     origin: str | None
+    spliced: str | None
 
     def __init__(self, base: str) -> None:
         # An exact base in the common shape lets exact_url() splice relative links without
@@ -262,14 +269,29 @@ class _Resolver:
         # scheme://host[:port] of the base, for root-relative links (the most common).
         cut = self.base.find("/", self.base.find("//") + 2)
         self.origin = self.base[:cut] if self.base.startswith("http") and cut > 0 else None
+        # the common shapes of links joined by concatenation (1.1 us a root-relative link and
+        # ~1.3 a relative one, against 2.0 and 4.0 through exact_url; test site, 2026-12-08)
+        self.spliced = splice_origin(self.base)
+        self.dirs = splice_dirs(self.base)
 
     def __call__(self, href: str) -> str | None:
         href = href.strip()
         if not href or href[0] == "#":
             return None
         try:
-            if self.origin is not None and href[0] == "/" and href[1:2] != "/":
-                return exact_url(self.origin + href)
+            if href[0] == "/":
+                if self.origin is not None and href[1:2] != "/":
+                    if self.spliced is not None:
+                        exact = splice(self.spliced, href)
+                        if exact is not None:
+                            return exact
+                    return exact_url(self.origin + href)
+            elif href.startswith(("http://", "https://")):
+                return exact_url(href)  # (absolute: the base plays no part)
+            elif self.dirs is not None:
+                exact = splice_relative(self.dirs, href)
+                if exact is not None:
+                    return exact
             return exact_url(href, self.base)
         except InvalidURLError:
             return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +11,7 @@ from crawler.core.frontier import FrontierItem
 from crawler.core.robots import RobotsRules, rules_from_response
 from crawler.core.scheduler import (
     DRY_RECHECK,
-    RECENT_LINKS,
+    MIN_TABLE,
     Commit,
     CrawlScheduler,
     LinkFilter,
@@ -210,8 +212,8 @@ def test_forget_links_offers_them_again() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.lists(st.integers(0, 300), max_size=40), max_size=60),
-    st.sampled_from([1, 3, 50, 10_000]),
+    st.lists(st.lists(st.integers(0, 2000), max_size=40), max_size=60),
+    st.sampled_from([1, 3, 50, 700, 10_000]),
 )
 def test_link_filter_sends_new_links_once_and_stays_bounded(
     pages: list[list[int]], size: int
@@ -227,5 +229,14 @@ def test_link_filter_sends_new_links_once_and_stays_bounded(
         else:  # a forgotten link may come again, but a link never met always comes
             assert set(fresh) <= set(sent) and len(set(sent)) == len(sent)
         seen.update(links)
-        assert len(f._new) + len(f._old) <= 2 * (size + RECENT_LINKS)
-        assert list(f._new) == sorted(f._new) and list(f._old) == sorted(f._old)
+        for table in (f._table, f._old or array("q")):
+            assert len(table) <= max(MIN_TABLE, 4 * size)  # bounded: two tables at most
+        assert f._count == len(f._table) - f._table.count(0) < size
+
+
+def test_link_filter_tables_grow_without_losing_keys() -> None:
+    f = LinkFilter(None, size=1_000_000)
+    links = [f"http://a.test/{n}" for n in range(20_000)]
+    assert f(links[:100]) == tuple(links[:100])
+    assert f(links) == tuple(links[100:])  # grown several times within one call
+    assert f(links) == () and len(f._table) == 32_768 and f._old is None

@@ -195,6 +195,74 @@ def test_fast_join_matches_urljoin(ref: str, base: str) -> None:
     assert canonicalize(joined) == want
 
 
+SPLICE_BASES = [
+    "http://127.0.0.1:8080/a/b.html",
+    "https://example.com/",
+    "http://example.com:443/x?y=1",
+    "http://example.com:80/",  # not exact (default port): no splicing
+    "http://Example.com/",  # not exact: no splicing
+    "http://a..b/",  # invalid host: no splicing
+]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    ref=st.text(alphabet="/ab.?=&#:%;-~_\t ", max_size=16).map(lambda r: "/" + r),
+    base=st.sampled_from(SPLICE_BASES),
+)
+def test_splice_is_exact_url_of_the_joined_link(ref: str, base: str) -> None:
+    origin = urls.splice_origin(base)
+    if origin is None:
+        assert base in ("http://example.com:80/", "http://Example.com/", "http://a..b/")
+        return
+    spliced = urls.splice(origin, ref)
+    if spliced is not None:
+        assert spliced == exact_url(ref, base) == exact_url(origin + ref)
+
+
+def test_splice_takes_the_common_links_only() -> None:
+    origin = urls.splice_origin("http://127.0.0.1:8080/a/b.html")
+    assert origin == "http://127.0.0.1:8080"
+    assert (
+        urls.splice(origin, "/x/p1.html?ref=1&v=2") == "http://127.0.0.1:8080/x/p1.html?ref=1&v=2"
+    )
+    for ref in ("//other.test/x", "/a/../b", "/a#top", "/a b", "/a?q", "/%41", "/x" * 4000):
+        assert urls.splice(origin, ref) is None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    ref=st.text(alphabet="ab./?=&#:%;-~_@", max_size=16),
+    ups=st.integers(0, 4),
+    base=st.sampled_from(
+        [
+            "http://127.0.0.1:8080/a/b.html",
+            "https://example.com/",
+            "http://example.com:81/x/y/z?q=1",
+            "http://example.com/d/",
+        ]
+    ),
+)
+def test_splice_relative_is_exact_url_of_the_link(ref: str, ups: int, base: str) -> None:
+    ref = "../" * ups + ref
+    dirs = urls.splice_dirs(base)
+    assert dirs is not None
+    spliced = urls.splice_relative(dirs, ref)
+    if spliced is not None:
+        assert spliced == exact_url(ref, base) == urljoin(base, ref)
+
+
+def test_splice_relative_takes_the_common_links_only() -> None:
+    dirs = urls.splice_dirs("http://h.test/a/b/c.html")
+    assert dirs == ("http://h.test/a/b/", "http://h.test/a/", "http://h.test/")
+    assert urls.splice_relative(dirs, "p2.html?x=1") == "http://h.test/a/b/p2.html?x=1"
+    assert urls.splice_relative(dirs, "../../../../p.html") == "http://h.test/p.html"
+    for ref in ("./p", "a/./b", "a//b", "x:y", "?x=1", "a#b", "a b", "%41", ".hidden", "a/.."):
+        assert urls.splice_relative(dirs, ref) is None, ref
+    assert urls.splice_dirs("http://h.test/a//b") is None
+    assert urls.splice_dirs("http://H.test/a") is None
+
+
 def test_fast_path_taken_for_common_links() -> None:
     assert urls._fast("http://127.0.0.1:8080/page/1.html") == "http://127.0.0.1:8080/page/1.html"
     assert urls._fast("http://example.com:80/x") == "http://example.com/x"
