@@ -88,6 +88,9 @@ class PagesLog:
     def fsync(self) -> None:
         os.fsync(self._fh.fileno())
 
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.flush()

@@ -270,7 +270,7 @@ class _Resolver:
         cut = self.base.find("/", self.base.find("//") + 2)
         self.origin = self.base[:cut] if self.base.startswith("http") and cut > 0 else None
         # the common shapes of links joined by concatenation (1.1 us a root-relative link and
-        # ~1.3 a relative one, against 2.0 and 4.0 through exact_url; test site, 2026-12-08)
+        # ~1.3 a relative one, against 2.0 and 4.0 through exact_url; test site, 2026-12-07)
         self.spliced = splice_origin(self.base)
         self.dirs = splice_dirs(self.base)
 

@@ -16,7 +16,6 @@ again (a few pages in flight at the same instant; measured in docs/comparisons.m
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections import OrderedDict
@@ -68,12 +67,14 @@ class WorkerArchive(ArchiveWriter):
         max_file_bytes: int = 1_000_000_000,
         gzip_level: int = 3,
         fsync_interval: float = 5.0,
+        sync_in_thread: bool = False,
     ) -> None:
         super().__init__(
             out,
             max_file_bytes=max_file_bytes,
             gzip_level=gzip_level,
             fsync_interval=fsync_interval,
+            sync_in_thread=sync_in_thread,
         )
         self.worker = worker
         self._local: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -150,11 +151,11 @@ class WorkerArchive(ArchiveWriter):
         self._written.append((digest, uri, date, offset))
 
     def sync(self) -> None:
-        if self._fh is not None:
-            os.fsync(self._fh.fileno())
+        self._fsync([] if self._fh is None else [self._fh.fileno()])
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
+        self._end_sync_thread()
         self._close_file()
         if self._shared is not None:
             self._shared.close()

@@ -4,7 +4,7 @@ The decisions (which URL starts next within ``concurrency`` and ``per_host``, wh
 finished URL becomes, which links enter the frontier) are :class:`crawler.core.scheduler.
 CrawlScheduler`'s; effects run through :class:`drivers.crawl_async_effects.AsyncEffects`;
 parsing goes to a bounded, batched process pool (:class:`foundation.offload.BatchOffload`) and
-writing to the WARC writer thread (:class:`crawler.commit.CommitPipeline`: links committed, then
+writing, on the loop, to :class:`crawler.commit.CommitPipeline` (links committed, then
 records and the pages.jsonl line, then the URL marked done, which makes a SIGKILL at any instant
 safe). A task keeps its global place until its page is committed, so when parsing or writing lag,
 fetching slows down: memory stays flat however fast the network is.
@@ -102,7 +102,12 @@ class Engine:
     async def _run(self) -> EngineResult:
         s = self.settings
         raise_nofile_limit(s.concurrency + 512)
-        writer = ArchiveWriter(s.out, max_file_bytes=s.warc_max_bytes, gzip_level=s.warc_gzip_level)
+        writer = ArchiveWriter(
+            s.out,
+            max_file_bytes=s.warc_max_bytes,
+            gzip_level=s.warc_gzip_level,
+            sync_in_thread=True,  # written on the loop (crawler.commit): no fsync there
+        )
         self._commit = CommitPipeline(self.frontier, writer)
         report = await self._commit.open()
         repaired = self.ledger.begin(report, self._commit.checkpoint)

@@ -151,6 +151,7 @@ async def _worker(
         index,
         max_file_bytes=settings.warc_max_bytes,
         gzip_level=settings.warc_gzip_level,
+        sync_in_thread=True,  # written on the loop: the periodic fsync must not stop it
     )
     try:
         archive.open()

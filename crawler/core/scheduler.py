@@ -202,7 +202,7 @@ class LinkFilter:
     object): 2.7 MiB in each of the three processes of a 20,000-page crawl (tracemalloc,
     2026-12-07). Sorted arrays (8 bytes a key, searched with ``bisect``) were tried first: the
     binary searches cost ~0.45 us a link, 19 us a page of the test site against 6.5 here
-    (20,000 pages, 41 links each, 2026-12-08), and a worker meets every link of every page.
+    (20,000 pages, 41 links each, 2026-12-07), and a worker meets every link of every page.
     """
 
     def __init__(self, scope: Scope | None, size: int = SEEN_CACHE) -> None:

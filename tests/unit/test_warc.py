@@ -120,6 +120,39 @@ def test_rotation(tmp_path: Path) -> None:
     assert all(r[0] == "warcinfo" for r in records(tmp_path) if r[1] is None)
 
 
+def test_fsync_in_its_thread_while_files_rotate(tmp_path: Path) -> None:
+    """sync_in_thread: every write may start a sync (interval 0) while files rotate under it."""
+    w = ArchiveWriter(tmp_path, max_file_bytes=1500, fsync_interval=0.0, sync_in_thread=True)
+    w.open()
+    for i in range(30):
+        w.write(job(f"http://a.test/{i}", os.urandom(400)))
+    w.close()
+    assert sum(r[0] == "response" for r in records(tmp_path)) == 30
+    assert len(list(iter_pages(tmp_path / "pages.jsonl"))) == 30
+
+
+def test_a_failed_fsync_in_its_thread_fails_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crawler.warc as warc_module
+    from foundation.errors import StorageError
+
+    w = ArchiveWriter(tmp_path, fsync_interval=0.0, sync_in_thread=True)
+    w.open()
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(warc_module.os, "fsync", failing)
+    w.write(job("http://a.test/1", b"one"))  # starts the sync that fails
+    assert w._sync_pool is not None
+    w._sync_pool.submit(lambda: None).result()  # (the sync thread is done with it)
+    with pytest.raises(StorageError, match="cannot sync the archive.*Input/output error"):
+        w.write(job("http://a.test/2", b"two"))
+    monkeypatch.undo()
+    w.close()
+
+
 def test_repair_after_torn_writes(tmp_path: Path) -> None:
     w = ArchiveWriter(tmp_path)
     w.open()
