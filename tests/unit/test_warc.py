@@ -147,7 +147,7 @@ def test_a_failed_fsync_in_its_thread_fails_the_next_write(
     w.write(job("http://a.test/1", b"one"))  # starts the sync that fails
     assert w._sync_pool is not None
     w._sync_pool.submit(lambda: None).result()  # (the sync thread is done with it)
-    with pytest.raises(StorageError, match="cannot sync the archive.*Input/output error"):
+    with pytest.raises(StorageError, match=r"cannot sync the archive.*Input/output error"):
         w.write(job("http://a.test/2", b"two"))
     monkeypatch.undo()
     w.close()
