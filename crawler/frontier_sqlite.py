@@ -43,8 +43,8 @@ COMMIT_EVERY = 5000
 _ADD_CHUNK = 1000
 # Rows per multi-row statement. One statement is one sqlite3_step, and the sqlite3 module releases
 # the GIL around each step: executemany() released it once per row, and on the event loop each
-# release could wait for another thread (then the WARC writer's) to hand the GIL back. 100 x 5 parameters stays under
-# the 999-variable limit of old SQLite builds.
+# release could wait for another thread (then the WARC writer's) to hand the GIL back.
+# 100 x 5 parameters stays under the 999-variable limit of old SQLite builds.
 _ROWS_PER_STATEMENT = 100
 _FPS_PER_QUERY = 500  # fingerprints per states() query, under the 999-variable limit
 _INSERT = "INSERT OR IGNORE INTO urls (fp, url, depth, priority, parent) VALUES "
