@@ -134,7 +134,6 @@ def test_fsync_in_its_thread_while_files_rotate(tmp_path: Path) -> None:
 def test_a_failed_fsync_in_its_thread_fails_the_next_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import crawler.warc as warc_module
     from foundation.errors import StorageError
 
     w = ArchiveWriter(tmp_path, fsync_interval=0.0, sync_in_thread=True)
@@ -143,7 +142,7 @@ def test_a_failed_fsync_in_its_thread_fails_the_next_write(
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(warc_module.os, "fsync", failing)
+    monkeypatch.setattr(os, "fsync", failing)  # (the writer calls os.fsync)
     w.write(job("http://a.test/1", b"one"))  # starts the sync that fails
     assert w._sync_pool is not None
     w._sync_pool.submit(lambda: None).result()  # (the sync thread is done with it)
