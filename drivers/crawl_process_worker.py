@@ -10,8 +10,11 @@ the WARC writer and (at the first fetcher) aiohttp stay out of its memory.
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from crawler.core.frontier import FrontierItem
 from crawler.core.scheduler import LinkFilter, link_depth, retries_later
@@ -34,9 +37,10 @@ from crawler.worker_archive import WorkerArchive
 from drivers.crawl_async_effects import AsyncEffects
 from drivers.crawl_asyncio import shared_hosts
 from drivers.crawl_places import HostPlaces
-from foundation.loop_pipe import LoopPipeReader, LoopPipeWriter
+from drivers.crawl_run import SWITCH_INTERVAL
 from foundation.pool_worker import ignore_sigint
 from foundation.runtime import raise_nofile_limit, run
+from foundation.worker_pipe import PipeSender
 
 # a worker's results wait at most this long to leave together: 20,000-page site at the default
 # flags, against one message per loop tick: ~9 % less CPU a page (fewer messages), the same
@@ -104,48 +108,44 @@ def worker_main(
     settings: CrawlerSettings,
     scope: Scope | None,
     index: int,
-    inq: Connection,
+    inq: Any,
     outq: Connection,
     concurrency: int,
 ) -> None:
     """Top-level (picklable) body of worker process ``index``; results leave on ``outq``, this
-    worker's own pipe (see :mod:`foundation.worker_pipe` for why one a worker)."""
+    worker's own pipe (see :mod:`foundation.worker_pipe`)."""
     ignore_sigint()  # (started with it blocked: foundation.child_process)
-    run(_worker(settings, scope, index, inq, outq, concurrency), settings.loop)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # the loop hands results to the sender's thread
+    sender = PipeSender(outq, "crawl-outbox")
+    try:
+        run(_worker(settings, scope, index, inq, sender, concurrency), settings.loop)
+    finally:
+        sender.close()
 
 
 async def _worker(
     settings: CrawlerSettings,
     scope: Scope | None,
     index: int,
-    inq: Connection,
-    outq_end: Connection,
+    inq: Any,
+    outq: PipeSender,
     concurrency: int,
 ) -> None:
     raise_nofile_limit(concurrency + 256)
-    inbox: asyncio.Queue[object | None] = asyncio.Queue()
-    # both pipes on the loop itself: helper threads cost more in GIL hand-overs than the
-    # pickling they took off the loop (foundation.loop_pipe)
-    reader = LoopPipeReader(inq, inbox.put_nowait)
-    outq = LoopPipeWriter(outq_end)
-    await reader.start()
-    await outq.start()
-    try:
-        await _crawl(settings, scope, index, inbox, outq, concurrency)
-    finally:
-        reader.close()
-        await outq.aclose()
-
-
-async def _crawl(
-    settings: CrawlerSettings,
-    scope: Scope | None,
-    index: int,
-    inbox: asyncio.Queue[object | None],
-    outq: LoopPipeWriter,
-    concurrency: int,
-) -> None:
     loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[list[object] | None] = asyncio.Queue()
+
+    def reader() -> None:  # blocking pipe reads stay off the loop, and never wait for it
+        while True:
+            try:
+                batch = inq.recv()
+            except EOFError:
+                batch = None
+            loop.call_soon_threadsafe(inbox.put_nowait, batch)
+            if batch is None:
+                return
+
+    threading.Thread(target=reader, name="crawl-inbox", daemon=True).start()
     archive = WorkerArchive(
         settings.out,
         index,
@@ -219,7 +219,6 @@ async def _crawl(
 
     try:
         while (batch := await inbox.get()) is not None:
-            assert isinstance(batch, list)
             for msg in batch:
                 if isinstance(msg, FrontierItem):
                     begin(msg, None)
