@@ -19,8 +19,8 @@ from foundation.errors import StorageError
 
 __all__ = ["SWITCH_INTERVAL", "EngineResult", "seed_frontier", "storage_check"]
 
-# seconds, for the asyncio engine, the processes mode's workers and their coordinator: a thread
-# that hands data over (the WARC writer, a pool's or a pipe's sender) releases the GIL at every
+# seconds, for the processes mode's workers and their coordinator: a thread that hands data
+# over (a pipe's sender or reader; once the asyncio engine's WARC writer) releases the GIL at every
 # SQLite step or pipe write, and getting it back waited up to the 5 ms default (cProfile: 1.0
 # ms per pipe write at 5 ms, 0.16 ms at 1 ms; the engine went 668 -> 764 pages/s, medians of 3
 # interleaved runs on the 2,000-page site; a worker's put to its sender 0.4 ms at 5 ms)
