@@ -46,7 +46,7 @@ class CrawlerSettings(FrozenModel, frozen=True, kw_only=True):
     # also pack the archive into <out>/<name of out>.wacz when the crawl finishes
     wacz: bool = False
     # one: the main process (event loop and archive writer) is the bottleneck, and one parser
-    # process parses ~2,400 pages/s; a second only competed for the cores (docs/crawler.md)
+    # process parses ~5,000 pages/s; a second only competed for the cores (docs/crawler.md)
     parse_workers: Annotated[int, Meta(ge=0, le=256)] = 1
     parse_batch: Annotated[int, Meta(ge=1, le=1024)] = 16
     max_pending_parse: Annotated[int, Meta(ge=1)] = 256
