@@ -53,6 +53,11 @@ _ENCODED_NAME = re.compile(
     rf"<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*",
     re.IGNORECASE,
 )
+# a Subject made of encoded words only (as email generators fold a non-ASCII subject): the stdlib
+# decodes each and drops the white space between them (RFC 2047 6.2)
+_WORD = r"=\?(utf-8|us-ascii|iso-8859-1)\?([bq])\?([!-<>@-~][!->@-~]*)\?="
+_ENCODED_TEXT = re.compile(rf"[ \t]*{_WORD}(?:[ \t]+{_WORD})*[ \t]*", re.IGNORECASE)
+_ONE_WORD = re.compile(_WORD, re.IGNORECASE)
 _Q_BYTE = re.compile(rb"=([a-fA-F0-9]{2})")
 _SPECIALS = frozenset('()<>@,:;."[]\\')  # a display name with one of these is quoted
 _PLAIN_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
@@ -149,12 +154,15 @@ def _field(name: str, value: str) -> str:
             shown = _encoded_name(*m.groups())
             if shown is not None:
                 return shown
+    elif name == "Subject" and value.isascii() and _ENCODED_TEXT.fullmatch(value):
+        shown = _encoded_text(value)
+        if shown is not None:
+            return shown
     return _stdlib_value(name, value)
 
 
-def _encoded_name(charset: str, cte: str, payload: str, addr: str) -> str | None:
-    """``=?cs?b|q?...?= <addr>`` as ``Address.__str__`` shows it, or None when the decoded name
-    is anything but plain printable words (quoting, stray spaces: the stdlib decides those)."""
+def _decoded_word(charset: str, cte: str, payload: str) -> str | None:
+    """The text of one RFC 2047 word, or None where the stdlib would repair or replace."""
     data = payload.encode("ascii")
     try:
         if cte in "bB":
@@ -165,12 +173,32 @@ def _encoded_name(charset: str, cte: str, payload: str, addr: str) -> str | None
             raw = _Q_BYTE.sub(
                 lambda m: bytes.fromhex(m.group(1).decode()), data.replace(b"_", b" ")
             )
-        name = raw.decode(charset)
+        return raw.decode(charset)
     except (binascii.Error, UnicodeDecodeError):
         return None
+
+
+def _encoded_name(charset: str, cte: str, payload: str, addr: str) -> str | None:
+    """``=?cs?b|q?...?= <addr>`` as ``Address.__str__`` shows it, or None when the decoded name
+    is anything but plain printable words (quoting, stray spaces: the stdlib decides those)."""
+    name = _decoded_word(charset, cte, payload)
     if not name or not name.isprintable() or name != name.strip() or not _SPECIALS.isdisjoint(name):
         return None
     return _clean(f"{name} <{addr}>")
+
+
+def _encoded_text(value: str) -> str | None:
+    """A Subject of encoded words only, as the stdlib shows it (each decoded, no white space
+    between them), or None when a word decodes to anything but printable text. The test
+    corpus's non-ASCII subjects are all of this form: through the stdlib's header registry they
+    were ~60 us each, a third of the writer thread's work in a 20,000-message backup."""
+    parts = []
+    for m in _ONE_WORD.finditer(value):
+        text = _decoded_word(*m.groups())
+        if text is None or not text.isprintable():
+            return None
+        parts.append(text)
+    return _clean("".join(parts))
 
 
 def _date(value: str, problems: list[str]) -> str | None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from mailsync.core.headers import (
     _ENCODED_NAME,
+    _ENCODED_TEXT,
     _PLAIN_ADDRESS,
     _PLAIN_ID,
     MAX_HEADER_BYTES,
@@ -260,7 +261,37 @@ _encoded_names = st.builds(
     st.sampled_from(["a@b.c", "j.m@example.de"]),
 )
 
+# a Subject of encoded words, as generators fold one: words of any text, any white space between
+_encoded_subjects = st.builds(
+    lambda words, gaps, lead, tail: (
+        lead + "".join(w + g for w, g in zip(words[:-1], gaps, strict=False)) + words[-1] + tail
+    ),
+    st.lists(
+        st.one_of(
+            st.builds(
+                _encoded,
+                st.text(st.characters(max_codepoint=0x2FF, exclude_categories=["Cs"]), max_size=10),
+                st.sampled_from(["b", "q"]),
+                st.just("utf-8"),
+            ),
+            st.builds(
+                _encoded,
+                st.text(st.characters(max_codepoint=0xFF, exclude_categories=["Cs"]), max_size=10),
+                st.sampled_from(["b", "q"]),
+                st.just("iso-8859-1"),
+            ),
+        ).filter(lambda w: w.count("=?") == 1),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.sampled_from([" ", "\t", "  ", " \t "]), min_size=3, max_size=3),
+    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from(["", " ", "  "]),
+)
+
 _printable = st.one_of(
+    _encoded_subjects,
+    st.from_regex(_ENCODED_TEXT, fullmatch=True).filter(str.isascii),
     st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
     # exactly the forms the fast path renders itself, with hypothesis' edge cases in them
     st.from_regex(_PLAIN_ADDRESS, fullmatch=True),
