@@ -272,7 +272,7 @@ class _Resolver:
         # the common shapes of links joined by concatenation (1.1 us a root-relative link and
         # ~1.3 a relative one, against 2.0 and 4.0 through exact_url; test site, 2026-12-07)
         self.spliced = splice_origin(self.base)
-        self.dirs = splice_dirs(self.base)
+        self.dirs = None if self.spliced is None else splice_dirs(self.spliced, self.base)
 
     def __call__(self, href: str) -> str | None:
         href = href.strip()

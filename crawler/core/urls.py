@@ -89,6 +89,23 @@ def _fast_valid(m: re.Match[str]) -> bool:
     return ".." not in m.group("host") and (port is None or (port[0] != "0" and int(port) <= 65535))
 
 
+def _unchanged(m: re.Match[str], url: str) -> bool:
+    """A ``_FAST`` match of ``url`` that :func:`exact_url` returns as it is: a path, valid (as
+    :func:`_fast_valid` says, inline: one ``group`` call, ~0.4 us a link less), and no default
+    port (which ``_shape`` drops)."""
+    host, port, path = m.group("host", "port", "path")
+    return (
+        path is not None
+        and ".." not in host
+        and (
+            port is None
+            or (
+                port[0] != "0" and int(port) <= 65535 and port != ("80" if url[4] == ":" else "443")
+            )
+        )
+    )
+
+
 def _fast(url: str) -> str | None:
     """The canonical form of a URL in the common shape, or None to take the w3lib path."""
     m = _FAST.fullmatch(url)
@@ -291,23 +308,10 @@ def exact_url(url: str, base: str | None = None) -> str:
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters")
     m = _FAST.fullmatch(url)
-    if m is not None:
-        host, port, path = m.group("host", "port", "path")
-        if (
-            path is not None
-            and ".." not in host
-            and (
-                port is None
-                or (
-                    port[0] != "0"
-                    and int(port) <= 65535
-                    and port != ("80" if url[4] == ":" else "443")  # _shape drops it
-                )
-            )
-        ):
-            # the common shape: already exact (and valid; as _fast_valid, inline). Not through
-            # _fast, whose second regex match and query sorting an exact URL does not want
-            return url
+    if m is not None and _unchanged(m, url):
+        # the common shape: already exact (and valid). Not through _fast, whose second regex
+        # match and query sorting an exact URL does not want
+        return url
     exact = _shape(url)
     if len(exact) > MAX_URL_LENGTH:
         raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters")
@@ -319,12 +323,9 @@ def splice_origin(base: str) -> str | None:
     """``scheme://host[:port]`` of ``base`` when :func:`splice` may join links onto it: ``base``
     is an exact URL in the common shape (the one :func:`exact_url` returns unchanged)."""
     m = _FAST.fullmatch(base)
-    if m is None or m.group("path") is None or not _fast_valid(m):
+    if m is None or not _unchanged(m, base):
         return None
-    port = m.group("port")
-    if port == str(_DEFAULT_PORTS[base[:5].rstrip(":")]):
-        return None
-    return base[: m.end("port") if port is not None else m.end("host")]
+    return base[: m.end("port") if m.group("port") is not None else m.end("host")]
 
 
 def splice(origin: str, ref: str) -> str | None:
@@ -346,13 +347,10 @@ _REL_REF = re.compile(
 )
 
 
-def splice_dirs(base: str) -> tuple[str, ...] | None:
+def splice_dirs(origin: str, base: str) -> tuple[str, ...] | None:
     """``origin/dir/`` for the directory of exact URL ``base`` and each above it, nearest first:
-    what :func:`splice_relative` joins links onto. None when ``base`` is not in the common shape
-    (:func:`splice_origin`) or its path has an empty segment (urljoin's business)."""
-    origin = splice_origin(base)
-    if origin is None:
-        return None
+    what :func:`splice_relative` joins links onto; ``origin = splice_origin(base)``. None when
+    the path has an empty segment (urljoin's business)."""
     path = base[len(origin) :].split("?", 1)[0]
     if "//" in path:
         return None
@@ -365,7 +363,8 @@ def splice_dirs(base: str) -> tuple[str, ...] | None:
 
 def splice_relative(dirs: tuple[str, ...], ref: str) -> str | None:
     """``exact_url(ref, base)`` for a relative ``ref`` in the common shape (``p2.html``,
-    ``../a/p3.html?x=1``) and ``dirs = splice_dirs(base)``; None for any other ``ref``."""
+    ``../a/p3.html?x=1``) and ``dirs = splice_dirs(origin, base)``; None for any other
+    ``ref``."""
     up = _UPS.match(ref).end()  # type: ignore[union-attr]  # (matches any string)
     if _REL_REF.fullmatch(ref, up) is None:
         return None

@@ -245,7 +245,9 @@ def test_splice_takes_the_common_links_only() -> None:
 )
 def test_splice_relative_is_exact_url_of_the_link(ref: str, ups: int, base: str) -> None:
     ref = "../" * ups + ref
-    dirs = urls.splice_dirs(base)
+    origin = urls.splice_origin(base)
+    assert origin is not None
+    dirs = urls.splice_dirs(origin, base)
     assert dirs is not None
     spliced = urls.splice_relative(dirs, ref)
     if spliced is not None:
@@ -253,14 +255,14 @@ def test_splice_relative_is_exact_url_of_the_link(ref: str, ups: int, base: str)
 
 
 def test_splice_relative_takes_the_common_links_only() -> None:
-    dirs = urls.splice_dirs("http://h.test/a/b/c.html")
+    dirs = urls.splice_dirs("http://h.test", "http://h.test/a/b/c.html")
     assert dirs == ("http://h.test/a/b/", "http://h.test/a/", "http://h.test/")
     assert urls.splice_relative(dirs, "p2.html?x=1") == "http://h.test/a/b/p2.html?x=1"
     assert urls.splice_relative(dirs, "../../../../p.html") == "http://h.test/p.html"
     for ref in ("./p", "a/./b", "a//b", "x:y", "?x=1", "a#b", "a b", "%41", ".hidden", "a/.."):
         assert urls.splice_relative(dirs, ref) is None, ref
-    assert urls.splice_dirs("http://h.test/a//b") is None
-    assert urls.splice_dirs("http://H.test/a") is None
+    assert urls.splice_dirs("http://h.test", "http://h.test/a//b") is None
+    assert urls.splice_origin("http://H.test/a") is None
 
 
 def test_fast_path_taken_for_common_links() -> None:
